@@ -1,0 +1,77 @@
+//! The admin API: a separate listener, behind a bearer token, for managing
+//! namespaces and scripts. It never serves tenant traffic, and the data
+//! plane never serves these routes.
+
+mod auth;
+mod error;
+mod namespaces;
+mod scripts;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::routing::get;
+
+pub use auth::{AdminToken, TOKEN_ENV, TOKEN_FILE, TokenSource, resolve_token};
+pub use error::{ApiError, ApiResult};
+
+use crate::names::Name;
+use crate::runtime::Runtime;
+use crate::store::NamespaceStore;
+
+/// Shared state of admin handlers.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The runtime (for deploys, cache eviction and stats).
+    pub runtime: Arc<Runtime>,
+    /// The namespace that cannot be deleted.
+    pub default_namespace: Name,
+    /// Largest accepted upload body.
+    pub max_upload_bytes: usize,
+}
+
+impl AdminState {
+    fn store(&self) -> &Arc<dyn NamespaceStore> {
+        self.runtime.store()
+    }
+}
+
+/// Runs blocking store work off the async reactor.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?
+}
+
+async fn runtime_stats(State(state): State<AdminState>) -> ApiResult {
+    Ok(error::ok(state.runtime.stats()))
+}
+
+async fn no_route(request: Request) -> ApiError {
+    ApiError::NoRoute {
+        method: request.method().to_string(),
+        path: request.uri().path().to_owned(),
+    }
+}
+
+/// The admin router, with authentication applied to every route.
+pub fn router(state: AdminState, token: AdminToken) -> Router {
+    let body_limit = state.max_upload_bytes;
+    Router::new()
+        .route("/v1/runtime", get(runtime_stats))
+        .route("/v1/namespaces", get(namespaces::list).post(namespaces::create))
+        .route("/v1/namespaces/{ns}", get(namespaces::get).delete(namespaces::delete))
+        .route("/v1/namespaces/{ns}/scripts", get(scripts::list))
+        .route(
+            "/v1/namespaces/{ns}/scripts/{name}",
+            get(scripts::get).put(scripts::upload).delete(scripts::delete),
+        )
+        .route("/v1/namespaces/{ns}/scripts/{name}/content", get(scripts::content))
+        .fallback(no_route)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .route_layer(axum::middleware::from_fn_with_state(token, auth::require_token))
+        .with_state(state)
+}

@@ -1,0 +1,211 @@
+//! `/v1/namespaces/{ns}/scripts` endpoints: upload, list, get, content,
+//! delete.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use serde::Serialize;
+
+use super::error::{ApiError, ApiResult, ok};
+use super::{AdminState, blocking};
+use crate::deploy::{ScriptMetadata, deploy};
+use crate::names::Name;
+use crate::store::{ScriptRecord, StoreError, rfc3339};
+
+/// A script as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct ScriptInfo {
+    namespace: Name,
+    name: Name,
+    sha256: String,
+    size: u64,
+    version: u64,
+    created_on: String,
+    modified_on: String,
+    tags: Vec<String>,
+    vars: std::collections::BTreeMap<String, String>,
+}
+
+impl From<ScriptRecord> for ScriptInfo {
+    fn from(r: ScriptRecord) -> Self {
+        Self {
+            created_on: rfc3339(r.created_ms),
+            modified_on: rfc3339(r.modified_ms),
+            namespace: r.namespace,
+            name: r.name,
+            sha256: r.sha256,
+            size: r.size,
+            version: r.version,
+            tags: r.tags,
+            vars: r.vars,
+        }
+    }
+}
+
+fn names(ns: &str, script: &str) -> Result<(Name, Name), ApiError> {
+    Ok((
+        Name::new(ns).map_err(ApiError::name("namespace name"))?,
+        Name::new(script).map_err(ApiError::name("script name"))?,
+    ))
+}
+
+fn not_found(ns: &Name, script: &Name) -> ApiError {
+    ApiError::ScriptNotFound {
+        namespace: ns.to_string(),
+        script: script.to_string(),
+    }
+}
+
+pub(super) async fn list(State(state): State<AdminState>, Path(ns): Path<String>) -> ApiResult {
+    let ns = Name::new(&ns).map_err(ApiError::name("namespace name"))?;
+    let scripts = blocking(move || {
+        if state.store().get_namespace(&ns)?.is_none() {
+            return Err(StoreError::NamespaceNotFound(ns).into());
+        }
+        Ok(state.store().list_scripts(&ns)?)
+    })
+    .await?;
+    Ok(ok(scripts.into_iter().map(ScriptInfo::from).collect::<Vec<_>>()))
+}
+
+pub(super) async fn get(
+    State(state): State<AdminState>,
+    Path((ns, script)): Path<(String, String)>,
+) -> ApiResult {
+    let (ns, script) = names(&ns, &script)?;
+    let record = blocking(move || {
+        state
+            .store()
+            .get_script(&ns, &script)?
+            .ok_or_else(|| not_found(&ns, &script))
+    })
+    .await?;
+    Ok(ok(ScriptInfo::from(record)))
+}
+
+pub(super) async fn content(
+    State(state): State<AdminState>,
+    Path((ns, script)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (ns, script) = names(&ns, &script)?;
+    let bytes = blocking(move || {
+        state
+            .store()
+            .script_content(&ns, &script)?
+            .ok_or_else(|| not_found(&ns, &script))
+    })
+    .await?;
+    Ok(([(CONTENT_TYPE, "application/wasm")], Body::from(bytes)).into_response())
+}
+
+pub(super) async fn delete(
+    State(state): State<AdminState>,
+    Path((ns, script)): Path<(String, String)>,
+) -> ApiResult {
+    let (ns, script) = names(&ns, &script)?;
+    let runtime = state.runtime.clone();
+    let (n, s) = (ns.clone(), script.clone());
+    let deleted = blocking(move || Ok(state.store().delete_script(&n, &s)?)).await?;
+    if !deleted {
+        return Err(not_found(&ns, &script));
+    }
+    runtime.evict(&ns, &script);
+    tracing::info!(namespace = %ns, script = %script, "script deleted");
+    Ok(ok(serde_json::json!({"namespace": ns, "name": script})))
+}
+
+/// `PUT …/scripts/{name}`: `application/wasm` (raw component) or
+/// `multipart/form-data` with `metadata` (JSON) and `component` parts.
+pub(super) async fn upload(
+    State(state): State<AdminState>,
+    Path((ns, script)): Path<(String, String)>,
+    request: Request,
+) -> ApiResult {
+    let (ns, script) = names(&ns, &script)?;
+    let limit = state.max_upload_bytes;
+    let too_large = || ApiError::PayloadTooLarge {
+        limit_mb: (limit >> 20) as u64,
+    };
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_owned();
+
+    let (content, metadata) = match mime.as_str() {
+        "application/wasm" | "application/octet-stream" => {
+            let bytes = axum::body::to_bytes(request.into_body(), limit)
+                .await
+                .map_err(|_| too_large())?;
+            (bytes.to_vec(), ScriptMetadata::default())
+        }
+        "multipart/form-data" => {
+            let multipart = Multipart::from_request(request, &())
+                .await
+                .map_err(|e| ApiError::BadRequest(format!("invalid multipart body: {e}")))?;
+            read_multipart(multipart, too_large).await?
+        }
+        "" => {
+            return Err(ApiError::UnsupportedMediaType(
+                "missing Content-Type; send application/wasm or multipart/form-data".into(),
+            ));
+        }
+        other => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "unsupported Content-Type {other:?}; send application/wasm or multipart/form-data"
+            )));
+        }
+    };
+    if content.is_empty() {
+        return Err(ApiError::BadRequest("the component is empty".into()));
+    }
+    let record = deploy(&state.runtime, &ns, &script, content, metadata).await?;
+    Ok(ok(ScriptInfo::from(record)))
+}
+
+async fn read_multipart(
+    mut multipart: Multipart,
+    too_large: impl Fn() -> ApiError,
+) -> Result<(Vec<u8>, ScriptMetadata), ApiError> {
+    let mut content: Option<Bytes> = None;
+    let mut metadata: Option<ScriptMetadata> = None;
+    let field_error = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ApiError::BadRequest(format!("invalid multipart body: {}", e.body_text()))
+        }
+    };
+    while let Some(field) = multipart.next_field().await.map_err(&field_error)? {
+        let name = field.name().unwrap_or("").to_owned();
+        match name.as_str() {
+            "component" => content = Some(field.bytes().await.map_err(&field_error)?),
+            "metadata" => {
+                let bytes = field.bytes().await.map_err(&field_error)?;
+                let parsed = serde_json::from_slice(&bytes)
+                    .map_err(|e| ApiError::BadRequest(format!("invalid metadata JSON: {e}")))?;
+                metadata = Some(parsed);
+            }
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unexpected multipart part {other:?}; expected \"metadata\" and \"component\""
+                )));
+            }
+        }
+    }
+    let content = content.ok_or_else(|| {
+        ApiError::BadRequest("multipart upload lacks a \"component\" part".into())
+    })?;
+    Ok((content.to_vec(), metadata.unwrap_or_default()))
+}

@@ -1,0 +1,104 @@
+//! A small client for the admin API, used by the CLI's client commands.
+//!
+//! It unwraps the `{"success", "errors", "result"}` envelope: a failure
+//! becomes an error carrying the server's code and message.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use crate::admin::{TOKEN_ENV, TOKEN_FILE};
+
+/// Connection settings for the admin API.
+pub struct AdminClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    /// A client for `base` (e.g. `http://127.0.0.1:8788`); the token is taken
+    /// from `token`, else `BERTH_ADMIN_TOKEN`, else `<data_dir>/admin-token`.
+    pub fn new(base: &str, token: Option<String>, data_dir: &Path) -> anyhow::Result<Self> {
+        let token = match token.or_else(|| std::env::var(TOKEN_ENV).ok()) {
+            Some(t) if !t.trim().is_empty() => t.trim().to_owned(),
+            _ => {
+                let path: PathBuf = data_dir.join(TOKEN_FILE);
+                std::fs::read_to_string(&path)
+                    .with_context(|| {
+                        format!(
+                            "no admin token: set {TOKEN_ENV}, pass --token, or point --data-dir \
+                             at the server's data dir (tried {})",
+                            path.display()
+                        )
+                    })?
+                    .trim()
+                    .to_owned()
+            }
+        };
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request and unwraps the envelope's `result`.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the admin API at {}", self.base))?;
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .with_context(|| format!("admin API answered {status} without a JSON envelope"))?;
+        if body["success"] == Value::Bool(true) {
+            return Ok(body["result"].clone());
+        }
+        let errors = body["errors"].as_array().cloned().unwrap_or_default();
+        let text: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{} ({})", e["message"].as_str().unwrap_or("?"), e["code"].as_str().unwrap_or("?")))
+            .collect();
+        bail!("{status}: {}", text.join("; "))
+    }
+
+    /// GET `path`.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    /// DELETE `path`.
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.delete(self.url(path))).await
+    }
+
+    /// POST JSON to `path`.
+    pub async fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(self.http.post(self.url(path)).json(body)).await
+    }
+
+    /// Uploads a component with metadata as multipart.
+    pub async fn upload(&self, path: &str, component: Vec<u8>, metadata: &Value) -> anyhow::Result<Value> {
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "metadata",
+                reqwest::multipart::Part::text(metadata.to_string()).mime_str("application/json")?,
+            )
+            .part(
+                "component",
+                reqwest::multipart::Part::bytes(component)
+                    .file_name("component.wasm")
+                    .mime_str("application/wasm")?,
+            );
+        self.send(self.http.put(self.url(path)).multipart(form)).await
+    }
+}

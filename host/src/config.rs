@@ -1,0 +1,248 @@
+//! `berth.toml`: the host's configuration file.
+//!
+//! Every key is optional; each default is defined exactly once, in the
+//! `Default` impl of its section, and the defaults are what `berth serve` runs
+//! on when no file is given. Unknown keys are rejected (serde
+//! `deny_unknown_fields`) so a typo never silently falls back to a default.
+//! The reference for every key is `docs/config.md`; a unit test keeps the two
+//! in step.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::Name;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listeners, storage location and admin access.
+    pub server: ServerConfig,
+    /// Engine and pooling-allocator sizing.
+    pub runtime: RuntimeConfig,
+}
+
+/// `[server]`: listeners, data directory, admin access.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Data-plane listener (tenant traffic).
+    pub listen: SocketAddr,
+    /// Admin API listener. Keep it off public interfaces.
+    pub admin_listen: SocketAddr,
+    /// Where the sled store and the generated admin token live.
+    pub data_dir: PathBuf,
+    /// Admin bearer token. `BERTH_ADMIN_TOKEN` overrides it; when neither is
+    /// set a token is generated into `<data_dir>/admin-token`.
+    pub admin_token: Option<String>,
+    /// Namespace the built-in router serves from; created on first start.
+    pub default_namespace: Name,
+    /// Map `<script>.<anything>` hosts to scripts of the default namespace.
+    pub builtin_router: bool,
+    /// Largest accepted admin upload (a component plus metadata), in MiB.
+    pub max_upload_mb: u64,
+    /// How long shutdown waits for in-flight requests to finish, in seconds.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8788)),
+            data_dir: PathBuf::from("./berth-data"),
+            admin_token: None,
+            default_namespace: Name::new("default").expect("static name is valid"),
+            builtin_router: true,
+            max_upload_mb: 64,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// `[runtime]`: the shared engine and its pooling instance allocator.
+///
+/// The pool is sized up front: every slot is virtual address space reserved
+/// at start-up, and a request that finds the pool full is answered with
+/// `503 overloaded` instead of allocating more.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Component instances alive at once (one per in-flight request).
+    pub instances: u32,
+    /// Core wasm instances across all components (a component holds several).
+    pub core_instances: u32,
+    /// Linear memories across all instances.
+    pub memories: u32,
+    /// Tables across all instances.
+    pub tables: u32,
+    /// Largest linear memory any guest may grow to, in MiB (hard ceiling;
+    /// per-script limits can only be lower).
+    pub max_memory_mb: u64,
+    /// Freed slots kept warm (resident) for reuse.
+    pub max_unused_warm_slots: u32,
+    /// Period of the single engine-wide epoch ticker, in milliseconds. It
+    /// bounds how long a guest can run before it yields to other requests.
+    pub epoch_tick_ms: u64,
+    /// Compiled, pre-instantiated components kept in memory.
+    pub component_cache_size: usize,
+    /// Upper bound on one request's total time, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Bytes of a guest's stdout and of its stderr kept per request, in KiB.
+    pub stdio_capture_kb: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            instances: 1000,
+            core_instances: 10_000,
+            memories: 2000,
+            tables: 4000,
+            max_memory_mb: 256,
+            max_unused_warm_slots: 100,
+            epoch_tick_ms: 5,
+            component_cache_size: 1024,
+            request_timeout_ms: 30_000,
+            stdio_capture_kb: 64,
+        }
+    }
+}
+
+/// A configuration problem, naming the file and key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (unknown key, wrong type…).
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, which names the key and line.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads `path`, or the embedded defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config = Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<inline>"),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let r = &self.runtime;
+        let positive = [
+            ("runtime.instances", r.instances as u64),
+            ("runtime.core_instances", r.core_instances as u64),
+            ("runtime.memories", r.memories as u64),
+            ("runtime.tables", r.tables as u64),
+            ("runtime.max_memory_mb", r.max_memory_mb),
+            ("runtime.epoch_tick_ms", r.epoch_tick_ms),
+            ("runtime.component_cache_size", r.component_cache_size as u64),
+            ("runtime.request_timeout_ms", r.request_timeout_ms),
+            ("server.max_upload_mb", self.server.max_upload_mb),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{key} must be greater than 0")));
+            }
+        }
+        if r.max_memory_mb > 4096 {
+            return Err(ConfigError::Invalid(
+                "runtime.max_memory_mb must be at most 4096 (32-bit linear memories)".into(),
+            ));
+        }
+        if self.server.listen == self.server.admin_listen && self.server.listen.port() != 0 {
+            return Err(ConfigError::Invalid(
+                "server.listen and server.admin_listen must differ".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_default() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8787");
+        assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:8788");
+        assert_eq!(c.server.default_namespace.as_str(), "default");
+        assert_eq!(c.server.max_upload_mb, 64);
+        assert_eq!(c.runtime.instances, 1000);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::parse("[server]\nlisten_addr = \"127.0.0.1:1\"\n").unwrap_err();
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+        let err = Config::parse("[serverz]\n").unwrap_err();
+        assert!(err.to_string().contains("serverz"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        let err = Config::parse("[server]\ndefault_namespace = \"Bad Name\"\n").unwrap_err();
+        assert!(err.to_string().contains("Bad Name"), "{err}");
+        let err = Config::parse("[runtime]\ninstances = 0\n").unwrap_err();
+        assert!(err.to_string().contains("runtime.instances"), "{err}");
+        let err = Config::parse("[server]\nlisten = \"nope\"\n").unwrap_err();
+        assert!(err.to_string().contains("listen"), "{err}");
+    }
+
+    /// Every key of every section must be documented in docs/config.md. The
+    /// keys come from serializing the defaults, so a new key cannot be missed.
+    #[test]
+    fn every_key_is_documented() {
+        let doc = include_str!("../../docs/config.md");
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        let mut keys = vec!["admin_token".to_owned()]; // `None` by default, so not serialized
+        for (section, table) in defaults.as_table().unwrap() {
+            assert!(doc.contains(&format!("[{section}]")), "docs/config.md lacks [{section}]");
+            keys.extend(table.as_table().unwrap().keys().cloned());
+        }
+        for key in keys {
+            assert!(doc.contains(&format!("`{key}`")), "docs/config.md lacks `{key}`");
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The one `wasmtime::Engine` shared by every tenant, and its epoch ticker.
+//!
+//! The engine is configured once: pooling instance allocator sized from
+//! `[runtime]`, copy-on-write memory images, epoch interruption. A single
+//! background thread advances the epoch every `epoch_tick_ms`; stores use
+//! the epoch to yield back to the scheduler (and, for limits, to check their
+//! budgets). There is never a thread or timer per request.
+
+use std::hash::Hasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::config::RuntimeConfig;
+
+/// Native stack a guest may use before it traps with "stack overflow".
+const MAX_WASM_STACK: usize = 1 << 20;
+/// Fiber stack per instance: the wasm stack plus room for host calls.
+const ASYNC_STACK_SIZE: usize = MAX_WASM_STACK + (1 << 20);
+
+/// Builds the shared engine from `[runtime]`.
+pub fn build_engine(cfg: &RuntimeConfig) -> anyhow::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(cfg.instances)
+        .total_core_instances(cfg.core_instances)
+        .total_memories(cfg.memories)
+        .total_tables(cfg.tables)
+        .total_stacks(cfg.instances)
+        .max_memory_size((cfg.max_memory_mb as usize) << 20)
+        .max_unused_warm_slots(cfg.max_unused_warm_slots)
+        // Components built by today's toolchains hold a handful of core
+        // instances/memories/tables; leave headroom for composed ones.
+        .max_core_instances_per_component(50)
+        .max_memories_per_component(10)
+        .max_tables_per_component(50);
+
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        .max_wasm_stack(MAX_WASM_STACK)
+        .async_stack_size(ASYNC_STACK_SIZE)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot build engine: {e:#}"))
+}
+
+/// A short, stable digest of everything that makes precompiled artifacts
+/// compatible with `engine` (Wasmtime version, target, settings). Artifacts
+/// are stored under it, so an upgrade simply misses and recompiles.
+pub fn compatibility_hash(engine: &Engine) -> String {
+    struct ShaHasher(Sha256);
+    impl Hasher for ShaHasher {
+        fn finish(&self) -> u64 {
+            unreachable!("only the SHA-256 digest is read")
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+    }
+    let mut hasher = ShaHasher(Sha256::new());
+    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
+    hex::encode(&hasher.0.finalize()[..16])
+}
+
+/// The single engine-wide epoch ticker; stops when dropped.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    /// Starts advancing `engine`'s epoch every `tick`.
+    pub fn start(engine: Engine, tick: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("berth-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compatibility_hash_is_stable_for_one_engine_config() {
+        let cfg = RuntimeConfig {
+            instances: 2,
+            core_instances: 20,
+            memories: 4,
+            tables: 4,
+            ..RuntimeConfig::default()
+        };
+        let a = build_engine(&cfg).unwrap();
+        let b = build_engine(&cfg).unwrap();
+        assert_eq!(compatibility_hash(&a), compatibility_hash(&b));
+        assert_eq!(compatibility_hash(&a).len(), 32);
+    }
+}

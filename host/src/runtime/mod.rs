@@ -1,0 +1,283 @@
+//! The runtime: one shared Wasmtime engine serving every tenant.
+//!
+//! Owns the engine and its epoch ticker, the linker, and the cache of loaded
+//! workers; knows how to validate an upload ([`Runtime::compile_upload`]),
+//! find the worker for a script ([`Runtime::worker`]) and run a request
+//! through it ([`Runtime::invoke`]). It never touches HTTP routing or the
+//! admin API, and it never deserializes bytes a tenant supplied.
+
+mod cache;
+pub mod compile;
+pub mod engine;
+mod invoke;
+pub mod state;
+pub mod stdio;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+pub use compile::CompileError;
+pub use invoke::WorkerResponse;
+pub use state::WorkerState;
+
+use crate::config::RuntimeConfig;
+use crate::errors::WorkerError;
+use crate::names::Name;
+use crate::store::{NamespaceStore, ScriptRecord};
+use cache::WorkerCache;
+use engine::EpochTicker;
+
+/// A script ready to serve: its pre-instantiated component and the
+/// per-invocation inputs derived from its metadata.
+pub struct Worker {
+    /// Namespace of the script.
+    pub namespace: Name,
+    /// Script name.
+    pub name: Name,
+    /// Deployed version.
+    pub version: u64,
+    /// Pre-instantiated component.
+    pub pre: ProxyPre<WorkerState>,
+    /// Environment variables the guest sees.
+    pub env: Vec<(String, String)>,
+}
+
+/// An upload that passed validation, with the artifact to store beside it.
+pub struct CompiledUpload {
+    /// Engine compatibility hash the artifact is valid for.
+    pub engine_hash: String,
+    /// Serialized precompiled component.
+    pub artifact: Vec<u8>,
+}
+
+/// Monotonic counters describing the runtime's work since start-up.
+#[derive(Default)]
+pub struct Counters {
+    compiles: AtomicU64,
+    artifact_loads: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    wall_limit_hits: AtomicU64,
+}
+
+/// A snapshot of [`Counters`] plus pool occupancy, for the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeStats {
+    /// Components compiled from source bytes (uploads and artifact misses).
+    pub compiles: u64,
+    /// Components loaded from stored precompiled artifacts.
+    pub artifact_loads: u64,
+    /// Requests whose worker was already loaded.
+    pub cache_hits: u64,
+    /// Requests that had to load their worker.
+    pub cache_misses: u64,
+    /// Requests cut off by the request deadline.
+    pub wall_limit_hits: u64,
+    /// Workers currently loaded in memory.
+    pub cached_workers: usize,
+    /// Pooling allocator occupancy.
+    pub pool: PoolStats,
+}
+
+/// Pooling allocator slots in use.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolStats {
+    /// Component instances alive.
+    pub component_instances: u64,
+    /// Core instances alive.
+    pub core_instances: u64,
+    /// Linear memories in use.
+    pub memories: usize,
+    /// Tables in use.
+    pub tables: usize,
+    /// Fiber stacks in use.
+    pub stacks: usize,
+    /// Capacity: component instances.
+    pub component_instances_capacity: u32,
+}
+
+/// The shared engine, linker and worker cache.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<WorkerState>,
+    engine_hash: String,
+    store: Arc<dyn NamespaceStore>,
+    cache: WorkerCache,
+    counters: Counters,
+    request_timeout: Duration,
+    stdio_capture_bytes: usize,
+    max_memory_bytes: usize,
+    instances_capacity: u32,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Builds the engine, linker and ticker.
+    pub fn new(cfg: &RuntimeConfig, store: Arc<dyn NamespaceStore>) -> anyhow::Result<Self> {
+        let engine = engine::build_engine(cfg)?;
+        let linker = state::build_linker(&engine)?;
+        let ticker = EpochTicker::start(engine.clone(), Duration::from_millis(cfg.epoch_tick_ms));
+        Ok(Self {
+            engine_hash: engine::compatibility_hash(&engine),
+            engine,
+            linker,
+            store,
+            cache: WorkerCache::new(cfg.component_cache_size),
+            counters: Counters::default(),
+            request_timeout: Duration::from_millis(cfg.request_timeout_ms),
+            stdio_capture_bytes: cfg.stdio_capture_kb << 10,
+            max_memory_bytes: (cfg.max_memory_mb as usize) << 20,
+            instances_capacity: cfg.instances,
+            _ticker: ticker,
+        })
+    }
+
+    /// The store this runtime loads scripts from.
+    pub fn store(&self) -> &Arc<dyn NamespaceStore> {
+        &self.store
+    }
+
+    /// Validates and compiles an upload (blocking: run it off the reactor).
+    pub fn compile_upload(&self, bytes: &[u8]) -> Result<CompiledUpload, CompileError> {
+        let started = Instant::now();
+        let (component, _pre) = compile::compile(&self.engine, &self.linker, bytes)?;
+        self.counters.compiles.fetch_add(1, Ordering::Relaxed);
+        let artifact = component
+            .serialize()
+            .map_err(|e| CompileError::Invalid(format!("cannot serialize: {e:#}")))?;
+        tracing::info!(
+            bytes = bytes.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "compiled uploaded component"
+        );
+        Ok(CompiledUpload {
+            engine_hash: self.engine_hash.clone(),
+            artifact,
+        })
+    }
+
+    /// The loaded worker for a script, loading it on first use.
+    pub async fn worker(
+        self: &Arc<Self>,
+        namespace: &Name,
+        script: &Name,
+    ) -> Result<Arc<Worker>, WorkerError> {
+        let (slot, hit) = self.cache.slot(namespace, script);
+        let counter = if hit { &self.counters.cache_hits } else { &self.counters.cache_misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let worker = slot
+            .get_or_try_init(|| {
+                let this = self.clone();
+                let (ns, name) = (namespace.clone(), script.clone());
+                async move {
+                    tokio::task::spawn_blocking(move || this.load(&ns, &name))
+                        .await
+                        .map_err(|e| WorkerError::Internal(format!("loader task failed: {e}")))?
+                }
+            })
+            .await;
+        match worker {
+            Ok(worker) => Ok(worker.clone()),
+            Err(error) => {
+                // Failed loads are not cached: drop the empty slot.
+                self.cache.evict(namespace, script);
+                Err(error)
+            }
+        }
+    }
+
+    /// Loads a script from the store: its artifact if one matches this
+    /// engine, else a compile (whose artifact is then stored).
+    fn load(&self, namespace: &Name, name: &Name) -> Result<Arc<Worker>, WorkerError> {
+        let internal = |e: &dyn std::fmt::Display| WorkerError::Internal(e.to_string());
+        let not_found = || {
+            WorkerError::NotFound(format!("no script {name:?} in namespace {namespace:?}"))
+        };
+        let record = self
+            .store
+            .get_script(namespace, name)
+            .map_err(|e| internal(&e))?
+            .ok_or_else(not_found)?;
+        let started = Instant::now();
+        let artifact = self
+            .store
+            .get_artifact(&record.sha256, &self.engine_hash)
+            .map_err(|e| internal(&e))?;
+        let component = match artifact.map(|a| compile::load_artifact(&self.engine, &a)) {
+            Some(Ok(component)) => {
+                self.counters.artifact_loads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%namespace, script = %name, version = record.version,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "loaded precompiled artifact");
+                component
+            }
+            other => {
+                if let Some(Err(e)) = other {
+                    tracing::warn!(%namespace, script = %name, error = %e, "stored artifact unusable; recompiling");
+                }
+                self.recompile(&record).map_err(|e| internal(&e))?
+            }
+        };
+        let pre = compile::prepare(&self.linker, &component).map_err(|e| internal(&e))?;
+        Ok(Arc::new(Worker {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            version: record.version,
+            pre,
+            env: record.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        }))
+    }
+
+    fn recompile(&self, record: &ScriptRecord) -> anyhow::Result<wasmtime::component::Component> {
+        let bytes = self
+            .store
+            .script_content(&record.namespace, &record.name)?
+            .ok_or_else(|| anyhow::anyhow!("script content vanished"))?;
+        let component = wasmtime::component::Component::new(&self.engine, &bytes)
+            .map_err(|e| anyhow::anyhow!("recompiling stored component: {e:#}"))?;
+        self.counters.compiles.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(namespace = %record.namespace, script = %record.name, "compiled stored component (no artifact for this engine)");
+        if let Ok(artifact) = component.serialize() {
+            self.store.put_artifact(&record.sha256, &self.engine_hash, &artifact)?;
+        }
+        Ok(component)
+    }
+
+    /// Forgets the loaded worker of a script (redeploy, delete).
+    pub fn evict(&self, namespace: &Name, script: &Name) {
+        self.cache.evict(namespace, script);
+    }
+
+    /// Forgets every loaded worker of a namespace.
+    pub fn evict_namespace(&self, namespace: &Name) {
+        self.cache.evict_namespace(namespace);
+    }
+
+    /// Counters and pool occupancy.
+    pub fn stats(&self) -> RuntimeStats {
+        let c = &self.counters;
+        let metrics = self.engine.pooling_allocator_metrics();
+        RuntimeStats {
+            compiles: c.compiles.load(Ordering::Relaxed),
+            artifact_loads: c.artifact_loads.load(Ordering::Relaxed),
+            cache_hits: c.cache_hits.load(Ordering::Relaxed),
+            cache_misses: c.cache_misses.load(Ordering::Relaxed),
+            wall_limit_hits: c.wall_limit_hits.load(Ordering::Relaxed),
+            cached_workers: self.cache.len(),
+            pool: PoolStats {
+                component_instances: metrics.as_ref().map_or(0, |m| m.component_instances()),
+                core_instances: metrics.as_ref().map_or(0, |m| m.core_instances()),
+                memories: metrics.as_ref().map_or(0, |m| m.memories()),
+                tables: metrics.as_ref().map_or(0, |m| m.tables()),
+                stacks: metrics.as_ref().map_or(0, |m| m.stacks()),
+                component_instances_capacity: self.instances_capacity,
+            },
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The namespace store: namespaces, scripts (component bytes and metadata)
+//! and precompiled artifacts.
+//!
+//! [`NamespaceStore`] is the seam: today's implementation is
+//! [`SledStore`](sled_store::SledStore), a clustered backend can implement
+//! the same trait later. Contract for every implementation:
+//! - a mutating call returns only after its effect is durable (flushed);
+//! - a mutating call is atomic: a crash leaves either the old or the new
+//!   state, never a script without its bytes or a half-deleted namespace;
+//! - precompiled artifacts are only ever written by the host from its own
+//!   compilation, never from anything a tenant uploaded.
+//!
+//! All methods block (disk I/O); async callers run them on a blocking thread.
+
+pub mod sled_store;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::Name;
+
+pub use sled_store::SledStore;
+
+/// A stored namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceRecord {
+    /// The namespace's name.
+    pub name: Name,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: u64,
+}
+
+/// Metadata of a stored script; its bytes live apart, keyed by `sha256`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptRecord {
+    /// Namespace holding the script.
+    pub namespace: Name,
+    /// The script's name.
+    pub name: Name,
+    /// Lowercase hex SHA-256 of the component bytes.
+    pub sha256: String,
+    /// Size of the component in bytes.
+    pub size: u64,
+    /// Starts at 1 and grows by one with every redeploy.
+    pub version: u64,
+    /// First upload, milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// Latest upload, milliseconds since the Unix epoch.
+    pub modified_ms: u64,
+    /// Free-form labels (validated by the admin layer).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Environment variables the guest sees.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+}
+
+/// Everything needed to store a new version of a script.
+#[derive(Debug, Clone)]
+pub struct NewScript {
+    /// The component bytes as uploaded.
+    pub content: Vec<u8>,
+    /// Lowercase hex SHA-256 of `content`.
+    pub sha256: String,
+    /// Tags for the script.
+    pub tags: Vec<String>,
+    /// Environment variables for the guest.
+    pub vars: BTreeMap<String, String>,
+    /// The host's own precompiled artifact for `content`, with the engine
+    /// compatibility hash it was built for, stored in the same transaction.
+    pub artifact: Option<(String, Vec<u8>)>,
+}
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The namespace does not exist.
+    #[error("namespace {0:?} does not exist")]
+    NamespaceNotFound(Name),
+    /// The namespace already exists.
+    #[error("namespace {0:?} already exists")]
+    NamespaceExists(Name),
+    /// Deleting a namespace that still holds scripts without `force`.
+    #[error("namespace {name:?} still holds {scripts} script(s); delete them first or use force")]
+    NamespaceNotEmpty {
+        /// The namespace.
+        name: Name,
+        /// How many scripts it holds.
+        scripts: usize,
+    },
+    /// A record on disk could not be decoded (corruption or a newer format).
+    #[error("stored record {key:?} is unreadable: {message}")]
+    Corrupt {
+        /// The record's key.
+        key: String,
+        /// The decoding error.
+        message: String,
+    },
+    /// The storage engine failed.
+    #[error("storage error: {0}")]
+    Backend(String),
+}
+
+/// Result alias for store calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Persistence for namespaces, scripts and precompiled artifacts.
+pub trait NamespaceStore: Send + Sync + 'static {
+    /// Creates a namespace; fails if it exists.
+    fn create_namespace(&self, name: &Name) -> StoreResult<NamespaceRecord>;
+    /// Creates a namespace unless it exists; returns it either way.
+    fn ensure_namespace(&self, name: &Name) -> StoreResult<NamespaceRecord>;
+    /// Looks a namespace up.
+    fn get_namespace(&self, name: &Name) -> StoreResult<Option<NamespaceRecord>>;
+    /// All namespaces, by name.
+    fn list_namespaces(&self) -> StoreResult<Vec<NamespaceRecord>>;
+    /// Deletes a namespace. Without `force` it must be empty; with `force`
+    /// its scripts go too. Returns the names of the scripts deleted.
+    fn delete_namespace(&self, name: &Name, force: bool) -> StoreResult<Vec<Name>>;
+
+    /// Stores a new version of a script (creating it or replacing it).
+    fn put_script(&self, namespace: &Name, name: &Name, script: NewScript)
+    -> StoreResult<ScriptRecord>;
+    /// Looks a script's metadata up.
+    fn get_script(&self, namespace: &Name, name: &Name) -> StoreResult<Option<ScriptRecord>>;
+    /// All scripts of a namespace, by name.
+    fn list_scripts(&self, namespace: &Name) -> StoreResult<Vec<ScriptRecord>>;
+    /// The component bytes of a script as uploaded.
+    fn script_content(&self, namespace: &Name, name: &Name) -> StoreResult<Option<Vec<u8>>>;
+    /// Deletes a script; `false` if there was none.
+    fn delete_script(&self, namespace: &Name, name: &Name) -> StoreResult<bool>;
+
+    /// A precompiled artifact for (content hash, engine compatibility hash).
+    fn get_artifact(&self, sha256: &str, engine_hash: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Stores a precompiled artifact, if its content is still referenced.
+    fn put_artifact(&self, sha256: &str, engine_hash: &str, bytes: &[u8]) -> StoreResult<()>;
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// RFC 3339 rendering of a millisecond timestamp, for API output.
+pub fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}

@@ -1,0 +1,472 @@
+//! [`NamespaceStore`] on an embedded sled database.
+//!
+//! Layout (one sled tree each):
+//! - `namespaces`: `<ns>` → JSON [`NamespaceRecord`]
+//! - `scripts`: `<ns>/<script>` → JSON [`ScriptRecord`] (names cannot contain `/`)
+//! - `blobs`: `<sha256>` → component bytes, shared by every script with that content
+//! - `blob_refs`: `<sha256>` → big-endian u64 count of scripts using the blob
+//! - `artifacts`: `<sha256>/<engine-hash>` → the host's precompiled artifact
+//!
+//! Each mutation is one multi-tree sled transaction followed by a flush, so
+//! it is atomic and durable before it returns. Mutations are additionally
+//! serialized by a mutex: they are rare (admin calls) and some need a scan
+//! plus a transaction to be atomic as a whole (deleting a namespace).
+//! Artifacts of a blob that lost its last reference are swept after the
+//! transaction, and again at start-up in case a crash came in between.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use sled::Transactional;
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, TransactionalTree, abort,
+};
+
+use super::{
+    NamespaceRecord, NamespaceStore, NewScript, ScriptRecord, StoreError, StoreResult, now_ms,
+};
+use crate::names::Name;
+
+/// The sled-backed store.
+pub struct SledStore {
+    db: sled::Db,
+    namespaces: sled::Tree,
+    scripts: sled::Tree,
+    blobs: sled::Tree,
+    blob_refs: sled::Tree,
+    artifacts: sled::Tree,
+    write_lock: Mutex<()>,
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+impl From<TransactionError<StoreError>> for StoreError {
+    fn from(e: TransactionError<StoreError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => e.into(),
+        }
+    }
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+fn script_key(namespace: &Name, name: &Name) -> String {
+    format!("{namespace}/{name}")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("store records always serialize")
+}
+
+fn decode_count(bytes: Option<sled::IVec>) -> u64 {
+    bytes
+        .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+/// Adds one reference to `sha`, storing `content` if it is new.
+fn retain_blob(
+    blobs: &TransactionalTree,
+    refs: &TransactionalTree,
+    sha: &str,
+    content: &[u8],
+) -> TxResult<()> {
+    let count = decode_count(refs.get(sha)?);
+    if count == 0 {
+        blobs.insert(sha, content)?;
+    }
+    refs.insert(sha, &(count + 1).to_be_bytes())?;
+    Ok(())
+}
+
+/// Drops one reference to `sha`; returns true when the blob was removed.
+fn release_blob(blobs: &TransactionalTree, refs: &TransactionalTree, sha: &str) -> TxResult<bool> {
+    let count = decode_count(refs.get(sha)?);
+    if count <= 1 {
+        refs.remove(sha)?;
+        blobs.remove(sha)?;
+        Ok(true)
+    } else {
+        refs.insert(sha, &(count - 1).to_be_bytes())?;
+        Ok(false)
+    }
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store under `dir`.
+    pub fn open(dir: &Path) -> StoreResult<Self> {
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", dir.display())))?;
+        let store = Self {
+            namespaces: db.open_tree("namespaces")?,
+            scripts: db.open_tree("scripts")?,
+            blobs: db.open_tree("blobs")?,
+            blob_refs: db.open_tree("blob_refs")?,
+            artifacts: db.open_tree("artifacts")?,
+            db,
+            write_lock: Mutex::new(()),
+        };
+        store.sweep_orphan_artifacts()?;
+        Ok(store)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A panic while holding the lock cannot leave sled half-written (each
+        // mutation is one transaction), so a poisoned lock is safe to reuse.
+        self.write_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn flush(&self) -> StoreResult<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Removes artifacts whose content is no longer stored.
+    fn sweep_orphan_artifacts(&self) -> StoreResult<()> {
+        let mut removed = 0usize;
+        for entry in self.artifacts.iter() {
+            let (key, _) = entry?;
+            let sha = key.split(|b| *b == b'/').next().unwrap_or(&[]);
+            if self.blob_refs.get(sha)?.is_none() {
+                self.artifacts.remove(&key)?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "swept artifacts of deleted components");
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn remove_artifacts_of(&self, shas: &[String]) -> StoreResult<()> {
+        for sha in shas {
+            for entry in self.artifacts.scan_prefix(format!("{sha}/")) {
+                let (key, _) = entry?;
+                self.artifacts.remove(key)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn script_keys(&self, namespace: &Name) -> StoreResult<Vec<sled::IVec>> {
+        self.scripts
+            .scan_prefix(format!("{namespace}/"))
+            .keys()
+            .map(|k| k.map_err(StoreError::from))
+            .collect()
+    }
+}
+
+impl NamespaceStore for SledStore {
+    fn create_namespace(&self, name: &Name) -> StoreResult<NamespaceRecord> {
+        let _guard = self.lock();
+        let record = NamespaceRecord {
+            name: name.clone(),
+            created_ms: now_ms(),
+        };
+        let previous = self.namespaces.compare_and_swap(
+            name.as_str(),
+            None as Option<&[u8]>,
+            Some(encode(&record)),
+        )?;
+        if previous.is_err() {
+            return Err(StoreError::NamespaceExists(name.clone()));
+        }
+        self.flush()?;
+        Ok(record)
+    }
+
+    fn ensure_namespace(&self, name: &Name) -> StoreResult<NamespaceRecord> {
+        match self.create_namespace(name) {
+            Err(StoreError::NamespaceExists(_)) => self
+                .get_namespace(name)?
+                .ok_or_else(|| StoreError::NamespaceNotFound(name.clone())),
+            other => other,
+        }
+    }
+
+    fn get_namespace(&self, name: &Name) -> StoreResult<Option<NamespaceRecord>> {
+        self.namespaces
+            .get(name.as_str())?
+            .map(|v| decode(name.as_str().as_bytes(), &v))
+            .transpose()
+    }
+
+    fn list_namespaces(&self) -> StoreResult<Vec<NamespaceRecord>> {
+        self.namespaces
+            .iter()
+            .map(|entry| {
+                let (k, v) = entry?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn delete_namespace(&self, name: &Name, force: bool) -> StoreResult<Vec<Name>> {
+        let _guard = self.lock();
+        if self.get_namespace(name)?.is_none() {
+            return Err(StoreError::NamespaceNotFound(name.clone()));
+        }
+        let keys = self.script_keys(name)?;
+        if !keys.is_empty() && !force {
+            return Err(StoreError::NamespaceNotEmpty {
+                name: name.clone(),
+                scripts: keys.len(),
+            });
+        }
+        let (deleted, released) = (&self.namespaces, &self.scripts, &self.blobs, &self.blob_refs)
+            .transaction(|(namespaces, scripts, blobs, refs)| {
+                let mut deleted = Vec::new();
+                let mut released = Vec::new();
+                for key in &keys {
+                    let Some(bytes) = scripts.remove(key)? else { continue };
+                    let record: ScriptRecord = decode(key, &bytes).map_err(ConflictableTransactionError::Abort)?;
+                    if release_blob(blobs, refs, &record.sha256)? {
+                        released.push(record.sha256.clone());
+                    }
+                    deleted.push(record.name);
+                }
+                namespaces.remove(name.as_str())?;
+                Ok((deleted, released))
+            })?;
+        self.remove_artifacts_of(&released)?;
+        self.flush()?;
+        Ok(deleted)
+    }
+
+    fn put_script(
+        &self,
+        namespace: &Name,
+        name: &Name,
+        script: NewScript,
+    ) -> StoreResult<ScriptRecord> {
+        let _guard = self.lock();
+        let key = script_key(namespace, name);
+        let now = now_ms();
+        let (record, released) = (
+            &self.namespaces,
+            &self.scripts,
+            &self.blobs,
+            &self.blob_refs,
+            &self.artifacts,
+        )
+            .transaction(|(namespaces, scripts, blobs, refs, artifacts)| {
+                if namespaces.get(namespace.as_str())?.is_none() {
+                    return abort(StoreError::NamespaceNotFound(namespace.clone()));
+                }
+                let old: Option<ScriptRecord> = scripts
+                    .get(&key)?
+                    .map(|v| decode(key.as_bytes(), &v))
+                    .transpose()
+                    .map_err(ConflictableTransactionError::Abort)?;
+                retain_blob(blobs, refs, &script.sha256, &script.content)?;
+                let mut released = Vec::new();
+                if let Some(old) = &old
+                    && release_blob(blobs, refs, &old.sha256)?
+                {
+                    released.push(old.sha256.clone());
+                }
+                if let Some((engine_hash, bytes)) = &script.artifact {
+                    artifacts.insert(format!("{}/{engine_hash}", script.sha256).as_bytes(), bytes.as_slice())?;
+                }
+                let record = ScriptRecord {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    sha256: script.sha256.clone(),
+                    size: script.content.len() as u64,
+                    version: old.as_ref().map_or(1, |o| o.version + 1),
+                    created_ms: old.as_ref().map_or(now, |o| o.created_ms),
+                    modified_ms: now,
+                    tags: script.tags.clone(),
+                    vars: script.vars.clone(),
+                };
+                scripts.insert(key.as_bytes(), encode(&record))?;
+                Ok((record, released))
+            })?;
+        self.remove_artifacts_of(&released)?;
+        self.flush()?;
+        Ok(record)
+    }
+
+    fn get_script(&self, namespace: &Name, name: &Name) -> StoreResult<Option<ScriptRecord>> {
+        let key = script_key(namespace, name);
+        self.scripts
+            .get(&key)?
+            .map(|v| decode(key.as_bytes(), &v))
+            .transpose()
+    }
+
+    fn list_scripts(&self, namespace: &Name) -> StoreResult<Vec<ScriptRecord>> {
+        self.scripts
+            .scan_prefix(format!("{namespace}/"))
+            .map(|entry| {
+                let (k, v) = entry?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn script_content(&self, namespace: &Name, name: &Name) -> StoreResult<Option<Vec<u8>>> {
+        let Some(record) = self.get_script(namespace, name)? else {
+            return Ok(None);
+        };
+        match self.blobs.get(&record.sha256)? {
+            Some(bytes) => Ok(Some(bytes.to_vec())),
+            None => Err(StoreError::Corrupt {
+                key: record.sha256,
+                message: "script refers to missing content".into(),
+            }),
+        }
+    }
+
+    fn delete_script(&self, namespace: &Name, name: &Name) -> StoreResult<bool> {
+        let _guard = self.lock();
+        let key = script_key(namespace, name);
+        let released = (&self.scripts, &self.blobs, &self.blob_refs).transaction(
+            |(scripts, blobs, refs)| {
+                let Some(bytes) = scripts.remove(key.as_bytes())? else {
+                    return Ok(None);
+                };
+                let record: ScriptRecord = decode(key.as_bytes(), &bytes).map_err(ConflictableTransactionError::Abort)?;
+                let gone = release_blob(blobs, refs, &record.sha256)?;
+                Ok(Some(gone.then_some(record.sha256)))
+            },
+        )?;
+        let Some(released) = released else {
+            return Ok(false);
+        };
+        self.remove_artifacts_of(released.as_slice())?;
+        self.flush()?;
+        Ok(true)
+    }
+
+    fn get_artifact(&self, sha256: &str, engine_hash: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self
+            .artifacts
+            .get(format!("{sha256}/{engine_hash}"))?
+            .map(|v| v.to_vec()))
+    }
+
+    fn put_artifact(&self, sha256: &str, engine_hash: &str, bytes: &[u8]) -> StoreResult<()> {
+        let _guard = self.lock();
+        if self.blob_refs.get(sha256)?.is_none() {
+            return Ok(()); // content deleted meanwhile; don't resurrect an orphan
+        }
+        self.artifacts
+            .insert(format!("{sha256}/{engine_hash}"), bytes)?;
+        self.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        Name::new(s).unwrap()
+    }
+
+    fn script(content: &[u8]) -> NewScript {
+        NewScript {
+            content: content.to_vec(),
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(content)),
+            tags: vec![],
+            vars: Default::default(),
+            artifact: Some(("engine".into(), b"artifact".to_vec())),
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, SledStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn namespace_lifecycle() {
+        let (_d, s) = open();
+        let ns = name("ns");
+        s.create_namespace(&ns).unwrap();
+        assert!(matches!(s.create_namespace(&ns), Err(StoreError::NamespaceExists(_))));
+        s.ensure_namespace(&ns).unwrap();
+        assert_eq!(s.list_namespaces().unwrap().len(), 1);
+        s.put_script(&ns, &name("a"), script(b"one")).unwrap();
+        assert!(matches!(
+            s.delete_namespace(&ns, false),
+            Err(StoreError::NamespaceNotEmpty { scripts: 1, .. })
+        ));
+        assert_eq!(s.delete_namespace(&ns, true).unwrap(), vec![name("a")]);
+        assert!(s.get_namespace(&ns).unwrap().is_none());
+        assert!(s.list_scripts(&ns).unwrap().is_empty());
+        assert!(s.blobs.is_empty() && s.blob_refs.is_empty() && s.artifacts.is_empty());
+    }
+
+    #[test]
+    fn put_requires_namespace_and_stores_nothing_otherwise() {
+        let (_d, s) = open();
+        let err = s.put_script(&name("nope"), &name("a"), script(b"x")).unwrap_err();
+        assert!(matches!(err, StoreError::NamespaceNotFound(_)));
+        assert!(s.blobs.is_empty() && s.scripts.is_empty() && s.artifacts.is_empty());
+    }
+
+    #[test]
+    fn redeploy_bumps_version_and_shares_blobs() {
+        let (_d, s) = open();
+        let ns = name("ns");
+        s.create_namespace(&ns).unwrap();
+        let v1 = s.put_script(&ns, &name("a"), script(b"one")).unwrap();
+        s.put_script(&ns, &name("b"), script(b"one")).unwrap();
+        assert_eq!(s.blobs.len(), 1, "identical content is stored once");
+        let v2 = s.put_script(&ns, &name("a"), script(b"two")).unwrap();
+        assert_eq!((v1.version, v2.version), (1, 2));
+        assert_eq!(v2.created_ms, v1.created_ms);
+        assert_eq!(s.script_content(&ns, &name("a")).unwrap().unwrap(), b"two");
+        assert_eq!(s.script_content(&ns, &name("b")).unwrap().unwrap(), b"one");
+        assert!(s.delete_script(&ns, &name("b")).unwrap());
+        assert!(!s.delete_script(&ns, &name("b")).unwrap());
+        assert_eq!(s.blobs.len(), 1, "content of deleted script is dropped");
+        assert!(s.get_artifact(&v1.sha256, "engine").unwrap().is_none());
+        assert!(s.get_artifact(&v2.sha256, "engine").unwrap().is_some());
+    }
+
+    #[test]
+    fn data_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let ns = name("ns");
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            s.create_namespace(&ns).unwrap();
+            s.put_script(&ns, &name("a"), script(b"one")).unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        let rec = s.get_script(&ns, &name("a")).unwrap().unwrap();
+        assert_eq!(s.get_artifact(&rec.sha256, "engine").unwrap().unwrap(), b"artifact");
+    }
+
+    #[test]
+    fn orphan_artifacts_are_swept_and_not_resurrected() {
+        let (_d, s) = open();
+        s.put_artifact("deadbeef", "engine", b"x").unwrap();
+        assert!(s.artifacts.is_empty(), "artifact for unknown content is refused");
+        s.artifacts.insert("deadbeef/engine", b"x".as_slice()).unwrap();
+        s.sweep_orphan_artifacts().unwrap();
+        assert!(s.artifacts.is_empty());
+    }
+}
