@@ -1,0 +1,68 @@
+# Berth — build, run and test.  `make help` lists the targets.
+#
+# Build outputs live outside the clone (CARGO_TARGET_DIR under ~/.cache) so a
+# fresh CI clone reuses the previous build; guest components are built once
+# per run and copied to build/wasm/, where the tests find them via
+# BERTH_WASM_DIR.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CACHE_DIR        ?= $(HOME)/.cache/berth
+HOST_TARGET_DIR  ?= $(CACHE_DIR)/target
+GUEST_TARGET_DIR ?= $(CACHE_DIR)/guest-target
+WASM_DIR         := $(CURDIR)/build/wasm
+BERTH            := $(HOST_TARGET_DIR)/release/berth
+RUN_DIR          := $(CURDIR)/berth-data
+GUEST_WASM       := $(GUEST_TARGET_DIR)/wasm32-wasip2/release
+
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: wasm-target
+wasm-target: ## Install the wasm32-wasip2 Rust target if missing
+	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+.PHONY: guests
+guests: wasm-target ## Build the example and fixture components into build/wasm/
+	cd examples && CARGO_TARGET_DIR=$(GUEST_TARGET_DIR) cargo build --release
+	cd tests/fixtures && CARGO_TARGET_DIR=$(GUEST_TARGET_DIR) cargo build --release
+	@mkdir -p $(WASM_DIR)
+	cp $(GUEST_WASM)/hello.wasm $(GUEST_WASM)/tenant.wasm $(GUEST_WASM)/cli.wasm $(WASM_DIR)/
+
+.PHONY: build
+build: guests ## Build the berth binary (release) and the guests
+	CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo build --release -p berth-host --bin berth
+
+.PHONY: run
+run: build ## Start berth on 127.0.0.1:8787, deploy examples/hello, print the curl line
+	@mkdir -p $(RUN_DIR); \
+	$(BERTH) serve --data-dir $(RUN_DIR) > >(tee $(RUN_DIR)/serve.out) & pid=$$!; \
+	trap 'kill -TERM $$pid 2>/dev/null; wait $$pid' INT TERM EXIT; \
+	for i in $$(seq 1 100); do grep -q 'admin API listening' $(RUN_DIR)/serve.out 2>/dev/null && break; sleep 0.1; done; \
+	admin=$$(sed -n 's/^berth: admin API listening on //p' $(RUN_DIR)/serve.out); \
+	$(BERTH) deploy hello $(WASM_DIR)/hello.wasm --admin-url $$admin --data-dir $(RUN_DIR) || exit 1; \
+	echo; echo "Try it:  curl -H 'Host: hello.localhost' http://127.0.0.1:8787/"; \
+	echo "Deploy another:  $(BERTH) deploy NAME FILE.wasm   (token in $(RUN_DIR)/admin-token)"; \
+	echo "Stop with Ctrl-C."; \
+	wait $$pid
+
+.PHONY: test
+test: guests ## Run every unit and end-to-end test
+	BERTH_WASM_DIR=$(WASM_DIR) CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo test --workspace
+
+.PHONY: lint
+lint: ## rustfmt check and clippy with warnings denied
+	cargo fmt --all --check
+	CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo clippy --workspace --all-targets -- -D warnings
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for 60 s (needs nightly + cargo-fuzz)
+	cd fuzz && for t in $$(cargo fuzz list); do cargo +nightly fuzz run $$t -- -max_total_time=60 || exit 1; done
+
+.PHONY: clean
+clean: ## Remove build/ and the local data dir of `make run`
+	rm -rf build berth-data
