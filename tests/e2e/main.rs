@@ -1,1 +1,11 @@
+//! End-to-end tests: each starts the real `berth` binary on 127.0.0.1 with
+//! ephemeral ports and a temp data dir, and drives it over HTTP with real
+//! components from `examples/` and `tests/fixtures/` (built once per run by
+//! `make test`, found through `BERTH_WASM_DIR`).
 
+mod harness;
+
+mod admin;
+mod cli;
+mod lifecycle;
+mod serving;

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::error::{ApiError, ApiResult, ok};
 use super::{AdminState, blocking};
-use crate::deploy::{ScriptMetadata, deploy};
+use crate::deploy::{DeployError, ScriptMetadata, deploy};
 use crate::names::Name;
 use crate::store::{ScriptRecord, StoreError, rfc3339};
 
@@ -122,8 +122,11 @@ pub(super) async fn upload(
     Path((ns, script)): Path<(String, String)>,
     request: Request,
 ) -> ApiResult {
-    let (ns, script) = names(&ns, &script)?;
     let limit = state.max_upload_bytes;
+    let (ns, script) = match names(&ns, &script) {
+        Ok(names) => names,
+        Err(e) => return Err(drain_then(request, limit, e).await),
+    };
     let too_large = || ApiError::PayloadTooLarge {
         limit_mb: (limit >> 20) as u64,
     };
@@ -157,14 +160,16 @@ pub(super) async fn upload(
             read_multipart(multipart, too_large).await?
         }
         "" => {
-            return Err(ApiError::UnsupportedMediaType(
+            let e = ApiError::UnsupportedMediaType(
                 "missing Content-Type; send application/wasm or multipart/form-data".into(),
-            ));
+            );
+            return Err(drain_then(request, limit, e).await);
         }
         other => {
-            return Err(ApiError::UnsupportedMediaType(format!(
+            let e = ApiError::UnsupportedMediaType(format!(
                 "unsupported Content-Type {other:?}; send application/wasm or multipart/form-data"
-            )));
+            ));
+            return Err(drain_then(request, limit, e).await);
         }
     };
     if content.is_empty() {
@@ -172,6 +177,15 @@ pub(super) async fn upload(
     }
     let record = deploy(&state.runtime, &ns, &script, content, metadata).await?;
     Ok(ok(ScriptInfo::from(record)))
+}
+
+/// Reads and discards a request body (up to `limit`) before answering with
+/// `error`, so the client's keep-alive connection stays usable: a server that
+/// answers early and leaves the body unread must close the connection, and
+/// the client's next request on it fails.
+async fn drain_then(request: Request, limit: usize, error: ApiError) -> ApiError {
+    let _ = axum::body::to_bytes(request.into_body(), limit).await;
+    error
 }
 
 async fn read_multipart(
@@ -193,8 +207,9 @@ async fn read_multipart(
             "component" => content = Some(field.bytes().await.map_err(&field_error)?),
             "metadata" => {
                 let bytes = field.bytes().await.map_err(&field_error)?;
-                let parsed = serde_json::from_slice(&bytes)
-                    .map_err(|e| ApiError::BadRequest(format!("invalid metadata JSON: {e}")))?;
+                let parsed = serde_json::from_slice(&bytes).map_err(|e| {
+                    ApiError::Deploy(DeployError::InvalidMetadata(format!("metadata: {e}")))
+                })?;
                 metadata = Some(parsed);
             }
             other => {

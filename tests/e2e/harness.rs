@@ -1,0 +1,295 @@
+//! The test harness: start and stop a real `berth serve`, talk to its two
+//! listeners, and load the prebuilt guest components.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// Sends a request head by hand (no body) and returns the status code and
+/// the whole answer: for checks that a server refuses before reading a body.
+pub fn raw_head(addr: SocketAddr, head: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    stream.write_all(head.as_bytes()).expect("write head");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&answer);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                        .and_then(|v| v.parse::<usize>().ok());
+                    if length.is_some_and(|len| body.len() >= len) {
+                        break;
+                    }
+                }
+            }
+            Err(e) => panic!("reading the answer failed: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
+    (status, text)
+}
+
+/// The admin token every test server runs with.
+pub const TOKEN: &str = "e2e-test-token";
+
+/// The bytes of a prebuilt guest component, e.g. `wasm("hello")`.
+pub fn wasm(name: &str) -> Vec<u8> {
+    let path = wasm_path(name);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {} ({e}); build the guests first with `make guests` \
+             or run the tests with `make test`",
+            path.display()
+        )
+    })
+}
+
+/// Where a prebuilt guest component lives.
+pub fn wasm_path(name: &str) -> PathBuf {
+    let dir = std::env::var_os("BERTH_WASM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/wasm"));
+    dir.join(format!("{name}.wasm"))
+}
+
+/// A running `berth serve` with its own temp data dir.
+pub struct Berth {
+    child: Option<Child>,
+    /// Data-plane address.
+    pub data: SocketAddr,
+    /// Admin API address.
+    pub admin: SocketAddr,
+    dir: tempfile::TempDir,
+    log: PathBuf,
+    http: reqwest::Client,
+}
+
+/// An HTTP answer, fully read.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).map(|v| v.to_str().unwrap_or_default().to_string())
+    }
+    /// The `x-berth-error` code, if any.
+    pub fn error_code(&self) -> Option<String> {
+        self.header("x-berth-error")
+    }
+}
+
+impl Berth {
+    /// Starts a server on a fresh temp dir.
+    pub fn start() -> Berth {
+        Self::start_with(tempfile::tempdir().expect("temp dir"), &[])
+    }
+
+    /// Starts a server on `dir` with extra `serve` arguments.
+    pub fn start_with(dir: tempfile::TempDir, extra: &[&str]) -> Berth {
+        Self::try_start(dir, extra).expect("berth serve starts")
+    }
+
+    fn try_start(dir: tempfile::TempDir, extra: &[&str]) -> Result<Berth> {
+        let log = dir.path().join(format!("serve-{}.log", unique()));
+        let log_file = std::fs::File::create(&log)?;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(extra)
+            .env("BERTH_ADMIN_TOKEN", TOKEN)
+            .env("RUST_LOG", "info")
+            .env_remove("BERTH_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .context("spawn berth")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut data, mut admin) = (None, None);
+        while data.is_none() || admin.is_none() {
+            let Some(line) = lines.next() else {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                bail!("berth exited before it was ready; its log:\n{log}");
+            };
+            let line = line?;
+            if let Some(a) = line.strip_prefix("berth: data plane listening on http://") {
+                data = Some(a.parse()?);
+            } else if let Some(a) = line.strip_prefix("berth: admin API listening on http://") {
+                admin = Some(a.parse()?);
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(Berth { child: Some(child), data: data.unwrap(), admin: admin.unwrap(), dir, log, http })
+    }
+
+    /// Stops the server with SIGTERM and returns its exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        child.wait().expect("wait for berth")
+    }
+
+    /// Kills the server (SIGKILL: no chance to flush anything) and restarts it
+    /// on the same data dir.
+    pub fn crash_and_restart(self) -> Berth {
+        let mut me = self;
+        let mut child = me.child.take().expect("server running");
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        let dir = std::mem::replace(&mut me.dir, tempfile::tempdir().expect("temp dir"));
+        Berth::start_with(dir, &[])
+    }
+
+    /// Stops the server gracefully and restarts it on the same data dir.
+    pub fn restart(mut self) -> Berth {
+        let status = self.stop();
+        assert!(status.success(), "berth exited with {status}");
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        Berth::start_with(dir, &[])
+    }
+
+    /// The server's stderr log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The data dir the server runs on.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A request to the data plane for `host` (Host header) and `path`.
+    pub async fn get(&self, host: &str, path: &str) -> Reply {
+        self.send(self.http.get(format!("http://{}{path}", self.data)).header("host", host)).await
+    }
+
+    /// A request builder aimed at the data plane.
+    pub fn data_request(&self, method: reqwest::Method, host: &str, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("http://{}{path}", self.data)).header("host", host)
+    }
+
+    /// A request builder aimed at the admin API, with the token.
+    pub fn admin_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("http://{}{path}", self.admin))
+            .bearer_auth(TOKEN)
+    }
+
+    /// Sends any request and reads the whole reply.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.expect("request reaches berth");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.expect("body").to_vec();
+        Reply { status, headers, body }
+    }
+
+    /// Admin GET with the token.
+    pub async fn admin_get(&self, path: &str) -> Reply {
+        self.send(self.admin_request(reqwest::Method::GET, path)).await
+    }
+
+    /// Uploads `bytes` as `ns/name` (raw `application/wasm`).
+    pub async fn upload(&self, ns: &str, name: &str, bytes: Vec<u8>) -> Reply {
+        let request = self
+            .admin_request(reqwest::Method::PUT, &format!("/v1/namespaces/{ns}/scripts/{name}"))
+            .header("content-type", "application/wasm")
+            .body(bytes);
+        self.send(request).await
+    }
+
+    /// Uploads with a `metadata` part (multipart/form-data).
+    pub async fn upload_with_metadata(&self, ns: &str, name: &str, bytes: Vec<u8>, metadata: Value) -> Reply {
+        let form = reqwest::multipart::Form::new()
+            .part("metadata", reqwest::multipart::Part::text(metadata.to_string()).mime_str("application/json").unwrap())
+            .part("component", reqwest::multipart::Part::bytes(bytes).mime_str("application/wasm").unwrap());
+        let request = self
+            .admin_request(reqwest::Method::PUT, &format!("/v1/namespaces/{ns}/scripts/{name}"))
+            .multipart(form);
+        self.send(request).await
+    }
+
+    /// Uploads and asserts success.
+    pub async fn deploy(&self, ns: &str, name: &str, bytes: Vec<u8>) -> Value {
+        let reply = self.upload(ns, name, bytes).await;
+        assert_eq!(reply.status, 200, "deploy {ns}/{name}: {}", reply.text());
+        reply.json()["result"].clone()
+    }
+
+    /// Creates a namespace and asserts success.
+    pub async fn create_namespace(&self, ns: &str) {
+        let reply = self
+            .send(self.admin_request(reqwest::Method::POST, "/v1/namespaces").json(&serde_json::json!({"name": ns})))
+            .await;
+        assert_eq!(reply.status, 200, "create namespace {ns}: {}", reply.text());
+    }
+
+    /// The `result` of `GET /v1/runtime`.
+    pub async fn runtime_stats(&self) -> Value {
+        let reply = self.admin_get("/v1/runtime").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        reply.json()["result"].clone()
+    }
+
+    /// Runs the `berth` CLI as a client of this server.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .env("BERTH_ADMIN_URL", format!("http://{}", self.admin))
+            .env("BERTH_ADMIN_TOKEN", TOKEN)
+            .env("BERTH_DATA_DIR", self.data_dir())
+            .output()
+            .expect("run berth cli")
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
