@@ -15,6 +15,10 @@ WASM_DIR         := $(CURDIR)/build/wasm
 BERTH            := $(HOST_TARGET_DIR)/release/berth
 RUN_DIR          := $(CURDIR)/berth-data
 GUEST_WASM       := $(GUEST_TARGET_DIR)/wasm32-wasip2/release
+TOOLS_DIR        ?= $(CACHE_DIR)/tools
+WASM_TOOLS       := $(TOOLS_DIR)/bin/wasm-tools
+WASM_TOOLS_VER   := 1.263.0
+GUESTS           := hello dispatcher tenant cli probe
 
 export CARGO_TERM_COLOR ?= never
 
@@ -31,28 +35,47 @@ guests: wasm-target ## Build the example and fixture components into build/wasm/
 	cd examples && CARGO_TARGET_DIR=$(GUEST_TARGET_DIR) cargo build --release
 	cd tests/fixtures && CARGO_TARGET_DIR=$(GUEST_TARGET_DIR) cargo build --release
 	@mkdir -p $(WASM_DIR)
-	cp $(GUEST_WASM)/hello.wasm $(GUEST_WASM)/tenant.wasm $(GUEST_WASM)/cli.wasm $(WASM_DIR)/
+	cp $(foreach g,$(GUESTS),$(GUEST_WASM)/$(g).wasm) $(WASM_DIR)/
+
+.PHONY: tools
+tools: ## Install wasm-tools (checks the WIT and the example worlds) into ~/.cache/berth/tools
+	@test -x $(WASM_TOOLS) && $(WASM_TOOLS) --version | grep -q $(WASM_TOOLS_VER) || \
+	  CARGO_TARGET_DIR=$(CACHE_DIR)/tools-target cargo install wasm-tools --locked \
+	    --version $(WASM_TOOLS_VER) --root $(TOOLS_DIR)
 
 .PHONY: build
 build: guests ## Build the berth binary (release) and the guests
 	CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo build --release -p berth-host --bin berth
 
 .PHONY: run
-run: build ## Start berth on 127.0.0.1:8787, deploy examples/hello, print the curl line
+run: build ## Start berth on 127.0.0.1:8787 with the example dispatcher; deploy examples
 	@mkdir -p $(RUN_DIR); \
-	$(BERTH) serve --data-dir $(RUN_DIR) > >(tee $(RUN_DIR)/serve.out) & pid=$$!; \
+	printf '%s\n' '# Written by `make run`: the example dispatcher serves *.platform.localhost' \
+	  '[[dispatch]]' 'hostnames = ["*.platform.localhost"]' \
+	  'worker = "$(WASM_DIR)/dispatcher.wasm"' 'namespace = "customers"' \
+	  'vars = { PLATFORM_DOMAIN = "platform.localhost", ADMIN_TOKEN = "demo-admin", CPU_MS = "50", WALL_MS = "5000", MEMORY_MB = "64" }' \
+	  > $(RUN_DIR)/berth.toml; \
+	$(BERTH) serve --config $(RUN_DIR)/berth.toml --data-dir $(RUN_DIR) > >(tee $(RUN_DIR)/serve.out) & pid=$$!; \
 	trap 'kill -TERM $$pid 2>/dev/null; wait $$pid' INT TERM EXIT; \
 	for i in $$(seq 1 100); do grep -q 'admin API listening' $(RUN_DIR)/serve.out 2>/dev/null && break; sleep 0.1; done; \
 	admin=$$(sed -n 's/^berth: admin API listening on //p' $(RUN_DIR)/serve.out); \
-	$(BERTH) deploy hello $(WASM_DIR)/hello.wasm --admin-url $$admin --data-dir $(RUN_DIR) || exit 1; \
-	echo; echo "Try it:  curl -H 'Host: hello.localhost' http://127.0.0.1:8787/"; \
-	echo "Deploy another:  $(BERTH) deploy NAME FILE.wasm   (token in $(RUN_DIR)/admin-token)"; \
+	client="--admin-url $$admin --data-dir $(RUN_DIR)"; \
+	$(BERTH) deploy hello $(WASM_DIR)/hello.wasm $$client || exit 1; \
+	$(BERTH) deploy -n customers customer-a $(WASM_DIR)/hello.wasm --var 'GREETING=Hello from customer A!' $$client || exit 1; \
+	$(BERTH) deploy -n customers customer-b $(WASM_DIR)/hello.wasm --var 'GREETING=Hello from customer B!' $$client || exit 1; \
+	echo; echo "Try it:"; \
+	echo "  curl -H 'Host: hello.localhost' http://127.0.0.1:8787/                 # built-in router"; \
+	echo "  curl -H 'Host: customer-a.platform.localhost' http://127.0.0.1:8787/    # dispatcher -> customer-a"; \
+	echo "  curl -H 'Host: customer-b.platform.localhost' http://127.0.0.1:8787/    # dispatcher -> customer-b"; \
+	echo "  curl -H 'Host: nobody.platform.localhost' http://127.0.0.1:8787/        # dispatcher's JSON 404"; \
+	echo "Deploy another:  $(BERTH) deploy -n customers NAME FILE.wasm   (token in $(RUN_DIR)/admin-token)"; \
 	echo "Stop with Ctrl-C."; \
 	wait $$pid
 
 .PHONY: test
-test: guests ## Run every unit and end-to-end test
-	BERTH_WASM_DIR=$(WASM_DIR) CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo test --workspace
+test: guests tools ## Run every unit and end-to-end test
+	BERTH_WASM_DIR=$(WASM_DIR) BERTH_WASM_TOOLS=$(WASM_TOOLS) \
+	  CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo test --workspace
 
 .PHONY: lint
 lint: ## rustfmt check and clippy with warnings denied

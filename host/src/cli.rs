@@ -69,13 +69,23 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct ClientArgs {
     /// Admin API base URL.
-    #[arg(long, env = "BERTH_ADMIN_URL", default_value = "http://127.0.0.1:8788", global = true)]
+    #[arg(
+        long,
+        env = "BERTH_ADMIN_URL",
+        default_value = "http://127.0.0.1:8788",
+        global = true
+    )]
     pub admin_url: String,
     /// Admin token (default: BERTH_ADMIN_TOKEN, else <data-dir>/admin-token).
     #[arg(long, global = true, hide_env_values = true)]
     pub token: Option<String>,
     /// The server's data dir, to read a generated admin token from.
-    #[arg(long, env = "BERTH_DATA_DIR", default_value = "./berth-data", global = true)]
+    #[arg(
+        long,
+        env = "BERTH_DATA_DIR",
+        default_value = "./berth-data",
+        global = true
+    )]
     pub data_dir: PathBuf,
     /// Print the raw JSON result instead of a summary.
     #[arg(long, global = true)]
@@ -219,7 +229,10 @@ fn client(args: &ClientArgs) -> anyhow::Result<AdminClient> {
 
 fn print(args: &ClientArgs, value: &Value, summary: impl FnOnce(&Value) -> String) {
     if args.json {
-        println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
     } else {
         println!("{}", summary(value));
     }
@@ -238,7 +251,10 @@ fn script_line(s: &Value) -> String {
         match s["tags"].as_array() {
             Some(tags) if !tags.is_empty() => format!(
                 "  tags {}",
-                tags.iter().filter_map(|t| t.as_str()).collect::<Vec<_>>().join(",")
+                tags.iter()
+                    .filter_map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
             ),
             _ => String::new(),
         }
@@ -264,19 +280,32 @@ fn lines(value: &Value, line: fn(&Value) -> String) -> String {
 async fn namespace(cmd: NamespaceCommand) -> anyhow::Result<()> {
     match cmd {
         NamespaceCommand::Create { name, client: args } => {
-            let v = client(&args)?.post_json("/v1/namespaces", &json!({"name": name})).await?;
-            print(&args, &v, |v| format!("created namespace {}", namespace_line(v)));
+            let v = client(&args)?
+                .post_json("/v1/namespaces", &json!({"name": name}))
+                .await?;
+            print(&args, &v, |v| {
+                format!("created namespace {}", namespace_line(v))
+            });
         }
         NamespaceCommand::List { client: args } => {
             let v = client(&args)?.get("/v1/namespaces").await?;
             print(&args, &v, |v| lines(v, namespace_line));
         }
         NamespaceCommand::Get { name, client: args } => {
-            let v = client(&args)?.get(&format!("/v1/namespaces/{name}")).await?;
+            let v = client(&args)?
+                .get(&format!("/v1/namespaces/{name}"))
+                .await?;
             print(&args, &v, namespace_line);
         }
-        NamespaceCommand::Delete { name, force, client: args } => {
-            let path = format!("/v1/namespaces/{name}{}", if force { "?force=true" } else { "" });
+        NamespaceCommand::Delete {
+            name,
+            force,
+            client: args,
+        } => {
+            let path = format!(
+                "/v1/namespaces/{name}{}",
+                if force { "?force=true" } else { "" }
+            );
             let v = client(&args)?.delete(&path).await?;
             print(&args, &v, |v| {
                 let n = v["deleted_scripts"].as_array().map_or(0, |a| a.len());
@@ -293,28 +322,46 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     }
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let vars: serde_json::Map<String, Value> =
-        args.vars.iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))).collect();
+    let vars: serde_json::Map<String, Value> = args
+        .vars
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+        .collect();
     let metadata = json!({"tags": args.tags, "vars": vars});
     let path = format!("/v1/namespaces/{}/scripts/{}", args.namespace, args.name);
-    let v = client(&args.client)?.upload(&path, bytes, &metadata).await?;
+    let v = client(&args.client)?
+        .upload(&path, bytes, &metadata)
+        .await?;
     print(&args.client, &v, |v| format!("deployed {}", script_line(v)));
     Ok(())
 }
 
 async fn script(cmd: ScriptCommand) -> anyhow::Result<()> {
     match cmd {
-        ScriptCommand::List { namespace, client: args } => {
-            let v = client(&args)?.get(&format!("/v1/namespaces/{namespace}/scripts")).await?;
+        ScriptCommand::List {
+            namespace,
+            client: args,
+        } => {
+            let v = client(&args)?
+                .get(&format!("/v1/namespaces/{namespace}/scripts"))
+                .await?;
             print(&args, &v, |v| lines(v, script_line));
         }
-        ScriptCommand::Get { namespace, name, client: args } => {
+        ScriptCommand::Get {
+            namespace,
+            name,
+            client: args,
+        } => {
             let v = client(&args)?
                 .get(&format!("/v1/namespaces/{namespace}/scripts/{name}"))
                 .await?;
             print(&args, &v, script_line);
         }
-        ScriptCommand::Delete { namespace, name, client: args } => {
+        ScriptCommand::Delete {
+            namespace,
+            name,
+            client: args,
+        } => {
             let v = client(&args)?
                 .delete(&format!("/v1/namespaces/{namespace}/scripts/{name}"))
                 .await?;

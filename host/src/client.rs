@@ -66,7 +66,13 @@ impl AdminClient {
         let errors = body["errors"].as_array().cloned().unwrap_or_default();
         let text: Vec<String> = errors
             .iter()
-            .map(|e| format!("{} ({})", e["message"].as_str().unwrap_or("?"), e["code"].as_str().unwrap_or("?")))
+            .map(|e| {
+                format!(
+                    "{} ({})",
+                    e["message"].as_str().unwrap_or("?"),
+                    e["code"].as_str().unwrap_or("?")
+                )
+            })
             .collect();
         bail!("{status}: {}", text.join("; "))
     }
@@ -87,11 +93,17 @@ impl AdminClient {
     }
 
     /// Uploads a component with metadata as multipart.
-    pub async fn upload(&self, path: &str, component: Vec<u8>, metadata: &Value) -> anyhow::Result<Value> {
+    pub async fn upload(
+        &self,
+        path: &str,
+        component: Vec<u8>,
+        metadata: &Value,
+    ) -> anyhow::Result<Value> {
         let form = reqwest::multipart::Form::new()
             .part(
                 "metadata",
-                reqwest::multipart::Part::text(metadata.to_string()).mime_str("application/json")?,
+                reqwest::multipart::Part::text(metadata.to_string())
+                    .mime_str("application/json")?,
             )
             .part(
                 "component",
@@ -99,6 +111,7 @@ impl AdminClient {
                     .file_name("component.wasm")
                     .mime_str("application/wasm")?,
             );
-        self.send(self.http.put(self.url(path)).multipart(form)).await
+        self.send(self.http.put(self.url(path)).multipart(form))
+            .await
     }
 }

@@ -22,6 +22,75 @@ pub struct Config {
     pub server: ServerConfig,
     /// Engine and pooling-allocator sizing.
     pub runtime: RuntimeConfig,
+    /// `[[dispatch]]`: dispatch workers and the hostnames they serve.
+    pub dispatch: Vec<DispatchConfig>,
+}
+
+/// One `[[dispatch]]` entry: a platform's dispatch worker, the hostnames it
+/// serves, and the one namespace its `dispatcher.get` can reach.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchConfig {
+    /// Hostname patterns: `example.com` (exact) or `*.example.com` (any
+    /// subdomain, one or more labels deep).
+    pub hostnames: Vec<String>,
+    /// The dispatch worker: a path to a `.wasm` file (relative to the config
+    /// file's directory), or `namespace/script` from the store.
+    pub worker: String,
+    /// The dispatch namespace this worker's `get` reaches; created at start
+    /// if missing.
+    pub namespace: Name,
+    /// Wall-clock limit of the dispatch worker per request (ms); defaults
+    /// to `runtime.request_timeout_ms`, cannot exceed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_ms: Option<u64>,
+    /// CPU-time limit of the dispatch worker per request (ms); unlimited
+    /// (beyond the wall clock) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<u64>,
+    /// Linear memory of the dispatch worker (MiB); defaults to and cannot
+    /// exceed `runtime.max_memory_mb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    /// Environment variables of a file-based dispatch worker (its settings,
+    /// e.g. the platform domain). A stored script uses its own vars.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub vars: std::collections::BTreeMap<String, String>,
+}
+
+/// Where a dispatch worker's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DispatchWorkerSource {
+    /// A `.wasm` file on the host.
+    File(PathBuf),
+    /// A script in the store.
+    Script {
+        /// Its namespace.
+        namespace: Name,
+        /// Its name.
+        name: Name,
+    },
+}
+
+impl DispatchConfig {
+    /// Where the worker comes from: `*.wasm` is a file, `ns/script` a
+    /// stored script.
+    pub fn source(&self) -> Result<DispatchWorkerSource, ConfigError> {
+        let w = self.worker.trim();
+        if w.ends_with(".wasm") {
+            return Ok(DispatchWorkerSource::File(PathBuf::from(w)));
+        }
+        let bad = |why: String| {
+            ConfigError::Invalid(format!(
+                "dispatch.worker {w:?}: {why}; use a path ending in .wasm or namespace/script"
+            ))
+        };
+        let (ns, script) = w.split_once('/').ok_or_else(|| bad("no '/'".into()))?;
+        Ok(DispatchWorkerSource::Script {
+            namespace: Name::new(ns).map_err(|e| bad(e.to_string()))?,
+            name: Name::new(script).map_err(|e| bad(e.to_string()))?,
+        })
+    }
 }
 
 /// `[server]`: listeners, data directory, admin access.
@@ -152,6 +221,16 @@ impl Config {
             },
             other => other,
         })?;
+        let mut config = config;
+        // Relative dispatch worker files are relative to the config file.
+        let base = path.parent().unwrap_or(Path::new("."));
+        for entry in &mut config.dispatch {
+            if let Ok(DispatchWorkerSource::File(file)) = entry.source() {
+                if file.is_relative() {
+                    entry.worker = base.join(file).to_string_lossy().into_owned();
+                }
+            }
+        }
         Ok(config)
     }
 
@@ -175,19 +254,52 @@ impl Config {
             ("runtime.tables", r.tables as u64),
             ("runtime.max_memory_mb", r.max_memory_mb),
             ("runtime.epoch_tick_ms", r.epoch_tick_ms),
-            ("runtime.component_cache_size", r.component_cache_size as u64),
+            (
+                "runtime.component_cache_size",
+                r.component_cache_size as u64,
+            ),
             ("runtime.request_timeout_ms", r.request_timeout_ms),
             ("server.max_upload_mb", self.server.max_upload_mb),
         ];
         for (key, value) in positive {
             if value == 0 {
-                return Err(ConfigError::Invalid(format!("{key} must be greater than 0")));
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be greater than 0"
+                )));
             }
         }
         if r.max_memory_mb > 4096 {
             return Err(ConfigError::Invalid(
                 "runtime.max_memory_mb must be at most 4096 (32-bit linear memories)".into(),
             ));
+        }
+        for (i, entry) in self.dispatch.iter().enumerate() {
+            if entry.hostnames.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "dispatch[{i}].hostnames must list at least one hostname"
+                )));
+            }
+            for pattern in &entry.hostnames {
+                crate::dispatch::hostnames::HostPattern::parse(pattern)
+                    .map_err(|e| ConfigError::Invalid(format!("dispatch[{i}].hostnames: {e}")))?;
+            }
+            if !entry.vars.is_empty() && !matches!(entry.source()?, DispatchWorkerSource::File(_)) {
+                return Err(ConfigError::Invalid(format!(
+                    "dispatch[{i}].vars applies only to .wasm file workers; \
+                     give a stored dispatch script its vars with `berth deploy --var`"
+                )));
+            }
+            for (key, value) in [
+                ("wall_ms", entry.wall_ms),
+                ("cpu_ms", entry.cpu_ms),
+                ("memory_mb", entry.memory_mb),
+            ] {
+                if value == Some(0) {
+                    return Err(ConfigError::Invalid(format!(
+                        "dispatch[{i}].{key} must be greater than 0"
+                    )));
+                }
+            }
         }
         if self.server.listen == self.server.admin_listen && self.server.listen.port() != 0 {
             return Err(ConfigError::Invalid(
@@ -221,6 +333,61 @@ mod tests {
     }
 
     #[test]
+    fn dispatch_entries_parse_and_validate() {
+        let c = Config::parse(
+            "[[dispatch]]\nhostnames = [\"*.example.com\", \"example.com\"]\nworker = \"platform/router\"\nnamespace = \"customers\"\n\n[[dispatch]]\nhostnames = [\"staging.example.net\"]\nworker = \"dispatch.wasm\"\nnamespace = \"staging\"\nwall_ms = 500\n",
+        )
+        .unwrap();
+        assert_eq!(c.dispatch.len(), 2);
+        assert_eq!(
+            c.dispatch[0].source().unwrap(),
+            DispatchWorkerSource::Script {
+                namespace: Name::new("platform").unwrap(),
+                name: Name::new("router").unwrap()
+            }
+        );
+        assert_eq!(
+            c.dispatch[1].source().unwrap(),
+            DispatchWorkerSource::File("dispatch.wasm".into())
+        );
+        assert_eq!(c.dispatch[1].wall_ms, Some(500));
+
+        for (text, needle) in [
+            (
+                "[[dispatch]]\nhostnames = []\nworker = \"a/b\"\nnamespace = \"x\"\n",
+                "at least one",
+            ),
+            (
+                "[[dispatch]]\nhostnames = [\"*.\"]\nworker = \"a/b\"\nnamespace = \"x\"\n",
+                "*.",
+            ),
+            (
+                "[[dispatch]]\nhostnames = [\"a.com\"]\nworker = \"router\"\nnamespace = \"x\"\n",
+                "router",
+            ),
+            (
+                "[[dispatch]]\nhostnames = [\"a.com\"]\nworker = \"a/b\"\nnamespace = \"X\"\n",
+                "X",
+            ),
+            (
+                "[[dispatch]]\nhostnames = [\"a.com\"]\nworker = \"a/b\"\nnamespace = \"x\"\nhost = 1\n",
+                "host",
+            ),
+            (
+                "[[dispatch]]\nhostnames = [\"a.com\"]\nworker = \"a/b\"\nnamespace = \"x\"\nwall_ms = 0\n",
+                "wall_ms",
+            ),
+            (
+                "[[dispatch]]\nhostnames = [\"a.com\"]\nworker = \"a/b\"\nnamespace = \"x\"\nvars = { A = \"b\" }\n",
+                "vars",
+            ),
+        ] {
+            let err = Config::parse(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn bad_values_are_rejected() {
         let err = Config::parse("[server]\ndefault_namespace = \"Bad Name\"\n").unwrap_err();
         assert!(err.to_string().contains("Bad Name"), "{err}");
@@ -235,14 +402,42 @@ mod tests {
     #[test]
     fn every_key_is_documented() {
         let doc = include_str!("../../docs/config.md");
-        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        let mut config = Config::default();
+        config.dispatch.push(DispatchConfig {
+            hostnames: vec!["*.example.com".into()],
+            worker: "dispatcher.wasm".into(),
+            namespace: Name::new("customers").unwrap(),
+            wall_ms: Some(1),
+            cpu_ms: Some(1),
+            memory_mb: Some(1),
+            vars: [("PLATFORM_DOMAIN".to_string(), "example.com".to_string())].into(),
+        });
+        let defaults = toml::Value::try_from(config).unwrap();
         let mut keys = vec!["admin_token".to_owned()]; // `None` by default, so not serialized
-        for (section, table) in defaults.as_table().unwrap() {
-            assert!(doc.contains(&format!("[{section}]")), "docs/config.md lacks [{section}]");
-            keys.extend(table.as_table().unwrap().keys().cloned());
+        for (section, value) in defaults.as_table().unwrap() {
+            let table = match value {
+                toml::Value::Array(entries) => {
+                    assert!(
+                        doc.contains(&format!("[[{section}]]")),
+                        "docs/config.md lacks [[{section}]]"
+                    );
+                    entries[0].as_table().unwrap()
+                }
+                other => {
+                    assert!(
+                        doc.contains(&format!("[{section}]")),
+                        "docs/config.md lacks [{section}]"
+                    );
+                    other.as_table().unwrap()
+                }
+            };
+            keys.extend(table.keys().cloned());
         }
         for key in keys {
-            assert!(doc.contains(&format!("`{key}`")), "docs/config.md lacks `{key}`");
+            assert!(
+                doc.contains(&format!("`{key}`")),
+                "docs/config.md lacks `{key}`"
+            );
         }
     }
 }

@@ -57,17 +57,26 @@ impl ScriptMetadata {
     pub fn validate(&self) -> Result<(), DeployError> {
         let bad = |m: String| Err(DeployError::InvalidMetadata(m));
         if self.tags.len() > MAX_TAGS {
-            return bad(format!("at most {MAX_TAGS} tags are allowed, got {}", self.tags.len()));
+            return bad(format!(
+                "at most {MAX_TAGS} tags are allowed, got {}",
+                self.tags.len()
+            ));
         }
         for tag in &self.tags {
             validate_tag(tag).map_err(DeployError::InvalidMetadata)?;
         }
         if self.vars.len() > MAX_VARS {
-            return bad(format!("at most {MAX_VARS} vars are allowed, got {}", self.vars.len()));
+            return bad(format!(
+                "at most {MAX_VARS} vars are allowed, got {}",
+                self.vars.len()
+            ));
         }
         let mut total = 0;
         for (key, value) in &self.vars {
-            let valid = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            let valid = key
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 return bad(format!(
@@ -80,7 +89,9 @@ impl ScriptMetadata {
             total += key.len() + value.len();
         }
         if total > MAX_VARS_BYTES {
-            return bad(format!("vars total {total} bytes; the limit is {MAX_VARS_BYTES}"));
+            return bad(format!(
+                "vars total {total} bytes; the limit is {MAX_VARS_BYTES}"
+            ));
         }
         Ok(())
     }
@@ -92,7 +103,10 @@ pub fn validate_tag(tag: &str) -> Result<(), String> {
     if tag.is_empty() || tag.len() > MAX_TAG_LEN {
         return Err(format!("tag {tag:?} must be 1 to {MAX_TAG_LEN} bytes long"));
     }
-    if let Some(c) = tag.chars().find(|c| *c == ',' || *c == '&' || c.is_control()) {
+    if let Some(c) = tag
+        .chars()
+        .find(|c| *c == ',' || *c == '&' || c.is_control())
+    {
         return Err(format!("tag {tag:?} must not contain {c:?}"));
     }
     Ok(())
@@ -158,9 +172,16 @@ mod tests {
 
     #[test]
     fn metadata_rules() {
-        let mut m = ScriptMetadata::default();
-        m.tags = (0..9).map(|i| format!("t{i}")).collect();
-        assert!(m.validate().unwrap_err().to_string().contains("at most 8 tags"));
+        let m = ScriptMetadata {
+            tags: (0..9).map(|i| format!("t{i}")).collect(),
+            ..Default::default()
+        };
+        assert!(
+            m.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("at most 8 tags")
+        );
         let mut m = ScriptMetadata::default();
         m.vars.insert("1BAD".into(), "x".into());
         assert!(m.validate().unwrap_err().to_string().contains("1BAD"));

@@ -13,13 +13,19 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 
 type BoxFuture<T> = Box<dyn Future<Output = T> + Send>;
 
-/// Per-invocation egress state: who is calling, and how many subrequests
-/// they have made.
+/// Per-invocation egress state: who is calling, how many subrequests they
+/// have made and may make, and the dispatch worker's outbound parameters.
 pub struct EgressHooks {
     namespace: String,
     script: String,
-    /// Subrequests made so far by this invocation.
+    /// Subrequests made so far by this invocation (denied ones included).
     pub subrequests: u32,
+    max_subrequests: Option<u32>,
+    /// Set when a subrequest was refused because of the limit.
+    pub subrequest_limit_hit: bool,
+    /// Parameters the dispatch worker attached to this invocation
+    /// (`options.outbound`); never visible to the guest.
+    pub outbound: Vec<(String, String)>,
 }
 
 impl EgressHooks {
@@ -29,7 +35,23 @@ impl EgressHooks {
             namespace: namespace.to_owned(),
             script: script.to_owned(),
             subrequests: 0,
+            max_subrequests: None,
+            subrequest_limit_hit: false,
+            outbound: Vec::new(),
         }
+    }
+
+    /// Caps the number of subrequests; the next one fails inside the guest
+    /// with `HttpRequestDenied`.
+    pub fn with_subrequest_limit(mut self, limit: Option<u32>) -> Self {
+        self.max_subrequests = limit;
+        self
+    }
+
+    /// Attaches the dispatch worker's outbound parameters.
+    pub fn with_outbound(mut self, outbound: Vec<(String, String)>) -> Self {
+        self.outbound = outbound;
+        self
     }
 }
 
@@ -50,6 +72,17 @@ impl WasiHttpHooks for EgressHooks {
             request.uri().authority().map(|a| a.as_str()).unwrap_or("")
         );
         let (namespace, script) = (self.namespace.clone(), self.script.clone());
+        if let Some(limit) = self
+            .max_subrequests
+            .filter(|limit| self.subrequests > *limit)
+        {
+            self.subrequest_limit_hit = true;
+            tracing::warn!(
+                target: "berth::egress", %namespace, %script, %method, %target, limit,
+                rule = "subrequest-limit", "subrequest denied"
+            );
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
         Box::new(async move {
             let started = Instant::now();
             let result = wasmtime_wasi_http::default_send_request(request, options).await;

@@ -37,6 +37,13 @@ pub enum WorkerError {
     /// The guest tried to grow memory past its limit.
     #[error("Worker exceeded memory limit")]
     MemoryLimit,
+    /// The guest executed longer than its CPU-time limit.
+    #[error("Worker exceeded CPU time limit")]
+    CpuLimit,
+    /// The guest failed after an outbound request was refused for exceeding
+    /// its subrequest limit.
+    #[error("Worker exceeded subrequest limit")]
+    SubrequestLimit,
     /// A host-side failure that is not the guest's fault.
     #[error("Internal error: {0}")]
     Internal(String),
@@ -52,6 +59,8 @@ impl WorkerError {
             Self::Overloaded => "overloaded",
             Self::WallLimit => "wall-limit",
             Self::MemoryLimit => "memory-limit",
+            Self::CpuLimit => "cpu-limit",
+            Self::SubrequestLimit => "subrequest-limit",
             Self::Internal(_) => "internal",
         }
     }
@@ -60,9 +69,13 @@ impl WorkerError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Exception(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Exception(_) | Self::Internal(_) | Self::SubrequestLimit => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             Self::NoResponse => StatusCode::BAD_GATEWAY,
-            Self::Overloaded | Self::MemoryLimit => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded | Self::MemoryLimit | Self::CpuLimit => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::WallLimit => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -127,14 +140,20 @@ mod tests {
             (WorkerError::Overloaded, "overloaded", 503),
             (WorkerError::WallLimit, "wall-limit", 504),
             (WorkerError::MemoryLimit, "memory-limit", 503),
+            (WorkerError::CpuLimit, "cpu-limit", 503),
+            (WorkerError::SubrequestLimit, "subrequest-limit", 500),
             (WorkerError::Internal("x".into()), "internal", 500),
         ];
         for (err, code, status) in cases {
             assert_eq!(err.code(), code);
             assert_eq!(err.status().as_u16(), status);
+            // The guest SDK publishes the same contract to workers.
+            let sdk: berth_sdk::ErrorCode = code.parse().expect("the SDK knows every host code");
+            assert_eq!(sdk.status(), status);
             let resp = err.into_response();
             assert_eq!(resp.headers()[ERROR_HEADER], code);
         }
+        assert_eq!(ERROR_HEADER, berth_sdk::ERROR_HEADER);
     }
 
     #[test]

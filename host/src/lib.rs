@@ -13,6 +13,8 @@
 //! - [`egress`]: the single choke point for guests' outbound HTTP.
 //! - [`errors`]: worker failures and their `x-berth-error` codes.
 //! - [`deploy`]: validate → compile → store, independent of HTTP.
+//! - [`dispatch`]: `[[dispatch]]` routing and the host side of the
+//!   `berth:platform/dispatcher` interface dispatch workers import.
 //! - [`dataplane`]: the tenant-facing listener and built-in router.
 //! - [`admin`]: the token-protected management API.
 //! - [`server`]: wiring it all up, graceful shutdown.
@@ -25,6 +27,7 @@ pub mod client;
 pub mod config;
 pub mod dataplane;
 pub mod deploy;
+pub mod dispatch;
 pub mod egress;
 pub mod errors;
 pub mod limits;

@@ -132,11 +132,26 @@ mod tests {
     #[test]
     fn rejects_invalid_names() {
         assert_eq!(Name::new(""), Err(NameError::Empty));
-        assert!(matches!(Name::new(&"x".repeat(64)), Err(NameError::TooLong(_))));
-        assert!(matches!(Name::new("Upper"), Err(NameError::BadChar { ch: 'U', .. })));
-        assert!(matches!(Name::new("a_b"), Err(NameError::BadChar { ch: '_', .. })));
-        assert!(matches!(Name::new("a.b"), Err(NameError::BadChar { ch: '.', .. })));
-        assert!(matches!(Name::new("a\0b"), Err(NameError::BadChar { ch: '\0', .. })));
+        assert!(matches!(
+            Name::new(&"x".repeat(64)),
+            Err(NameError::TooLong(_))
+        ));
+        assert!(matches!(
+            Name::new("Upper"),
+            Err(NameError::BadChar { ch: 'U', .. })
+        ));
+        assert!(matches!(
+            Name::new("a_b"),
+            Err(NameError::BadChar { ch: '_', .. })
+        ));
+        assert!(matches!(
+            Name::new("a.b"),
+            Err(NameError::BadChar { ch: '.', .. })
+        ));
+        assert!(matches!(
+            Name::new("a\0b"),
+            Err(NameError::BadChar { ch: '\0', .. })
+        ));
         assert!(matches!(Name::new("é"), Err(NameError::BadChar { .. })));
         assert!(matches!(Name::new("-a"), Err(NameError::EdgeDash(_))));
         assert!(matches!(Name::new("a-"), Err(NameError::EdgeDash(_))));

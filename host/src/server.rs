@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use crate::admin::{self, AdminState, AdminToken, TokenSource};
 use crate::config::Config;
 use crate::dataplane::{self, DataPlane};
+use crate::dispatch::DispatchTable;
 use crate::runtime::Runtime;
 use crate::store::{NamespaceStore, SledStore};
 
@@ -41,12 +42,15 @@ impl Server {
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
         let db_dir = data_dir.join("store");
-        let store: Arc<dyn NamespaceStore> = Arc::new(
-            tokio::task::spawn_blocking(move || SledStore::open(&db_dir)).await??,
-        );
+        let store: Arc<dyn NamespaceStore> =
+            Arc::new(tokio::task::spawn_blocking(move || SledStore::open(&db_dir)).await??);
         let default_ns = server_cfg.default_namespace.clone();
-        {
-            let (store, ns) = (store.clone(), default_ns.clone());
+        // The default namespace and every namespace a [[dispatch]] entry is
+        // bound to exist from the first start.
+        let mut wanted = vec![default_ns.clone()];
+        wanted.extend(config.dispatch.iter().map(|d| d.namespace.clone()));
+        for ns in wanted {
+            let store = store.clone();
             tokio::task::spawn_blocking(move || store.ensure_namespace(&ns)).await??;
         }
 
@@ -64,17 +68,27 @@ impl Server {
         }
 
         let runtime = Arc::new(Runtime::new(&config.runtime, store)?);
+        let dispatch = {
+            let (entries, runtime) = (config.dispatch.clone(), runtime.clone());
+            tokio::task::spawn_blocking(move || DispatchTable::load(&entries, &runtime)).await??
+        };
         let data_listener = TcpListener::bind(server_cfg.listen)
             .await
             .with_context(|| format!("cannot listen on {} (server.listen)", server_cfg.listen))?;
-        let admin_listener = TcpListener::bind(server_cfg.admin_listen).await.with_context(|| {
-            format!("cannot listen on {} (server.admin_listen)", server_cfg.admin_listen)
-        })?;
+        let admin_listener = TcpListener::bind(server_cfg.admin_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (server.admin_listen)",
+                    server_cfg.admin_listen
+                )
+            })?;
         let data_addr = data_listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
 
         let data_app = dataplane::router(DataPlane {
             runtime: runtime.clone(),
+            dispatch: Arc::new(dispatch),
             default_namespace: default_ns.clone(),
             builtin_router: server_cfg.builtin_router,
         });
@@ -98,7 +112,10 @@ impl Server {
                     .await
             })
         };
-        let tasks = vec![serve(data_listener, data_app), serve(admin_listener, admin_app)];
+        let tasks = vec![
+            serve(data_listener, data_app),
+            serve(admin_listener, admin_app),
+        ];
         tracing::info!(%data_addr, %admin_addr, "berth is serving");
         Ok(Self {
             data_addr,

@@ -27,7 +27,14 @@ async fn admin_requires_the_bearer_token() {
     // Unauthenticated writes change nothing. (A fresh client: the server
     // closes a connection whose body it refused to read.)
     let reply = berth
-        .send(reqwest::Client::new().put(format!("http://{}/v1/namespaces/default/scripts/x", berth.admin)).body(wasm("hello")))
+        .send(
+            reqwest::Client::new()
+                .put(format!(
+                    "http://{}/v1/namespaces/default/scripts/x",
+                    berth.admin
+                ))
+                .body(wasm("hello")),
+        )
         .await;
     assert_eq!(reply.status, 401);
 
@@ -46,7 +53,11 @@ async fn invalid_components_are_rejected_and_nothing_is_stored() {
 
     let core_module = b"\0asm\x01\0\0\0".to_vec();
     let cases: [(&str, Vec<u8>, &str); 4] = [
-        ("garbage", b"this is not wasm at all".to_vec(), "failed to parse"),
+        (
+            "garbage",
+            b"this is not wasm at all".to_vec(),
+            "failed to parse",
+        ),
         ("core module", core_module, "component"),
         ("wrong world", wasm("cli"), "wasi:http/incoming-handler"),
         ("empty", Vec::new(), ""),
@@ -58,20 +69,32 @@ async fn invalid_components_are_rejected_and_nothing_is_stored() {
             let body = reply.json();
             assert_eq!(body["success"], false);
             let code = body["errors"][0]["code"].as_str().unwrap();
-            assert!(code == "invalid_component" || code == "invalid_request", "{what}: {code}");
+            assert!(
+                code == "invalid_component" || code == "invalid_request",
+                "{what}: {code}"
+            );
             let message = body["errors"][0]["message"].as_str().unwrap();
             assert!(message.contains(needle), "{what}: {message}");
         }
     }
-    let fresh = berth.admin_get("/v1/namespaces/default/scripts/fresh").await;
+    let fresh = berth
+        .admin_get("/v1/namespaces/default/scripts/fresh")
+        .await;
     assert_eq!(fresh.status, 404);
     assert_eq!(fresh.json()["errors"][0]["code"], "script_not_found");
     let list = berth.admin_get("/v1/namespaces/default/scripts").await;
-    let names: Vec<_> = list.json()["result"].as_array().unwrap().iter().map(|s| s["name"].clone()).collect();
+    let names: Vec<_> = list.json()["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].clone())
+        .collect();
     assert_eq!(names, vec![json!("app")]);
     let app = berth.admin_get("/v1/namespaces/default/scripts/app").await;
     assert_eq!(app.json()["result"]["version"], 1);
-    let content = berth.admin_get("/v1/namespaces/default/scripts/app/content").await;
+    let content = berth
+        .admin_get("/v1/namespaces/default/scripts/app/content")
+        .await;
     assert_eq!(content.body, wasm("hello"));
     let served = berth.get("app.localhost", "/").await;
     assert_eq!(served.status, 200);
@@ -80,12 +103,23 @@ async fn invalid_components_are_rejected_and_nothing_is_stored() {
 #[tokio::test]
 async fn bad_names_missing_namespaces_and_bad_bodies_get_clear_4xx() {
     let berth = Berth::start();
-    for bad in ["UPPER", "-lead", "trail-", "under_score", "dot.ted", &"x".repeat(64)] {
+    for bad in [
+        "UPPER",
+        "-lead",
+        "trail-",
+        "under_score",
+        "dot.ted",
+        &"x".repeat(64),
+    ] {
         let reply = berth.upload("default", bad, wasm("hello")).await;
         assert_eq!(reply.status, 400, "{bad}: {}", reply.text());
         assert_eq!(reply.json()["errors"][0]["code"], "invalid_name", "{bad}");
         let reply = berth
-            .send(berth.admin_request(Method::POST, "/v1/namespaces").json(&json!({"name": bad})))
+            .send(
+                berth
+                    .admin_request(Method::POST, "/v1/namespaces")
+                    .json(&json!({"name": bad})),
+            )
             .await;
         assert_eq!(reply.status, 400, "{bad}: {}", reply.text());
         assert_eq!(reply.json()["errors"][0]["code"], "invalid_name");
@@ -95,7 +129,11 @@ async fn bad_names_missing_namespaces_and_bad_bodies_get_clear_4xx() {
     assert_eq!(reply.json()["errors"][0]["code"], "namespace_not_found");
 
     let reply = berth
-        .send(berth.admin_request(Method::POST, "/v1/namespaces").body("{not json"))
+        .send(
+            berth
+                .admin_request(Method::POST, "/v1/namespaces")
+                .body("{not json"),
+        )
         .await;
     assert_eq!(reply.status, 400, "{}", reply.text());
     assert_eq!(reply.json()["errors"][0]["code"], "invalid_request");
@@ -112,7 +150,12 @@ async fn bad_names_missing_namespaces_and_bad_bodies_get_clear_4xx() {
     assert_eq!(reply.json()["errors"][0]["code"], "unsupported_media_type");
 
     let reply = berth
-        .upload_with_metadata("default", "app", wasm("hello"), json!({"tags": ["a"], "colour": "blue"}))
+        .upload_with_metadata(
+            "default",
+            "app",
+            wasm("hello"),
+            json!({"tags": ["a"], "colour": "blue"}),
+        )
         .await;
     assert_eq!(reply.status, 400, "{}", reply.text());
     assert_eq!(reply.json()["errors"][0]["code"], "invalid_metadata");
@@ -140,7 +183,10 @@ async fn oversized_uploads_get_413_and_nothing_is_stored() {
         );
         let (status, answer) = raw_head(berth.admin, &head);
         assert_eq!(status, 413, "{answer}");
-        assert!(answer.contains("payload_too_large") && answer.contains("max_upload_mb"), "{answer}");
+        assert!(
+            answer.contains("payload_too_large") && answer.contains("max_upload_mb"),
+            "{answer}"
+        );
     }
     let reply = berth.admin_get("/v1/namespaces/default/scripts/big").await;
     assert_eq!(reply.status, 404);
@@ -153,13 +199,22 @@ async fn namespaces_and_scripts_round_trip() {
     let berth = Berth::start();
     berth.create_namespace("customers").await;
     let dup = berth
-        .send(berth.admin_request(Method::POST, "/v1/namespaces").json(&json!({"name": "customers"})))
+        .send(
+            berth
+                .admin_request(Method::POST, "/v1/namespaces")
+                .json(&json!({"name": "customers"})),
+        )
         .await;
     assert_eq!(dup.status, 409);
     assert_eq!(dup.json()["errors"][0]["code"], "namespace_exists");
 
     let reply = berth
-        .upload_with_metadata("customers", "shop", wasm("hello"), json!({"tags": ["plan-pro", "eu"]}))
+        .upload_with_metadata(
+            "customers",
+            "shop",
+            wasm("hello"),
+            json!({"tags": ["plan-pro", "eu"]}),
+        )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let info = reply.json()["result"].clone();
@@ -179,7 +234,9 @@ async fn namespaces_and_scripts_round_trip() {
     let reply = berth.get("shop.localhost", "/").await;
     assert_eq!(reply.status, 404);
 
-    let delete = berth.send(berth.admin_request(Method::DELETE, "/v1/namespaces/customers")).await;
+    let delete = berth
+        .send(berth.admin_request(Method::DELETE, "/v1/namespaces/customers"))
+        .await;
     assert_eq!(delete.status, 409, "{}", delete.text());
     assert_eq!(delete.json()["errors"][0]["code"], "namespace_not_empty");
     let delete = berth
@@ -189,10 +246,14 @@ async fn namespaces_and_scripts_round_trip() {
     let gone = berth.admin_get("/v1/namespaces/customers").await;
     assert_eq!(gone.status, 404);
     assert_eq!(gone.json()["errors"][0]["code"], "namespace_not_found");
-    let scripts = berth.admin_get("/v1/namespaces/customers/scripts/shop").await;
+    let scripts = berth
+        .admin_get("/v1/namespaces/customers/scripts/shop")
+        .await;
     assert_eq!(scripts.status, 404);
 
-    let default = berth.send(berth.admin_request(Method::DELETE, "/v1/namespaces/default")).await;
+    let default = berth
+        .send(berth.admin_request(Method::DELETE, "/v1/namespaces/default"))
+        .await;
     assert_eq!(default.status, 409);
     assert_eq!(default.json()["errors"][0]["code"], "default_namespace");
 }

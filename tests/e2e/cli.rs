@@ -21,9 +21,20 @@ async fn cli_creates_namespaces_and_deploys_scripts() {
 
     ok(berth.cli(&["namespace", "create", "staging"]));
     let list = ok(berth.cli(&["namespace", "list"]));
-    assert!(list.contains("staging") && list.contains("default"), "{list}");
+    assert!(
+        list.contains("staging") && list.contains("default"),
+        "{list}"
+    );
 
-    let out = ok(berth.cli(&["deploy", "web", hello, "--tag", "plan-free", "--var", "GREETING=Howdy!"]));
+    let out = ok(berth.cli(&[
+        "deploy",
+        "web",
+        hello,
+        "--tag",
+        "plan-free",
+        "--var",
+        "GREETING=Howdy!",
+    ]));
     assert!(out.contains("default/web"), "{out}");
     let reply = berth.get("web.localhost", "/cli").await;
     assert_eq!(reply.text(), "Howdy! You requested /cli\n");
@@ -43,7 +54,10 @@ async fn cli_creates_namespaces_and_deploys_scripts() {
     let failed = berth.cli(&["deploy", "bad", wasm_path("cli").to_str().unwrap()]);
     assert!(!failed.status.success());
     let stderr = String::from_utf8_lossy(&failed.stderr);
-    assert!(stderr.contains("invalid_component") || stderr.contains("incoming-handler"), "{stderr}");
+    assert!(
+        stderr.contains("invalid_component") || stderr.contains("incoming-handler"),
+        "{stderr}"
+    );
 
     let refused = berth.cli(&["namespace", "delete", "staging"]);
     assert!(!refused.status.success());

@@ -15,7 +15,9 @@ use serde_json::Value;
 pub fn raw_head(addr: SocketAddr, head: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
     stream.write_all(head.as_bytes()).expect("write head");
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
@@ -28,7 +30,11 @@ pub fn raw_head(addr: SocketAddr, head: &str) -> (u16, String) {
                 if let Some((head, body)) = text.split_once("\r\n\r\n") {
                     let length = head
                         .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().to_string())
+                        })
                         .and_then(|v| v.parse::<usize>().ok());
                     if length.is_some_and(|len| body.len() >= len) {
                         break;
@@ -99,7 +105,9 @@ impl Reply {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).map(|v| v.to_str().unwrap_or_default().to_string())
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or_default().to_string())
     }
     /// The `x-berth-error` code, if any.
     pub fn error_code(&self) -> Option<String> {
@@ -154,13 +162,23 @@ impl Berth {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()?;
-        Ok(Berth { child: Some(child), data: data.unwrap(), admin: admin.unwrap(), dir, log, http })
+        Ok(Berth {
+            child: Some(child),
+            data: data.unwrap(),
+            admin: admin.unwrap(),
+            dir,
+            log,
+            http,
+        })
     }
 
     /// Stops the server with SIGTERM and returns its exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("server running");
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         child.wait().expect("wait for berth")
     }
 
@@ -195,12 +213,24 @@ impl Berth {
 
     /// A request to the data plane for `host` (Host header) and `path`.
     pub async fn get(&self, host: &str, path: &str) -> Reply {
-        self.send(self.http.get(format!("http://{}{path}", self.data)).header("host", host)).await
+        self.send(
+            self.http
+                .get(format!("http://{}{path}", self.data))
+                .header("host", host),
+        )
+        .await
     }
 
     /// A request builder aimed at the data plane.
-    pub fn data_request(&self, method: reqwest::Method, host: &str, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, format!("http://{}{path}", self.data)).header("host", host)
+    pub fn data_request(
+        &self,
+        method: reqwest::Method,
+        host: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("http://{}{path}", self.data))
+            .header("host", host)
     }
 
     /// A request builder aimed at the admin API, with the token.
@@ -216,30 +246,57 @@ impl Berth {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.bytes().await.expect("body").to_vec();
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// Admin GET with the token.
     pub async fn admin_get(&self, path: &str) -> Reply {
-        self.send(self.admin_request(reqwest::Method::GET, path)).await
+        self.send(self.admin_request(reqwest::Method::GET, path))
+            .await
     }
 
     /// Uploads `bytes` as `ns/name` (raw `application/wasm`).
     pub async fn upload(&self, ns: &str, name: &str, bytes: Vec<u8>) -> Reply {
         let request = self
-            .admin_request(reqwest::Method::PUT, &format!("/v1/namespaces/{ns}/scripts/{name}"))
+            .admin_request(
+                reqwest::Method::PUT,
+                &format!("/v1/namespaces/{ns}/scripts/{name}"),
+            )
             .header("content-type", "application/wasm")
             .body(bytes);
         self.send(request).await
     }
 
     /// Uploads with a `metadata` part (multipart/form-data).
-    pub async fn upload_with_metadata(&self, ns: &str, name: &str, bytes: Vec<u8>, metadata: Value) -> Reply {
+    pub async fn upload_with_metadata(
+        &self,
+        ns: &str,
+        name: &str,
+        bytes: Vec<u8>,
+        metadata: Value,
+    ) -> Reply {
         let form = reqwest::multipart::Form::new()
-            .part("metadata", reqwest::multipart::Part::text(metadata.to_string()).mime_str("application/json").unwrap())
-            .part("component", reqwest::multipart::Part::bytes(bytes).mime_str("application/wasm").unwrap());
+            .part(
+                "metadata",
+                reqwest::multipart::Part::text(metadata.to_string())
+                    .mime_str("application/json")
+                    .unwrap(),
+            )
+            .part(
+                "component",
+                reqwest::multipart::Part::bytes(bytes)
+                    .mime_str("application/wasm")
+                    .unwrap(),
+            );
         let request = self
-            .admin_request(reqwest::Method::PUT, &format!("/v1/namespaces/{ns}/scripts/{name}"))
+            .admin_request(
+                reqwest::Method::PUT,
+                &format!("/v1/namespaces/{ns}/scripts/{name}"),
+            )
             .multipart(form);
         self.send(request).await
     }
@@ -254,7 +311,10 @@ impl Berth {
     /// Creates a namespace and asserts success.
     pub async fn create_namespace(&self, ns: &str) {
         let reply = self
-            .send(self.admin_request(reqwest::Method::POST, "/v1/namespaces").json(&serde_json::json!({"name": ns})))
+            .send(
+                self.admin_request(reqwest::Method::POST, "/v1/namespaces")
+                    .json(&serde_json::json!({"name": ns})),
+            )
             .await;
         assert_eq!(reply.status, 200, "create namespace {ns}: {}", reply.text());
     }

@@ -9,22 +9,52 @@ use crate::harness::{Berth, wasm};
 async fn redeploy_replaces_the_served_version() {
     let berth = Berth::start();
     let v1 = berth
-        .upload_with_metadata("default", "app", wasm("tenant"), json!({"vars": {"VERSION": "one"}}))
+        .upload_with_metadata(
+            "default",
+            "app",
+            wasm("tenant"),
+            json!({"vars": {"VERSION": "one"}}),
+        )
         .await;
     assert_eq!(v1.json()["result"]["version"], 1);
-    assert_eq!(berth.get("app.localhost", "/echo").await.header("x-version").as_deref(), Some("one"));
+    assert_eq!(
+        berth
+            .get("app.localhost", "/echo")
+            .await
+            .header("x-version")
+            .as_deref(),
+        Some("one")
+    );
 
     let v2 = berth
-        .upload_with_metadata("default", "app", wasm("tenant"), json!({"vars": {"VERSION": "two"}}))
+        .upload_with_metadata(
+            "default",
+            "app",
+            wasm("tenant"),
+            json!({"vars": {"VERSION": "two"}}),
+        )
         .await;
     assert_eq!(v2.json()["result"]["version"], 2);
-    assert_eq!(v2.json()["result"]["created_on"], v1.json()["result"]["created_on"]);
-    assert_eq!(berth.get("app.localhost", "/echo").await.header("x-version").as_deref(), Some("two"));
+    assert_eq!(
+        v2.json()["result"]["created_on"],
+        v1.json()["result"]["created_on"]
+    );
+    assert_eq!(
+        berth
+            .get("app.localhost", "/echo")
+            .await
+            .header("x-version")
+            .as_deref(),
+        Some("two")
+    );
 
     // A different component under the same name.
     let v3 = berth.deploy("default", "app", wasm("hello")).await;
     assert_eq!(v3["version"], 3);
-    assert_eq!(berth.get("app.localhost", "/x").await.text(), "Hello from Berth! You requested /x\n");
+    assert_eq!(
+        berth.get("app.localhost", "/x").await.text(),
+        "Hello from Berth! You requested /x\n"
+    );
 }
 
 #[tokio::test]
@@ -33,13 +63,17 @@ async fn deleted_scripts_get_worker_not_found() {
     berth.deploy("default", "app", wasm("hello")).await;
     assert_eq!(berth.get("app.localhost", "/").await.status, 200);
 
-    let reply = berth.send(berth.admin_request(Method::DELETE, "/v1/namespaces/default/scripts/app")).await;
+    let reply = berth
+        .send(berth.admin_request(Method::DELETE, "/v1/namespaces/default/scripts/app"))
+        .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let gone = berth.get("app.localhost", "/").await;
     assert_eq!(gone.status, 404);
     assert_eq!(gone.error_code().as_deref(), Some("worker-not-found"));
 
-    let again = berth.send(berth.admin_request(Method::DELETE, "/v1/namespaces/default/scripts/app")).await;
+    let again = berth
+        .send(berth.admin_request(Method::DELETE, "/v1/namespaces/default/scripts/app"))
+        .await;
     assert_eq!(again.status, 404);
     assert_eq!(again.json()["errors"][0]["code"], "script_not_found");
 }
@@ -71,7 +105,9 @@ async fn acknowledged_uploads_survive_a_crash() {
     assert_eq!(berth.get("hello.localhost", "/").await.status, 200);
     let kept = berth.admin_get("/v1/namespaces/tenants/scripts/kept").await;
     assert_eq!(kept.status, 200, "{}", kept.text());
-    let content = berth.admin_get("/v1/namespaces/tenants/scripts/kept/content").await;
+    let content = berth
+        .admin_get("/v1/namespaces/tenants/scripts/kept/content")
+        .await;
     assert_eq!(content.body, wasm("tenant"));
 }
 
@@ -81,7 +117,11 @@ async fn graceful_shutdown_drains_in_flight_requests() {
     berth.deploy("default", "slow", wasm("tenant")).await;
     // The response has started (headers arrived), more chunks are pending.
     let mut response = berth
-        .data_request(Method::GET, "slow.localhost", "/stream?chunks=3&size=8&delay_ms=300")
+        .data_request(
+            Method::GET,
+            "slow.localhost",
+            "/stream?chunks=3&size=8&delay_ms=300",
+        )
         .send()
         .await
         .expect("request");
@@ -94,11 +134,19 @@ async fn graceful_shutdown_drains_in_flight_requests() {
         (berth, status)
     });
     let mut rest = Vec::new();
-    while let Some(chunk) = response.chunk().await.expect("body completes during shutdown") {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .expect("body completes during shutdown")
+    {
         rest.extend_from_slice(&chunk);
     }
     assert_eq!(first.len() + rest.len(), 24);
     let (berth, status) = stopper.join().unwrap();
     assert!(status.success(), "berth exited with {status}");
-    assert!(berth.log().contains("in-flight requests finished"), "{}", berth.log());
+    assert!(
+        berth.log().contains("in-flight requests finished"),
+        "{}",
+        berth.log()
+    );
 }

@@ -14,8 +14,14 @@ async fn upload_then_request_is_served_by_the_component() {
 
     let reply = berth.get("hello.example.com", "/some/path?q=1").await;
     assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(reply.text(), "Hello from Berth! You requested /some/path?q=1\n");
-    assert_eq!(reply.header("content-type").as_deref(), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        reply.text(),
+        "Hello from Berth! You requested /some/path?q=1\n"
+    );
+    assert_eq!(
+        reply.header("content-type").as_deref(),
+        Some("text/plain; charset=utf-8")
+    );
 }
 
 #[tokio::test]
@@ -39,7 +45,11 @@ async fn unknown_hosts_get_worker_not_found() {
 async fn admin_routes_are_absent_from_the_data_plane() {
     let berth = Berth::start();
     berth.deploy("default", "hello", wasm("hello")).await;
-    for path in ["/v1/namespaces", "/v1/runtime", "/v1/namespaces/default/scripts/hello/content"] {
+    for path in [
+        "/v1/namespaces",
+        "/v1/runtime",
+        "/v1/namespaces/default/scripts/hello/content",
+    ] {
         let host = berth.data.to_string();
         let request = berth
             .data_request(reqwest::Method::GET, &host, path)
@@ -47,18 +57,29 @@ async fn admin_routes_are_absent_from_the_data_plane() {
         let reply = berth.send(request).await;
         assert_eq!(reply.status, 404, "{path}: {}", reply.text());
         assert_eq!(reply.error_code().as_deref(), Some("worker-not-found"));
-        assert!(!reply.text().contains("\"success\""), "{path} leaked the admin API");
+        assert!(
+            !reply.text().contains("\"success\""),
+            "{path} leaked the admin API"
+        );
     }
     // And a script's own host cannot reach them either: the guest answers.
     let reply = berth.get("hello.localhost", "/v1/namespaces").await;
-    assert_eq!(reply.text(), "Hello from Berth! You requested /v1/namespaces\n");
+    assert_eq!(
+        reply.text(),
+        "Hello from Berth! You requested /v1/namespaces\n"
+    );
 }
 
 #[tokio::test]
 async fn guest_sees_only_its_own_vars_no_args_no_files() {
     let berth = Berth::start();
     let reply = berth
-        .upload_with_metadata("default", "echo", wasm("tenant"), json!({"vars": {"VERSION": "7", "PLAN": "pro"}}))
+        .upload_with_metadata(
+            "default",
+            "echo",
+            wasm("tenant"),
+            json!({"vars": {"VERSION": "7", "PLAN": "pro"}}),
+        )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
 
@@ -75,11 +96,18 @@ async fn guest_sees_only_its_own_vars_no_args_no_files() {
     assert_eq!(echo["path"], "/echo");
     assert_eq!(echo["query"], "a=b");
     assert_eq!(echo["body_bytes"], body.len());
-    assert_eq!(echo["env"], json!({"VERSION": "7", "PLAN": "pro"}), "host environment leaked");
+    assert_eq!(
+        echo["env"],
+        json!({"VERSION": "7", "PLAN": "pro"}),
+        "host environment leaked"
+    );
     assert_eq!(echo["args"], json!([]), "guest got arguments");
     assert_eq!(echo["root_entries"], -1, "guest can list a filesystem");
     let headers = echo["headers"].as_array().unwrap();
-    assert!(headers.iter().any(|h| h[0] == "x-custom" && h[1] == "yes"), "{headers:?}");
+    assert!(
+        headers.iter().any(|h| h[0] == "x-custom" && h[1] == "yes"),
+        "{headers:?}"
+    );
 }
 
 #[tokio::test]
@@ -95,13 +123,22 @@ async fn response_bodies_stream_while_the_guest_is_still_writing() {
     );
     let mut response = request.send().await.expect("request");
     assert_eq!(response.status(), 200);
-    let first = response.chunk().await.expect("first chunk").expect("some bytes");
+    let first = response
+        .chunk()
+        .await
+        .expect("first chunk")
+        .expect("some bytes");
     assert!(first.starts_with(b"chunk 0\n"), "{first:?}");
     assert_eq!(first.len(), 32);
     drop(response);
 
     // Larger streams arrive complete and in order.
-    let reply = berth.get("streamer.localhost", "/stream?chunks=50&size=10000&delay_ms=1").await;
+    let reply = berth
+        .get(
+            "streamer.localhost",
+            "/stream?chunks=50&size=10000&delay_ms=1",
+        )
+        .await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body.len(), 500_000);
     assert!(reply.text().contains("chunk 49\n"));
@@ -122,7 +159,11 @@ async fn a_trapping_guest_gets_500_exception_and_the_server_keeps_serving() {
     let panic = berth.get("tenant.localhost", "/panic").await;
     assert_eq!(panic.status, 500);
     assert_eq!(panic.error_code().as_deref(), Some("exception"));
-    assert!(panic.text().contains("tenant panicked on purpose"), "{}", panic.text());
+    assert!(
+        panic.text().contains("tenant panicked on purpose"),
+        "{}",
+        panic.text()
+    );
 
     let none = berth.get("tenant.localhost", "/no-response").await;
     assert_eq!(none.status, 502);
@@ -140,7 +181,12 @@ async fn two_hundred_concurrent_requests_across_twenty_scripts_all_succeed() {
     let berth = Berth::start();
     for i in 0..20 {
         let reply = berth
-            .upload_with_metadata("default", &format!("s{i}"), wasm("tenant"), json!({"vars": {"VERSION": i.to_string()}}))
+            .upload_with_metadata(
+                "default",
+                &format!("s{i}"),
+                wasm("tenant"),
+                json!({"vars": {"VERSION": i.to_string()}}),
+            )
             .await;
         assert_eq!(reply.status, 200, "{}", reply.text());
     }
@@ -150,14 +196,20 @@ async fn two_hundred_concurrent_requests_across_twenty_scripts_all_succeed() {
         let berth = berth.clone();
         tasks.push(tokio::spawn(async move {
             let script = n % 20;
-            let reply = berth.get(&format!("s{script}.localhost"), &format!("/echo?n={n}")).await;
+            let reply = berth
+                .get(&format!("s{script}.localhost"), &format!("/echo?n={n}"))
+                .await;
             (script, n, reply)
         }));
     }
     for task in tasks {
         let (script, n, reply) = task.await.expect("task");
         assert_eq!(reply.status, 200, "request {n}: {}", reply.text());
-        assert_eq!(reply.header("x-version"), Some(script.to_string()), "request {n} reached the wrong script");
+        assert_eq!(
+            reply.header("x-version"),
+            Some(script.to_string()),
+            "request {n} reached the wrong script"
+        );
         assert_eq!(reply.json()["query"], format!("n={n}"));
     }
 }

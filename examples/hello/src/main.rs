@@ -10,7 +10,11 @@ use wstd::http::{Body, Request, Response};
 #[wstd::http_server]
 async fn main(request: Request<Body>) -> Result<Response<Body>, wstd::http::Error> {
     let greeting = std::env::var("GREETING").unwrap_or_else(|_| "Hello from Berth!".to_string());
-    let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     let text = format!("{greeting} You requested {path}\n");
     Ok(Response::builder()
         .header("content-type", "text/plain; charset=utf-8")

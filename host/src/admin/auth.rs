@@ -49,12 +49,16 @@ pub fn resolve_token(
         Ok(token) if !token.trim().is_empty() => {
             return Ok((token.trim().to_owned(), TokenSource::File(path)));
         }
-        Ok(_) => anyhow::bail!("{} is empty; delete it to generate a new token", path.display()),
+        Ok(_) => anyhow::bail!(
+            "{} is empty; delete it to generate a new token",
+            path.display()
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
     }
     let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness for the admin token: {e}"))?;
+    getrandom::fill(&mut raw)
+        .map_err(|e| anyhow::anyhow!("no randomness for the admin token: {e}"))?;
     let token = hex::encode(raw);
     let mut file = {
         let mut options = std::fs::OpenOptions::new();
@@ -109,7 +113,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(TOKEN_FILE)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(TOKEN_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

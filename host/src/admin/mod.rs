@@ -62,16 +62,30 @@ pub fn router(state: AdminState, token: AdminToken) -> Router {
     let body_limit = state.max_upload_bytes;
     Router::new()
         .route("/v1/runtime", get(runtime_stats))
-        .route("/v1/namespaces", get(namespaces::list).post(namespaces::create))
-        .route("/v1/namespaces/{ns}", get(namespaces::get).delete(namespaces::delete))
+        .route(
+            "/v1/namespaces",
+            get(namespaces::list).post(namespaces::create),
+        )
+        .route(
+            "/v1/namespaces/{ns}",
+            get(namespaces::get).delete(namespaces::delete),
+        )
         .route("/v1/namespaces/{ns}/scripts", get(scripts::list))
         .route(
             "/v1/namespaces/{ns}/scripts/{name}",
-            get(scripts::get).put(scripts::upload).delete(scripts::delete),
+            get(scripts::get)
+                .put(scripts::upload)
+                .delete(scripts::delete),
         )
-        .route("/v1/namespaces/{ns}/scripts/{name}/content", get(scripts::content))
+        .route(
+            "/v1/namespaces/{ns}/scripts/{name}/content",
+            get(scripts::content),
+        )
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(body_limit))
-        .route_layer(axum::middleware::from_fn_with_state(token, auth::require_token))
+        .route_layer(axum::middleware::from_fn_with_state(
+            token,
+            auth::require_token,
+        ))
         .with_state(state)
 }

@@ -91,5 +91,7 @@ pub(super) async fn delete(
     let deleted = blocking(move || Ok(state.store().delete_namespace(&name, q.force)?)).await?;
     runtime.evict_namespace(&ns);
     tracing::info!(namespace = %ns, scripts_deleted = deleted.len(), "namespace deleted");
-    Ok(ok(serde_json::json!({"name": ns, "deleted_scripts": deleted})))
+    Ok(ok(
+        serde_json::json!({"name": ns, "deleted_scripts": deleted}),
+    ))
 }

@@ -66,7 +66,10 @@ pub(super) async fn list(State(state): State<AdminState>, Path(ns): Path<String>
         Ok(state.store().list_scripts(&ns)?)
     })
     .await?;
-    Ok(ok(scripts.into_iter().map(ScriptInfo::from).collect::<Vec<_>>()))
+    Ok(ok(scripts
+        .into_iter()
+        .map(ScriptInfo::from)
+        .collect::<Vec<_>>()))
 }
 
 pub(super) async fn get(
@@ -144,7 +147,12 @@ pub(super) async fn upload(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let mime = content_type.split(';').next().unwrap_or("").trim().to_owned();
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned();
 
     let (content, metadata) = match mime.as_str() {
         "application/wasm" | "application/octet-stream" => {

@@ -1,9 +1,12 @@
 //! The data plane: the tenant-facing HTTP listener.
 //!
-//! Every request follows one path: route (host → namespace + script) → load
-//! the worker → invoke it on a fresh instance → stream its response back.
-//! Failures become `x-berth-error` responses via [`WorkerError`]. No admin
-//! route exists here.
+//! Every request follows one path: route by `Host` → load the worker →
+//! invoke it on a fresh instance → stream its response back. A host that
+//! matches a `[[dispatch]]` entry goes to that entry's dispatch worker
+//! (which calls user workers itself); any other host goes to the built-in
+//! subdomain router (first label → script of the default namespace), or
+//! gets 404 when it is disabled. Failures become `x-berth-error` responses
+//! via [`WorkerError`]. No admin route exists here.
 
 pub mod router;
 
@@ -14,15 +17,18 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 
+use crate::dispatch::{DispatchBinding, DispatchTable};
 use crate::errors::WorkerError;
 use crate::names::Name;
-use crate::runtime::Runtime;
+use crate::runtime::{InvokeOptions, Runtime};
 
 /// Shared state of the data plane.
 #[derive(Clone)]
 pub struct DataPlane {
     /// The runtime that runs workers.
     pub runtime: Arc<Runtime>,
+    /// `[[dispatch]]` entries, consulted before the built-in router.
+    pub dispatch: Arc<DispatchTable>,
     /// Namespace served by the built-in router.
     pub default_namespace: Name,
     /// Whether the built-in subdomain router is enabled.
@@ -42,21 +48,43 @@ async fn handle(State(plane): State<DataPlane>, request: Request) -> Response {
 }
 
 async fn serve(plane: &DataPlane, request: Request) -> Result<Response, WorkerError> {
-    let script = route(plane, &request)?;
-    let worker = plane.runtime.worker(&plane.default_namespace, &script).await?;
-    let response = plane.runtime.invoke(worker, request).await?;
-    Ok(response.map(Body::new))
-}
-
-fn route(plane: &DataPlane, request: &Request) -> Result<Name, WorkerError> {
-    if !plane.builtin_router {
-        return Err(WorkerError::NotFound("no route matches this host".into()));
-    }
     let host = request
         .headers()
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| request.uri().host())
-        .unwrap_or("");
-    router::script_for_host(host).map_err(WorkerError::NotFound)
+        .unwrap_or("")
+        .to_owned();
+    let request = request.map(|body| {
+        use http_body_util::BodyExt;
+        body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
+    });
+    if let Some(entry) = plane.dispatch.route(&host) {
+        let worker = entry.worker(&plane.runtime).await?;
+        let options = InvokeOptions {
+            limits: entry.limits,
+            dispatch: Some(DispatchBinding::new(
+                plane.runtime.clone(),
+                entry.namespace.clone(),
+            )),
+            ..InvokeOptions::default()
+        };
+        let response = plane.runtime.invoke(worker, request, options).await?;
+        return Ok(response.map(Body::new));
+    }
+    if !plane.builtin_router {
+        return Err(WorkerError::NotFound(format!(
+            "no route matches host {host:?}"
+        )));
+    }
+    let script = router::script_for_host(&host).map_err(WorkerError::NotFound)?;
+    let worker = plane
+        .runtime
+        .worker(&plane.default_namespace, &script)
+        .await?;
+    let response = plane
+        .runtime
+        .invoke(worker, request, InvokeOptions::default())
+        .await?;
+    Ok(response.map(Body::new))
 }

@@ -39,17 +39,40 @@ mod tests {
 
     #[test]
     fn first_label_names_the_script() {
-        assert_eq!(script_for_host("customer-a.example.com").unwrap().as_str(), "customer-a");
-        assert_eq!(script_for_host("Customer-A.example.com:8787").unwrap().as_str(), "customer-a");
-        assert_eq!(script_for_host("hello.localhost.").unwrap().as_str(), "hello");
+        assert_eq!(
+            script_for_host("customer-a.example.com").unwrap().as_str(),
+            "customer-a"
+        );
+        assert_eq!(
+            script_for_host("Customer-A.example.com:8787")
+                .unwrap()
+                .as_str(),
+            "customer-a"
+        );
+        assert_eq!(
+            script_for_host("hello.localhost.").unwrap().as_str(),
+            "hello"
+        );
         assert_eq!(script_for_host("hello").unwrap().as_str(), "hello");
     }
 
     #[test]
     fn unusable_hosts_are_explained() {
         assert!(script_for_host("").unwrap_err().contains("no Host"));
-        assert!(script_for_host("127.0.0.1:8787").unwrap_err().contains("IP address"));
-        assert!(script_for_host("[::1]:8787").unwrap_err().contains("IP address"));
-        assert!(script_for_host("bad_name.example.com").unwrap_err().contains("bad_name"));
+        assert!(
+            script_for_host("127.0.0.1:8787")
+                .unwrap_err()
+                .contains("IP address")
+        );
+        assert!(
+            script_for_host("[::1]:8787")
+                .unwrap_err()
+                .contains("IP address")
+        );
+        assert!(
+            script_for_host("bad_name.example.com")
+                .unwrap_err()
+                .contains("bad_name")
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Bounded in-memory cache of loaded workers (pre-instantiated components).
 //!
-//! Keyed by namespace + script. The admin layer evicts a key whenever the
+//! Keyed by namespace + script + role (user or dispatch worker: the same
+//! component links differently in each). The admin layer evicts a key whenever the
 //! script is redeployed or deleted, so a cached worker is always the current
 //! version. Concurrent first requests for the same script share one load
 //! (a per-key `OnceCell`); a failed load is not cached.
@@ -11,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use lru::LruCache;
 use tokio::sync::OnceCell;
 
-use super::Worker;
+use super::{Role, Worker};
 use crate::names::Name;
 
-type Key = (Name, Name);
+type Key = (Name, Name, Role);
 type Slot = Arc<OnceCell<Arc<Worker>>>;
 
 /// LRU of loaded workers.
@@ -37,9 +38,9 @@ impl WorkerCache {
 
     /// The slot for a script, created empty if absent. `true` if the slot
     /// already held a loaded worker (a cache hit).
-    pub fn slot(&self, namespace: &Name, script: &Name) -> (Slot, bool) {
+    pub fn slot(&self, namespace: &Name, script: &Name, role: Role) -> (Slot, bool) {
         let mut slots = self.lock();
-        let key = (namespace.clone(), script.clone());
+        let key = (namespace.clone(), script.clone(), role);
         if let Some(slot) = slots.get(&key) {
             let hit = slot.initialized();
             return (slot.clone(), hit);
@@ -49,9 +50,17 @@ impl WorkerCache {
         (slot, false)
     }
 
-    /// Forgets a script (after redeploy or delete).
+    /// Forgets a script in every role (after redeploy or delete).
     pub fn evict(&self, namespace: &Name, script: &Name) {
-        self.lock().pop(&(namespace.clone(), script.clone()));
+        let mut slots = self.lock();
+        for role in [Role::User, Role::Dispatch] {
+            slots.pop(&(namespace.clone(), script.clone(), role));
+        }
+    }
+
+    /// Forgets a script in one role.
+    pub fn evict_role(&self, namespace: &Name, script: &Name, role: Role) {
+        self.lock().pop(&(namespace.clone(), script.clone(), role));
     }
 
     /// Forgets every script of a namespace.
@@ -59,7 +68,7 @@ impl WorkerCache {
         let mut slots = self.lock();
         let keys: Vec<Key> = slots
             .iter()
-            .filter(|((ns, _), _)| ns == namespace)
+            .filter(|((ns, _, _), _)| ns == namespace)
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
@@ -68,7 +77,7 @@ impl WorkerCache {
     }
 
     /// Workers currently loaded.
-    pub fn len(&self) -> usize {
+    pub fn loaded(&self) -> usize {
         self.lock().iter().filter(|(_, s)| s.initialized()).count()
     }
 }

@@ -24,7 +24,9 @@ pub enum CompileError {
     #[error("component cannot be linked: {0}")]
     Link(String),
     /// Valid, but not a `wasi:http/proxy` component.
-    #[error("component does not export wasi:http/incoming-handler (it must target the wasi:http/proxy world): {0}")]
+    #[error(
+        "component does not export wasi:http/incoming-handler (it must target the wasi:http/proxy world): {0}"
+    )]
     WrongWorld(String),
 }
 
@@ -32,15 +34,9 @@ fn text(e: &wasmtime::Error) -> String {
     crate::errors::one_line(&format!("{e:#}"))
 }
 
-/// Compiles `bytes` and checks it can serve HTTP with `linker`.
-pub fn compile(
-    engine: &Engine,
-    linker: &Linker<WorkerState>,
-    bytes: &[u8],
-) -> Result<(Component, ProxyPre<WorkerState>), CompileError> {
-    let component = Component::new(engine, bytes).map_err(|e| CompileError::Invalid(text(&e)))?;
-    let pre = prepare(linker, &component)?;
-    Ok((component, pre))
+/// Compiles `bytes` (check it can serve with [`prepare`]).
+pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, CompileError> {
+    Component::new(engine, bytes).map_err(|e| CompileError::Invalid(text(&e)))
 }
 
 /// Links an already compiled component and locates its HTTP handler.

@@ -10,9 +10,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::time::Instant;
-use wasmtime::{PoolConcurrencyLimitError, Store, Trap};
+use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -20,39 +22,82 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use super::state::{StateParams, WorkerState};
 use super::stdio::{OutputCapture, tail_lines};
 use super::{Runtime, Worker};
+use crate::dispatch::DispatchBinding;
 use crate::egress::EgressHooks;
 use crate::errors::{WorkerError, one_line};
+use crate::limits::{CallLimits, CpuMeter};
 
 /// The response a worker produced; its body may still be streaming.
 pub type WorkerResponse = http::Response<HyperOutgoingBody>;
 
+/// How one invocation runs, beyond the worker itself.
+#[derive(Default)]
+pub struct InvokeOptions {
+    /// Limits for this call (already combined across levels); the host's
+    /// `request_timeout_ms` and `max_memory_mb` still cap them.
+    pub limits: CallLimits,
+    /// An outer deadline this call may not outlive (the dispatch worker's).
+    pub deadline_cap: Option<Instant>,
+    /// For dispatch workers: the namespace their `dispatcher.get` reaches.
+    pub dispatch: Option<DispatchBinding>,
+    /// Outbound parameters from the dispatch worker, for the egress layer.
+    pub outbound: Vec<(String, String)>,
+}
+
 impl Runtime {
     /// Serves `request` with a fresh instance of `worker`.
-    pub async fn invoke(
+    pub async fn invoke<B>(
         &self,
         worker: Arc<Worker>,
-        request: http::Request<axum::body::Body>,
-    ) -> Result<WorkerResponse, WorkerError> {
-        let deadline = Instant::now() + self.request_timeout;
+        request: http::Request<B>,
+        options: InvokeOptions,
+    ) -> Result<WorkerResponse, WorkerError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let limits = options.limits;
+        let wall = limits.wall_ms.map_or(self.request_timeout, |ms| {
+            Duration::from_millis(ms).min(self.request_timeout)
+        });
+        let mut deadline = Instant::now() + wall;
+        if let Some(cap) = options.deadline_cap {
+            deadline = deadline.min(cap);
+        }
+        let max_memory_bytes = limits.memory_mb.map_or(self.max_memory_bytes, |mb| {
+            ((mb as usize) << 20).min(self.max_memory_bytes)
+        });
         let stdout = OutputCapture::new(self.stdio_capture_bytes);
         let stderr = OutputCapture::new(self.stdio_capture_bytes);
+        let egress = EgressHooks::new(worker.namespace.as_str(), worker.name.as_str())
+            .with_subrequest_limit(limits.subrequests)
+            .with_outbound(options.outbound);
+        let dispatch = options
+            .dispatch
+            .map(|binding| binding.with_deadline(deadline));
         let state = WorkerState::new(StateParams {
             env: &worker.env,
             stdout: stdout.clone(),
             stderr: stderr.clone(),
-            max_memory_bytes: self.max_memory_bytes,
-            egress: EgressHooks::new(worker.namespace.as_str(), worker.name.as_str()),
+            max_memory_bytes,
+            egress,
+            cpu: CpuMeter::new(limits.cpu_ms, self.epoch_tick_ms),
+            dispatch,
         });
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        // Yield to the scheduler at every epoch tick so a busy guest cannot
-        // starve other requests on its worker thread.
-        store.epoch_deadline_async_yield_and_update(1);
-
-        let request = request.map(|body| {
-            use http_body_util::BodyExt;
-            body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
+        // At every epoch tick the guest observes while executing: count it
+        // against the CPU budget, then yield to the scheduler so a busy guest
+        // cannot starve other requests on its worker thread.
+        store.epoch_deadline_callback(|mut ctx| {
+            if ctx.data_mut().cpu.tick() {
+                Ok(UpdateDeadline::Yield(1))
+            } else {
+                Err(wasmtime::Error::msg("cpu time limit exceeded"))
+            }
         });
+        store.set_epoch_deadline(1);
+
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let (incoming, outparam) = {
             let mut http = store.data_mut().http();
@@ -91,7 +136,7 @@ impl Runtime {
             result
         });
 
-        match tokio::time::timeout_at(deadline, receiver).await {
+        let outcome = match tokio::time::timeout_at(deadline, receiver).await {
             Ok(Ok(Ok(response))) => Ok(response),
             Ok(Ok(Err(code))) => Err(WorkerError::Exception(format!(
                 "worker answered with error code {code:?}"
@@ -103,11 +148,20 @@ impl Runtime {
                 Ok(Err(error)) => Err(error),
                 Err(join) => Err(WorkerError::Internal(format!("worker task failed: {join}"))),
             },
-            Err(_) => {
-                self.counters.wall_limit_hits.fetch_add(1, Ordering::Relaxed);
-                Err(WorkerError::WallLimit)
+            Err(_) => Err(WorkerError::WallLimit),
+        };
+        if let Err(error) = &outcome {
+            let counter = match error {
+                WorkerError::WallLimit => Some(&self.counters.wall_limit_hits),
+                WorkerError::CpuLimit => Some(&self.counters.cpu_limit_hits),
+                WorkerError::MemoryLimit => Some(&self.counters.memory_limit_hits),
+                _ => None,
+            };
+            if let Some(counter) = counter {
+                counter.fetch_add(1, Ordering::Relaxed);
             }
         }
+        outcome
     }
 }
 
@@ -116,8 +170,14 @@ fn classify(error: &wasmtime::Error, state: &WorkerState, stderr: &OutputCapture
     if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
         return WorkerError::Overloaded;
     }
-    if state.limiter.memory_limit_hit {
+    if state.cpu.limit_hit {
+        return WorkerError::CpuLimit;
+    }
+    if state.limiter.memory_limit_hit || state.limiter.table_limit_hit {
         return WorkerError::MemoryLimit;
+    }
+    if state.egress.subrequest_limit_hit {
+        return WorkerError::SubrequestLimit;
     }
     let reason = match error.downcast_ref::<Trap>() {
         Some(Trap::StackOverflow) => "stack overflow".to_owned(),

@@ -23,7 +23,7 @@ use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 pub use compile::CompileError;
-pub use invoke::WorkerResponse;
+pub use invoke::{InvokeOptions, WorkerResponse};
 pub use state::WorkerState;
 
 use crate::config::RuntimeConfig;
@@ -32,6 +32,16 @@ use crate::names::Name;
 use crate::store::{NamespaceStore, ScriptRecord};
 use cache::WorkerCache;
 use engine::EpochTicker;
+
+/// What a loaded component serves as; decides which imports it is linked
+/// against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A tenant's worker: `wasi:http/proxy` only.
+    User,
+    /// A platform's dispatch worker: also imports `berth:platform/dispatcher`.
+    Dispatch,
+}
 
 /// A script ready to serve: its pre-instantiated component and the
 /// per-invocation inputs derived from its metadata.
@@ -64,6 +74,8 @@ pub struct Counters {
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     wall_limit_hits: AtomicU64,
+    cpu_limit_hits: AtomicU64,
+    memory_limit_hits: AtomicU64,
 }
 
 /// A snapshot of [`Counters`] plus pool occupancy, for the admin API.
@@ -77,8 +89,12 @@ pub struct RuntimeStats {
     pub cache_hits: u64,
     /// Requests that had to load their worker.
     pub cache_misses: u64,
-    /// Requests cut off by the request deadline.
+    /// Invocations cut off by their wall-clock deadline.
     pub wall_limit_hits: u64,
+    /// Invocations stopped for exceeding their CPU time.
+    pub cpu_limit_hits: u64,
+    /// Invocations that failed on their memory limit.
+    pub memory_limit_hits: u64,
     /// Workers currently loaded in memory.
     pub cached_workers: usize,
     /// Pooling allocator occupancy.
@@ -106,6 +122,7 @@ pub struct PoolStats {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<WorkerState>,
+    dispatch_linker: Linker<WorkerState>,
     engine_hash: String,
     store: Arc<dyn NamespaceStore>,
     cache: WorkerCache,
@@ -113,6 +130,7 @@ pub struct Runtime {
     request_timeout: Duration,
     stdio_capture_bytes: usize,
     max_memory_bytes: usize,
+    epoch_tick_ms: u64,
     instances_capacity: u32,
     _ticker: EpochTicker,
 }
@@ -122,17 +140,20 @@ impl Runtime {
     pub fn new(cfg: &RuntimeConfig, store: Arc<dyn NamespaceStore>) -> anyhow::Result<Self> {
         let engine = engine::build_engine(cfg)?;
         let linker = state::build_linker(&engine)?;
+        let dispatch_linker = state::build_dispatch_linker(&engine)?;
         let ticker = EpochTicker::start(engine.clone(), Duration::from_millis(cfg.epoch_tick_ms));
         Ok(Self {
             engine_hash: engine::compatibility_hash(&engine),
             engine,
             linker,
+            dispatch_linker,
             store,
             cache: WorkerCache::new(cfg.component_cache_size),
             counters: Counters::default(),
             request_timeout: Duration::from_millis(cfg.request_timeout_ms),
             stdio_capture_bytes: cfg.stdio_capture_kb << 10,
             max_memory_bytes: (cfg.max_memory_mb as usize) << 20,
+            epoch_tick_ms: cfg.epoch_tick_ms,
             instances_capacity: cfg.instances,
             _ticker: ticker,
         })
@@ -143,10 +164,32 @@ impl Runtime {
         &self.store
     }
 
+    fn linker(&self, role: Role) -> &Linker<WorkerState> {
+        match role {
+            Role::User => &self.linker,
+            Role::Dispatch => &self.dispatch_linker,
+        }
+    }
+
     /// Validates and compiles an upload (blocking: run it off the reactor).
+    ///
+    /// A component is accepted if it links as a user worker, or as a dispatch
+    /// worker (so a platform can keep its dispatch worker in the store).
     pub fn compile_upload(&self, bytes: &[u8]) -> Result<CompiledUpload, CompileError> {
         let started = Instant::now();
-        let (component, _pre) = compile::compile(&self.engine, &self.linker, bytes)?;
+        let component = compile::compile(&self.engine, bytes)?;
+        if let Err(user_error) = compile::prepare(&self.linker, &component) {
+            match (
+                &user_error,
+                compile::prepare(&self.dispatch_linker, &component),
+            ) {
+                (_, Ok(_)) => {}
+                (CompileError::Link(_), Err(CompileError::WrongWorld(e))) => {
+                    return Err(CompileError::WrongWorld(e));
+                }
+                _ => return Err(user_error),
+            }
+        }
         self.counters.compiles.fetch_add(1, Ordering::Relaxed);
         let artifact = component
             .serialize()
@@ -162,21 +205,35 @@ impl Runtime {
         })
     }
 
-    /// The loaded worker for a script, loading it on first use.
+    /// The loaded user worker for a script, loading it on first use.
     pub async fn worker(
         self: &Arc<Self>,
         namespace: &Name,
         script: &Name,
     ) -> Result<Arc<Worker>, WorkerError> {
-        let (slot, hit) = self.cache.slot(namespace, script);
-        let counter = if hit { &self.counters.cache_hits } else { &self.counters.cache_misses };
+        self.worker_as(namespace, script, Role::User).await
+    }
+
+    /// The loaded worker for a script in `role`, loading it on first use.
+    pub async fn worker_as(
+        self: &Arc<Self>,
+        namespace: &Name,
+        script: &Name,
+        role: Role,
+    ) -> Result<Arc<Worker>, WorkerError> {
+        let (slot, hit) = self.cache.slot(namespace, script, role);
+        let counter = if hit {
+            &self.counters.cache_hits
+        } else {
+            &self.counters.cache_misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         let worker = slot
             .get_or_try_init(|| {
                 let this = self.clone();
                 let (ns, name) = (namespace.clone(), script.clone());
                 async move {
-                    tokio::task::spawn_blocking(move || this.load(&ns, &name))
+                    tokio::task::spawn_blocking(move || this.load(&ns, &name, role))
                         .await
                         .map_err(|e| WorkerError::Internal(format!("loader task failed: {e}")))?
                 }
@@ -186,7 +243,7 @@ impl Runtime {
             Ok(worker) => Ok(worker.clone()),
             Err(error) => {
                 // Failed loads are not cached: drop the empty slot.
-                self.cache.evict(namespace, script);
+                self.cache.evict_role(namespace, script, role);
                 Err(error)
             }
         }
@@ -194,11 +251,10 @@ impl Runtime {
 
     /// Loads a script from the store: its artifact if one matches this
     /// engine, else a compile (whose artifact is then stored).
-    fn load(&self, namespace: &Name, name: &Name) -> Result<Arc<Worker>, WorkerError> {
+    fn load(&self, namespace: &Name, name: &Name, role: Role) -> Result<Arc<Worker>, WorkerError> {
         let internal = |e: &dyn std::fmt::Display| WorkerError::Internal(e.to_string());
-        let not_found = || {
-            WorkerError::NotFound(format!("no script {name:?} in namespace {namespace:?}"))
-        };
+        let not_found =
+            || WorkerError::NotFound(format!("no script {name:?} in namespace {namespace:?}"));
         let record = self
             .store
             .get_script(namespace, name)
@@ -224,13 +280,24 @@ impl Runtime {
                 self.recompile(&record).map_err(|e| internal(&e))?
             }
         };
-        let pre = compile::prepare(&self.linker, &component).map_err(|e| internal(&e))?;
+        let pre = compile::prepare(self.linker(role), &component).map_err(|e| match role {
+            Role::User => WorkerError::Internal(format!(
+                "script {namespace}/{name} cannot run as a user worker: {e}"
+            )),
+            Role::Dispatch => WorkerError::Internal(format!(
+                "script {namespace}/{name} cannot run as a dispatch worker: {e}"
+            )),
+        })?;
         Ok(Arc::new(Worker {
             namespace: namespace.clone(),
             name: name.clone(),
             version: record.version,
             pre,
-            env: record.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            env: record
+                .vars
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }))
     }
 
@@ -244,9 +311,40 @@ impl Runtime {
         self.counters.compiles.fetch_add(1, Ordering::Relaxed);
         tracing::info!(namespace = %record.namespace, script = %record.name, "compiled stored component (no artifact for this engine)");
         if let Ok(artifact) = component.serialize() {
-            self.store.put_artifact(&record.sha256, &self.engine_hash, &artifact)?;
+            self.store
+                .put_artifact(&record.sha256, &self.engine_hash, &artifact)?;
         }
         Ok(component)
+    }
+
+    /// Compiles a dispatch worker from a file the operator configured
+    /// (blocking: run it off the reactor). `label` (its namespace) names it in
+    /// logs; `vars` become its environment.
+    pub fn load_dispatch_file(
+        &self,
+        path: &std::path::Path,
+        label: &Name,
+        vars: &std::collections::BTreeMap<String, String>,
+    ) -> anyhow::Result<Arc<Worker>> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("cannot read dispatch worker {}: {e}", path.display()))?;
+        let component = compile::compile(&self.engine, &bytes)
+            .map_err(|e| anyhow::anyhow!("dispatch worker {}: {e}", path.display()))?;
+        self.counters.compiles.fetch_add(1, Ordering::Relaxed);
+        let pre = compile::prepare(&self.dispatch_linker, &component)
+            .map_err(|e| anyhow::anyhow!("dispatch worker {}: {e}", path.display()))?;
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| Name::new(&s.to_ascii_lowercase().replace('_', "-")).ok())
+            .unwrap_or_else(|| label.clone());
+        Ok(Arc::new(Worker {
+            namespace: label.clone(),
+            name: stem,
+            version: 0,
+            pre,
+            env: vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        }))
     }
 
     /// Forgets the loaded worker of a script (redeploy, delete).
@@ -269,7 +367,9 @@ impl Runtime {
             cache_hits: c.cache_hits.load(Ordering::Relaxed),
             cache_misses: c.cache_misses.load(Ordering::Relaxed),
             wall_limit_hits: c.wall_limit_hits.load(Ordering::Relaxed),
-            cached_workers: self.cache.len(),
+            cpu_limit_hits: c.cpu_limit_hits.load(Ordering::Relaxed),
+            memory_limit_hits: c.memory_limit_hits.load(Ordering::Relaxed),
+            cached_workers: self.cache.loaded(),
             pool: PoolStats {
                 component_instances: metrics.as_ref().map_or(0, |m| m.component_instances()),
                 core_instances: metrics.as_ref().map_or(0, |m| m.core_instances()),

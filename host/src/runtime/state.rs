@@ -13,8 +13,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::stdio::OutputCapture;
+use crate::dispatch::DispatchBinding;
 use crate::egress::EgressHooks;
-use crate::limits::MemoryLimiter;
+use crate::limits::{CpuMeter, MemoryLimiter};
 
 /// Store data of one invocation.
 pub struct WorkerState {
@@ -25,6 +26,10 @@ pub struct WorkerState {
     pub limiter: MemoryLimiter,
     /// Outbound HTTP policy and accounting.
     pub egress: EgressHooks,
+    /// CPU-time accounting (epoch ticks observed while executing).
+    pub cpu: CpuMeter,
+    /// Set for dispatch workers: which namespace `dispatcher.get` reaches.
+    pub dispatch: Option<DispatchBinding>,
 }
 
 /// Inputs for a new [`WorkerState`].
@@ -39,6 +44,10 @@ pub struct StateParams<'a> {
     pub max_memory_bytes: usize,
     /// Egress state for this invocation.
     pub egress: EgressHooks,
+    /// CPU budget for this invocation.
+    pub cpu: CpuMeter,
+    /// Dispatcher binding (dispatch workers only).
+    pub dispatch: Option<DispatchBinding>,
 }
 
 impl WorkerState {
@@ -58,6 +67,8 @@ impl WorkerState {
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(p.max_memory_bytes),
             egress: p.egress,
+            cpu: p.cpu,
+            dispatch: p.dispatch,
         }
     }
 }
@@ -81,6 +92,13 @@ impl WasiHttpView for WorkerState {
     }
 }
 
+impl WorkerState {
+    /// The resource table (for host implementations of Berth's interfaces).
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
 /// The linker shared by all tenants: WASI p2 (cli, clocks, random, io,
 /// filesystem and sockets that refuse everything) plus `wasi:http`.
 pub fn build_linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<WorkerState>> {
@@ -89,5 +107,13 @@ pub fn build_linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<WorkerSt
         .map_err(|e| anyhow::anyhow!("linking WASI: {e:#}"))?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(|e| anyhow::anyhow!("linking wasi:http: {e:#}"))?;
+    Ok(linker)
+}
+
+/// The dispatch workers' linker: everything user workers get, plus
+/// `berth:platform/dispatcher`.
+pub fn build_dispatch_linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<WorkerState>> {
+    let mut linker = build_linker(engine)?;
+    crate::dispatch::add_to_linker(&mut linker)?;
     Ok(linker)
 }

@@ -121,8 +121,12 @@ pub trait NamespaceStore: Send + Sync + 'static {
     fn delete_namespace(&self, name: &Name, force: bool) -> StoreResult<Vec<Name>>;
 
     /// Stores a new version of a script (creating it or replacing it).
-    fn put_script(&self, namespace: &Name, name: &Name, script: NewScript)
-    -> StoreResult<ScriptRecord>;
+    fn put_script(
+        &self,
+        namespace: &Name,
+        name: &Name,
+        script: NewScript,
+    ) -> StoreResult<ScriptRecord>;
     /// Looks a script's metadata up.
     fn get_script(&self, namespace: &Name, name: &Name) -> StoreResult<Option<ScriptRecord>>;
     /// All scripts of a namespace, by name.

@@ -18,9 +18,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use sled::Transactional;
-use sled::transaction::{
-    ConflictableTransactionError, TransactionError, TransactionalTree, abort,
-};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree, abort};
 
 use super::{
     NamespaceRecord, NamespaceStore, NewScript, ScriptRecord, StoreError, StoreResult, now_ms,
@@ -231,13 +229,21 @@ impl NamespaceStore for SledStore {
                 scripts: keys.len(),
             });
         }
-        let (deleted, released) = (&self.namespaces, &self.scripts, &self.blobs, &self.blob_refs)
+        let (deleted, released) = (
+            &self.namespaces,
+            &self.scripts,
+            &self.blobs,
+            &self.blob_refs,
+        )
             .transaction(|(namespaces, scripts, blobs, refs)| {
                 let mut deleted = Vec::new();
                 let mut released = Vec::new();
                 for key in &keys {
-                    let Some(bytes) = scripts.remove(key)? else { continue };
-                    let record: ScriptRecord = decode(key, &bytes).map_err(ConflictableTransactionError::Abort)?;
+                    let Some(bytes) = scripts.remove(key)? else {
+                        continue;
+                    };
+                    let record: ScriptRecord =
+                        decode(key, &bytes).map_err(ConflictableTransactionError::Abort)?;
                     if release_blob(blobs, refs, &record.sha256)? {
                         released.push(record.sha256.clone());
                     }
@@ -284,7 +290,10 @@ impl NamespaceStore for SledStore {
                     released.push(old.sha256.clone());
                 }
                 if let Some((engine_hash, bytes)) = &script.artifact {
-                    artifacts.insert(format!("{}/{engine_hash}", script.sha256).as_bytes(), bytes.as_slice())?;
+                    artifacts.insert(
+                        format!("{}/{engine_hash}", script.sha256).as_bytes(),
+                        bytes.as_slice(),
+                    )?;
                 }
                 let record = ScriptRecord {
                     namespace: namespace.clone(),
@@ -344,7 +353,8 @@ impl NamespaceStore for SledStore {
                 let Some(bytes) = scripts.remove(key.as_bytes())? else {
                     return Ok(None);
                 };
-                let record: ScriptRecord = decode(key.as_bytes(), &bytes).map_err(ConflictableTransactionError::Abort)?;
+                let record: ScriptRecord =
+                    decode(key.as_bytes(), &bytes).map_err(ConflictableTransactionError::Abort)?;
                 let gone = release_blob(blobs, refs, &record.sha256)?;
                 Ok(Some(gone.then_some(record.sha256)))
             },
@@ -404,7 +414,10 @@ mod tests {
         let (_d, s) = open();
         let ns = name("ns");
         s.create_namespace(&ns).unwrap();
-        assert!(matches!(s.create_namespace(&ns), Err(StoreError::NamespaceExists(_))));
+        assert!(matches!(
+            s.create_namespace(&ns),
+            Err(StoreError::NamespaceExists(_))
+        ));
         s.ensure_namespace(&ns).unwrap();
         assert_eq!(s.list_namespaces().unwrap().len(), 1);
         s.put_script(&ns, &name("a"), script(b"one")).unwrap();
@@ -421,7 +434,9 @@ mod tests {
     #[test]
     fn put_requires_namespace_and_stores_nothing_otherwise() {
         let (_d, s) = open();
-        let err = s.put_script(&name("nope"), &name("a"), script(b"x")).unwrap_err();
+        let err = s
+            .put_script(&name("nope"), &name("a"), script(b"x"))
+            .unwrap_err();
         assert!(matches!(err, StoreError::NamespaceNotFound(_)));
         assert!(s.blobs.is_empty() && s.scripts.is_empty() && s.artifacts.is_empty());
     }
@@ -457,15 +472,23 @@ mod tests {
         }
         let s = SledStore::open(dir.path()).unwrap();
         let rec = s.get_script(&ns, &name("a")).unwrap().unwrap();
-        assert_eq!(s.get_artifact(&rec.sha256, "engine").unwrap().unwrap(), b"artifact");
+        assert_eq!(
+            s.get_artifact(&rec.sha256, "engine").unwrap().unwrap(),
+            b"artifact"
+        );
     }
 
     #[test]
     fn orphan_artifacts_are_swept_and_not_resurrected() {
         let (_d, s) = open();
         s.put_artifact("deadbeef", "engine", b"x").unwrap();
-        assert!(s.artifacts.is_empty(), "artifact for unknown content is refused");
-        s.artifacts.insert("deadbeef/engine", b"x".as_slice()).unwrap();
+        assert!(
+            s.artifacts.is_empty(),
+            "artifact for unknown content is refused"
+        );
+        s.artifacts
+            .insert("deadbeef/engine", b"x".as_slice())
+            .unwrap();
         s.sweep_orphan_artifacts().unwrap();
         assert!(s.artifacts.is_empty());
     }

@@ -1,0 +1,285 @@
+//! The host implementation of `berth:platform/dispatcher`.
+//!
+//! `get` looks a script up in the dispatch worker's bound namespace (and
+//! nowhere else). `worker.fetch` turns the guest's `outgoing-request` into a
+//! request for the user worker — body still streaming from the dispatch
+//! worker — and starts the invocation on its own task, so several fetches
+//! can be in flight. The `future-response` resolves when the user worker
+//! sets its response (or fails); the response body keeps streaming from the
+//! user worker while the dispatch worker reads it.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use wasmtime::component::{HasSelf, Linker, Resource};
+use wasmtime_wasi::p2::{DynPollable, Pollable};
+use wasmtime_wasi::runtime::{AbortOnDropJoinHandle, poll_noop, spawn};
+use wasmtime_wasi_http::p2::bindings::http::types::{Method, Scheme};
+use wasmtime_wasi_http::p2::body::HostIncomingBody;
+use wasmtime_wasi_http::p2::types::{HostIncomingResponse, HostOutgoingRequest};
+use wasmtime_wasi_http::{FieldMap, WasiHttpView};
+
+use super::bindings::berth::platform::dispatcher::{
+    self, DispatchError, Host, HostFutureResponse, HostWorker, Options,
+};
+use crate::errors::WorkerError;
+use crate::limits::CallLimits;
+use crate::names::Name;
+use crate::runtime::{InvokeOptions, Runtime, Worker, WorkerResponse, WorkerState};
+
+/// What a dispatch worker's store knows about its binding.
+#[derive(Clone)]
+pub struct DispatchBinding {
+    runtime: Arc<Runtime>,
+    namespace: Name,
+    deadline: Option<Instant>,
+}
+
+impl DispatchBinding {
+    /// A binding to `namespace` (the only one `get` can reach).
+    pub fn new(runtime: Arc<Runtime>, namespace: Name) -> Self {
+        Self {
+            runtime,
+            namespace,
+            deadline: None,
+        }
+    }
+
+    /// User workers called through this binding cannot outlive `deadline`.
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The bound namespace.
+    pub fn namespace(&self) -> &Name {
+        &self.namespace
+    }
+}
+
+/// The host side of a `worker` resource.
+pub struct WorkerHandle {
+    worker: Arc<Worker>,
+    limits: CallLimits,
+    outbound: Vec<(String, String)>,
+}
+
+/// The host side of a `future-response` resource.
+pub enum FutureResponse {
+    /// The user worker has not answered yet.
+    Pending(AbortOnDropJoinHandle<Result<WorkerResponse, WorkerError>>),
+    /// The outcome, not yet taken.
+    Ready(Result<WorkerResponse, WorkerError>),
+    /// Taken by `get`.
+    Consumed,
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for FutureResponse {
+    async fn ready(&mut self) {
+        if let Self::Pending(handle) = self {
+            *self = Self::Ready(handle.await);
+        }
+    }
+}
+
+/// Adds `berth:platform/dispatcher` to a linker.
+pub fn add_to_linker(linker: &mut Linker<WorkerState>) -> anyhow::Result<()> {
+    dispatcher::add_to_linker::<WorkerState, HasSelf<WorkerState>>(linker, |state| state)
+        .map_err(|e| anyhow::anyhow!("linking berth:platform/dispatcher: {e:#}"))
+}
+
+/// The typed error a dispatch worker sees for a failed user worker.
+pub fn dispatch_error(error: WorkerError) -> DispatchError {
+    match error {
+        WorkerError::NotFound(_) => DispatchError::WorkerNotFound,
+        WorkerError::Exception(message) => DispatchError::Exception(message),
+        WorkerError::NoResponse => DispatchError::NoResponse,
+        WorkerError::Overloaded => DispatchError::Overloaded,
+        WorkerError::WallLimit => DispatchError::WallLimitExceeded,
+        WorkerError::MemoryLimit => DispatchError::MemoryLimitExceeded,
+        WorkerError::CpuLimit => DispatchError::CpuLimitExceeded,
+        WorkerError::SubrequestLimit => DispatchError::SubrequestLimitExceeded,
+        WorkerError::Internal(message) => DispatchError::Internal(message),
+    }
+}
+
+fn to_call_limits(options: &Options) -> CallLimits {
+    let l = &options.limits;
+    CallLimits {
+        cpu_ms: l.cpu_ms,
+        wall_ms: l.wall_ms,
+        memory_mb: l.memory_mb.map(u64::from),
+        subrequests: l.subrequests,
+    }
+}
+
+/// Builds the request the user worker receives from a guest's
+/// `outgoing-request`.
+fn user_request(
+    request: HostOutgoingRequest,
+    script: &Name,
+) -> Result<http::Request<wasmtime_wasi_http::p2::body::HyperOutgoingBody>, String> {
+    use http_body_util::{BodyExt, Empty};
+
+    let method = match request.method {
+        Method::Get => http::Method::GET,
+        Method::Head => http::Method::HEAD,
+        Method::Post => http::Method::POST,
+        Method::Put => http::Method::PUT,
+        Method::Delete => http::Method::DELETE,
+        Method::Connect => http::Method::CONNECT,
+        Method::Options => http::Method::OPTIONS,
+        Method::Trace => http::Method::TRACE,
+        Method::Patch => http::Method::PATCH,
+        Method::Other(m) => http::Method::from_bytes(m.as_bytes())
+            .map_err(|_| format!("invalid request method {m:?}"))?,
+    };
+    let scheme = match &request.scheme {
+        Some(Scheme::Https) => "https",
+        Some(Scheme::Other(s)) => s.as_str(),
+        _ => "http",
+    };
+    let authority = request
+        .authority
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| script.to_string());
+    let path = request.path_with_query.unwrap_or_else(|| "/".into());
+    let uri = format!("{scheme}://{authority}{path}");
+    let mut builder = http::Request::builder().method(method).uri(&uri);
+    let headers: http::HeaderMap = request.headers.into();
+    for (name, value) in &headers {
+        if name != http::header::HOST {
+            builder = builder.header(name, value);
+        }
+    }
+    builder = builder.header(http::header::HOST, authority.as_str());
+    let body = request
+        .body
+        .unwrap_or_else(|| Empty::new().map_err(|never| match never {}).boxed_unsync());
+    builder
+        .body(body)
+        .map_err(|e| format!("invalid request {uri:?}: {e}"))
+}
+
+impl Host for WorkerState {
+    async fn get(
+        &mut self,
+        name: String,
+        options: Options,
+    ) -> wasmtime::Result<Result<Resource<WorkerHandle>, DispatchError>> {
+        let Some(binding) = self.dispatch.clone() else {
+            return Ok(Err(DispatchError::Internal(
+                "this component is not running as a dispatch worker".into(),
+            )));
+        };
+        let Ok(script) = Name::new(&name) else {
+            return Ok(Err(DispatchError::WorkerNotFound));
+        };
+        let worker = match binding.runtime.worker(&binding.namespace, &script).await {
+            Ok(worker) => worker,
+            Err(error) => return Ok(Err(dispatch_error(error))),
+        };
+        let handle = WorkerHandle {
+            worker,
+            limits: to_call_limits(&options),
+            outbound: options.outbound,
+        };
+        Ok(Ok(self.table().push(handle)?))
+    }
+}
+
+impl HostWorker for WorkerState {
+    fn name(&mut self, this: Resource<WorkerHandle>) -> wasmtime::Result<String> {
+        Ok(self.table().get(&this)?.worker.name.to_string())
+    }
+
+    fn fetch(
+        &mut self,
+        this: Resource<WorkerHandle>,
+        request: Resource<HostOutgoingRequest>,
+    ) -> wasmtime::Result<Resource<FutureResponse>> {
+        let binding = self
+            .dispatch
+            .clone()
+            .ok_or_else(|| wasmtime::Error::msg("fetch outside a dispatch worker"))?;
+        let request = self.table().delete(request)?;
+        let handle = self.table().get(&this)?;
+        let (worker, limits, outbound) = (
+            handle.worker.clone(),
+            handle.limits,
+            handle.outbound.clone(),
+        );
+        let future = match user_request(request, &worker.name) {
+            Err(message) => FutureResponse::Ready(Err(WorkerError::Internal(message))),
+            Ok(request) => {
+                let runtime = binding.runtime.clone();
+                let options = InvokeOptions {
+                    limits,
+                    deadline_cap: binding.deadline,
+                    dispatch: None,
+                    outbound,
+                };
+                FutureResponse::Pending(spawn(async move {
+                    runtime.invoke(worker, request, options).await
+                }))
+            }
+        };
+        Ok(self.table().push(future)?)
+    }
+
+    fn drop(&mut self, this: Resource<WorkerHandle>) -> wasmtime::Result<()> {
+        self.table().delete(this)?;
+        Ok(())
+    }
+}
+
+impl HostFutureResponse for WorkerState {
+    fn subscribe(
+        &mut self,
+        this: Resource<FutureResponse>,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        wasmtime_wasi::p2::subscribe(self.table(), this)
+    }
+
+    fn get(
+        &mut self,
+        this: Resource<FutureResponse>,
+    ) -> wasmtime::Result<Option<Result<Resource<HostIncomingResponse>, DispatchError>>> {
+        let future = self.table().get_mut(&this)?;
+        let outcome = match std::mem::replace(future, FutureResponse::Consumed) {
+            FutureResponse::Ready(outcome) => outcome,
+            FutureResponse::Pending(mut handle) => match poll_noop(Pin::new(&mut handle)) {
+                Some(outcome) => outcome,
+                None => {
+                    *future = FutureResponse::Pending(handle);
+                    return Ok(None);
+                }
+            },
+            FutureResponse::Consumed => {
+                return Ok(Some(Err(DispatchError::Internal(
+                    "the response was already taken".into(),
+                ))));
+            }
+        };
+        let response = match outcome {
+            Ok(response) => response,
+            Err(error) => return Ok(Some(Err(dispatch_error(error)))),
+        };
+        let (parts, body) = response.into_parts();
+        let http = self.http();
+        let headers = FieldMap::new_immutable(http.hooks, parts.headers);
+        let incoming = HostIncomingResponse {
+            status: parts.status.as_u16(),
+            headers,
+            body: Some(HostIncomingBody::new(body)),
+        };
+        Ok(Some(Ok(http.table.push(incoming)?)))
+    }
+
+    fn drop(&mut self, this: Resource<FutureResponse>) -> wasmtime::Result<()> {
+        self.table().delete(this)?;
+        Ok(())
+    }
+}
