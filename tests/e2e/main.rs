@@ -7,5 +7,6 @@ mod harness;
 
 mod admin;
 mod cli;
+mod dispatch;
 mod lifecycle;
 mod serving;

@@ -95,6 +95,7 @@ async fn guest_sees_only_its_own_vars_no_args_no_files() {
     assert_eq!(echo["method"], "POST");
     assert_eq!(echo["path"], "/echo");
     assert_eq!(echo["query"], "a=b");
+    assert_eq!(echo["authority"], "echo.example.com");
     assert_eq!(echo["body_bytes"], body.len());
     assert_eq!(
         echo["env"],

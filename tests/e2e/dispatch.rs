@@ -1,0 +1,296 @@
+//! Dynamic dispatch end to end: `[[dispatch]]` routing, the example
+//! dispatcher (routing, auth, header sanitizing, JSON errors, streaming)
+//! and every `dispatch-error` variant as seen by a dispatch worker (the
+//! `probe` fixture), namespace isolation and fan-out.
+
+use std::process::Command;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::harness::{Berth, wasm, wasm_path};
+
+const ADMIN_TOKEN: &str = "platform-secret";
+
+/// A server with the example dispatcher on `*.platform.test` (namespace
+/// `customers`) and the probe on `*.probe.test` (namespace `probing`).
+fn start() -> Berth {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("berth.toml");
+    let text = format!(
+        r#"
+[[dispatch]]
+hostnames = ["*.platform.test"]
+worker = "{dispatcher}"
+namespace = "customers"
+vars = {{ PLATFORM_DOMAIN = "platform.test", ADMIN_TOKEN = "{ADMIN_TOKEN}", CPU_MS = "200", MEMORY_MB = "32", WALL_MS = "120000" }}
+
+[[dispatch]]
+hostnames = ["*.probe.test", "probe.test"]
+worker = "{probe}"
+namespace = "probing"
+"#,
+        dispatcher = wasm_path("dispatcher").display(),
+        probe = wasm_path("probe").display(),
+    );
+    std::fs::write(&config, text).unwrap();
+    Berth::start_with(dir, &["--config", config.to_str().unwrap()])
+}
+
+async fn deploy_vars(berth: &Berth, ns: &str, name: &str, component: &str, vars: serde_json::Value) {
+    let reply = berth.upload_with_metadata(ns, name, wasm(component), json!({ "vars": vars })).await;
+    assert_eq!(reply.status, 200, "deploy {ns}/{name}: {}", reply.text());
+}
+
+#[tokio::test]
+async fn the_dispatcher_routes_customers_by_host() {
+    let berth = start();
+    deploy_vars(&berth, "customers", "customer-a", "hello", json!({"GREETING": "Hi from A!"})).await;
+    deploy_vars(&berth, "customers", "customer-b", "hello", json!({"GREETING": "Hi from B!"})).await;
+
+    let a = berth.get("customer-a.platform.test", "/page?x=1").await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.text(), "Hi from A! You requested /page?x=1\n");
+    let b = berth.get("Customer-B.Platform.Test:8787", "/").await;
+    assert_eq!(b.text(), "Hi from B! You requested /\n");
+
+    // Customers' scripts are not reachable through the built-in router, and
+    // hosts matching no [[dispatch]] entry still use it.
+    let direct = berth.get("customer-a.localhost", "/").await;
+    assert_eq!(direct.status, 404);
+    assert_eq!(direct.error_code().as_deref(), Some("worker-not-found"));
+    berth.deploy("default", "hello", wasm("hello")).await;
+    assert_eq!(berth.get("hello.localhost", "/").await.status, 200);
+}
+
+#[tokio::test]
+async fn unknown_customers_get_the_dispatchers_json_404() {
+    let berth = start();
+    let reply = berth.get("nobody.platform.test", "/").await;
+    assert_eq!(reply.status, 404, "{}", reply.text());
+    assert_eq!(reply.header("content-type").as_deref(), Some("application/json"));
+    assert_eq!(reply.json(), json!({"error": "worker-not-found", "customer": "nobody"}));
+    // The dispatcher answered, not the host: no x-berth-error.
+    assert_eq!(reply.error_code(), None);
+}
+
+#[tokio::test]
+async fn the_dispatcher_enforces_auth_under_admin() {
+    let berth = start();
+    deploy_vars(&berth, "customers", "shop", "hello", json!({})).await;
+    let open = berth.get("shop.platform.test", "/public").await;
+    assert_eq!(open.status, 200);
+
+    for auth in [None, Some("Bearer wrong"), Some("Basic cGxhdGZvcm0tc2VjcmV0")] {
+        let mut request = berth.data_request(Method::GET, "shop.platform.test", "/admin/settings");
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let reply = berth.send(request).await;
+        assert_eq!(reply.status, 401, "{auth:?}: {}", reply.text());
+        assert_eq!(reply.json()["error"], "unauthorized");
+    }
+    let request = berth
+        .data_request(Method::GET, "shop.platform.test", "/admin/settings")
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"));
+    let reply = berth.send(request).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text(), "Hello from Berth! You requested /admin/settings\n");
+}
+
+#[tokio::test]
+async fn the_dispatcher_strips_internal_response_headers() {
+    let berth = start();
+    deploy_vars(&berth, "customers", "t", "tenant", json!({"VERSION": "9"})).await;
+    berth.deploy("default", "t", wasm("tenant")).await;
+
+    let direct = berth.get("t.localhost", "/echo").await;
+    assert_eq!(direct.header("x-internal-trace").as_deref(), Some("tenant"));
+
+    let via = berth.get("t.platform.test", "/echo").await;
+    assert_eq!(via.status, 200, "{}", via.text());
+    assert_eq!(via.header("x-internal-trace"), None, "x-internal-* leaked");
+    assert_eq!(via.header("x-fixture").as_deref(), Some("tenant"));
+    assert_eq!(via.header("x-version").as_deref(), Some("9"));
+}
+
+#[tokio::test]
+async fn request_bodies_stream_through_the_dispatcher() {
+    let berth = start();
+    deploy_vars(&berth, "customers", "t", "tenant", json!({})).await;
+    let body = vec![b'q'; 3 * 1024 * 1024 + 5];
+    let request = berth
+        .data_request(Method::PUT, "t.platform.test", "/echo?via=dispatcher")
+        .header("x-custom", "kept")
+        .body(body.clone());
+    let reply = berth.send(request).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let echo = reply.json();
+    assert_eq!(echo["method"], "PUT");
+    assert_eq!(echo["query"], "via=dispatcher");
+    assert_eq!(echo["body_bytes"], body.len());
+    let headers = echo["headers"].as_array().unwrap();
+    assert!(headers.iter().any(|h| h[0] == "x-custom" && h[1] == "kept"));
+    assert_eq!(echo["authority"], "t.platform.test");
+}
+
+#[tokio::test]
+async fn ten_mib_stream_through_the_dispatcher_without_buffering() {
+    let berth = start();
+    deploy_vars(&berth, "customers", "streamer", "tenant", json!({})).await;
+    let half = 80 * 65_536;
+
+    // The user worker writes half, then pauses for ten minutes: the first
+    // half must reach the client while it is still paused.
+    let mut response = berth
+        .data_request(
+            Method::GET,
+            "streamer.platform.test",
+            "/stream?chunks=160&size=65536&pause_at=80&pause_ms=600000",
+        )
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let mut received = 0usize;
+    while received < half {
+        let chunk = response.chunk().await.expect("chunk").expect("body ended early");
+        received += chunk.len();
+    }
+    assert_eq!(received, half, "more than the first half arrived during the pause");
+    drop(response);
+
+    // Without the pause, all 10 MiB arrive intact.
+    let reply = berth.get("streamer.platform.test", "/stream?chunks=160&size=65536").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body.len(), 10 * 1024 * 1024);
+    assert!(reply.text().contains("chunk 159\n"));
+}
+
+#[tokio::test]
+async fn the_example_dispatcher_answers_limit_errors_with_json_429() {
+    let berth = start();
+    deploy_vars(&berth, "customers", "t", "tenant", json!({})).await;
+    for (path, code) in [("/spin", "cpu-limit-exceeded"), ("/alloc?mb=64", "memory-limit-exceeded")] {
+        let reply = berth.get("t.platform.test", path).await;
+        assert_eq!(reply.status, 429, "{path}: {}", reply.text());
+        assert_eq!(reply.json(), json!({"error": code, "customer": "t"}));
+    }
+    let trap = berth.get("t.platform.test", "/trap").await;
+    assert_eq!(trap.status, 502);
+    assert_eq!(trap.json()["error"], "exception");
+    // The dispatcher itself is unharmed.
+    assert_eq!(berth.get("t.platform.test", "/echo").await.status, 200);
+}
+
+#[tokio::test]
+async fn every_failure_reaches_the_dispatch_worker_as_its_variant() {
+    let berth = start();
+    deploy_vars(&berth, "probing", "t", "tenant", json!({})).await;
+    let upstream = format!("http://{}/", berth.data);
+    let cases = [
+        ("/call/t/spin?cpu_ms=100".to_string(), "err cpu-limit-exceeded"),
+        ("/call/t/sleep?wall_ms=300&q=--ms=600000".to_string(), "err wall-limit-exceeded"),
+        ("/call/t/alloc?memory_mb=16&q=--mb=64".to_string(), "err memory-limit-exceeded"),
+        ("/call/t/trap".to_string(), "err exception: "),
+        ("/call/t/recurse".to_string(), "err exception: "),
+        ("/call/t/no-response".to_string(), "err no-response"),
+        (format!("/call/t/fetch-or-die?subrequests=2&q=--url={upstream}&n=3"), "err subrequest-limit-exceeded"),
+        ("/call/nobody/".to_string(), "err worker-not-found"),
+        ("/call/t/echo".to_string(), "ok 200\n"),
+        (format!("/call/t/fetch-or-die?subrequests=3&q=--url={upstream}&n=3"), "ok 200\nfetched 3"),
+    ];
+    for (path, expected) in cases {
+        let reply = berth.get("probe.test", &path).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        assert!(reply.text().starts_with(expected), "{path}: expected {expected:?}, got {:?}", reply.text());
+    }
+    let trap = berth.get("probe.test", "/call/t/trap").await.text();
+    assert!(trap.contains("unreachable"), "{trap}");
+    let overflow = berth.get("probe.test", "/call/t/recurse").await.text();
+    assert!(overflow.contains("stack overflow"), "{overflow}");
+    let stats = berth.runtime_stats().await;
+    assert!(stats["cpu_limit_hits"].as_u64().unwrap() >= 1, "{stats}");
+}
+
+#[tokio::test]
+async fn a_dispatcher_cannot_reach_another_namespace() {
+    let berth = start();
+    deploy_vars(&berth, "customers", "secret", "hello", json!({})).await;
+    berth.deploy("default", "dflt", wasm("hello")).await;
+    deploy_vars(&berth, "probing", "mine", "hello", json!({})).await;
+    for name in ["secret", "dflt", "customers/secret", "../customers/secret", "SECRET", ""] {
+        let reply = berth.get("probe.test", &format!("/get?name={name}")).await;
+        assert_eq!(reply.text(), "err worker-not-found", "get({name:?})");
+    }
+    assert_eq!(berth.get("probe.test", "/get?name=mine").await.text(), "ok mine");
+}
+
+#[tokio::test]
+async fn a_dispatcher_can_fan_out_concurrent_fetches() {
+    let berth = start();
+    deploy_vars(&berth, "probing", "left", "hello", json!({"GREETING": "L!"})).await;
+    deploy_vars(&berth, "probing", "right", "tenant", json!({})).await;
+    // `right` answers only after streaming for a while; both are in flight.
+    let reply = berth.get("probe.test", "/fanout?a=left&b=right&path=/stream").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let text = reply.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "left: 200 L! You requested /stream", "{text}");
+    assert!(lines[1].starts_with("right: 200 chunk 0"), "{text}");
+    assert!(text.contains("chunk 2"), "{text}");
+
+    let missing = berth.get("probe.test", "/fanout?a=left&b=ghost&path=/").await.text();
+    assert!(missing.contains("ghost: err worker-not-found"), "{missing}");
+    assert!(missing.contains("left: 200 L! You requested /"), "{missing}");
+}
+
+#[tokio::test]
+async fn a_stored_script_can_be_the_dispatch_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("berth.toml");
+    std::fs::write(
+        &config,
+        "[[dispatch]]\nhostnames = [\"*.stored.test\"]\nworker = \"platform/router\"\nnamespace = \"tenants\"\n",
+    )
+    .unwrap();
+    let berth = Berth::start_with(dir, &["--config", config.to_str().unwrap()]);
+    // Not deployed yet: a host-side error, not a crash.
+    let early = berth.get("x.stored.test", "/get?name=x").await;
+    assert_eq!(early.status, 500, "{}", early.text());
+    assert!(early.text().contains("platform/router"), "{}", early.text());
+
+    berth.create_namespace("platform").await;
+    berth.deploy("platform", "router", wasm("probe")).await;
+    deploy_vars(&berth, "tenants", "x", "hello", json!({"GREETING": "X!"})).await;
+    assert_eq!(berth.get("x.stored.test", "/get?name=x").await.text(), "ok x");
+    assert_eq!(berth.get("x.stored.test", "/hi").await.text(), "X! You requested /hi\n");
+}
+
+#[test]
+fn the_wit_parses_and_the_examples_target_its_worlds() {
+    let tool = std::env::var("BERTH_WASM_TOOLS")
+        .expect("BERTH_WASM_TOOLS must point at wasm-tools; run the tests with `make test`");
+    let wit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+    let run = |args: &[&str]| {
+        let output = Command::new(&tool).args(args).output().expect("run wasm-tools");
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr))
+    };
+    let wit = wit.to_str().unwrap();
+    let (ok, text) = run(&["component", "wit", wit]);
+    assert!(ok, "{text}");
+    assert!(text.contains("package berth:platform@0.1.0"), "{text}");
+    for (component, world) in [
+        ("dispatcher", "dispatch-worker"),
+        ("probe", "dispatch-worker"),
+        ("hello", "user-worker"),
+        ("tenant", "user-worker"),
+    ] {
+        let path = wasm_path(component);
+        let (ok, text) = run(&["component", "targets", wit, path.to_str().unwrap(), "--world", world]);
+        assert!(ok, "{component} does not target {world}: {text}");
+    }
+    // And the check can fail: a dispatch worker is not a user worker.
+    let (ok, _) = run(&["component", "targets", wit, wasm_path("dispatcher").to_str().unwrap(), "--world", "user-worker"]);
+    assert!(!ok);
+}
