@@ -22,6 +22,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Engine and pooling-allocator sizing.
     pub runtime: RuntimeConfig,
+    /// Per-request limits: host defaults, which are also ceilings.
+    pub limits: crate::limits::HostLimits,
     /// `[[dispatch]]`: dispatch workers and the hostnames they serve.
     pub dispatch: Vec<DispatchConfig>,
 }
@@ -41,15 +43,15 @@ pub struct DispatchConfig {
     /// if missing.
     pub namespace: Name,
     /// Wall-clock limit of the dispatch worker per request (ms); defaults
-    /// to `runtime.request_timeout_ms`, cannot exceed it.
+    /// to `limits.wall_ms`, cannot exceed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wall_ms: Option<u64>,
-    /// CPU-time limit of the dispatch worker per request (ms); unlimited
-    /// (beyond the wall clock) when unset.
+    /// CPU-time limit of the dispatch worker per request (ms); defaults to
+    /// and cannot exceed `limits.cpu_ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_ms: Option<u64>,
     /// Linear memory of the dispatch worker (MiB); defaults to and cannot
-    /// exceed `runtime.max_memory_mb`.
+    /// exceed `limits.memory_mb`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mb: Option<u64>,
     /// Environment variables of a file-based dispatch worker (its settings,
@@ -157,8 +159,6 @@ pub struct RuntimeConfig {
     pub epoch_tick_ms: u64,
     /// Compiled, pre-instantiated components kept in memory.
     pub component_cache_size: usize,
-    /// Upper bound on one request's total time, in milliseconds.
-    pub request_timeout_ms: u64,
     /// Bytes of a guest's stdout and of its stderr kept per request, in KiB.
     pub stdio_capture_kb: usize,
 }
@@ -174,7 +174,6 @@ impl Default for RuntimeConfig {
             max_unused_warm_slots: 100,
             epoch_tick_ms: 5,
             component_cache_size: 1024,
-            request_timeout_ms: 30_000,
             stdio_capture_kb: 64,
         }
     }
@@ -225,10 +224,10 @@ impl Config {
         // Relative dispatch worker files are relative to the config file.
         let base = path.parent().unwrap_or(Path::new("."));
         for entry in &mut config.dispatch {
-            if let Ok(DispatchWorkerSource::File(file)) = entry.source() {
-                if file.is_relative() {
-                    entry.worker = base.join(file).to_string_lossy().into_owned();
-                }
+            if let Ok(DispatchWorkerSource::File(file)) = entry.source()
+                && file.is_relative()
+            {
+                entry.worker = base.join(file).to_string_lossy().into_owned();
             }
         }
         Ok(config)
@@ -258,7 +257,18 @@ impl Config {
                 "runtime.component_cache_size",
                 r.component_cache_size as u64,
             ),
-            ("runtime.request_timeout_ms", r.request_timeout_ms),
+            ("limits.cpu_ms", self.limits.cpu_ms),
+            ("limits.wall_ms", self.limits.wall_ms),
+            ("limits.memory_mb", self.limits.memory_mb),
+            (
+                "limits.max_request_body_mb",
+                self.limits.max_request_body_mb,
+            ),
+            (
+                "limits.max_response_body_mb",
+                self.limits.max_response_body_mb,
+            ),
+            ("limits.max_concurrency", self.limits.max_concurrency as u64),
             ("server.max_upload_mb", self.server.max_upload_mb),
         ];
         for (key, value) in positive {
@@ -267,6 +277,12 @@ impl Config {
                     "{key} must be greater than 0"
                 )));
             }
+        }
+        if self.limits.memory_mb > r.max_memory_mb {
+            return Err(ConfigError::Invalid(format!(
+                "limits.memory_mb ({}) must not exceed runtime.max_memory_mb ({}), the size of a pool memory slot",
+                self.limits.memory_mb, r.max_memory_mb
+            )));
         }
         if r.max_memory_mb > 4096 {
             return Err(ConfigError::Invalid(
@@ -283,7 +299,8 @@ impl Config {
                 crate::dispatch::hostnames::HostPattern::parse(pattern)
                     .map_err(|e| ConfigError::Invalid(format!("dispatch[{i}].hostnames: {e}")))?;
             }
-            if !entry.vars.is_empty() && !matches!(entry.source()?, DispatchWorkerSource::File(_)) {
+            let source = entry.source()?;
+            if !entry.vars.is_empty() && !matches!(source, DispatchWorkerSource::File(_)) {
                 return Err(ConfigError::Invalid(format!(
                     "dispatch[{i}].vars applies only to .wasm file workers; \
                      give a stored dispatch script its vars with `berth deploy --var`"

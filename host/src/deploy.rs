@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::limits::ScriptLimits;
 use crate::names::Name;
 use crate::runtime::{CompileError, Runtime};
 use crate::store::{NewScript, ScriptRecord, StoreError};
@@ -33,6 +34,9 @@ pub struct ScriptMetadata {
     /// Environment variables the guest sees.
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+    /// The script's limits (each optional; the host's `[limits]` cap them).
+    #[serde(default)]
+    pub limits: ScriptLimits,
 }
 
 /// Why a deploy failed.
@@ -65,36 +69,42 @@ impl ScriptMetadata {
         for tag in &self.tags {
             validate_tag(tag).map_err(DeployError::InvalidMetadata)?;
         }
-        if self.vars.len() > MAX_VARS {
-            return bad(format!(
-                "at most {MAX_VARS} vars are allowed, got {}",
-                self.vars.len()
-            ));
-        }
-        let mut total = 0;
-        for (key, value) in &self.vars {
-            let valid = key
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
-                return bad(format!(
-                    "var name {key:?} is invalid; use letters, digits and '_', not starting with a digit"
-                ));
-            }
-            if value.contains('\0') {
-                return bad(format!("var {key:?} contains a NUL character"));
-            }
-            total += key.len() + value.len();
-        }
-        if total > MAX_VARS_BYTES {
-            return bad(format!(
-                "vars total {total} bytes; the limit is {MAX_VARS_BYTES}"
-            ));
-        }
-        Ok(())
+        validate_vars(&self.vars).map_err(DeployError::InvalidMetadata)?;
+        self.limits.validate().map_err(DeployError::InvalidMetadata)
     }
+}
+
+/// Checks var names and sizes, naming the offending entry.
+pub fn validate_vars(vars: &BTreeMap<String, String>) -> Result<(), String> {
+    if vars.len() > MAX_VARS {
+        return Err(format!(
+            "at most {MAX_VARS} vars are allowed, got {}",
+            vars.len()
+        ));
+    }
+    let mut total = 0;
+    for (key, value) in vars {
+        let valid = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!(
+                "var name {key:?} is invalid; use letters, digits and '_', not starting with a digit"
+            ));
+        }
+        if value.contains('\0') {
+            return Err(format!("var {key:?} contains a NUL character"));
+        }
+        total += key.len() + value.len();
+    }
+    if total > MAX_VARS_BYTES {
+        return Err(format!(
+            "vars total {total} bytes; the limit is {MAX_VARS_BYTES}"
+        ));
+    }
+    Ok(())
 }
 
 /// Checks one tag: 1–64 bytes, printable, no `,` or `&` (they separate
@@ -145,6 +155,7 @@ pub async fn deploy(
         content,
         tags: metadata.tags,
         vars: metadata.vars,
+        limits: metadata.limits,
         artifact: Some((compiled.engine_hash, compiled.artifact)),
     };
     let store = runtime.store().clone();

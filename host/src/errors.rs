@@ -44,6 +44,9 @@ pub enum WorkerError {
     /// its subrequest limit.
     #[error("Worker exceeded subrequest limit")]
     SubrequestLimit,
+    /// The request body is larger than the script's limit (bytes).
+    #[error("Request body exceeds the {0}-byte limit")]
+    RequestTooLarge(u64),
     /// A host-side failure that is not the guest's fault.
     #[error("Internal error: {0}")]
     Internal(String),
@@ -61,6 +64,7 @@ impl WorkerError {
             Self::MemoryLimit => "memory-limit",
             Self::CpuLimit => "cpu-limit",
             Self::SubrequestLimit => "subrequest-limit",
+            Self::RequestTooLarge(_) => "request-too-large",
             Self::Internal(_) => "internal",
         }
     }
@@ -77,6 +81,7 @@ impl WorkerError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::WallLimit => StatusCode::GATEWAY_TIMEOUT,
+            Self::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -142,6 +147,7 @@ mod tests {
             (WorkerError::MemoryLimit, "memory-limit", 503),
             (WorkerError::CpuLimit, "cpu-limit", 503),
             (WorkerError::SubrequestLimit, "subrequest-limit", 500),
+            (WorkerError::RequestTooLarge(10), "request-too-large", 413),
             (WorkerError::Internal("x".into()), "internal", 500),
         ];
         for (err, code, status) in cases {

@@ -17,6 +17,7 @@
 //!   `berth:platform/dispatcher` interface dispatch workers import.
 //! - [`dataplane`]: the tenant-facing listener and built-in router.
 //! - [`admin`]: the token-protected management API.
+//! - [`settings`]: script settings (limits, vars) and their merge-patch updates.
 //! - [`server`]: wiring it all up, graceful shutdown.
 //! - [`cli`] and [`client`]: the `berth` command line.
 #![deny(missing_docs)]
@@ -34,6 +35,7 @@ pub mod limits;
 pub mod names;
 pub mod runtime;
 pub mod server;
+pub mod settings;
 pub mod store;
 
 pub use config::Config;

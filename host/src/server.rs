@@ -67,7 +67,7 @@ impl Server {
             }
         }
 
-        let runtime = Arc::new(Runtime::new(&config.runtime, store)?);
+        let runtime = Arc::new(Runtime::new(&config.runtime, config.limits.clone(), store)?);
         let dispatch = {
             let (entries, runtime) = (config.dispatch.clone(), runtime.clone());
             tokio::task::spawn_blocking(move || DispatchTable::load(&entries, &runtime)).await??

@@ -64,6 +64,7 @@ impl DispatchError {
             DispatchError::WallLimitExceeded => "wall-limit-exceeded",
             DispatchError::MemoryLimitExceeded => "memory-limit-exceeded",
             DispatchError::SubrequestLimitExceeded => "subrequest-limit-exceeded",
+            DispatchError::RequestBodyTooLarge(_) => "request-body-too-large",
             DispatchError::Exception(_) => "exception",
             DispatchError::NoResponse => "no-response",
             DispatchError::Overloaded => "overloaded",

@@ -29,13 +29,15 @@ pub enum ErrorCode {
     MemoryLimit,
     /// The worker failed after exceeding its outbound request limit (500).
     SubrequestLimit,
+    /// The request body exceeded the worker's limit (413).
+    RequestTooLarge,
     /// The host failed (500).
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, for exhaustive checks.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::WorkerNotFound,
         ErrorCode::Exception,
         ErrorCode::NoResponse,
@@ -44,6 +46,7 @@ impl ErrorCode {
         ErrorCode::CpuLimit,
         ErrorCode::MemoryLimit,
         ErrorCode::SubrequestLimit,
+        ErrorCode::RequestTooLarge,
         ErrorCode::Internal,
     ];
 
@@ -58,6 +61,7 @@ impl ErrorCode {
             ErrorCode::CpuLimit => "cpu-limit",
             ErrorCode::MemoryLimit => "memory-limit",
             ErrorCode::SubrequestLimit => "subrequest-limit",
+            ErrorCode::RequestTooLarge => "request-too-large",
             ErrorCode::Internal => "internal",
         }
     }
@@ -70,6 +74,7 @@ impl ErrorCode {
             ErrorCode::NoResponse => 502,
             ErrorCode::Overloaded | ErrorCode::CpuLimit | ErrorCode::MemoryLimit => 503,
             ErrorCode::WallLimit => 504,
+            ErrorCode::RequestTooLarge => 413,
         }
     }
 

@@ -37,16 +37,38 @@ namespace = "probing"
     Berth::start_with(dir, &["--config", config.to_str().unwrap()])
 }
 
-async fn deploy_vars(berth: &Berth, ns: &str, name: &str, component: &str, vars: serde_json::Value) {
-    let reply = berth.upload_with_metadata(ns, name, wasm(component), json!({ "vars": vars })).await;
+async fn deploy_vars(
+    berth: &Berth,
+    ns: &str,
+    name: &str,
+    component: &str,
+    vars: serde_json::Value,
+) {
+    let reply = berth
+        .upload_with_metadata(ns, name, wasm(component), json!({ "vars": vars }))
+        .await;
     assert_eq!(reply.status, 200, "deploy {ns}/{name}: {}", reply.text());
 }
 
 #[tokio::test]
 async fn the_dispatcher_routes_customers_by_host() {
     let berth = start();
-    deploy_vars(&berth, "customers", "customer-a", "hello", json!({"GREETING": "Hi from A!"})).await;
-    deploy_vars(&berth, "customers", "customer-b", "hello", json!({"GREETING": "Hi from B!"})).await;
+    deploy_vars(
+        &berth,
+        "customers",
+        "customer-a",
+        "hello",
+        json!({"GREETING": "Hi from A!"}),
+    )
+    .await;
+    deploy_vars(
+        &berth,
+        "customers",
+        "customer-b",
+        "hello",
+        json!({"GREETING": "Hi from B!"}),
+    )
+    .await;
 
     let a = berth.get("customer-a.platform.test", "/page?x=1").await;
     assert_eq!(a.status, 200, "{}", a.text());
@@ -68,8 +90,14 @@ async fn unknown_customers_get_the_dispatchers_json_404() {
     let berth = start();
     let reply = berth.get("nobody.platform.test", "/").await;
     assert_eq!(reply.status, 404, "{}", reply.text());
-    assert_eq!(reply.header("content-type").as_deref(), Some("application/json"));
-    assert_eq!(reply.json(), json!({"error": "worker-not-found", "customer": "nobody"}));
+    assert_eq!(
+        reply.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(
+        reply.json(),
+        json!({"error": "worker-not-found", "customer": "nobody"})
+    );
     // The dispatcher answered, not the host: no x-berth-error.
     assert_eq!(reply.error_code(), None);
 }
@@ -81,7 +109,11 @@ async fn the_dispatcher_enforces_auth_under_admin() {
     let open = berth.get("shop.platform.test", "/public").await;
     assert_eq!(open.status, 200);
 
-    for auth in [None, Some("Bearer wrong"), Some("Basic cGxhdGZvcm0tc2VjcmV0")] {
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("Basic cGxhdGZvcm0tc2VjcmV0"),
+    ] {
         let mut request = berth.data_request(Method::GET, "shop.platform.test", "/admin/settings");
         if let Some(auth) = auth {
             request = request.header("authorization", auth);
@@ -95,7 +127,10 @@ async fn the_dispatcher_enforces_auth_under_admin() {
         .header("authorization", format!("Bearer {ADMIN_TOKEN}"));
     let reply = berth.send(request).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(reply.text(), "Hello from Berth! You requested /admin/settings\n");
+    assert_eq!(
+        reply.text(),
+        "Hello from Berth! You requested /admin/settings\n"
+    );
 }
 
 #[tokio::test]
@@ -154,14 +189,23 @@ async fn ten_mib_stream_through_the_dispatcher_without_buffering() {
     assert_eq!(response.status(), 200);
     let mut received = 0usize;
     while received < half {
-        let chunk = response.chunk().await.expect("chunk").expect("body ended early");
+        let chunk = response
+            .chunk()
+            .await
+            .expect("chunk")
+            .expect("body ended early");
         received += chunk.len();
     }
-    assert_eq!(received, half, "more than the first half arrived during the pause");
+    assert_eq!(
+        received, half,
+        "more than the first half arrived during the pause"
+    );
     drop(response);
 
     // Without the pause, all 10 MiB arrive intact.
-    let reply = berth.get("streamer.platform.test", "/stream?chunks=160&size=65536").await;
+    let reply = berth
+        .get("streamer.platform.test", "/stream?chunks=160&size=65536")
+        .await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body.len(), 10 * 1024 * 1024);
     assert!(reply.text().contains("chunk 159\n"));
@@ -171,7 +215,10 @@ async fn ten_mib_stream_through_the_dispatcher_without_buffering() {
 async fn the_example_dispatcher_answers_limit_errors_with_json_429() {
     let berth = start();
     deploy_vars(&berth, "customers", "t", "tenant", json!({})).await;
-    for (path, code) in [("/spin", "cpu-limit-exceeded"), ("/alloc?mb=64", "memory-limit-exceeded")] {
+    for (path, code) in [
+        ("/spin", "cpu-limit-exceeded"),
+        ("/alloc?mb=64", "memory-limit-exceeded"),
+    ] {
         let reply = berth.get("t.platform.test", path).await;
         assert_eq!(reply.status, 429, "{path}: {}", reply.text());
         assert_eq!(reply.json(), json!({"error": code, "customer": "t"}));
@@ -189,21 +236,40 @@ async fn every_failure_reaches_the_dispatch_worker_as_its_variant() {
     deploy_vars(&berth, "probing", "t", "tenant", json!({})).await;
     let upstream = format!("http://{}/", berth.data);
     let cases = [
-        ("/call/t/spin?cpu_ms=100".to_string(), "err cpu-limit-exceeded"),
-        ("/call/t/sleep?wall_ms=300&q=--ms=600000".to_string(), "err wall-limit-exceeded"),
-        ("/call/t/alloc?memory_mb=16&q=--mb=64".to_string(), "err memory-limit-exceeded"),
+        (
+            "/call/t/spin?cpu_ms=100".to_string(),
+            "err cpu-limit-exceeded",
+        ),
+        (
+            "/call/t/sleep?wall_ms=300&q=--ms=600000".to_string(),
+            "err wall-limit-exceeded",
+        ),
+        (
+            "/call/t/alloc?memory_mb=16&q=--mb=64".to_string(),
+            "err memory-limit-exceeded",
+        ),
         ("/call/t/trap".to_string(), "err exception: "),
         ("/call/t/recurse".to_string(), "err exception: "),
         ("/call/t/no-response".to_string(), "err no-response"),
-        (format!("/call/t/fetch-or-die?subrequests=2&q=--url={upstream}&n=3"), "err subrequest-limit-exceeded"),
+        (
+            format!("/call/t/fetch-or-die?subrequests=2&q=--url={upstream}&n=3"),
+            "err subrequest-limit-exceeded",
+        ),
         ("/call/nobody/".to_string(), "err worker-not-found"),
         ("/call/t/echo".to_string(), "ok 200\n"),
-        (format!("/call/t/fetch-or-die?subrequests=3&q=--url={upstream}&n=3"), "ok 200\nfetched 3"),
+        (
+            format!("/call/t/fetch-or-die?subrequests=3&q=--url={upstream}&n=3"),
+            "ok 200\nfetched 3",
+        ),
     ];
     for (path, expected) in cases {
         let reply = berth.get("probe.test", &path).await;
         assert_eq!(reply.status, 200, "{path}: {}", reply.text());
-        assert!(reply.text().starts_with(expected), "{path}: expected {expected:?}, got {:?}", reply.text());
+        assert!(
+            reply.text().starts_with(expected),
+            "{path}: expected {expected:?}, got {:?}",
+            reply.text()
+        );
     }
     let trap = berth.get("probe.test", "/call/t/trap").await.text();
     assert!(trap.contains("unreachable"), "{trap}");
@@ -219,20 +285,39 @@ async fn a_dispatcher_cannot_reach_another_namespace() {
     deploy_vars(&berth, "customers", "secret", "hello", json!({})).await;
     berth.deploy("default", "dflt", wasm("hello")).await;
     deploy_vars(&berth, "probing", "mine", "hello", json!({})).await;
-    for name in ["secret", "dflt", "customers/secret", "../customers/secret", "SECRET", ""] {
+    for name in [
+        "secret",
+        "dflt",
+        "customers/secret",
+        "../customers/secret",
+        "SECRET",
+        "",
+    ] {
         let reply = berth.get("probe.test", &format!("/get?name={name}")).await;
         assert_eq!(reply.text(), "err worker-not-found", "get({name:?})");
     }
-    assert_eq!(berth.get("probe.test", "/get?name=mine").await.text(), "ok mine");
+    assert_eq!(
+        berth.get("probe.test", "/get?name=mine").await.text(),
+        "ok mine"
+    );
 }
 
 #[tokio::test]
 async fn a_dispatcher_can_fan_out_concurrent_fetches() {
     let berth = start();
-    deploy_vars(&berth, "probing", "left", "hello", json!({"GREETING": "L!"})).await;
+    deploy_vars(
+        &berth,
+        "probing",
+        "left",
+        "hello",
+        json!({"GREETING": "L!"}),
+    )
+    .await;
     deploy_vars(&berth, "probing", "right", "tenant", json!({})).await;
     // `right` answers only after streaming for a while; both are in flight.
-    let reply = berth.get("probe.test", "/fanout?a=left&b=right&path=/stream").await;
+    let reply = berth
+        .get("probe.test", "/fanout?a=left&b=right&path=/stream")
+        .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let text = reply.text();
     let lines: Vec<&str> = text.lines().collect();
@@ -240,9 +325,15 @@ async fn a_dispatcher_can_fan_out_concurrent_fetches() {
     assert!(lines[1].starts_with("right: 200 chunk 0"), "{text}");
     assert!(text.contains("chunk 2"), "{text}");
 
-    let missing = berth.get("probe.test", "/fanout?a=left&b=ghost&path=/").await.text();
+    let missing = berth
+        .get("probe.test", "/fanout?a=left&b=ghost&path=/")
+        .await
+        .text();
     assert!(missing.contains("ghost: err worker-not-found"), "{missing}");
-    assert!(missing.contains("left: 200 L! You requested /"), "{missing}");
+    assert!(
+        missing.contains("left: 200 L! You requested /"),
+        "{missing}"
+    );
 }
 
 #[tokio::test]
@@ -263,8 +354,14 @@ async fn a_stored_script_can_be_the_dispatch_worker() {
     berth.create_namespace("platform").await;
     berth.deploy("platform", "router", wasm("probe")).await;
     deploy_vars(&berth, "tenants", "x", "hello", json!({"GREETING": "X!"})).await;
-    assert_eq!(berth.get("x.stored.test", "/get?name=x").await.text(), "ok x");
-    assert_eq!(berth.get("x.stored.test", "/hi").await.text(), "X! You requested /hi\n");
+    assert_eq!(
+        berth.get("x.stored.test", "/get?name=x").await.text(),
+        "ok x"
+    );
+    assert_eq!(
+        berth.get("x.stored.test", "/hi").await.text(),
+        "X! You requested /hi\n"
+    );
 }
 
 #[test]
@@ -273,8 +370,15 @@ fn the_wit_parses_and_the_examples_target_its_worlds() {
         .expect("BERTH_WASM_TOOLS must point at wasm-tools; run the tests with `make test`");
     let wit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
     let run = |args: &[&str]| {
-        let output = Command::new(&tool).args(args).output().expect("run wasm-tools");
-        (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr))
+        let output = Command::new(&tool)
+            .args(args)
+            .output()
+            .expect("run wasm-tools");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
     };
     let wit = wit.to_str().unwrap();
     let (ok, text) = run(&["component", "wit", wit]);
@@ -287,10 +391,24 @@ fn the_wit_parses_and_the_examples_target_its_worlds() {
         ("tenant", "user-worker"),
     ] {
         let path = wasm_path(component);
-        let (ok, text) = run(&["component", "targets", wit, path.to_str().unwrap(), "--world", world]);
+        let (ok, text) = run(&[
+            "component",
+            "targets",
+            wit,
+            path.to_str().unwrap(),
+            "--world",
+            world,
+        ]);
         assert!(ok, "{component} does not target {world}: {text}");
     }
     // And the check can fail: a dispatch worker is not a user worker.
-    let (ok, _) = run(&["component", "targets", wit, wasm_path("dispatcher").to_str().unwrap(), "--world", "user-worker"]);
+    let (ok, _) = run(&[
+        "component",
+        "targets",
+        wit,
+        wasm_path("dispatcher").to_str().unwrap(),
+        "--world",
+        "user-worker",
+    ]);
     assert!(!ok);
 }

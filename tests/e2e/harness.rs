@@ -353,3 +353,29 @@ fn unique() -> u128 {
         .map(|d| d.as_nanos())
         .unwrap_or_default()
 }
+
+/// A loopback HTTP upstream for guests to call: answers `upstream ok` to
+/// every request after `delay`. Runs on the test's runtime.
+pub async fn upstream(delay: Duration) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream addr");
+    let app = axum::Router::new().fallback(move || async move {
+        tokio::time::sleep(delay).await;
+        "upstream ok"
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+/// A server whose `berth.toml` is `config` (written into its temp dir).
+pub fn start_with_config(config: &str) -> Berth {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("berth.toml");
+    std::fs::write(&path, config).expect("write config");
+    let path = path.to_str().expect("utf-8 path").to_owned();
+    Berth::start_with(dir, &["--config", &path])
+}

@@ -9,4 +9,5 @@ mod admin;
 mod cli;
 mod dispatch;
 mod lifecycle;
+mod limits;
 mod serving;

@@ -30,7 +30,8 @@ impl wasip2::exports::http::incoming_handler::Guest for Dispatcher {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let domain = std::env::var("PLATFORM_DOMAIN").unwrap_or_else(|_| "localhost".into());
         let host = dispatch::host(&request).unwrap_or_default();
-        let Some(customer) = dispatch::subdomain(&host, &domain).map(str::to_ascii_lowercase) else {
+        let Some(customer) = dispatch::subdomain(&host, &domain).map(str::to_ascii_lowercase)
+        else {
             return json_error(out, 404, "unknown-host", "");
         };
         let path = request.path_with_query().unwrap_or_default();

@@ -6,6 +6,7 @@ mod auth;
 mod error;
 mod namespaces;
 mod scripts;
+mod settings;
 
 use std::sync::Arc;
 
@@ -80,6 +81,10 @@ pub fn router(state: AdminState, token: AdminToken) -> Router {
         .route(
             "/v1/namespaces/{ns}/scripts/{name}/content",
             get(scripts::content),
+        )
+        .route(
+            "/v1/namespaces/{ns}/scripts/{name}/settings",
+            get(settings::get).patch(settings::patch),
         )
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -50,6 +50,16 @@ fn names(ns: &str, script: &str) -> Result<(Name, Name), ApiError> {
     ))
 }
 
+/// Validated names plus the error to answer if the script is missing.
+pub(super) fn names_and_not_found(
+    ns: &str,
+    script: &str,
+) -> Result<(Name, Name, ApiError), ApiError> {
+    let (ns, script) = names(ns, script)?;
+    let missing = not_found(&ns, &script);
+    Ok((ns, script, missing))
+}
+
 fn not_found(ns: &Name, script: &Name) -> ApiError {
     ApiError::ScriptNotFound {
         namespace: ns.to_string(),
@@ -215,8 +225,13 @@ async fn read_multipart(
             "component" => content = Some(field.bytes().await.map_err(&field_error)?),
             "metadata" => {
                 let bytes = field.bytes().await.map_err(&field_error)?;
-                let parsed = serde_json::from_slice(&bytes).map_err(|e| {
-                    ApiError::Deploy(DeployError::InvalidMetadata(format!("metadata: {e}")))
+                let mut json = serde_json::Deserializer::from_slice(&bytes);
+                let parsed = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+                    ApiError::Deploy(DeployError::InvalidMetadata(format!(
+                        "metadata.{}: {}",
+                        e.path(),
+                        e.inner()
+                    )))
                 })?;
                 metadata = Some(parsed);
             }

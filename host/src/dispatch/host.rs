@@ -101,6 +101,7 @@ pub fn dispatch_error(error: WorkerError) -> DispatchError {
         WorkerError::MemoryLimit => DispatchError::MemoryLimitExceeded,
         WorkerError::CpuLimit => DispatchError::CpuLimitExceeded,
         WorkerError::SubrequestLimit => DispatchError::SubrequestLimitExceeded,
+        WorkerError::RequestTooLarge(limit) => DispatchError::RequestBodyTooLarge(limit),
         WorkerError::Internal(message) => DispatchError::Internal(message),
     }
 }

@@ -112,10 +112,10 @@ impl DispatchTable {
         let mut best: Option<(Specificity, &DispatchEntry)> = None;
         for entry in &self.entries {
             for pattern in &entry.patterns {
-                if let Some(score) = pattern.matches(&host) {
-                    if best.as_ref().is_none_or(|(s, _)| score > *s) {
-                        best = Some((score, entry));
-                    }
+                if let Some(score) = pattern.matches(&host)
+                    && best.as_ref().is_none_or(|(s, _)| score > *s)
+                {
+                    best = Some((score, entry));
                 }
             }
         }

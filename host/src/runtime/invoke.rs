@@ -9,16 +9,17 @@
 //! the whole invocation, whatever the guest is doing.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use tokio::time::Instant;
-use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
+use wasmtime::{CallHook, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use super::body_limit::{Direction, LimitedBody};
 use super::state::{StateParams, WorkerState};
 use super::stdio::{OutputCapture, tail_lines};
 use super::{Runtime, Worker};
@@ -33,8 +34,8 @@ pub type WorkerResponse = http::Response<HyperOutgoingBody>;
 /// How one invocation runs, beyond the worker itself.
 #[derive(Default)]
 pub struct InvokeOptions {
-    /// Limits for this call (already combined across levels); the host's
-    /// `request_timeout_ms` and `max_memory_mb` still cap them.
+    /// Per-call limits (from a dispatch worker or a `[[dispatch]]` entry);
+    /// combined with the script's and the host's, the minimum winning.
     pub limits: CallLimits,
     /// An outer deadline this call may not outlive (the dispatch worker's).
     pub deadline_cap: Option<Instant>,
@@ -56,21 +57,64 @@ impl Runtime {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let limits = options.limits;
-        let wall = limits.wall_ms.map_or(self.request_timeout, |ms| {
-            Duration::from_millis(ms).min(self.request_timeout)
-        });
-        let mut deadline = Instant::now() + wall;
+        let result = self.invoke_inner(worker, request, options).await;
+        if let Err(error) = &result {
+            let c = &self.counters;
+            let counter = match error {
+                WorkerError::WallLimit => Some(&c.wall_limit_hits),
+                WorkerError::CpuLimit => Some(&c.cpu_limit_hits),
+                WorkerError::MemoryLimit => Some(&c.memory_limit_hits),
+                WorkerError::Overloaded => Some(&c.overloaded),
+                WorkerError::RequestTooLarge(_) => Some(&c.request_body_limit_hits),
+                _ => None,
+            };
+            if let Some(counter) = counter {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    async fn invoke_inner<B>(
+        &self,
+        worker: Arc<Worker>,
+        request: http::Request<B>,
+        options: InvokeOptions,
+    ) -> Result<WorkerResponse, WorkerError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let limits = self.limits.effective(&worker.limits, &options.limits);
+        let mut deadline = Instant::now() + limits.wall;
         if let Some(cap) = options.deadline_cap {
             deadline = deadline.min(cap);
         }
-        let max_memory_bytes = limits.memory_mb.map_or(self.max_memory_bytes, |mb| {
-            ((mb as usize) << 20).min(self.max_memory_bytes)
+        let declared = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limits.max_request_body) {
+            return Err(WorkerError::RequestTooLarge(limits.max_request_body));
+        }
+        let permit = tokio::time::timeout_at(deadline, worker.admission.admit())
+            .await
+            .map_err(|_| WorkerError::WallLimit)??;
+
+        let request_tripped = Arc::new(AtomicBool::new(false));
+        let request = request.map(|body| {
+            LimitedBody::new(
+                body.map_err(Into::into).boxed_unsync(),
+                limits.max_request_body,
+                Direction::Request,
+                request_tripped.clone(),
+            )
         });
         let stdout = OutputCapture::new(self.stdio_capture_bytes);
         let stderr = OutputCapture::new(self.stdio_capture_bytes);
         let egress = EgressHooks::new(worker.namespace.as_str(), worker.name.as_str())
-            .with_subrequest_limit(limits.subrequests)
+            .with_subrequest_limit(Some(limits.subrequests))
             .with_outbound(options.outbound);
         let dispatch = options
             .dispatch
@@ -79,19 +123,31 @@ impl Runtime {
             env: &worker.env,
             stdout: stdout.clone(),
             stderr: stderr.clone(),
-            max_memory_bytes,
+            max_memory_bytes: limits.memory_bytes,
             egress,
-            cpu: CpuMeter::new(limits.cpu_ms, self.epoch_tick_ms),
+            cpu: CpuMeter::new(limits.cpu),
             dispatch,
         });
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        // At every epoch tick the guest observes while executing: count it
-        // against the CPU budget, then yield to the scheduler so a busy guest
-        // cannot starve other requests on its worker thread.
+        // CPU accounting: execution segments run from entering wasm to
+        // leaving it (host call, return) or yielding at an epoch tick.
+        store.call_hook(|mut ctx, hook| {
+            let now = std::time::Instant::now();
+            let cpu = &mut ctx.data_mut().cpu;
+            match hook {
+                CallHook::CallingWasm | CallHook::ReturningFromHost => cpu.start(now),
+                CallHook::CallingHost | CallHook::ReturningFromWasm => cpu.stop(now),
+            }
+            Ok(())
+        });
+        // At every epoch tick the guest observes while executing: check the
+        // CPU budget, then yield so a busy guest cannot starve other
+        // requests on its worker thread.
         store.epoch_deadline_callback(|mut ctx| {
-            if ctx.data_mut().cpu.tick() {
-                Ok(UpdateDeadline::Yield(1))
+            let cpu = &mut ctx.data_mut().cpu;
+            if cpu.tick(std::time::Instant::now()) {
+                Ok(UpdateDeadline::YieldCustom(1, cpu.yield_now()))
             } else {
                 Err(wasmtime::Error::msg("cpu time limit exceeded"))
             }
@@ -113,7 +169,10 @@ impl Runtime {
 
         let pre = worker.pre.clone();
         let task_worker = worker.clone();
+        let task_tripped = request_tripped.clone();
         let task = tokio::spawn(async move {
+            // The concurrency slot is held until the guest is done.
+            let _permit = permit;
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
                 proxy
@@ -123,6 +182,10 @@ impl Runtime {
             };
             let result = match tokio::time::timeout_at(deadline, run).await {
                 Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) if task_tripped.load(Ordering::Relaxed) => {
+                    let _ = error;
+                    Err(WorkerError::RequestTooLarge(limits.max_request_body))
+                }
                 Ok(Err(error)) => Err(classify(&error, store.data(), &stderr)),
                 Err(_) => Err(WorkerError::WallLimit),
             };
@@ -136,32 +199,100 @@ impl Runtime {
             result
         });
 
-        let outcome = match tokio::time::timeout_at(deadline, receiver).await {
-            Ok(Ok(Ok(response))) => Ok(response),
-            Ok(Ok(Err(code))) => Err(WorkerError::Exception(format!(
-                "worker answered with error code {code:?}"
-            ))),
+        let response = match tokio::time::timeout_at(deadline, receiver).await {
+            Ok(Ok(Ok(response))) => response,
+            Ok(Ok(Err(code))) => {
+                return Err(WorkerError::Exception(format!(
+                    "worker answered with error code {code:?}"
+                )));
+            }
             // The guest dropped the response outparam: it finished (or
             // failed) without responding. Its task says which.
-            Ok(Err(_)) => match task.await {
-                Ok(Ok(())) => Err(WorkerError::NoResponse),
-                Ok(Err(error)) => Err(error),
-                Err(join) => Err(WorkerError::Internal(format!("worker task failed: {join}"))),
-            },
-            Err(_) => Err(WorkerError::WallLimit),
-        };
-        if let Err(error) = &outcome {
-            let counter = match error {
-                WorkerError::WallLimit => Some(&self.counters.wall_limit_hits),
-                WorkerError::CpuLimit => Some(&self.counters.cpu_limit_hits),
-                WorkerError::MemoryLimit => Some(&self.counters.memory_limit_hits),
-                _ => None,
-            };
-            if let Some(counter) = counter {
-                counter.fetch_add(1, Ordering::Relaxed);
+            Ok(Err(_)) => {
+                return match task.await {
+                    Ok(Ok(())) if request_tripped.load(Ordering::Relaxed) => {
+                        Err(WorkerError::RequestTooLarge(limits.max_request_body))
+                    }
+                    Ok(Ok(())) => Err(WorkerError::NoResponse),
+                    Ok(Err(error)) => Err(error),
+                    Err(join) => Err(WorkerError::Internal(format!("worker task failed: {join}"))),
+                };
             }
+            Err(_) => return Err(WorkerError::WallLimit),
+        };
+        // The guest answered without having seen the whole request body: the
+        // body was refused, so the client gets 413, not a partial answer.
+        if request_tripped.load(Ordering::Relaxed) {
+            return Err(WorkerError::RequestTooLarge(limits.max_request_body));
         }
-        outcome
+        // Cap the response body while it streams.
+        let response_tripped = Arc::new(AtomicBool::new(false));
+        let tripped = response_tripped.clone();
+        let (namespace, script) = (worker.namespace.clone(), worker.name.clone());
+        let limit = limits.max_response_body;
+        let counter = self.counters.response_body_limit_hits_handle();
+        Ok(response.map(move |body| {
+            let limited = LimitedBody::new(body, limit, Direction::Response, tripped);
+            let guard = ResponseBodyGuard {
+                tripped: response_tripped,
+                namespace,
+                script,
+                limit,
+                counter,
+            };
+            BodyExt::boxed_unsync(GuardedBody {
+                inner: limited,
+                guard,
+            })
+        }))
+    }
+}
+
+/// Reports a response cut off by its size cap once, when the body is done.
+struct ResponseBodyGuard {
+    tripped: Arc<AtomicBool>,
+    namespace: crate::names::Name,
+    script: crate::names::Name,
+    limit: u64,
+    counter: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Drop for ResponseBodyGuard {
+    fn drop(&mut self) {
+        if self.tripped.load(Ordering::Relaxed) {
+            self.counter.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                namespace = %self.namespace, script = %self.script, limit_bytes = self.limit,
+                code = "response-too-large", "response body exceeded its limit; response cut off"
+            );
+        }
+    }
+}
+
+/// A body carrying a guard that lives as long as the body.
+struct GuardedBody<B> {
+    inner: B,
+    #[allow(dead_code)]
+    guard: ResponseBodyGuard,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for GuardedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -6,6 +6,8 @@
 //! through it ([`Runtime::invoke`]). It never touches HTTP routing or the
 //! admin API, and it never deserializes bytes a tenant supplied.
 
+mod admission;
+pub mod body_limit;
 mod cache;
 pub mod compile;
 pub mod engine;
@@ -28,6 +30,7 @@ pub use state::WorkerState;
 
 use crate::config::RuntimeConfig;
 use crate::errors::WorkerError;
+use crate::limits::{HostLimits, ScriptLimits};
 use crate::names::Name;
 use crate::store::{NamespaceStore, ScriptRecord};
 use cache::WorkerCache;
@@ -56,6 +59,12 @@ pub struct Worker {
     pub pre: ProxyPre<WorkerState>,
     /// Environment variables the guest sees.
     pub env: Vec<(String, String)>,
+    /// The script's own limits.
+    pub limits: ScriptLimits,
+    /// Admission control (`max_concurrency`).
+    pub admission: admission::Admission,
+    /// Concurrency the admission gate allows.
+    pub concurrency: u32,
 }
 
 /// An upload that passed validation, with the artifact to store beside it.
@@ -76,6 +85,15 @@ pub struct Counters {
     wall_limit_hits: AtomicU64,
     cpu_limit_hits: AtomicU64,
     memory_limit_hits: AtomicU64,
+    overloaded: AtomicU64,
+    request_body_limit_hits: AtomicU64,
+    response_body_limit_hits: Arc<AtomicU64>,
+}
+
+impl Counters {
+    fn response_body_limit_hits_handle(&self) -> Arc<AtomicU64> {
+        self.response_body_limit_hits.clone()
+    }
 }
 
 /// A snapshot of [`Counters`] plus pool occupancy, for the admin API.
@@ -95,6 +113,12 @@ pub struct RuntimeStats {
     pub cpu_limit_hits: u64,
     /// Invocations that failed on their memory limit.
     pub memory_limit_hits: u64,
+    /// Requests refused with `overloaded` (admission queue or pool full).
+    pub overloaded: u64,
+    /// Requests refused for an oversized request body.
+    pub request_body_limit_hits: u64,
+    /// Responses cut off for an oversized body.
+    pub response_body_limit_hits: u64,
     /// Workers currently loaded in memory.
     pub cached_workers: usize,
     /// Pooling allocator occupancy.
@@ -127,17 +151,19 @@ pub struct Runtime {
     store: Arc<dyn NamespaceStore>,
     cache: WorkerCache,
     counters: Counters,
-    request_timeout: Duration,
+    limits: HostLimits,
     stdio_capture_bytes: usize,
-    max_memory_bytes: usize,
-    epoch_tick_ms: u64,
     instances_capacity: u32,
     _ticker: EpochTicker,
 }
 
 impl Runtime {
     /// Builds the engine, linker and ticker.
-    pub fn new(cfg: &RuntimeConfig, store: Arc<dyn NamespaceStore>) -> anyhow::Result<Self> {
+    pub fn new(
+        cfg: &RuntimeConfig,
+        limits: HostLimits,
+        store: Arc<dyn NamespaceStore>,
+    ) -> anyhow::Result<Self> {
         let engine = engine::build_engine(cfg)?;
         let linker = state::build_linker(&engine)?;
         let dispatch_linker = state::build_dispatch_linker(&engine)?;
@@ -150,10 +176,8 @@ impl Runtime {
             store,
             cache: WorkerCache::new(cfg.component_cache_size),
             counters: Counters::default(),
-            request_timeout: Duration::from_millis(cfg.request_timeout_ms),
+            limits,
             stdio_capture_bytes: cfg.stdio_capture_kb << 10,
-            max_memory_bytes: (cfg.max_memory_mb as usize) << 20,
-            epoch_tick_ms: cfg.epoch_tick_ms,
             instances_capacity: cfg.instances,
             _ticker: ticker,
         })
@@ -298,6 +322,9 @@ impl Runtime {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            limits: record.limits,
+            admission: self.admission_for(&record.limits),
+            concurrency: self.limits.concurrency(&record.limits),
         }))
     }
 
@@ -344,7 +371,23 @@ impl Runtime {
             version: 0,
             pre,
             env: vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            limits: ScriptLimits::default(),
+            admission: self.admission_for(&ScriptLimits::default()),
+            concurrency: self.limits.concurrency(&ScriptLimits::default()),
         }))
+    }
+
+    fn admission_for(&self, limits: &ScriptLimits) -> admission::Admission {
+        admission::Admission::new(
+            self.limits.concurrency(limits),
+            self.limits.max_queue,
+            Duration::from_millis(self.limits.queue_timeout_ms),
+        )
+    }
+
+    /// The host's `[limits]`.
+    pub fn host_limits(&self) -> &HostLimits {
+        &self.limits
     }
 
     /// Forgets the loaded worker of a script (redeploy, delete).
@@ -369,6 +412,9 @@ impl Runtime {
             wall_limit_hits: c.wall_limit_hits.load(Ordering::Relaxed),
             cpu_limit_hits: c.cpu_limit_hits.load(Ordering::Relaxed),
             memory_limit_hits: c.memory_limit_hits.load(Ordering::Relaxed),
+            overloaded: c.overloaded.load(Ordering::Relaxed),
+            request_body_limit_hits: c.request_body_limit_hits.load(Ordering::Relaxed),
+            response_body_limit_hits: c.response_body_limit_hits.load(Ordering::Relaxed),
             cached_workers: self.cache.loaded(),
             pool: PoolStats {
                 component_instances: metrics.as_ref().map_or(0, |m| m.component_instances()),

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::ScriptLimits;
 use crate::names::Name;
 
 pub use sled_store::SledStore;
@@ -55,6 +56,9 @@ pub struct ScriptRecord {
     /// Environment variables the guest sees.
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+    /// The script's own limits (the host's `[limits]` cap them).
+    #[serde(default)]
+    pub limits: ScriptLimits,
 }
 
 /// Everything needed to store a new version of a script.
@@ -68,6 +72,8 @@ pub struct NewScript {
     pub tags: Vec<String>,
     /// Environment variables for the guest.
     pub vars: BTreeMap<String, String>,
+    /// The script's limits.
+    pub limits: ScriptLimits,
     /// The host's own precompiled artifact for `content`, with the engine
     /// compatibility hash it was built for, stored in the same transaction.
     pub artifact: Option<(String, Vec<u8>)>,
@@ -133,6 +139,15 @@ pub trait NamespaceStore: Send + Sync + 'static {
     fn list_scripts(&self, namespace: &Name) -> StoreResult<Vec<ScriptRecord>>;
     /// The component bytes of a script as uploaded.
     fn script_content(&self, namespace: &Name, name: &Name) -> StoreResult<Option<Vec<u8>>>;
+    /// Replaces a script's settings (vars and limits) without touching its
+    /// code or version; `None` if there is no such script.
+    fn update_script_settings(
+        &self,
+        namespace: &Name,
+        name: &Name,
+        vars: BTreeMap<String, String>,
+        limits: ScriptLimits,
+    ) -> StoreResult<Option<ScriptRecord>>;
     /// Deletes a script; `false` if there was none.
     fn delete_script(&self, namespace: &Name, name: &Name) -> StoreResult<bool>;
 

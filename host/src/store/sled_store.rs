@@ -23,6 +23,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use super::{
     NamespaceRecord, NamespaceStore, NewScript, ScriptRecord, StoreError, StoreResult, now_ms,
 };
+use std::collections::BTreeMap;
+
+use crate::limits::ScriptLimits;
 use crate::names::Name;
 
 /// The sled-backed store.
@@ -305,6 +308,7 @@ impl NamespaceStore for SledStore {
                     modified_ms: now,
                     tags: script.tags.clone(),
                     vars: script.vars.clone(),
+                    limits: script.limits,
                 };
                 scripts.insert(key.as_bytes(), encode(&record))?;
                 Ok((record, released))
@@ -312,6 +316,28 @@ impl NamespaceStore for SledStore {
         self.remove_artifacts_of(&released)?;
         self.flush()?;
         Ok(record)
+    }
+
+    fn update_script_settings(
+        &self,
+        namespace: &Name,
+        name: &Name,
+        vars: BTreeMap<String, String>,
+        limits: ScriptLimits,
+    ) -> StoreResult<Option<ScriptRecord>> {
+        let _guard = self.lock();
+        let key = script_key(namespace, name);
+        let Some(mut record) = self.get_script(namespace, name)? else {
+            return Ok(None);
+        };
+        record.vars = vars;
+        record.limits = limits;
+        record.modified_ms = now_ms();
+        // One key, one insert: atomic on its own; the write lock keeps a
+        // concurrent redeploy from interleaving between read and write.
+        self.scripts.insert(key.as_bytes(), encode(&record))?;
+        self.flush()?;
+        Ok(Some(record))
     }
 
     fn get_script(&self, namespace: &Name, name: &Name) -> StoreResult<Option<ScriptRecord>> {
@@ -393,12 +419,43 @@ mod tests {
         Name::new(s).unwrap()
     }
 
+    #[test]
+    fn settings_update_keeps_code_and_version() {
+        let (_dir, store) = open();
+        let ns = Name::new("ns").unwrap();
+        let name = Name::new("app").unwrap();
+        store.create_namespace(&ns).unwrap();
+        let first = store.put_script(&ns, &name, script(b"code")).unwrap();
+        let limits = ScriptLimits {
+            cpu_ms: Some(5),
+            ..Default::default()
+        };
+        let vars: BTreeMap<String, String> = [("K".to_string(), "v".to_string())].into();
+        let updated = store
+            .update_script_settings(&ns, &name, vars.clone(), limits)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (updated.version, &updated.sha256),
+            (first.version, &first.sha256)
+        );
+        assert_eq!((updated.vars, updated.limits), (vars, limits));
+        let missing = Name::new("nope").unwrap();
+        assert!(
+            store
+                .update_script_settings(&ns, &missing, BTreeMap::new(), limits)
+                .unwrap()
+                .is_none()
+        );
+    }
+
     fn script(content: &[u8]) -> NewScript {
         NewScript {
             content: content.to_vec(),
             sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(content)),
             tags: vec![],
             vars: Default::default(),
+            limits: Default::default(),
             artifact: Some(("engine".into(), b"artifact".to_vec())),
         }
     }

@@ -1,0 +1,33 @@
+//! `GET|PATCH /v1/namespaces/{ns}/scripts/{name}/settings`: a script's
+//! limits and vars, changed without a redeploy (JSON merge patch).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+
+use super::error::{ApiError, ApiResult, ok};
+use super::scripts::names_and_not_found;
+use super::{AdminState, blocking};
+use crate::settings::{self, ScriptSettings};
+
+pub(super) async fn get(
+    State(state): State<AdminState>,
+    Path((ns, script)): Path<(String, String)>,
+) -> ApiResult {
+    let (ns, script, not_found) = names_and_not_found(&ns, &script)?;
+    let record = blocking(move || state.store().get_script(&ns, &script)?.ok_or(not_found)).await?;
+    Ok(ok(ScriptSettings::of(&record)))
+}
+
+pub(super) async fn patch(
+    State(state): State<AdminState>,
+    Path((ns, script)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    let (ns, script, not_found) = names_and_not_found(&ns, &script)?;
+    let patch: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("body must be a JSON object: {e}")))?;
+    let record = settings::update(&state.runtime, &ns, &script, patch)
+        .await?
+        .ok_or(not_found)?;
+    Ok(ok(ScriptSettings::of(&record)))
+}

@@ -1,0 +1,164 @@
+//! Script settings: the part of a script that can change without a
+//! redeploy (`GET|PATCH /v1/namespaces/{ns}/scripts/{name}/settings`).
+//!
+//! Settings are `{"limits": {...}, "vars": {...}}`. A PATCH is a JSON merge
+//! patch (RFC 7396): objects merge key by key, `null` removes a key, so
+//! `{"limits": {"cpu_ms": 50}}` changes one limit and keeps the rest. The
+//! merged result is validated as a whole (unknown keys are named) before
+//! anything is stored; the script's cached worker is then evicted so the
+//! next request runs with the new settings.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::deploy::{DeployError, validate_vars};
+use crate::limits::ScriptLimits;
+use crate::names::Name;
+use crate::runtime::Runtime;
+use crate::store::ScriptRecord;
+
+/// A script's settings as the API shows and patches them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptSettings {
+    /// Limits (each optional; capped by the host's `[limits]`).
+    #[serde(default)]
+    pub limits: ScriptLimits,
+    /// Environment variables the guest sees.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+}
+
+impl ScriptSettings {
+    /// The settings part of a stored script.
+    pub fn of(record: &ScriptRecord) -> Self {
+        Self {
+            limits: record.limits,
+            vars: record.vars.clone(),
+        }
+    }
+
+    /// Applies a JSON merge patch, validating the result.
+    pub fn patched(&self, patch: &Value) -> Result<Self, String> {
+        if !patch.is_object() {
+            return Err("settings patch must be a JSON object".into());
+        }
+        let mut merged = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        merge(&mut merged, patch);
+        let settings: ScriptSettings = serde_path_to_error::deserialize(merged)
+            .map_err(|e| format!("settings.{}: {}", e.path(), e.inner()))?;
+        settings.limits.validate()?;
+        validate_vars(&settings.vars)?;
+        Ok(settings)
+    }
+}
+
+/// RFC 7396 JSON merge patch.
+fn merge(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
+    if let Value::Object(target) = target {
+        for (key, value) in patch {
+            if value.is_null() {
+                target.remove(key);
+            } else {
+                merge(target.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+    }
+}
+
+/// Applies `patch` to a script's settings, stores them and evicts its
+/// cached worker. `Ok(None)` if the script does not exist.
+pub async fn update(
+    runtime: &Arc<Runtime>,
+    namespace: &Name,
+    name: &Name,
+    patch: Value,
+) -> Result<Option<ScriptRecord>, DeployError> {
+    let store = runtime.store().clone();
+    let (ns, n) = (namespace.clone(), name.clone());
+    let record =
+        tokio::task::spawn_blocking(move || -> Result<Option<ScriptRecord>, DeployError> {
+            let Some(current) = store.get_script(&ns, &n)? else {
+                return Ok(None);
+            };
+            let settings = ScriptSettings::of(&current)
+                .patched(&patch)
+                .map_err(DeployError::InvalidMetadata)?;
+            Ok(store.update_script_settings(&ns, &n, settings.vars, settings.limits)?)
+        })
+        .await
+        .map_err(|e| DeployError::Internal(e.to_string()))??;
+    if record.is_some() {
+        runtime.evict(namespace, name);
+        tracing::info!(%namespace, script = %name, "settings updated");
+    }
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_changes_only_what_it_names() {
+        let current = ScriptSettings {
+            limits: ScriptLimits {
+                cpu_ms: Some(10),
+                wall_ms: Some(100),
+                ..Default::default()
+            },
+            vars: [
+                ("A".to_string(), "1".to_string()),
+                ("B".to_string(), "2".to_string()),
+            ]
+            .into(),
+        };
+        let next = current
+            .patched(
+                &json!({"limits": {"cpu_ms": 50, "wall_ms": null}, "vars": {"B": null, "C": "3"}}),
+            )
+            .unwrap();
+        assert_eq!(
+            next.limits,
+            ScriptLimits {
+                cpu_ms: Some(50),
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            next.vars,
+            [
+                ("A".to_string(), "1".to_string()),
+                ("C".to_string(), "3".to_string())
+            ]
+            .into()
+        );
+    }
+
+    #[test]
+    fn bad_patches_name_the_problem() {
+        let s = ScriptSettings::default();
+        for (patch, needle) in [
+            (json!({"limitz": {}}), "limitz"),
+            (json!({"limits": {"cpu": 1}}), "cpu"),
+            (json!({"limits": {"cpu_ms": -1}}), "cpu_ms"),
+            (json!({"limits": {"max_concurrency": 0}}), "max_concurrency"),
+            (json!({"vars": {"1X": "a"}}), "1X"),
+            (json!([1]), "object"),
+        ] {
+            let err = s.patched(&patch).unwrap_err();
+            assert!(err.contains(needle), "{patch}: {err}");
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Per-tenant limits end to end: CPU, wall clock, memory, stack,
+//! subrequests, body sizes, concurrency, their three levels, and that
+//! failures never leak pool slots or hurt neighbours.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::harness::{Berth, start_with_config, upstream, wasm, wasm_path};
+
+async fn deploy_limited(berth: &Berth, name: &str, limits: serde_json::Value) {
+    let reply = berth
+        .upload_with_metadata("default", name, wasm("tenant"), json!({ "limits": limits }))
+        .await;
+    assert_eq!(reply.status, 200, "deploy {name}: {}", reply.text());
+}
+
+fn assert_error(reply: &crate::harness::Reply, status: u16, code: &str, message: &str) {
+    assert_eq!(reply.status, status, "{}", reply.text());
+    assert_eq!(
+        reply.error_code().as_deref(),
+        Some(code),
+        "{}",
+        reply.text()
+    );
+    assert!(
+        reply.text().starts_with(message),
+        "{:?} does not start with {message:?}",
+        reply.text()
+    );
+}
+
+#[tokio::test]
+async fn cpu_limit_stops_spinning_but_not_waiting_on_io() {
+    let berth = Berth::start();
+    let slow = upstream(Duration::from_secs(2)).await;
+    deploy_limited(&berth, "t", json!({"cpu_ms": 100})).await;
+
+    let spin = berth.get("t.localhost", "/spin").await;
+    assert_error(&spin, 503, "cpu-limit", "Worker exceeded CPU time limit");
+
+    // Two seconds of waiting on I/O under the same 100 ms CPU budget.
+    let wait = berth
+        .get("t.localhost", &format!("/fetch?url=http://{slow}/"))
+        .await;
+    assert_eq!(wait.status, 200, "{}", wait.text());
+    assert_eq!(wait.text(), "200\nupstream ok");
+    let stats = berth.runtime_stats().await;
+    assert_eq!(stats["cpu_limit_hits"], 1, "{stats}");
+}
+
+#[tokio::test]
+async fn wall_limit_holds_while_the_guest_waits_in_a_host_call() {
+    let berth = Berth::start();
+    let stuck = upstream(Duration::from_secs(3600)).await;
+    deploy_limited(&berth, "t", json!({"wall_ms": 500})).await;
+    let reply = berth
+        .get("t.localhost", &format!("/fetch?url=http://{stuck}/"))
+        .await;
+    assert_error(
+        &reply,
+        504,
+        "wall-limit",
+        "Worker exceeded wall-clock limit",
+    );
+    let sleeping = berth.get("t.localhost", "/sleep?ms=3600000").await;
+    assert_error(
+        &sleeping,
+        504,
+        "wall-limit",
+        "Worker exceeded wall-clock limit",
+    );
+}
+
+#[tokio::test]
+async fn memory_bombs_and_unbounded_recursion_are_contained() {
+    let berth = Berth::start();
+    deploy_limited(&berth, "t", json!({"memory_mb": 16})).await;
+    let bomb = berth.get("t.localhost", "/alloc?mb=64").await;
+    assert_error(&bomb, 503, "memory-limit", "Worker exceeded memory limit");
+    let fits = berth.get("t.localhost", "/alloc?mb=4").await;
+    assert_eq!(fits.status, 200, "{}", fits.text());
+
+    let recursion = berth.get("t.localhost", "/recurse").await;
+    assert_error(&recursion, 500, "exception", "Worker threw an exception");
+    assert!(
+        recursion.text().contains("stack overflow"),
+        "{}",
+        recursion.text()
+    );
+    let panic = berth.get("t.localhost", "/panic").await;
+    assert!(
+        panic.text().contains("tenant panicked on purpose"),
+        "{}",
+        panic.text()
+    );
+}
+
+#[tokio::test]
+async fn subrequest_limit_lets_exactly_n_through() {
+    let berth = Berth::start();
+    let fast = upstream(Duration::ZERO).await;
+    deploy_limited(&berth, "t", json!({"subrequests": 3})).await;
+    let reply = berth
+        .get(
+            "t.localhost",
+            &format!("/fetch-many?url=http://{fast}/&n=5"),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let lines: Vec<String> = reply.text().lines().map(str::to_owned).collect();
+    assert_eq!(lines[..3], ["0 200", "1 200", "2 200"], "{lines:?}");
+    for line in &lines[3..] {
+        assert!(line.contains("HttpRequestDenied"), "{lines:?}");
+    }
+    // A guest that cannot cope with the denial fails with its own code.
+    let dies = berth
+        .get(
+            "t.localhost",
+            &format!("/fetch-or-die?url=http://{fast}/&n=4"),
+        )
+        .await;
+    assert_error(
+        &dies,
+        500,
+        "subrequest-limit",
+        "Worker exceeded subrequest limit",
+    );
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_or_cut() {
+    let berth = Berth::start();
+    deploy_limited(
+        &berth,
+        "t",
+        json!({"max_request_body_mb": 1, "max_response_body_mb": 1}),
+    )
+    .await;
+    let big = vec![b'x'; 2 * 1024 * 1024];
+
+    // Declared too large: refused before the guest runs.
+    let declared = berth
+        .send(
+            berth
+                .data_request(Method::POST, "t.localhost", "/echo")
+                .body(big.clone()),
+        )
+        .await;
+    assert_error(&declared, 413, "request-too-large", "Request body exceeds");
+
+    // Chunked, no length: refused once the guest has read past the limit.
+    let stream = futures::stream::iter(
+        big.chunks(64 * 1024)
+            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+            .collect::<Vec<_>>(),
+    );
+    let chunked = berth
+        .send(
+            berth
+                .data_request(Method::POST, "t.localhost", "/echo")
+                .body(reqwest::Body::wrap_stream(stream)),
+        )
+        .await;
+    assert_error(&chunked, 413, "request-too-large", "Request body exceeds");
+
+    let small = berth
+        .send(
+            berth
+                .data_request(Method::POST, "t.localhost", "/echo")
+                .body(vec![b'x'; 1000]),
+        )
+        .await;
+    assert_eq!(small.json()["body_bytes"], 1000);
+
+    // An oversized response is cut off, never delivered whole.
+    let response = berth
+        .data_request(Method::GET, "t.localhost", "/big?mb=3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut received = 0usize;
+    let mut stream = response;
+    let outcome = loop {
+        match stream.chunk().await {
+            Ok(Some(chunk)) => received += chunk.len(),
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    assert!(
+        outcome.is_err() || received <= 1024 * 1024,
+        "received {received} bytes cleanly"
+    );
+    assert!(received <= 1024 * 1024, "received {received} bytes");
+    let stats = berth.runtime_stats().await;
+    assert_eq!(stats["response_body_limit_hits"], 1, "{stats}");
+    assert_eq!(stats["request_body_limit_hits"], 2, "{stats}");
+}
+
+#[tokio::test]
+async fn excess_concurrency_waits_then_gets_overloaded() {
+    let berth = start_with_config("[limits]\nmax_queue = 1\nqueue_timeout_ms = 200\n");
+    deploy_limited(&berth, "one", json!({"max_concurrency": 1})).await;
+    // Occupy the only slot: headers arrived, so the guest is running.
+    let mut holder = berth
+        .data_request(
+            Method::GET,
+            "one.localhost",
+            "/stream?chunks=2&size=8&delay_ms=600000",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(holder.status(), 200);
+    let _ = holder.chunk().await.unwrap();
+
+    let (a, b) = tokio::join!(
+        berth.get("one.localhost", "/echo"),
+        berth.get("one.localhost", "/echo")
+    );
+    for reply in [&a, &b] {
+        assert_error(reply, 503, "overloaded", "Worker is overloaded");
+        assert_eq!(reply.header("retry-after").as_deref(), Some("1"));
+    }
+    // Another script is unaffected.
+    deploy_limited(&berth, "other", json!({})).await;
+    assert_eq!(berth.get("other.localhost", "/echo").await.status, 200);
+    drop(holder);
+}
+
+#[tokio::test]
+async fn settings_patch_changes_limits_without_redeploy() {
+    let berth = Berth::start();
+    deploy_limited(&berth, "t", json!({"cpu_ms": 100, "memory_mb": 16})).await;
+    let path = "/v1/namespaces/default/scripts/t/settings";
+    let settings = berth.admin_get(path).await.json()["result"].clone();
+    assert_eq!(settings["limits"]["cpu_ms"], 100);
+    assert_eq!(settings["limits"]["memory_mb"], 16);
+
+    assert_eq!(berth.get("t.localhost", "/alloc?mb=32").await.status, 503);
+    let patch = berth
+        .send(
+            berth
+                .admin_request(Method::PATCH, path)
+                .json(&json!({"limits": {"memory_mb": null}, "vars": {"VERSION": "p"}})),
+        )
+        .await;
+    assert_eq!(patch.status, 200, "{}", patch.text());
+    assert_eq!(patch.json()["result"]["limits"]["cpu_ms"], 100);
+    assert_eq!(
+        patch.json()["result"]["limits"]["memory_mb"],
+        serde_json::Value::Null
+    );
+    let now = berth.get("t.localhost", "/alloc?mb=32").await;
+    assert_eq!(now.status, 200, "{}", now.text());
+    assert_eq!(now.header("x-version").as_deref(), Some("p"));
+    let info = berth
+        .admin_get("/v1/namespaces/default/scripts/t")
+        .await
+        .json();
+    assert_eq!(
+        info["result"]["version"], 1,
+        "a settings change is not a new version"
+    );
+
+    for (body, needle) in [
+        (json!({"limits": {"cpu": 1}}), "cpu"),
+        (json!({"limits": {"cpu_ms": -5}}), "limits.cpu_ms"),
+        (json!({"limits": {"max_concurrency": 0}}), "max_concurrency"),
+        (json!({"nope": 1}), "nope"),
+    ] {
+        let reply = berth
+            .send(berth.admin_request(Method::PATCH, path).json(&body))
+            .await;
+        assert_eq!(reply.status, 400, "{body}: {}", reply.text());
+        assert!(reply.text().contains(needle), "{body}: {}", reply.text());
+    }
+    let unchanged = berth.admin_get(path).await.json()["result"].clone();
+    assert_eq!(unchanged["limits"]["cpu_ms"], 100);
+    let missing = berth
+        .send(
+            berth
+                .admin_request(
+                    Method::PATCH,
+                    "/v1/namespaces/default/scripts/ghost/settings",
+                )
+                .json(&json!({})),
+        )
+        .await;
+    assert_eq!(missing.status, 404);
+    let bad_meta = berth
+        .upload_with_metadata(
+            "default",
+            "u",
+            wasm("tenant"),
+            json!({"limits": {"wall": 5}}),
+        )
+        .await;
+    assert_eq!(bad_meta.status, 400);
+    assert!(
+        bad_meta.text().contains("metadata.limits"),
+        "{}",
+        bad_meta.text()
+    );
+}
+
+#[tokio::test]
+async fn per_call_limits_tighten_but_never_loosen() {
+    let probe = wasm_path("probe");
+    let berth = start_with_config(&format!(
+        "[[dispatch]]\nhostnames = [\"probe.test\"]\nworker = \"{}\"\nnamespace = \"probing\"\n",
+        probe.display()
+    ));
+    let reply = berth
+        .upload_with_metadata(
+            "probing",
+            "capped",
+            wasm("tenant"),
+            json!({"limits": {"cpu_ms": 100, "memory_mb": 16}}),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    berth.deploy("probing", "free", wasm("tenant")).await;
+
+    let call = |path: &'static str| berth.get("probe.test", path);
+    // Loosening is ignored: the script's limits still apply.
+    assert_eq!(
+        call("/call/capped/spin?cpu_ms=100000").await.text(),
+        "err cpu-limit-exceeded"
+    );
+    assert_eq!(
+        call("/call/capped/alloc?memory_mb=1000&q=--mb=32")
+            .await
+            .text(),
+        "err memory-limit-exceeded"
+    );
+    // Tightening works on a script without limits of its own…
+    assert_eq!(
+        call("/call/free/alloc?memory_mb=16&q=--mb=32")
+            .await
+            .text()
+            .lines()
+            .next(),
+        Some("err memory-limit-exceeded")
+    );
+    // …which otherwise runs under the host's (128 MiB) default.
+    assert!(
+        call("/call/free/alloc?q=--mb=32")
+            .await
+            .text()
+            .starts_with("ok 200")
+    );
+}
+
+#[tokio::test]
+async fn a_spinning_neighbour_does_not_starve_other_tenants() {
+    let berth = std::sync::Arc::new(Berth::start());
+    deploy_limited(&berth, "spinner", json!({"cpu_ms": 3000})).await;
+    berth.deploy("default", "hello", wasm("hello")).await;
+    let spinners: Vec<_> = (0..8)
+        .map(|_| {
+            let berth = berth.clone();
+            tokio::spawn(async move { berth.get("spinner.localhost", "/spin").await })
+        })
+        .collect();
+    for i in 0..40 {
+        let reply = berth.get("hello.localhost", &format!("/n{i}")).await;
+        assert_eq!(reply.status, 200, "request {i}: {}", reply.text());
+    }
+    for spinner in spinners {
+        let reply = spinner.await.unwrap();
+        assert_eq!(reply.error_code().as_deref(), Some("cpu-limit"));
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_failures_leak_nothing() {
+    let berth = Berth::start();
+    deploy_limited(&berth, "t", json!({"memory_mb": 8})).await;
+    let paths = ["/trap", "/panic", "/no-response", "/alloc?mb=16"];
+    for i in 0..1000 {
+        let reply = berth.get("t.localhost", paths[i % paths.len()]).await;
+        assert!(reply.status >= 500, "request {i}: {}", reply.status);
+    }
+    let stats = berth.runtime_stats().await;
+    assert_eq!(stats["pool"]["component_instances"], 0, "{stats}");
+    assert_eq!(stats["pool"]["memories"], 0, "{stats}");
+    let ok = berth.get("t.localhost", "/echo").await;
+    assert_eq!(ok.status, 200);
+}
