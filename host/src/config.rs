@@ -24,6 +24,8 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// Per-request limits: host defaults, which are also ceilings.
     pub limits: crate::limits::HostLimits,
+    /// Outbound policy for guests.
+    pub egress: crate::egress::EgressConfig,
     /// `[[dispatch]]`: dispatch workers and the hostnames they serve.
     pub dispatch: Vec<DispatchConfig>,
 }
@@ -58,6 +60,10 @@ pub struct DispatchConfig {
     /// e.g. the platform domain). A stored script uses its own vars.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub vars: std::collections::BTreeMap<String, String>,
+    /// An outbound worker (`.wasm` file) that receives every outbound
+    /// request of the user workers this entry dispatches to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound_worker: Option<PathBuf>,
 }
 
 /// Where a dispatch worker's component comes from.
@@ -224,6 +230,11 @@ impl Config {
         // Relative dispatch worker files are relative to the config file.
         let base = path.parent().unwrap_or(Path::new("."));
         for entry in &mut config.dispatch {
+            if let Some(file) = &entry.outbound_worker
+                && file.is_relative()
+            {
+                entry.outbound_worker = Some(base.join(file));
+            }
             if let Ok(DispatchWorkerSource::File(file)) = entry.source()
                 && file.is_relative()
             {
@@ -318,6 +329,7 @@ impl Config {
                 }
             }
         }
+        self.egress.validate().map_err(ConfigError::Invalid)?;
         if self.server.listen == self.server.admin_listen && self.server.listen.port() != 0 {
             return Err(ConfigError::Invalid(
                 "server.listen and server.admin_listen must differ".into(),
@@ -428,7 +440,13 @@ mod tests {
             cpu_ms: Some(1),
             memory_mb: Some(1),
             vars: [("PLATFORM_DOMAIN".to_string(), "example.com".to_string())].into(),
+            outbound_worker: Some("outbound.wasm".into()),
         });
+        config.egress.allow_private.push("127.0.0.1/32".into());
+        config
+            .egress
+            .hosts
+            .insert("api.internal".into(), vec!["10.0.0.1".parse().unwrap()]);
         let defaults = toml::Value::try_from(config).unwrap();
         let mut keys = vec!["admin_token".to_owned()]; // `None` by default, so not serialized
         for (section, value) in defaults.as_table().unwrap() {

@@ -37,6 +37,9 @@ pub struct ScriptMetadata {
     /// The script's limits (each optional; the host's `[limits]` cap them).
     #[serde(default)]
     pub limits: ScriptLimits,
+    /// The script's egress rules (they only narrow the host policy).
+    #[serde(default)]
+    pub egress: crate::egress::rules::EgressRules,
 }
 
 /// Why a deploy failed.
@@ -70,6 +73,9 @@ impl ScriptMetadata {
             validate_tag(tag).map_err(DeployError::InvalidMetadata)?;
         }
         validate_vars(&self.vars).map_err(DeployError::InvalidMetadata)?;
+        self.egress
+            .validate()
+            .map_err(DeployError::InvalidMetadata)?;
         self.limits.validate().map_err(DeployError::InvalidMetadata)
     }
 }
@@ -156,6 +162,7 @@ pub async fn deploy(
         tags: metadata.tags,
         vars: metadata.vars,
         limits: metadata.limits,
+        egress: metadata.egress,
         artifact: Some((compiled.engine_hash, compiled.artifact)),
     };
     let store = runtime.store().clone();

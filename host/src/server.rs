@@ -67,7 +67,12 @@ impl Server {
             }
         }
 
-        let runtime = Arc::new(Runtime::new(&config.runtime, config.limits.clone(), store)?);
+        let runtime = Arc::new(Runtime::new(
+            &config.runtime,
+            config.limits.clone(),
+            Arc::new(crate::egress::Egress::new(&config.egress)?),
+            store,
+        )?);
         let dispatch = {
             let (entries, runtime) = (config.dispatch.clone(), runtime.clone());
             tokio::task::spawn_blocking(move || DispatchTable::load(&entries, &runtime)).await??

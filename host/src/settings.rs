@@ -1,7 +1,7 @@
 //! Script settings: the part of a script that can change without a
 //! redeploy (`GET|PATCH /v1/namespaces/{ns}/scripts/{name}/settings`).
 //!
-//! Settings are `{"limits": {...}, "vars": {...}}`. A PATCH is a JSON merge
+//! Settings are `{"limits": {...}, "vars": {...}, "egress": {"allow": [...], "deny": [...]}}`. A PATCH is a JSON merge
 //! patch (RFC 7396): objects merge key by key, `null` removes a key, so
 //! `{"limits": {"cpu_ms": 50}}` changes one limit and keeps the rest. The
 //! merged result is validated as a whole (unknown keys are named) before
@@ -15,10 +15,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::deploy::{DeployError, validate_vars};
+use crate::egress::rules::EgressRules;
 use crate::limits::ScriptLimits;
 use crate::names::Name;
 use crate::runtime::Runtime;
-use crate::store::ScriptRecord;
+use crate::store::{NamespaceRecord, ScriptRecord};
 
 /// A script's settings as the API shows and patches them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +31,9 @@ pub struct ScriptSettings {
     /// Environment variables the guest sees.
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+    /// Outbound rules (they only narrow the host policy).
+    #[serde(default)]
+    pub egress: EgressRules,
 }
 
 impl ScriptSettings {
@@ -38,21 +42,85 @@ impl ScriptSettings {
         Self {
             limits: record.limits,
             vars: record.vars.clone(),
+            egress: record.egress.clone(),
         }
     }
 
     /// Applies a JSON merge patch, validating the result.
     pub fn patched(&self, patch: &Value) -> Result<Self, String> {
-        if !patch.is_object() {
-            return Err("settings patch must be a JSON object".into());
-        }
-        let mut merged = serde_json::to_value(self).map_err(|e| e.to_string())?;
-        merge(&mut merged, patch);
-        let settings: ScriptSettings = serde_path_to_error::deserialize(merged)
-            .map_err(|e| format!("settings.{}: {}", e.path(), e.inner()))?;
+        let settings: ScriptSettings = merge_into(self, patch)?;
         settings.limits.validate()?;
         validate_vars(&settings.vars)?;
+        settings.egress.validate()?;
         Ok(settings)
+    }
+}
+
+/// A namespace's settings (`GET|PATCH /v1/namespaces/{ns}/settings`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceSettings {
+    /// Outbound rules for every script of the namespace (they only narrow).
+    #[serde(default)]
+    pub egress: EgressRules,
+}
+
+impl NamespaceSettings {
+    /// The settings part of a stored namespace.
+    pub fn of(record: &NamespaceRecord) -> Self {
+        Self {
+            egress: record.egress.clone(),
+        }
+    }
+
+    /// Applies a JSON merge patch, validating the result.
+    pub fn patched(&self, patch: &Value) -> Result<Self, String> {
+        let settings: NamespaceSettings = merge_into(self, patch)?;
+        settings.egress.validate()?;
+        Ok(settings)
+    }
+}
+
+/// Applies a merge patch to `current` and reads the result back, naming the
+/// path of any bad key.
+fn merge_into<T: Serialize + serde::de::DeserializeOwned>(
+    current: &T,
+    patch: &Value,
+) -> Result<T, String> {
+    if !patch.is_object() {
+        return Err("settings patch must be a JSON object".into());
+    }
+    let mut merged = serde_json::to_value(current).map_err(|e| e.to_string())?;
+    merge(&mut merged, patch);
+    serde_path_to_error::deserialize(merged)
+        .map_err(|e| format!("settings.{}: {}", e.path(), e.inner()))
+}
+
+/// Applies `patch` to a namespace's settings, stores them and evicts its
+/// cached workers. `Ok(None)` if the namespace does not exist.
+pub async fn update_namespace(
+    runtime: &Arc<Runtime>,
+    namespace: &Name,
+    patch: Value,
+) -> Result<Option<NamespaceRecord>, DeployError> {
+    let store = runtime.store().clone();
+    let ns = namespace.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        store.update_namespace(&ns, &mut |record| {
+            record.egress = NamespaceSettings::of(record).patched(&patch)?.egress;
+            Ok(())
+        })
+    })
+    .await
+    .map_err(|e| DeployError::Internal(e.to_string()))??;
+    match outcome {
+        None => Ok(None),
+        Some(Ok(record)) => {
+            runtime.evict_namespace(namespace);
+            tracing::info!(%namespace, "namespace settings updated");
+            Ok(Some(record))
+        }
+        Some(Err(message)) => Err(DeployError::InvalidMetadata(message)),
     }
 }
 
@@ -88,13 +156,18 @@ pub async fn update(
     let (ns, n) = (namespace.clone(), name.clone());
     let record =
         tokio::task::spawn_blocking(move || -> Result<Option<ScriptRecord>, DeployError> {
-            let Some(current) = store.get_script(&ns, &n)? else {
-                return Ok(None);
-            };
-            let settings = ScriptSettings::of(&current)
-                .patched(&patch)
-                .map_err(DeployError::InvalidMetadata)?;
-            Ok(store.update_script_settings(&ns, &n, settings.vars, settings.limits)?)
+            let outcome = store.update_script(&ns, &n, &mut |record| {
+                let settings = ScriptSettings::of(record).patched(&patch)?;
+                record.vars = settings.vars;
+                record.limits = settings.limits;
+                record.egress = settings.egress;
+                Ok(())
+            })?;
+            match outcome {
+                None => Ok(None),
+                Some(Ok(record)) => Ok(Some(record)),
+                Some(Err(message)) => Err(DeployError::InvalidMetadata(message)),
+            }
         })
         .await
         .map_err(|e| DeployError::Internal(e.to_string()))??;
@@ -123,6 +196,7 @@ mod tests {
                 ("B".to_string(), "2".to_string()),
             ]
             .into(),
+            egress: EgressRules::default(),
         };
         let next = current
             .patched(
@@ -155,6 +229,7 @@ mod tests {
             (json!({"limits": {"cpu_ms": -1}}), "cpu_ms"),
             (json!({"limits": {"max_concurrency": 0}}), "max_concurrency"),
             (json!({"vars": {"1X": "a"}}), "1X"),
+            (json!({"egress": {"allow": ["a.*.com"]}}), "a.*.com"),
             (json!([1]), "object"),
         ] {
             let err = s.patched(&patch).unwrap_err();

@@ -19,6 +19,9 @@ fn start() -> Berth {
     let config = dir.path().join("berth.toml");
     let text = format!(
         r#"
+[egress]
+allow_private = ["127.0.0.1/32"]
+
 [[dispatch]]
 hostnames = ["*.platform.test"]
 worker = "{dispatcher}"

@@ -379,3 +379,23 @@ pub fn start_with_config(config: &str) -> Berth {
     let path = path.to_str().expect("utf-8 path").to_owned();
     Berth::start_with(dir, &["--config", &path])
 }
+
+/// A loopback upstream that answers with the `Host` header it received.
+pub async fn upstream_echo_host() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream addr");
+    let app = axum::Router::new().fallback(|headers: axum::http::HeaderMap| async move {
+        let hosts: Vec<String> = headers
+            .get_all(axum::http::header::HOST)
+            .iter()
+            .map(|h| h.to_str().unwrap_or("?").to_owned())
+            .collect();
+        format!("host={}", hosts.join(","))
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}

@@ -9,6 +9,9 @@ use serde_json::json;
 
 use crate::harness::{Berth, start_with_config, upstream, wasm, wasm_path};
 
+/// Guests in these tests call upstreams on loopback.
+const LOOPBACK: &str = "[egress]\nallow_private = [\"127.0.0.1/32\"]\n";
+
 async fn deploy_limited(berth: &Berth, name: &str, limits: serde_json::Value) {
     let reply = berth
         .upload_with_metadata("default", name, wasm("tenant"), json!({ "limits": limits }))
@@ -33,7 +36,7 @@ fn assert_error(reply: &crate::harness::Reply, status: u16, code: &str, message:
 
 #[tokio::test]
 async fn cpu_limit_stops_spinning_but_not_waiting_on_io() {
-    let berth = Berth::start();
+    let berth = start_with_config(LOOPBACK);
     let slow = upstream(Duration::from_secs(2)).await;
     deploy_limited(&berth, "t", json!({"cpu_ms": 100})).await;
 
@@ -52,7 +55,7 @@ async fn cpu_limit_stops_spinning_but_not_waiting_on_io() {
 
 #[tokio::test]
 async fn wall_limit_holds_while_the_guest_waits_in_a_host_call() {
-    let berth = Berth::start();
+    let berth = start_with_config(LOOPBACK);
     let stuck = upstream(Duration::from_secs(3600)).await;
     deploy_limited(&berth, "t", json!({"wall_ms": 500})).await;
     let reply = berth
@@ -99,7 +102,7 @@ async fn memory_bombs_and_unbounded_recursion_are_contained() {
 
 #[tokio::test]
 async fn subrequest_limit_lets_exactly_n_through() {
-    let berth = Berth::start();
+    let berth = start_with_config(LOOPBACK);
     let fast = upstream(Duration::ZERO).await;
     deploy_limited(&berth, "t", json!({"subrequests": 3})).await;
     let reply = berth

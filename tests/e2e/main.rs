@@ -8,6 +8,7 @@ mod harness;
 mod admin;
 mod cli;
 mod dispatch;
+mod egress;
 mod lifecycle;
 mod limits;
 mod serving;

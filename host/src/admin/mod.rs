@@ -71,6 +71,10 @@ pub fn router(state: AdminState, token: AdminToken) -> Router {
             "/v1/namespaces/{ns}",
             get(namespaces::get).delete(namespaces::delete),
         )
+        .route(
+            "/v1/namespaces/{ns}/settings",
+            get(settings::get_namespace).patch(settings::patch_namespace),
+        )
         .route("/v1/namespaces/{ns}/scripts", get(scripts::list))
         .route(
             "/v1/namespaces/{ns}/scripts/{name}",

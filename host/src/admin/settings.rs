@@ -1,5 +1,7 @@
-//! `GET|PATCH /v1/namespaces/{ns}/scripts/{name}/settings`: a script's
-//! limits and vars, changed without a redeploy (JSON merge patch).
+//! `GET|PATCH /v1/namespaces/{ns}/scripts/{name}/settings` (a script's
+//! limits, vars and egress rules) and `GET|PATCH /v1/namespaces/{ns}/settings`
+//! (a namespace's egress rules), changed without a redeploy (JSON merge
+//! patch).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -7,7 +9,9 @@ use axum::extract::{Path, State};
 use super::error::{ApiError, ApiResult, ok};
 use super::scripts::names_and_not_found;
 use super::{AdminState, blocking};
-use crate::settings::{self, ScriptSettings};
+use crate::names::Name;
+use crate::settings::{self, NamespaceSettings, ScriptSettings};
+use crate::store::StoreError;
 
 pub(super) async fn get(
     State(state): State<AdminState>,
@@ -30,4 +34,33 @@ pub(super) async fn patch(
         .await?
         .ok_or(not_found)?;
     Ok(ok(ScriptSettings::of(&record)))
+}
+
+pub(super) async fn get_namespace(
+    State(state): State<AdminState>,
+    Path(ns): Path<String>,
+) -> ApiResult {
+    let ns = Name::new(&ns).map_err(ApiError::name("namespace name"))?;
+    let record = blocking(move || {
+        Ok(state
+            .store()
+            .get_namespace(&ns)?
+            .ok_or(StoreError::NamespaceNotFound(ns))?)
+    })
+    .await?;
+    Ok(ok(NamespaceSettings::of(&record)))
+}
+
+pub(super) async fn patch_namespace(
+    State(state): State<AdminState>,
+    Path(ns): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let ns = Name::new(&ns).map_err(ApiError::name("namespace name"))?;
+    let patch: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("body must be a JSON object: {e}")))?;
+    let record = settings::update_namespace(&state.runtime, &ns, patch)
+        .await?
+        .ok_or(ApiError::Store(StoreError::NamespaceNotFound(ns)))?;
+    Ok(ok(NamespaceSettings::of(&record)))
 }

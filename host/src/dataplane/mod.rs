@@ -63,10 +63,10 @@ async fn serve(plane: &DataPlane, request: Request) -> Result<Response, WorkerEr
         let worker = entry.worker(&plane.runtime).await?;
         let options = InvokeOptions {
             limits: entry.limits,
-            dispatch: Some(DispatchBinding::new(
-                plane.runtime.clone(),
-                entry.namespace.clone(),
-            )),
+            dispatch: Some(
+                DispatchBinding::new(plane.runtime.clone(), entry.namespace.clone())
+                    .with_outbound_worker(entry.outbound_worker.clone()),
+            ),
             ..InvokeOptions::default()
         };
         let response = plane.runtime.invoke(worker, request, options).await?;

@@ -23,6 +23,7 @@ use wasmtime_wasi_http::{FieldMap, WasiHttpView};
 use super::bindings::berth::platform::dispatcher::{
     self, DispatchError, Host, HostFutureResponse, HostWorker, Options,
 };
+use crate::egress::OutboundWorker;
 use crate::errors::WorkerError;
 use crate::limits::CallLimits;
 use crate::names::Name;
@@ -34,6 +35,7 @@ pub struct DispatchBinding {
     runtime: Arc<Runtime>,
     namespace: Name,
     deadline: Option<Instant>,
+    outbound_worker: Option<OutboundWorker>,
 }
 
 impl DispatchBinding {
@@ -43,7 +45,14 @@ impl DispatchBinding {
             runtime,
             namespace,
             deadline: None,
+            outbound_worker: None,
         }
+    }
+
+    /// Sends every outbound request of the user workers through `worker`.
+    pub fn with_outbound_worker(mut self, worker: Option<OutboundWorker>) -> Self {
+        self.outbound_worker = worker;
+        self
     }
 
     /// User workers called through this binding cannot outlive `deadline`.
@@ -221,6 +230,7 @@ impl HostWorker for WorkerState {
                     deadline_cap: binding.deadline,
                     dispatch: None,
                     outbound,
+                    outbound_worker: binding.outbound_worker.clone(),
                 };
                 FutureResponse::Pending(spawn(async move {
                     runtime.invoke(worker, request, options).await

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::hostnames::{HostPattern, Specificity, normalize_host};
 use crate::config::{DispatchConfig, DispatchWorkerSource};
+use crate::egress::OutboundWorker;
 use crate::errors::WorkerError;
 use crate::limits::CallLimits;
 use crate::names::Name;
@@ -37,6 +38,8 @@ pub struct DispatchEntry {
     pub worker: DispatchWorker,
     /// Limits the dispatch worker itself runs under.
     pub limits: CallLimits,
+    /// The outbound worker for the user workers it dispatches to.
+    pub outbound_worker: Option<OutboundWorker>,
 }
 
 impl DispatchEntry {
@@ -70,7 +73,7 @@ pub struct DispatchTable {
 
 impl DispatchTable {
     /// Builds the table, compiling file-based workers (blocking).
-    pub fn load(configs: &[DispatchConfig], runtime: &Runtime) -> anyhow::Result<Self> {
+    pub fn load(configs: &[DispatchConfig], runtime: &Arc<Runtime>) -> anyhow::Result<Self> {
         let mut entries = Vec::with_capacity(configs.len());
         for (i, config) in configs.iter().enumerate() {
             let patterns = config
@@ -80,12 +83,24 @@ impl DispatchTable {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| anyhow::anyhow!("dispatch[{i}]: {e}"))?;
             let worker = match config.source()? {
-                DispatchWorkerSource::File(path) => DispatchWorker::Loaded(
-                    runtime.load_dispatch_file(&path, &config.namespace, &config.vars)?,
-                ),
+                DispatchWorkerSource::File(path) => DispatchWorker::Loaded(runtime.load_file(
+                    &path,
+                    &config.namespace,
+                    &config.vars,
+                    Role::Dispatch,
+                )?),
                 DispatchWorkerSource::Script { namespace, name } => {
                     DispatchWorker::Stored { namespace, name }
                 }
+            };
+            let outbound_worker = match &config.outbound_worker {
+                Some(path) => Some(OutboundWorker {
+                    runtime: runtime.clone(),
+                    worker: runtime
+                        .load_file(path, &config.namespace, &Default::default(), Role::User)
+                        .map_err(|e| anyhow::anyhow!("dispatch[{i}].outbound_worker: {e}"))?,
+                }),
+                None => None,
             };
             tracing::info!(
                 hostnames = ?config.hostnames, namespace = %config.namespace,
@@ -101,6 +116,7 @@ impl DispatchTable {
                     memory_mb: config.memory_mb,
                     subrequests: None,
                 },
+                outbound_worker,
             });
         }
         Ok(Self { entries })

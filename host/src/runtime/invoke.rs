@@ -43,6 +43,8 @@ pub struct InvokeOptions {
     pub dispatch: Option<DispatchBinding>,
     /// Outbound parameters from the dispatch worker, for the egress layer.
     pub outbound: Vec<(String, String)>,
+    /// The outbound worker every subrequest goes to first, if any.
+    pub outbound_worker: Option<crate::egress::OutboundWorker>,
 }
 
 impl Runtime {
@@ -113,9 +115,15 @@ impl Runtime {
         });
         let stdout = OutputCapture::new(self.stdio_capture_bytes);
         let stderr = OutputCapture::new(self.stdio_capture_bytes);
-        let egress = EgressHooks::new(worker.namespace.as_str(), worker.name.as_str())
-            .with_subrequest_limit(Some(limits.subrequests))
-            .with_outbound(options.outbound);
+        let egress = EgressHooks::new(
+            worker.namespace.as_str(),
+            worker.name.as_str(),
+            self.egress.clone(),
+            worker.egress_rules.clone(),
+        )
+        .with_subrequest_limit(Some(limits.subrequests))
+        .with_outbound(options.outbound)
+        .with_outbound_worker(options.outbound_worker);
         let dispatch = options
             .dispatch
             .map(|binding| binding.with_deadline(deadline));

@@ -61,6 +61,8 @@ pub struct Worker {
     pub env: Vec<(String, String)>,
     /// The script's own limits.
     pub limits: ScriptLimits,
+    /// Namespace and script egress rules, parsed.
+    pub egress_rules: Arc<Vec<crate::egress::rules::CompiledRules>>,
     /// Admission control (`max_concurrency`).
     pub admission: admission::Admission,
     /// Concurrency the admission gate allows.
@@ -152,6 +154,7 @@ pub struct Runtime {
     cache: WorkerCache,
     counters: Counters,
     limits: HostLimits,
+    egress: Arc<crate::egress::Egress>,
     stdio_capture_bytes: usize,
     instances_capacity: u32,
     _ticker: EpochTicker,
@@ -162,6 +165,7 @@ impl Runtime {
     pub fn new(
         cfg: &RuntimeConfig,
         limits: HostLimits,
+        egress: Arc<crate::egress::Egress>,
         store: Arc<dyn NamespaceStore>,
     ) -> anyhow::Result<Self> {
         let engine = engine::build_engine(cfg)?;
@@ -177,6 +181,7 @@ impl Runtime {
             cache: WorkerCache::new(cfg.component_cache_size),
             counters: Counters::default(),
             limits,
+            egress,
             stdio_capture_bytes: cfg.stdio_capture_kb << 10,
             instances_capacity: cfg.instances,
             _ticker: ticker,
@@ -284,6 +289,18 @@ impl Runtime {
             .get_script(namespace, name)
             .map_err(|e| internal(&e))?
             .ok_or_else(not_found)?;
+        let namespace_record = self
+            .store
+            .get_namespace(namespace)
+            .map_err(|e| internal(&e))?
+            .ok_or_else(not_found)?;
+        let egress_rules = vec![
+            namespace_record
+                .egress
+                .compile("namespace")
+                .map_err(|e| internal(&e))?,
+            record.egress.compile("script").map_err(|e| internal(&e))?,
+        ];
         let started = Instant::now();
         let artifact = self
             .store
@@ -323,6 +340,7 @@ impl Runtime {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             limits: record.limits,
+            egress_rules: Arc::new(egress_rules),
             admission: self.admission_for(&record.limits),
             concurrency: self.limits.concurrency(&record.limits),
         }))
@@ -344,22 +362,24 @@ impl Runtime {
         Ok(component)
     }
 
-    /// Compiles a dispatch worker from a file the operator configured
-    /// (blocking: run it off the reactor). `label` (its namespace) names it in
-    /// logs; `vars` become its environment.
-    pub fn load_dispatch_file(
+    /// Compiles a platform component from a file the operator configured —
+    /// a dispatch worker or an outbound worker (blocking: run it off the
+    /// reactor). `label` (the namespace it serves) names it in logs; `vars`
+    /// become its environment. No egress rules apply beyond the host policy.
+    pub fn load_file(
         &self,
         path: &std::path::Path,
         label: &Name,
         vars: &std::collections::BTreeMap<String, String>,
+        role: Role,
     ) -> anyhow::Result<Arc<Worker>> {
         let bytes = std::fs::read(path)
-            .map_err(|e| anyhow::anyhow!("cannot read dispatch worker {}: {e}", path.display()))?;
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
         let component = compile::compile(&self.engine, &bytes)
-            .map_err(|e| anyhow::anyhow!("dispatch worker {}: {e}", path.display()))?;
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         self.counters.compiles.fetch_add(1, Ordering::Relaxed);
-        let pre = compile::prepare(&self.dispatch_linker, &component)
-            .map_err(|e| anyhow::anyhow!("dispatch worker {}: {e}", path.display()))?;
+        let pre = compile::prepare(self.linker(role), &component)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let stem = path
             .file_stem()
             .and_then(|s| s.to_str())
@@ -372,6 +392,7 @@ impl Runtime {
             pre,
             env: vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             limits: ScriptLimits::default(),
+            egress_rules: Arc::new(Vec::new()),
             admission: self.admission_for(&ScriptLimits::default()),
             concurrency: self.limits.concurrency(&ScriptLimits::default()),
         }))

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::egress::rules::EgressRules;
 use crate::limits::ScriptLimits;
 use crate::names::Name;
 
@@ -31,6 +32,9 @@ pub struct NamespaceRecord {
     pub name: Name,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// Egress rules for every script of the namespace.
+    #[serde(default)]
+    pub egress: EgressRules,
 }
 
 /// Metadata of a stored script; its bytes live apart, keyed by `sha256`.
@@ -59,6 +63,9 @@ pub struct ScriptRecord {
     /// The script's own limits (the host's `[limits]` cap them).
     #[serde(default)]
     pub limits: ScriptLimits,
+    /// The script's egress rules (they only narrow).
+    #[serde(default)]
+    pub egress: EgressRules,
 }
 
 /// Everything needed to store a new version of a script.
@@ -74,6 +81,8 @@ pub struct NewScript {
     pub vars: BTreeMap<String, String>,
     /// The script's limits.
     pub limits: ScriptLimits,
+    /// The script's egress rules.
+    pub egress: EgressRules,
     /// The host's own precompiled artifact for `content`, with the engine
     /// compatibility hash it was built for, stored in the same transaction.
     pub artifact: Option<(String, Vec<u8>)>,
@@ -139,15 +148,21 @@ pub trait NamespaceStore: Send + Sync + 'static {
     fn list_scripts(&self, namespace: &Name) -> StoreResult<Vec<ScriptRecord>>;
     /// The component bytes of a script as uploaded.
     fn script_content(&self, namespace: &Name, name: &Name) -> StoreResult<Option<Vec<u8>>>;
-    /// Replaces a script's settings (vars and limits) without touching its
-    /// code or version; `None` if there is no such script.
-    fn update_script_settings(
+    /// Changes a script's metadata (settings, tags) with `change`, which
+    /// may refuse with a message; code, hash and version stay. `None` if
+    /// there is no such script.
+    fn update_script(
         &self,
         namespace: &Name,
         name: &Name,
-        vars: BTreeMap<String, String>,
-        limits: ScriptLimits,
-    ) -> StoreResult<Option<ScriptRecord>>;
+        change: &mut dyn FnMut(&mut ScriptRecord) -> Result<(), String>,
+    ) -> StoreResult<Option<Result<ScriptRecord, String>>>;
+    /// Changes a namespace's settings; `None` if it does not exist.
+    fn update_namespace(
+        &self,
+        name: &Name,
+        change: &mut dyn FnMut(&mut NamespaceRecord) -> Result<(), String>,
+    ) -> StoreResult<Option<Result<NamespaceRecord, String>>>;
     /// Deletes a script; `false` if there was none.
     fn delete_script(&self, namespace: &Name, name: &Name) -> StoreResult<bool>;
 

@@ -23,9 +23,6 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use super::{
     NamespaceRecord, NamespaceStore, NewScript, ScriptRecord, StoreError, StoreResult, now_ms,
 };
-use std::collections::BTreeMap;
-
-use crate::limits::ScriptLimits;
 use crate::names::Name;
 
 /// The sled-backed store.
@@ -181,6 +178,7 @@ impl NamespaceStore for SledStore {
         let record = NamespaceRecord {
             name: name.clone(),
             created_ms: now_ms(),
+            egress: Default::default(),
         };
         let previous = self.namespaces.compare_and_swap(
             name.as_str(),
@@ -309,6 +307,7 @@ impl NamespaceStore for SledStore {
                     tags: script.tags.clone(),
                     vars: script.vars.clone(),
                     limits: script.limits,
+                    egress: script.egress.clone(),
                 };
                 scripts.insert(key.as_bytes(), encode(&record))?;
                 Ok((record, released))
@@ -318,26 +317,44 @@ impl NamespaceStore for SledStore {
         Ok(record)
     }
 
-    fn update_script_settings(
+    fn update_script(
         &self,
         namespace: &Name,
         name: &Name,
-        vars: BTreeMap<String, String>,
-        limits: ScriptLimits,
-    ) -> StoreResult<Option<ScriptRecord>> {
+        change: &mut dyn FnMut(&mut ScriptRecord) -> Result<(), String>,
+    ) -> StoreResult<Option<Result<ScriptRecord, String>>> {
         let _guard = self.lock();
         let key = script_key(namespace, name);
         let Some(mut record) = self.get_script(namespace, name)? else {
             return Ok(None);
         };
-        record.vars = vars;
-        record.limits = limits;
+        if let Err(refusal) = change(&mut record) {
+            return Ok(Some(Err(refusal)));
+        }
         record.modified_ms = now_ms();
         // One key, one insert: atomic on its own; the write lock keeps a
         // concurrent redeploy from interleaving between read and write.
         self.scripts.insert(key.as_bytes(), encode(&record))?;
         self.flush()?;
-        Ok(Some(record))
+        Ok(Some(Ok(record)))
+    }
+
+    fn update_namespace(
+        &self,
+        name: &Name,
+        change: &mut dyn FnMut(&mut NamespaceRecord) -> Result<(), String>,
+    ) -> StoreResult<Option<Result<NamespaceRecord, String>>> {
+        let _guard = self.lock();
+        let Some(mut record) = self.get_namespace(name)? else {
+            return Ok(None);
+        };
+        if let Err(refusal) = change(&mut record) {
+            return Ok(Some(Err(refusal)));
+        }
+        self.namespaces
+            .insert(name.as_str().as_bytes(), encode(&record))?;
+        self.flush()?;
+        Ok(Some(Ok(record)))
     }
 
     fn get_script(&self, namespace: &Name, name: &Name) -> StoreResult<Option<ScriptRecord>> {
@@ -421,6 +438,8 @@ mod tests {
 
     #[test]
     fn settings_update_keeps_code_and_version() {
+        use crate::limits::ScriptLimits;
+        use std::collections::BTreeMap;
         let (_dir, store) = open();
         let ns = Name::new("ns").unwrap();
         let name = Name::new("app").unwrap();
@@ -432,20 +451,35 @@ mod tests {
         };
         let vars: BTreeMap<String, String> = [("K".to_string(), "v".to_string())].into();
         let updated = store
-            .update_script_settings(&ns, &name, vars.clone(), limits)
+            .update_script(&ns, &name, &mut |r| {
+                r.vars = vars.clone();
+                r.limits = limits;
+                Ok(())
+            })
+            .unwrap()
             .unwrap()
             .unwrap();
         assert_eq!(
             (updated.version, &updated.sha256),
             (first.version, &first.sha256)
         );
-        assert_eq!((updated.vars, updated.limits), (vars, limits));
+        assert_eq!((updated.vars, updated.limits), (vars.clone(), limits));
         let missing = Name::new("nope").unwrap();
         assert!(
             store
-                .update_script_settings(&ns, &missing, BTreeMap::new(), limits)
+                .update_script(&ns, &missing, &mut |_| Ok(()))
                 .unwrap()
                 .is_none()
+        );
+        let refused = store.update_script(&ns, &name, &mut |r| {
+            r.vars.clear();
+            Err("no".into())
+        });
+        assert_eq!(refused.unwrap().unwrap().unwrap_err(), "no");
+        assert_eq!(
+            store.get_script(&ns, &name).unwrap().unwrap().vars,
+            vars,
+            "a refused change is not stored"
         );
     }
 
@@ -456,6 +490,7 @@ mod tests {
             tags: vec![],
             vars: Default::default(),
             limits: Default::default(),
+            egress: Default::default(),
             artifact: Some(("engine".into(), b"artifact".to_vec())),
         }
     }
