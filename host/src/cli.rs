@@ -117,6 +117,17 @@ pub enum NamespaceCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Show a namespace's settings, or change them with a JSON merge patch.
+    Settings {
+        /// Namespace name.
+        name: String,
+        /// JSON merge patch, e.g. '{"egress": {"deny": ["*"]}}' (omit to show).
+        #[arg(value_parser = parse_json_object)]
+        patch: Option<Value>,
+        /// Admin API connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Delete a namespace.
     Delete {
         /// Namespace name.
@@ -146,6 +157,12 @@ pub struct DeployArgs {
     /// Environment variable for the guest, KEY=VALUE (repeatable).
     #[arg(long = "var", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+    /// Limits as JSON, e.g. '{"cpu_ms": 50, "memory_mb": 64}'.
+    #[arg(long, value_parser = parse_json_object)]
+    pub limits: Option<Value>,
+    /// Egress rules as JSON, e.g. '{"allow": ["api.example.com"]}'.
+    #[arg(long, value_parser = parse_json_object)]
+    pub egress: Option<Value>,
     /// Admin API connection.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -170,6 +187,20 @@ pub enum ScriptCommand {
         namespace: String,
         /// Script name.
         name: String,
+        /// Admin API connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a script's settings, or change them with a JSON merge patch.
+    Settings {
+        /// Namespace.
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// Script name.
+        name: String,
+        /// JSON merge patch, e.g. '{"limits": {"cpu_ms": 50}}' (omit to show).
+        #[arg(value_parser = parse_json_object)]
+        patch: Option<Value>,
         /// Admin API connection.
         #[command(flatten)]
         client: ClientArgs,
@@ -225,6 +256,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 fn client(args: &ClientArgs) -> anyhow::Result<AdminClient> {
     AdminClient::new(&args.admin_url, args.token.clone(), &args.data_dir)
+}
+
+fn pretty_json(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+fn parse_json_object(s: &str) -> Result<Value, String> {
+    match serde_json::from_str::<Value>(s) {
+        Ok(v) if v.is_object() => Ok(v),
+        Ok(_) => Err("expected a JSON object".into()),
+        Err(e) => Err(format!("invalid JSON: {e}")),
+    }
 }
 
 fn print(args: &ClientArgs, value: &Value, summary: impl FnOnce(&Value) -> String) {
@@ -297,6 +340,18 @@ async fn namespace(cmd: NamespaceCommand) -> anyhow::Result<()> {
                 .await?;
             print(&args, &v, namespace_line);
         }
+        NamespaceCommand::Settings {
+            name,
+            patch,
+            client: args,
+        } => {
+            let path = format!("/v1/namespaces/{name}/settings");
+            let v = match patch {
+                Some(patch) => client(&args)?.patch_json(&path, &patch).await?,
+                None => client(&args)?.get(&path).await?,
+            };
+            print(&args, &v, pretty_json);
+        }
         NamespaceCommand::Delete {
             name,
             force,
@@ -327,7 +382,13 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         .iter()
         .map(|(k, v)| (k.clone(), Value::from(v.clone())))
         .collect();
-    let metadata = json!({"tags": args.tags, "vars": vars});
+    let mut metadata = json!({"tags": args.tags, "vars": vars});
+    if let Some(limits) = args.limits {
+        metadata["limits"] = limits;
+    }
+    if let Some(egress) = args.egress {
+        metadata["egress"] = egress;
+    }
     let path = format!("/v1/namespaces/{}/scripts/{}", args.namespace, args.name);
     let v = client(&args.client)?
         .upload(&path, bytes, &metadata)
@@ -356,6 +417,19 @@ async fn script(cmd: ScriptCommand) -> anyhow::Result<()> {
                 .get(&format!("/v1/namespaces/{namespace}/scripts/{name}"))
                 .await?;
             print(&args, &v, script_line);
+        }
+        ScriptCommand::Settings {
+            namespace,
+            name,
+            patch,
+            client: args,
+        } => {
+            let path = format!("/v1/namespaces/{namespace}/scripts/{name}/settings");
+            let v = match patch {
+                Some(patch) => client(&args)?.patch_json(&path, &patch).await?,
+                None => client(&args)?.get(&path).await?,
+            };
+            print(&args, &v, pretty_json);
         }
         ScriptCommand::Delete {
             namespace,

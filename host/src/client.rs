@@ -87,6 +87,11 @@ impl AdminClient {
         self.send(self.http.delete(self.url(path))).await
     }
 
+    /// `PATCH path` with a JSON body; returns the envelope's `result`.
+    pub async fn patch_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(self.http.patch(self.url(path)).json(body)).await
+    }
+
     /// POST JSON to `path`.
     pub async fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.send(self.http.post(self.url(path)).json(body)).await

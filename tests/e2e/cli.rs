@@ -48,6 +48,45 @@ async fn cli_creates_namespaces_and_deploys_scripts() {
     let info: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["tags"], serde_json::json!(["plan-free"]));
 
+    let settings = ok(berth.cli(&[
+        "script",
+        "settings",
+        "web",
+        r#"{"limits": {"cpu_ms": 75}}"#,
+        "--json",
+    ]));
+    let settings: serde_json::Value = serde_json::from_str(&settings).unwrap();
+    assert_eq!(settings["limits"]["cpu_ms"], 75);
+    assert_eq!(settings["vars"]["GREETING"], "Howdy!");
+    let shown = ok(berth.cli(&["script", "settings", "web"]));
+    assert!(shown.contains("\"cpu_ms\": 75"), "{shown}");
+    let bad = berth.cli(&["script", "settings", "web", r#"{"limits": {"cpu": 1}}"#]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("cpu"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let ns = ok(berth.cli(&[
+        "namespace",
+        "settings",
+        "staging",
+        r#"{"egress": {"deny": ["*"]}}"#,
+        "--json",
+    ]));
+    assert!(ns.contains("\"*\""), "{ns}");
+    let limited = ok(berth.cli(&[
+        "deploy",
+        "capped",
+        hello,
+        "--limits",
+        r#"{"memory_mb": 16}"#,
+        "--json",
+    ]));
+    assert!(limited.contains("capped"), "{limited}");
+    let capped = ok(berth.cli(&["script", "settings", "capped", "--json"]));
+    assert!(capped.contains("\"memory_mb\": 16"), "{capped}");
+
     ok(berth.cli(&["script", "delete", "web"]));
     assert_eq!(berth.get("web.localhost", "/").await.status, 404);
 
