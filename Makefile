@@ -18,7 +18,7 @@ GUEST_WASM       := $(GUEST_TARGET_DIR)/wasm32-wasip2/release
 TOOLS_DIR        ?= $(CACHE_DIR)/tools
 WASM_TOOLS       := $(TOOLS_DIR)/bin/wasm-tools
 WASM_TOOLS_VER   := 1.263.0
-GUESTS           := hello dispatcher tenant cli probe
+GUESTS           := hello dispatcher tenant cli probe old_wasi
 
 export CARGO_TERM_COLOR ?= never
 

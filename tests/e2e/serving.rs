@@ -214,3 +214,42 @@ async fn two_hundred_concurrent_requests_across_twenty_scripts_all_succeed() {
         assert_eq!(reply.json()["query"], format!("n={n}"));
     }
 }
+
+#[tokio::test]
+async fn components_built_against_older_wasi_http_0_2_releases_are_served() {
+    let berth = Berth::start();
+    // old_wasi imports/exports wasi:http@0.2.4; the host implements 0.2.12.
+    let info = berth.deploy("default", "old", wasm("old_wasi")).await;
+    assert_eq!(info["version"], 1);
+    let reply = berth.get("old.localhost", "/").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text(), "old wasi\n");
+}
+
+#[tokio::test]
+async fn guest_output_is_captured_attributed_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("berth.toml");
+    std::fs::write(&config, "[runtime]\nstdio_capture_kb = 1\n").unwrap();
+    let berth = Berth::start_with(dir, &["--config", config.to_str().unwrap()]);
+    berth.deploy("default", "chatty", wasm("tenant")).await;
+    let reply = berth.get("chatty.localhost", "/stdout?lines=3").await;
+    assert_eq!(reply.text(), "printed 3");
+    let log = berth.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("stdout line 2"))
+        .unwrap_or_else(|| panic!("guest output not logged: {log}"));
+    assert!(line.contains("berth::guest") && line.contains("script=chatty") && line.contains("namespace=default"), "{line}");
+    assert!(
+        log.lines().any(|l| l.contains("stderr line 0") && l.contains("stream=\"stderr\"")),
+        "{log}"
+    );
+
+    // 1 KiB per stream: a flood is cut and the drop is reported.
+    let flood = berth.get("chatty.localhost", "/stdout?lines=5000").await;
+    assert_eq!(flood.text(), "printed 5000");
+    let log = berth.log();
+    assert!(!log.contains("stdout line 4999"), "capture is not bounded");
+    assert!(log.contains("guest output over the capture limit was dropped"), "{log}");
+}
