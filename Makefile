@@ -77,6 +77,10 @@ test: guests tools ## Run every unit and end-to-end test
 	BERTH_WASM_DIR=$(WASM_DIR) BERTH_WASM_TOOLS=$(WASM_TOOLS) \
 	  CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo test --workspace
 
+.PHONY: bench
+bench: build ## Benchmarks (release build, wrk); writes docs/benchmarks.md. Not part of `make test`
+	BERTH=$(BERTH) WASM_DIR=$(WASM_DIR) bench/run.sh
+
 .PHONY: lint
 lint: ## rustfmt check and clippy with warnings denied
 	cargo fmt --all --check

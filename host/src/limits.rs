@@ -199,6 +199,10 @@ pub struct HostLimits {
     pub max_queue: u32,
     /// How long a request may wait in the queue before `overloaded`, ms.
     pub queue_timeout_ms: u64,
+    /// `false` switches off CPU accounting, body caps and admission control
+    /// (for measuring their cost, or a trusted single tenant). The wall-clock
+    /// deadline, memory cap and epoch yields stay. Never for hostile code.
+    pub enforce: bool,
 }
 
 impl Default for HostLimits {
@@ -213,6 +217,7 @@ impl Default for HostLimits {
             max_concurrency: 64,
             max_queue: 256,
             queue_timeout_ms: 5_000,
+            enforce: true,
         }
     }
 }

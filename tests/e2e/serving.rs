@@ -240,9 +240,15 @@ async fn guest_output_is_captured_attributed_and_bounded() {
         .lines()
         .find(|l| l.contains("stdout line 2"))
         .unwrap_or_else(|| panic!("guest output not logged: {log}"));
-    assert!(line.contains("berth::guest") && line.contains("script=chatty") && line.contains("namespace=default"), "{line}");
     assert!(
-        log.lines().any(|l| l.contains("stderr line 0") && l.contains("stream=\"stderr\"")),
+        line.contains("berth::guest")
+            && line.contains("script=chatty")
+            && line.contains("namespace=default"),
+        "{line}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("stderr line 0") && l.contains("stream=\"stderr\"")),
         "{log}"
     );
 
@@ -251,5 +257,8 @@ async fn guest_output_is_captured_attributed_and_bounded() {
     assert_eq!(flood.text(), "printed 5000");
     let log = berth.log();
     assert!(!log.contains("stdout line 4999"), "capture is not bounded");
-    assert!(log.contains("guest output over the capture limit was dropped"), "{log}");
+    assert!(
+        log.contains("guest output over the capture limit was dropped"),
+        "{log}"
+    );
 }

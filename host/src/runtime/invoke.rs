@@ -100,18 +100,30 @@ impl Runtime {
         if declared.is_some_and(|len| len > limits.max_request_body) {
             return Err(WorkerError::RequestTooLarge(limits.max_request_body));
         }
-        let permit = tokio::time::timeout_at(deadline, worker.admission.admit())
-            .await
-            .map_err(|_| WorkerError::WallLimit)??;
+        let enforce = self.limits.enforce;
+        let permit = if enforce {
+            let admitted = tokio::time::timeout_at(deadline, worker.admission.admit())
+                .await
+                .map_err(|_| WorkerError::WallLimit)??;
+            Some(admitted)
+        } else {
+            None
+        };
 
         let request_tripped = Arc::new(AtomicBool::new(false));
         let request = request.map(|body| {
-            LimitedBody::new(
-                body.map_err(Into::into).boxed_unsync(),
-                limits.max_request_body,
-                Direction::Request,
-                request_tripped.clone(),
-            )
+            let body = body.map_err(Into::into).boxed_unsync();
+            if enforce {
+                LimitedBody::new(
+                    body,
+                    limits.max_request_body,
+                    Direction::Request,
+                    request_tripped.clone(),
+                )
+                .boxed_unsync()
+            } else {
+                body
+            }
         });
         let stdout = OutputCapture::new(self.stdio_capture_bytes);
         let stderr = OutputCapture::new(self.stdio_capture_bytes);
@@ -138,28 +150,32 @@ impl Runtime {
         });
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        // CPU accounting: execution segments run from entering wasm to
-        // leaving it (host call, return) or yielding at an epoch tick.
-        store.call_hook(|mut ctx, hook| {
-            let now = std::time::Instant::now();
-            let cpu = &mut ctx.data_mut().cpu;
-            match hook {
-                CallHook::CallingWasm | CallHook::ReturningFromHost => cpu.start(now),
-                CallHook::CallingHost | CallHook::ReturningFromWasm => cpu.stop(now),
-            }
-            Ok(())
-        });
-        // At every epoch tick the guest observes while executing: check the
-        // CPU budget, then yield so a busy guest cannot starve other
-        // requests on its worker thread.
-        store.epoch_deadline_callback(|mut ctx| {
-            let cpu = &mut ctx.data_mut().cpu;
-            if cpu.tick(std::time::Instant::now()) {
-                Ok(UpdateDeadline::YieldCustom(1, cpu.yield_now()))
-            } else {
-                Err(wasmtime::Error::msg("cpu time limit exceeded"))
-            }
-        });
+        if enforce {
+            // CPU accounting: execution segments run from entering wasm to
+            // leaving it (host call, return) or yielding at an epoch tick.
+            store.call_hook(|mut ctx, hook| {
+                let now = std::time::Instant::now();
+                let cpu = &mut ctx.data_mut().cpu;
+                match hook {
+                    CallHook::CallingWasm | CallHook::ReturningFromHost => cpu.start(now),
+                    CallHook::CallingHost | CallHook::ReturningFromWasm => cpu.stop(now),
+                }
+                Ok(())
+            });
+            // At every epoch tick the guest observes while executing: check
+            // the CPU budget, then yield so a busy guest cannot starve other
+            // requests on its worker thread.
+            store.epoch_deadline_callback(|mut ctx| {
+                let cpu = &mut ctx.data_mut().cpu;
+                if cpu.tick(std::time::Instant::now()) {
+                    Ok(UpdateDeadline::YieldCustom(1, cpu.yield_now()))
+                } else {
+                    Err(wasmtime::Error::msg("cpu time limit exceeded"))
+                }
+            });
+        } else {
+            store.epoch_deadline_async_yield_and_update(1);
+        }
         store.set_epoch_deadline(1);
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -232,6 +248,9 @@ impl Runtime {
         // body was refused, so the client gets 413, not a partial answer.
         if request_tripped.load(Ordering::Relaxed) {
             return Err(WorkerError::RequestTooLarge(limits.max_request_body));
+        }
+        if !enforce {
+            return Ok(response);
         }
         // Cap the response body while it streams.
         let response_tripped = Arc::new(AtomicBool::new(false));
