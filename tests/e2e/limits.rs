@@ -7,7 +7,9 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::harness::{Berth, start_with_config, upstream, wasm, wasm_path};
+use futures::StreamExt;
+
+use crate::harness::{Berth, raw_head, start_with_config, upstream, wasm, wasm_path};
 
 /// Guests in these tests call upstreams on loopback.
 const LOOPBACK: &str = "[egress]\nallow_private = [\"127.0.0.1/32\"]\n";
@@ -143,22 +145,27 @@ async fn oversized_bodies_are_refused_or_cut() {
     .await;
     let big = vec![b'x'; 2 * 1024 * 1024];
 
-    // Declared too large: refused before the guest runs.
-    let declared = berth
-        .send(
-            berth
-                .data_request(Method::POST, "t.localhost", "/echo")
-                .body(big.clone()),
-        )
-        .await;
-    assert_error(&declared, 413, "request-too-large", "Request body exceeds");
+    // Declared too large: refused from the head alone, before the guest
+    // runs and before any body byte is sent.
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nhost: t.localhost\r\ncontent-length: {}\r\n\r\n",
+        big.len()
+    );
+    let (status, answer) = raw_head(berth.data, &head);
+    assert_eq!(status, 413, "{answer}");
+    assert!(
+        answer.contains("x-berth-error: request-too-large"),
+        "{answer}"
+    );
+    assert!(answer.contains("Request body exceeds"), "{answer}");
 
     // Chunked, no length: refused once the guest has read past the limit.
-    let stream = futures::stream::iter(
-        big.chunks(64 * 1024)
-            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
-            .collect::<Vec<_>>(),
-    );
+    // The client then goes quiet instead of writing into a closed socket.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = big[..1536 * 1024]
+        .chunks(64 * 1024)
+        .map(|c| Ok(c.to_vec()))
+        .collect();
+    let stream = futures::stream::iter(chunks).chain(futures::stream::pending());
     let chunked = berth
         .send(
             berth

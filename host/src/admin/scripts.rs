@@ -219,28 +219,40 @@ async fn read_multipart(
             ApiError::BadRequest(format!("invalid multipart body: {}", e.body_text()))
         }
     };
+    // The first problem is remembered, but the remaining parts are still
+    // read (bounded by the body limit): answering with the body half read
+    // would force the connection closed under the client's next request.
+    let mut problem: Option<ApiError> = None;
     while let Some(field) = multipart.next_field().await.map_err(&field_error)? {
         let name = field.name().unwrap_or("").to_owned();
+        let bytes = field.bytes().await.map_err(&field_error)?;
+        if problem.is_some() {
+            continue;
+        }
         match name.as_str() {
-            "component" => content = Some(field.bytes().await.map_err(&field_error)?),
+            "component" => content = Some(bytes),
             "metadata" => {
-                let bytes = field.bytes().await.map_err(&field_error)?;
                 let mut json = serde_json::Deserializer::from_slice(&bytes);
-                let parsed = serde_path_to_error::deserialize(&mut json).map_err(|e| {
-                    ApiError::Deploy(DeployError::InvalidMetadata(format!(
-                        "metadata.{}: {}",
-                        e.path(),
-                        e.inner()
-                    )))
-                })?;
-                metadata = Some(parsed);
+                match serde_path_to_error::deserialize(&mut json) {
+                    Ok(parsed) => metadata = Some(parsed),
+                    Err(e) => {
+                        problem = Some(ApiError::Deploy(DeployError::InvalidMetadata(format!(
+                            "metadata.{}: {}",
+                            e.path(),
+                            e.inner()
+                        ))));
+                    }
+                }
             }
             other => {
-                return Err(ApiError::BadRequest(format!(
+                problem = Some(ApiError::BadRequest(format!(
                     "unexpected multipart part {other:?}; expected \"metadata\" and \"component\""
                 )));
             }
         }
+    }
+    if let Some(problem) = problem {
+        return Err(problem);
     }
     let content = content.ok_or_else(|| {
         ApiError::BadRequest("multipart upload lacks a \"component\" part".into())
