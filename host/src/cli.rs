@@ -382,7 +382,14 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         .iter()
         .map(|(k, v)| (k.clone(), Value::from(v.clone())))
         .collect();
-    let mut metadata = json!({"tags": args.tags, "vars": vars});
+    // Only what is given replaces the previous version's settings.
+    let mut metadata = json!({});
+    if !args.tags.is_empty() {
+        metadata["tags"] = json!(args.tags);
+    }
+    if !vars.is_empty() {
+        metadata["vars"] = Value::Object(vars);
+    }
     if let Some(limits) = args.limits {
         metadata["limits"] = limits;
     }

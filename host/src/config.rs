@@ -122,6 +122,9 @@ pub struct ServerConfig {
     pub max_upload_mb: u64,
     /// How long shutdown waits for in-flight requests to finish, in seconds.
     pub shutdown_grace_secs: u64,
+    /// Static `berth-*` headers added to requests of trusted namespaces
+    /// (region, PoP, …), next to `berth-client-ip` and `berth-request-id`.
+    pub trusted_headers: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for ServerConfig {
@@ -135,6 +138,7 @@ impl Default for ServerConfig {
             builtin_router: true,
             max_upload_mb: 64,
             shutdown_grace_secs: 30,
+            trusted_headers: Default::default(),
         }
     }
 }
@@ -330,6 +334,8 @@ impl Config {
             }
         }
         self.egress.validate().map_err(ConfigError::Invalid)?;
+        crate::dataplane::headers::validate_trusted_headers(&self.server.trusted_headers)
+            .map_err(ConfigError::Invalid)?;
         if self.server.listen == self.server.admin_listen && self.server.listen.port() != 0 {
             return Err(ConfigError::Invalid(
                 "server.listen and server.admin_listen must differ".into(),
@@ -443,6 +449,10 @@ mod tests {
             outbound_worker: Some("outbound.wasm".into()),
         });
         config.egress.allow_private.push("127.0.0.1/32".into());
+        config
+            .server
+            .trusted_headers
+            .insert("berth-region".into(), "eu".into());
         config
             .egress
             .hosts

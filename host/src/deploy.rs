@@ -29,17 +29,18 @@ pub const MAX_VARS_BYTES: usize = 64 << 10;
 #[serde(deny_unknown_fields)]
 pub struct ScriptMetadata {
     /// Labels for the script (at most [`MAX_TAGS`]; no `,` or `&`).
+    /// Each field left out keeps the value of the previous version.
     #[serde(default)]
-    pub tags: Vec<String>,
+    pub tags: Option<Vec<String>>,
     /// Environment variables the guest sees.
     #[serde(default)]
-    pub vars: BTreeMap<String, String>,
+    pub vars: Option<BTreeMap<String, String>>,
     /// The script's limits (each optional; the host's `[limits]` cap them).
     #[serde(default)]
-    pub limits: ScriptLimits,
+    pub limits: Option<ScriptLimits>,
     /// The script's egress rules (they only narrow the host policy).
     #[serde(default)]
-    pub egress: crate::egress::rules::EgressRules,
+    pub egress: Option<crate::egress::rules::EgressRules>,
 }
 
 /// Why a deploy failed.
@@ -63,20 +64,43 @@ impl ScriptMetadata {
     /// Checks tag and var rules, naming the offending entry.
     pub fn validate(&self) -> Result<(), DeployError> {
         let bad = |m: String| Err(DeployError::InvalidMetadata(m));
-        if self.tags.len() > MAX_TAGS {
+        let tags = self.tags.as_deref().unwrap_or_default();
+        if tags.len() > MAX_TAGS {
             return bad(format!(
                 "at most {MAX_TAGS} tags are allowed, got {}",
-                self.tags.len()
+                tags.len()
             ));
         }
-        for tag in &self.tags {
+        for tag in tags {
             validate_tag(tag).map_err(DeployError::InvalidMetadata)?;
         }
-        validate_vars(&self.vars).map_err(DeployError::InvalidMetadata)?;
-        self.egress
-            .validate()
-            .map_err(DeployError::InvalidMetadata)?;
-        self.limits.validate().map_err(DeployError::InvalidMetadata)
+        if let Some(vars) = &self.vars {
+            validate_vars(vars).map_err(DeployError::InvalidMetadata)?;
+        }
+        if let Some(egress) = &self.egress {
+            egress.validate().map_err(DeployError::InvalidMetadata)?;
+        }
+        if let Some(limits) = &self.limits {
+            limits.validate().map_err(DeployError::InvalidMetadata)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks an environment variable name (vars and secrets).
+pub fn validate_var_name(key: &str) -> Result<(), String> {
+    let valid = key
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && key.len() <= 256
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "variable name {key:?} is invalid; use letters, digits and '_' (at most 256), not starting with a digit"
+        ))
     }
 }
 
@@ -90,16 +114,7 @@ pub fn validate_vars(vars: &BTreeMap<String, String>) -> Result<(), String> {
     }
     let mut total = 0;
     for (key, value) in vars {
-        let valid = key
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err(format!(
-                "var name {key:?} is invalid; use letters, digits and '_', not starting with a digit"
-            ));
-        }
+        validate_var_name(key)?;
         if value.contains('\0') {
             return Err(format!("var {key:?} contains a NUL character"));
         }
@@ -191,7 +206,7 @@ mod tests {
     #[test]
     fn metadata_rules() {
         let m = ScriptMetadata {
-            tags: (0..9).map(|i| format!("t{i}")).collect(),
+            tags: Some((0..9).map(|i| format!("t{i}")).collect()),
             ..Default::default()
         };
         assert!(
@@ -201,10 +216,14 @@ mod tests {
                 .contains("at most 8 tags")
         );
         let mut m = ScriptMetadata::default();
-        m.vars.insert("1BAD".into(), "x".into());
+        m.vars
+            .get_or_insert_default()
+            .insert("1BAD".into(), "x".into());
         assert!(m.validate().unwrap_err().to_string().contains("1BAD"));
         let mut m = ScriptMetadata::default();
-        m.vars.insert("GOOD_1".into(), "x".into());
+        m.vars
+            .get_or_insert_default()
+            .insert("GOOD_1".into(), "x".into());
         assert!(m.validate().is_ok());
     }
 

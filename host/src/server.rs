@@ -96,6 +96,7 @@ impl Server {
             dispatch: Arc::new(dispatch),
             default_namespace: default_ns.clone(),
             builtin_router: server_cfg.builtin_router,
+            trusted_headers: Arc::new(server_cfg.trusted_headers.clone()),
         });
         let admin_app = admin::router(
             AdminState {
@@ -107,20 +108,28 @@ impl Server {
         );
 
         let (shutdown, _) = watch::channel(false);
-        let serve = |listener: TcpListener, app: axum::Router| {
-            let mut stop = shutdown.subscribe();
+        let stopped = |mut stop: watch::Receiver<bool>| async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        // The data plane needs the peer address (`berth-client-ip`).
+        let data_task = {
+            let stop = stopped(shutdown.subscribe());
+            let app = data_app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
+                axum::serve(data_listener, app)
+                    .with_graceful_shutdown(stop)
                     .await
             })
         };
-        let tasks = vec![
-            serve(data_listener, data_app),
-            serve(admin_listener, admin_app),
-        ];
+        let admin_task = {
+            let stop = stopped(shutdown.subscribe());
+            tokio::spawn(async move {
+                axum::serve(admin_listener, admin_app)
+                    .with_graceful_shutdown(stop)
+                    .await
+            })
+        };
+        let tasks = vec![data_task, admin_task];
         tracing::info!(%data_addr, %admin_addr, "berth is serving");
         Ok(Self {
             data_addr,

@@ -63,6 +63,9 @@ pub struct NamespaceSettings {
     /// Outbound rules for every script of the namespace (they only narrow).
     #[serde(default)]
     pub egress: EgressRules,
+    /// Whether workers see platform metadata headers.
+    #[serde(default)]
+    pub trusted: bool,
 }
 
 impl NamespaceSettings {
@@ -70,6 +73,7 @@ impl NamespaceSettings {
     pub fn of(record: &NamespaceRecord) -> Self {
         Self {
             egress: record.egress.clone(),
+            trusted: record.trusted,
         }
     }
 
@@ -107,7 +111,9 @@ pub async fn update_namespace(
     let ns = namespace.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         store.update_namespace(&ns, &mut |record| {
-            record.egress = NamespaceSettings::of(record).patched(&patch)?.egress;
+            let settings = NamespaceSettings::of(record).patched(&patch)?;
+            record.egress = settings.egress;
+            record.trusted = settings.trusted;
             Ok(())
         })
     })
@@ -158,6 +164,13 @@ pub async fn update(
         tokio::task::spawn_blocking(move || -> Result<Option<ScriptRecord>, DeployError> {
             let outcome = store.update_script(&ns, &n, &mut |record| {
                 let settings = ScriptSettings::of(record).patched(&patch)?;
+                if let Some(clash) = settings
+                    .vars
+                    .keys()
+                    .find(|k| record.secrets.contains_key(*k))
+                {
+                    return Err(format!("{clash:?} is already a secret of this script"));
+                }
                 record.vars = settings.vars;
                 record.limits = settings.limits;
                 record.egress = settings.egress;

@@ -89,6 +89,12 @@ pub fn get(name: &str, options: &Options) -> Result<Worker, DispatchError> {
     dispatcher::get(name, options)
 }
 
+/// The script the namespace's hostname table maps `hostname` to (custom
+/// hostnames and wildcards, most specific first), if any.
+pub fn lookup_hostname(hostname: &str) -> Option<String> {
+    dispatcher::lookup_hostname(hostname)
+}
+
 /// A request sent to a user worker whose response has not been taken yet.
 pub struct Pending {
     future: FutureResponse,

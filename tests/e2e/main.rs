@@ -11,4 +11,5 @@ mod dispatch;
 mod egress;
 mod lifecycle;
 mod limits;
+mod namespaces;
 mod serving;

@@ -53,6 +53,9 @@ pub enum ApiError {
     /// The server's default namespace cannot be deleted.
     #[error("namespace {0:?} is the server's default_namespace and cannot be deleted")]
     DefaultNamespace(String),
+    /// A named item (secret, hostname) does not exist.
+    #[error("{0}")]
+    ItemNotFound(String),
     /// No such route.
     #[error("no admin endpoint {method} {path}")]
     NoRoute {
@@ -84,7 +87,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::ScriptNotFound { .. } => (S::NOT_FOUND, "script_not_found"),
             Self::DefaultNamespace(_) => (S::CONFLICT, "default_namespace"),
-            Self::NoRoute { .. } => (S::NOT_FOUND, "not_found"),
+            Self::NoRoute { .. } | Self::ItemNotFound(_) => (S::NOT_FOUND, "not_found"),
             Self::Deploy(DeployError::InvalidMetadata(_)) => (S::BAD_REQUEST, "invalid_metadata"),
             Self::Deploy(DeployError::Component(_)) => (S::BAD_REQUEST, "invalid_component"),
             Self::Deploy(DeployError::Store(e)) | Self::Store(e) => match e {
@@ -136,6 +139,18 @@ impl IntoResponse for ApiError {
 /// A successful envelope around `result`.
 pub fn ok<T: Serialize>(result: T) -> Json<Value> {
     Json(json!({"success": true, "errors": [], "result": result}))
+}
+
+/// A successful envelope around one page of a list, with
+/// `result_info: {"count", "cursor"}`; `cursor` is `null` on the last page.
+pub fn ok_page<T: Serialize>(result: Vec<T>, cursor: Option<String>) -> Json<Value> {
+    let count = result.len();
+    Json(json!({
+        "success": true,
+        "errors": [],
+        "result": result,
+        "result_info": {"count": count, "cursor": cursor},
+    }))
 }
 
 /// Result alias for admin handlers.

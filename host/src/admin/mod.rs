@@ -4,9 +4,12 @@
 
 mod auth;
 mod error;
+mod hostnames;
 mod namespaces;
 mod scripts;
+mod secrets;
 mod settings;
+mod tags;
 
 use std::sync::Arc;
 
@@ -71,11 +74,35 @@ pub fn router(state: AdminState, token: AdminToken) -> Router {
             "/v1/namespaces/{ns}",
             get(namespaces::get).delete(namespaces::delete),
         )
+        .route("/v1/namespaces/{ns}/hostnames", get(hostnames::list))
+        .route(
+            "/v1/namespaces/{ns}/hostnames/{hostname}",
+            axum::routing::put(hostnames::put).delete(hostnames::delete),
+        )
         .route(
             "/v1/namespaces/{ns}/settings",
             get(settings::get_namespace).patch(settings::patch_namespace),
         )
-        .route("/v1/namespaces/{ns}/scripts", get(scripts::list))
+        .route(
+            "/v1/namespaces/{ns}/scripts",
+            get(tags::list).delete(tags::bulk_delete),
+        )
+        .route(
+            "/v1/namespaces/{ns}/scripts/{name}/tags",
+            axum::routing::put(tags::put_all),
+        )
+        .route(
+            "/v1/namespaces/{ns}/scripts/{name}/tags/{tag}",
+            axum::routing::put(tags::put_one).delete(tags::delete_one),
+        )
+        .route(
+            "/v1/namespaces/{ns}/scripts/{name}/secrets",
+            get(secrets::list),
+        )
+        .route(
+            "/v1/namespaces/{ns}/scripts/{name}/secrets/{key}",
+            axum::routing::put(secrets::put).delete(secrets::delete),
+        )
         .route(
             "/v1/namespaces/{ns}/scripts/{name}",
             get(scripts::get)

@@ -15,6 +15,7 @@ pub struct NamespaceInfo {
     name: Name,
     created_on: String,
     script_count: usize,
+    trusted: bool,
 }
 
 fn info(state: &AdminState, record: NamespaceRecord) -> Result<NamespaceInfo, ApiError> {
@@ -23,6 +24,7 @@ fn info(state: &AdminState, record: NamespaceRecord) -> Result<NamespaceInfo, Ap
         created_on: rfc3339(record.created_ms),
         name: record.name,
         script_count: scripts,
+        trusted: record.trusted,
     })
 }
 
@@ -30,6 +32,8 @@ fn info(state: &AdminState, record: NamespaceRecord) -> Result<NamespaceInfo, Ap
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     name: String,
+    #[serde(default)]
+    trusted: bool,
 }
 
 pub(super) async fn list(State(state): State<AdminState>) -> ApiResult {
@@ -50,11 +54,23 @@ pub(super) async fn create(State(state): State<AdminState>, body: Bytes) -> ApiR
         ApiError::BadRequest(format!("body must be JSON {{\"name\": \"...\"}}: {e}"))
     })?;
     let name = Name::new(&body.name).map_err(ApiError::name("namespace name"))?;
+    let trusted = body.trusted;
+    let runtime = state.runtime.clone();
+    let ns = name.clone();
     let created = blocking(move || {
-        let record = state.store().create_namespace(&name)?;
+        let mut record = state.store().create_namespace(&name)?;
+        if trusted
+            && let Some(Ok(updated)) = state.store().update_namespace(&name, &mut |r| {
+                r.trusted = true;
+                Ok(())
+            })?
+        {
+            record = updated;
+        }
         info(&state, record)
     })
     .await?;
+    runtime.evict_namespace(&ns);
     Ok(ok(created))
 }
 

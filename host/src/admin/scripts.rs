@@ -11,11 +11,11 @@ use super::error::{ApiError, ApiResult, ok};
 use super::{AdminState, blocking};
 use crate::deploy::{DeployError, ScriptMetadata, deploy};
 use crate::names::Name;
-use crate::store::{ScriptRecord, StoreError, rfc3339};
+use crate::store::{ScriptRecord, rfc3339};
 
 /// A script as the API shows it.
 #[derive(Debug, Serialize)]
-pub struct ScriptInfo {
+pub(super) struct ScriptInfo {
     namespace: Name,
     name: Name,
     sha256: String,
@@ -65,21 +65,6 @@ fn not_found(ns: &Name, script: &Name) -> ApiError {
         namespace: ns.to_string(),
         script: script.to_string(),
     }
-}
-
-pub(super) async fn list(State(state): State<AdminState>, Path(ns): Path<String>) -> ApiResult {
-    let ns = Name::new(&ns).map_err(ApiError::name("namespace name"))?;
-    let scripts = blocking(move || {
-        if state.store().get_namespace(&ns)?.is_none() {
-            return Err(StoreError::NamespaceNotFound(ns).into());
-        }
-        Ok(state.store().list_scripts(&ns)?)
-    })
-    .await?;
-    Ok(ok(scripts
-        .into_iter()
-        .map(ScriptInfo::from)
-        .collect::<Vec<_>>()))
 }
 
 pub(super) async fn get(

@@ -8,15 +8,19 @@
 //! gets 404 when it is disabled. Failures become `x-berth-error` responses
 //! via [`WorkerError`]. No admin route exists here.
 
+pub mod headers;
 pub mod router;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 
+use self::headers::RequestMeta;
 use crate::dispatch::{DispatchBinding, DispatchTable};
 use crate::errors::WorkerError;
 use crate::names::Name;
@@ -33,6 +37,8 @@ pub struct DataPlane {
     pub default_namespace: Name,
     /// Whether the built-in subdomain router is enabled.
     pub builtin_router: bool,
+    /// `[server] trusted_headers`.
+    pub trusted_headers: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 /// The data-plane router: every path and method goes to [`handle`].
@@ -40,14 +46,23 @@ pub fn router(state: DataPlane) -> Router {
     Router::new().fallback(handle).with_state(state)
 }
 
-async fn handle(State(plane): State<DataPlane>, request: Request) -> Response {
-    match serve(&plane, request).await {
+async fn handle(
+    State(plane): State<DataPlane>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let meta = RequestMeta::new(peer.ip());
+    match serve(&plane, request, meta).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
-async fn serve(plane: &DataPlane, request: Request) -> Result<Response, WorkerError> {
+async fn serve(
+    plane: &DataPlane,
+    request: Request,
+    meta: RequestMeta,
+) -> Result<Response, WorkerError> {
     let host = request
         .headers()
         .get(http::header::HOST)
@@ -55,17 +70,25 @@ async fn serve(plane: &DataPlane, request: Request) -> Result<Response, WorkerEr
         .or_else(|| request.uri().host())
         .unwrap_or("")
         .to_owned();
-    let request = request.map(|body| {
+    let mut request = request.map(|body| {
         use http_body_util::BodyExt;
         body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
     });
     if let Some(entry) = plane.dispatch.route(&host) {
+        let trusted = plane.runtime.namespace_trusted(&entry.namespace);
+        headers::apply(
+            request.headers_mut(),
+            trusted,
+            &meta,
+            &plane.trusted_headers,
+        );
         let worker = entry.worker(&plane.runtime).await?;
         let options = InvokeOptions {
             limits: entry.limits,
             dispatch: Some(
                 DispatchBinding::new(plane.runtime.clone(), entry.namespace.clone())
-                    .with_outbound_worker(entry.outbound_worker.clone()),
+                    .with_outbound_worker(entry.outbound_worker.clone())
+                    .with_request(meta, trusted, plane.trusted_headers.clone()),
             ),
             ..InvokeOptions::default()
         };
@@ -77,7 +100,25 @@ async fn serve(plane: &DataPlane, request: Request) -> Result<Response, WorkerEr
             "no route matches host {host:?}"
         )));
     }
-    let script = router::script_for_host(&host).map_err(WorkerError::NotFound)?;
+    // The namespace's hostname table first (custom hostnames, wildcards),
+    // then the first label of the host.
+    let mapped = crate::dispatch::hostnames::lookup(
+        plane.runtime.store().as_ref(),
+        &plane.default_namespace,
+        &host,
+    )
+    .map_err(|e| WorkerError::Internal(e.to_string()))?;
+    let script = match mapped {
+        Some(script) => script,
+        None => router::script_for_host(&host).map_err(WorkerError::NotFound)?,
+    };
+    let trusted = plane.runtime.namespace_trusted(&plane.default_namespace);
+    headers::apply(
+        request.headers_mut(),
+        trusted,
+        &meta,
+        &plane.trusted_headers,
+    );
     let worker = plane
         .runtime
         .worker(&plane.default_namespace, &script)

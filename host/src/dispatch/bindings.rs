@@ -12,6 +12,7 @@ wasmtime::component::bindgen!({
     world: "berth:platform/dispatch-client",
     imports: {
         "berth:platform/dispatcher.get": async | trappable,
+        "berth:platform/dispatcher.lookup-hostname": async | trappable,
         default: trappable,
     },
     require_store_data_send: true,

@@ -23,6 +23,9 @@ use wasmtime_wasi_http::{FieldMap, WasiHttpView};
 use super::bindings::berth::platform::dispatcher::{
     self, DispatchError, Host, HostFutureResponse, HostWorker, Options,
 };
+use std::collections::BTreeMap;
+
+use crate::dataplane::headers::RequestMeta;
 use crate::egress::OutboundWorker;
 use crate::errors::WorkerError;
 use crate::limits::CallLimits;
@@ -36,6 +39,16 @@ pub struct DispatchBinding {
     namespace: Name,
     deadline: Option<Instant>,
     outbound_worker: Option<OutboundWorker>,
+    request: Option<ClientContext>,
+}
+
+/// The client request a dispatch worker is serving, for the platform
+/// headers of the user workers it calls.
+#[derive(Clone)]
+struct ClientContext {
+    meta: RequestMeta,
+    trusted: bool,
+    extra: Arc<BTreeMap<String, String>>,
 }
 
 impl DispatchBinding {
@@ -46,7 +59,24 @@ impl DispatchBinding {
             namespace,
             deadline: None,
             outbound_worker: None,
+            request: None,
         }
+    }
+
+    /// The client request being served and its namespace's mode: user
+    /// worker requests get the same platform headers (or none).
+    pub fn with_request(
+        mut self,
+        meta: RequestMeta,
+        trusted: bool,
+        extra: Arc<BTreeMap<String, String>>,
+    ) -> Self {
+        self.request = Some(ClientContext {
+            meta,
+            trusted,
+            extra,
+        });
+        self
     }
 
     /// Sends every outbound request of the user workers through `worker`.
@@ -174,6 +204,19 @@ fn user_request(
 }
 
 impl Host for WorkerState {
+    async fn lookup_hostname(&mut self, hostname: String) -> wasmtime::Result<Option<String>> {
+        let Some(binding) = self.dispatch.clone() else {
+            return Ok(None);
+        };
+        let store = binding.runtime.store().clone();
+        let found = tokio::task::spawn_blocking(move || {
+            crate::dispatch::hostnames::lookup(store.as_ref(), &binding.namespace, &hostname)
+        })
+        .await
+        .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
+        Ok(found.ok().flatten().map(|name| name.to_string()))
+    }
+
     async fn get(
         &mut self,
         name: String,
@@ -223,7 +266,21 @@ impl HostWorker for WorkerState {
         );
         let future = match user_request(request, &worker.name) {
             Err(message) => FutureResponse::Ready(Err(WorkerError::Internal(message))),
-            Ok(request) => {
+            Ok(mut request) => {
+                match &binding.request {
+                    Some(client) => crate::dataplane::headers::apply(
+                        request.headers_mut(),
+                        client.trusted,
+                        &client.meta,
+                        &client.extra,
+                    ),
+                    None => crate::dataplane::headers::apply(
+                        request.headers_mut(),
+                        false,
+                        &RequestMeta::new(std::net::Ipv4Addr::UNSPECIFIED.into()),
+                        &BTreeMap::new(),
+                    ),
+                }
                 let runtime = binding.runtime.clone();
                 let options = InvokeOptions {
                     limits,

@@ -155,6 +155,7 @@ pub struct Runtime {
     counters: Counters,
     limits: HostLimits,
     egress: Arc<crate::egress::Egress>,
+    trusted: std::sync::Mutex<std::collections::HashMap<Name, bool>>,
     stdio_capture_bytes: usize,
     instances_capacity: u32,
     _ticker: EpochTicker,
@@ -182,6 +183,7 @@ impl Runtime {
             counters: Counters::default(),
             limits,
             egress,
+            trusted: Default::default(),
             stdio_capture_bytes: cfg.stdio_capture_kb << 10,
             instances_capacity: cfg.instances,
             _ticker: ticker,
@@ -337,6 +339,7 @@ impl Runtime {
             env: record
                 .vars
                 .iter()
+                .chain(record.secrets.iter())
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             limits: record.limits,
@@ -416,8 +419,23 @@ impl Runtime {
         self.cache.evict(namespace, script);
     }
 
-    /// Forgets every loaded worker of a namespace.
+    /// Whether a namespace is trusted (cached; a missing namespace is not).
+    pub fn namespace_trusted(&self, namespace: &Name) -> bool {
+        if let Some(trusted) = self.trusted_cache().get(namespace) {
+            return *trusted;
+        }
+        let trusted = matches!(self.store.get_namespace(namespace), Ok(Some(ns)) if ns.trusted);
+        self.trusted_cache().insert(namespace.clone(), trusted);
+        trusted
+    }
+
+    fn trusted_cache(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Name, bool>> {
+        self.trusted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets every loaded worker of a namespace (and its cached mode).
     pub fn evict_namespace(&self, namespace: &Name) {
+        self.trusted_cache().remove(namespace);
         self.cache.evict_namespace(namespace);
     }
 

@@ -35,6 +35,10 @@ pub struct NamespaceRecord {
     /// Egress rules for every script of the namespace.
     #[serde(default)]
     pub egress: EgressRules,
+    /// Trusted namespaces' workers see platform metadata headers
+    /// (`berth-client-ip`, `berth-request-id`, …); untrusted ones see none.
+    #[serde(default)]
+    pub trusted: bool,
 }
 
 /// Metadata of a stored script; its bytes live apart, keyed by `sha256`.
@@ -66,6 +70,10 @@ pub struct ScriptRecord {
     /// The script's egress rules (they only narrow).
     #[serde(default)]
     pub egress: EgressRules,
+    /// Secret environment variables: write-only through the API, kept
+    /// across redeploys, never logged.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// Everything needed to store a new version of a script.
@@ -75,14 +83,14 @@ pub struct NewScript {
     pub content: Vec<u8>,
     /// Lowercase hex SHA-256 of `content`.
     pub sha256: String,
-    /// Tags for the script.
-    pub tags: Vec<String>,
-    /// Environment variables for the guest.
-    pub vars: BTreeMap<String, String>,
-    /// The script's limits.
-    pub limits: ScriptLimits,
-    /// The script's egress rules.
-    pub egress: EgressRules,
+    /// Tags for the script; `None` keeps the previous version's.
+    pub tags: Option<Vec<String>>,
+    /// Environment variables for the guest; `None` keeps the previous.
+    pub vars: Option<BTreeMap<String, String>>,
+    /// The script's limits; `None` keeps the previous.
+    pub limits: Option<ScriptLimits>,
+    /// The script's egress rules; `None` keeps the previous.
+    pub egress: Option<EgressRules>,
     /// The host's own precompiled artifact for `content`, with the engine
     /// compatibility hash it was built for, stored in the same transaction.
     pub artifact: Option<(String, Vec<u8>)>,
@@ -165,6 +173,15 @@ pub trait NamespaceStore: Send + Sync + 'static {
     ) -> StoreResult<Option<Result<NamespaceRecord, String>>>;
     /// Deletes a script; `false` if there was none.
     fn delete_script(&self, namespace: &Name, name: &Name) -> StoreResult<bool>;
+
+    /// Maps a hostname (exact, or `*.suffix`) of a namespace to a script.
+    fn put_hostname(&self, namespace: &Name, hostname: &str, script: &Name) -> StoreResult<()>;
+    /// Removes a hostname mapping; `false` if there was none.
+    fn delete_hostname(&self, namespace: &Name, hostname: &str) -> StoreResult<bool>;
+    /// The script a hostname key maps to (exact key lookup).
+    fn get_hostname(&self, namespace: &Name, hostname: &str) -> StoreResult<Option<Name>>;
+    /// All hostname mappings of a namespace, by hostname.
+    fn list_hostnames(&self, namespace: &Name) -> StoreResult<Vec<(String, Name)>>;
 
     /// A precompiled artifact for (content hash, engine compatibility hash).
     fn get_artifact(&self, sha256: &str, engine_hash: &str) -> StoreResult<Option<Vec<u8>>>;

@@ -33,6 +33,7 @@ pub struct SledStore {
     blobs: sled::Tree,
     blob_refs: sled::Tree,
     artifacts: sled::Tree,
+    hostnames: sled::Tree,
     write_lock: Mutex<()>,
 }
 
@@ -117,6 +118,7 @@ impl SledStore {
             blobs: db.open_tree("blobs")?,
             blob_refs: db.open_tree("blob_refs")?,
             artifacts: db.open_tree("artifacts")?,
+            hostnames: db.open_tree("hostnames")?,
             db,
             write_lock: Mutex::new(()),
         };
@@ -179,6 +181,7 @@ impl NamespaceStore for SledStore {
             name: name.clone(),
             created_ms: now_ms(),
             egress: Default::default(),
+            trusted: false,
         };
         let previous = self.namespaces.compare_and_swap(
             name.as_str(),
@@ -254,6 +257,16 @@ impl NamespaceStore for SledStore {
                 Ok((deleted, released))
             })?;
         self.remove_artifacts_of(&released)?;
+        // Its hostname mappings go too, so a namespace re-created under the
+        // same name starts clean.
+        let keys: Vec<sled::IVec> = self
+            .hostnames
+            .scan_prefix(format!("{name}/").as_bytes())
+            .keys()
+            .collect::<Result<_, _>>()?;
+        for key in keys {
+            self.hostnames.remove(key)?;
+        }
         self.flush()?;
         Ok(deleted)
     }
@@ -304,10 +317,28 @@ impl NamespaceStore for SledStore {
                     version: old.as_ref().map_or(1, |o| o.version + 1),
                     created_ms: old.as_ref().map_or(now, |o| o.created_ms),
                     modified_ms: now,
-                    tags: script.tags.clone(),
-                    vars: script.vars.clone(),
-                    limits: script.limits,
-                    egress: script.egress.clone(),
+                    // What the upload does not say is kept from the previous
+                    // version; secrets always are.
+                    tags: script
+                        .tags
+                        .clone()
+                        .or_else(|| old.as_ref().map(|o| o.tags.clone()))
+                        .unwrap_or_default(),
+                    vars: script
+                        .vars
+                        .clone()
+                        .or_else(|| old.as_ref().map(|o| o.vars.clone()))
+                        .unwrap_or_default(),
+                    limits: script
+                        .limits
+                        .or_else(|| old.as_ref().map(|o| o.limits))
+                        .unwrap_or_default(),
+                    egress: script
+                        .egress
+                        .clone()
+                        .or_else(|| old.as_ref().map(|o| o.egress.clone()))
+                        .unwrap_or_default(),
+                    secrets: old.as_ref().map(|o| o.secrets.clone()).unwrap_or_default(),
                 };
                 scripts.insert(key.as_bytes(), encode(&record))?;
                 Ok((record, released))
@@ -410,6 +441,59 @@ impl NamespaceStore for SledStore {
         Ok(true)
     }
 
+    fn put_hostname(&self, namespace: &Name, hostname: &str, script: &Name) -> StoreResult<()> {
+        let _guard = self.lock();
+        if self.namespaces.get(namespace.as_str())?.is_none() {
+            return Err(StoreError::NamespaceNotFound(namespace.clone()));
+        }
+        self.hostnames.insert(
+            format!("{namespace}/{hostname}").as_bytes(),
+            script.as_str().as_bytes(),
+        )?;
+        self.flush()
+    }
+
+    fn delete_hostname(&self, namespace: &Name, hostname: &str) -> StoreResult<bool> {
+        let _guard = self.lock();
+        let removed = self
+            .hostnames
+            .remove(format!("{namespace}/{hostname}").as_bytes())?
+            .is_some();
+        self.flush()?;
+        Ok(removed)
+    }
+
+    fn get_hostname(&self, namespace: &Name, hostname: &str) -> StoreResult<Option<Name>> {
+        let key = format!("{namespace}/{hostname}");
+        match self.hostnames.get(key.as_bytes())? {
+            None => Ok(None),
+            Some(value) => {
+                let text = String::from_utf8_lossy(&value).into_owned();
+                Name::new(&text).map(Some).map_err(|e| StoreError::Corrupt {
+                    key,
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+
+    fn list_hostnames(&self, namespace: &Name) -> StoreResult<Vec<(String, Name)>> {
+        let prefix = format!("{namespace}/");
+        self.hostnames
+            .scan_prefix(prefix.as_bytes())
+            .map(|entry| {
+                let (k, v) = entry?;
+                let key = String::from_utf8_lossy(&k).into_owned();
+                let script =
+                    Name::new(&String::from_utf8_lossy(&v)).map_err(|e| StoreError::Corrupt {
+                        key: key.clone(),
+                        message: e.to_string(),
+                    })?;
+                Ok((key[prefix.len()..].to_owned(), script))
+            })
+            .collect()
+    }
+
     fn get_artifact(&self, sha256: &str, engine_hash: &str) -> StoreResult<Option<Vec<u8>>> {
         Ok(self
             .artifacts
@@ -487,10 +571,10 @@ mod tests {
         NewScript {
             content: content.to_vec(),
             sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(content)),
-            tags: vec![],
-            vars: Default::default(),
-            limits: Default::default(),
-            egress: Default::default(),
+            tags: None,
+            vars: None,
+            limits: None,
+            egress: None,
             artifact: Some(("engine".into(), b"artifact".to_vec())),
         }
     }

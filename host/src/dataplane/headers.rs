@@ -1,0 +1,160 @@
+//! Platform metadata headers and the namespace mode.
+//!
+//! Clients must never be able to spoof what the platform tells its
+//! workers, so every client-supplied `berth-*` and `x-berth-*` request
+//! header is removed before any worker sees the request. Then, only for a
+//! *trusted* namespace, the host adds what it knows — the analogue of
+//! Cloudflare's `request.cf`:
+//!
+//! | header | value |
+//! |---|---|
+//! | `berth-client-ip` | the peer address of the client connection |
+//! | `berth-request-id` | a random id, also in the host's logs |
+//! | `[server] trusted_headers` | static values from the config (region, PoP, …) |
+//!
+//! Untrusted namespaces' workers see none of them.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// What the host knows about one client request.
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    /// Random per-request id (16 hex digits).
+    pub id: String,
+    /// The client's address.
+    pub client_ip: IpAddr,
+}
+
+impl RequestMeta {
+    /// Metadata for a request from `client_ip`, with a fresh id.
+    pub fn new(client_ip: IpAddr) -> Self {
+        let mut bytes = [0u8; 8];
+        // An id collision is harmless (it only groups log lines), so a
+        // failing OS RNG degrades to a time-based id instead of an error.
+        if getrandom::fill(&mut bytes).is_err() {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or_default();
+            bytes = nanos.to_be_bytes();
+        }
+        Self {
+            id: hex::encode(bytes),
+            client_ip,
+        }
+    }
+}
+
+/// Whether a header is reserved for the platform.
+pub fn is_platform_header(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name.starts_with("berth-") || name.starts_with("x-berth-")
+}
+
+/// Strips spoofable platform headers, then adds the trusted ones when the
+/// namespace is trusted.
+pub fn apply(
+    headers: &mut HeaderMap,
+    trusted: bool,
+    meta: &RequestMeta,
+    extra: &BTreeMap<String, String>,
+) {
+    let reserved: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_platform_header(n))
+        .cloned()
+        .collect();
+    for name in reserved {
+        headers.remove(name);
+    }
+    if !trusted {
+        return;
+    }
+    if let Ok(ip) = HeaderValue::from_str(&meta.client_ip.to_string()) {
+        headers.insert(HeaderName::from_static("berth-client-ip"), ip);
+    }
+    if let Ok(id) = HeaderValue::from_str(&meta.id) {
+        headers.insert(HeaderName::from_static("berth-request-id"), id);
+    }
+    for (name, value) in extra {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// Checks `[server] trusted_headers`: names must be `berth-*` header names.
+pub fn validate_trusted_headers(extra: &BTreeMap<String, String>) -> Result<(), String> {
+    for (name, value) in extra {
+        let parsed = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("server.trusted_headers: {name:?} is not a header name"))?;
+        if !parsed.as_str().starts_with("berth-") || parsed.as_str() != name {
+            return Err(format!(
+                "server.trusted_headers: {name:?} must be lowercase and start with \"berth-\""
+            ));
+        }
+        HeaderValue::from_str(value).map_err(|_| {
+            format!("server.trusted_headers.{name}: value is not a valid header value")
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn spoofed_platform_headers_never_survive() {
+        let meta = RequestMeta::new("203.0.113.9".parse().unwrap());
+        let extra: BTreeMap<String, String> =
+            [("berth-region".to_string(), "eu".to_string())].into();
+        let spoof = [
+            ("berth-client-ip", "1.2.3.4"),
+            ("x-berth-error", "x"),
+            ("Berth-Request-Id", "fake"),
+            ("accept", "*/*"),
+        ];
+
+        let mut untrusted = headers(&spoof);
+        apply(&mut untrusted, false, &meta, &extra);
+        assert_eq!(untrusted.len(), 1);
+        assert!(untrusted.contains_key("accept"));
+
+        let mut trusted = headers(&spoof);
+        apply(&mut trusted, true, &meta, &extra);
+        assert_eq!(trusted["berth-client-ip"], "203.0.113.9");
+        assert_eq!(trusted["berth-request-id"], meta.id.as_str());
+        assert_eq!(trusted["berth-region"], "eu");
+        assert!(!trusted.contains_key("x-berth-error"));
+        assert_eq!(meta.id.len(), 16);
+    }
+
+    #[test]
+    fn trusted_header_config_is_checked() {
+        let ok: BTreeMap<String, String> = [("berth-pop".to_string(), "fra".to_string())].into();
+        assert!(validate_trusted_headers(&ok).is_ok());
+        for bad in ["x-region", "Berth-Pop", "berth pop"] {
+            let map: BTreeMap<String, String> = [(bad.to_string(), "v".to_string())].into();
+            assert!(validate_trusted_headers(&map).is_err(), "{bad}");
+        }
+    }
+}
