@@ -11,6 +11,7 @@
 //! - [`runtime`]: the shared engine, epoch ticker, worker cache, invocation.
 //! - [`limits`]: per-instance resource limits enforced through Wasmtime hooks.
 //! - [`egress`]: the single choke point for guests' outbound HTTP.
+//! - [`kv`]: `wasi:keyvalue` buckets, one per script, in the store.
 //! - [`errors`]: worker failures and their `x-berth-error` codes.
 //! - [`deploy`]: validate → compile → store, independent of HTTP.
 //! - [`dispatch`]: `[[dispatch]]` routing and the host side of the
@@ -31,6 +32,7 @@ pub mod deploy;
 pub mod dispatch;
 pub mod egress;
 pub mod errors;
+pub mod kv;
 pub mod limits;
 pub mod names;
 pub mod runtime;

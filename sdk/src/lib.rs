@@ -33,6 +33,9 @@
 //! Build for `wasm32-wasip2`; the result targets the
 //! `berth:platform/dispatch-worker` world.
 //!
+//! User workers can also use [`kv`] (wasm32 only): the script's own
+//! key-value bucket.
+//!
 //! On every target the crate also carries the host's error contract:
 //! [`ErrorCode`] and [`ERROR_HEADER`].
 
@@ -43,5 +46,7 @@ pub mod routing;
 
 #[cfg(target_arch = "wasm32")]
 pub mod dispatch;
+#[cfg(target_arch = "wasm32")]
+pub mod kv;
 
 pub use error_code::{ERROR_HEADER, ErrorCode, UnknownErrorCode};

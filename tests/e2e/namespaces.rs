@@ -400,3 +400,108 @@ async fn hostname_table_routes_custom_hostnames_with_wildcard_precedence() {
         .await;
     assert_eq!(again.status, 404);
 }
+
+async fn kv(berth: &Berth, host: &str, path: String) -> String {
+    berth.get(host, &path).await.text()
+}
+
+#[tokio::test]
+async fn kv_buckets_are_per_script_and_persist_across_restarts() {
+    let berth = Berth::start();
+    berth.deploy("default", "one", wasm("tenant")).await;
+    berth.deploy("default", "two", wasm("tenant")).await;
+    assert_eq!(
+        kv(
+            &berth,
+            "one.localhost",
+            "/kv/set?key=color&value=blue".into()
+        )
+        .await,
+        "ok"
+    );
+    assert_eq!(
+        kv(&berth, "one.localhost", "/kv/set?key=size&value=xl".into()).await,
+        "ok"
+    );
+    assert_eq!(
+        kv(&berth, "one.localhost", "/kv/get?key=color".into()).await,
+        "blue"
+    );
+    // The other script has its own, empty bucket.
+    assert_eq!(
+        kv(&berth, "two.localhost", "/kv/get?key=color".into()).await,
+        "(none)"
+    );
+    assert_eq!(kv(&berth, "two.localhost", "/kv/keys".into()).await, "");
+    assert_eq!(
+        kv(
+            &berth,
+            "two.localhost",
+            "/kv/set?key=color&value=red".into()
+        )
+        .await,
+        "ok"
+    );
+    assert_eq!(
+        kv(&berth, "one.localhost", "/kv/get?key=color".into()).await,
+        "blue"
+    );
+    assert_eq!(
+        kv(&berth, "one.localhost", "/kv/keys".into()).await,
+        "color,size"
+    );
+
+    // Sizes are bounded, with an error naming the limit.
+    let big = kv(&berth, "one.localhost", "/kv/big?kb=2048".into()).await;
+    assert!(
+        big.starts_with("error: value is 2097152 bytes; the limit is 1048576"),
+        "{big}"
+    );
+
+    // The admin API sees the same bucket.
+    let keys = berth
+        .admin_get("/v1/namespaces/default/scripts/one/kv")
+        .await;
+    assert_eq!(
+        keys.json()["result"],
+        json!([{"name": "color"}, {"name": "size"}])
+    );
+    let page = berth
+        .admin_get("/v1/namespaces/default/scripts/one/kv?limit=1")
+        .await;
+    assert_eq!(page.json()["result_info"]["cursor"], "color");
+    let value = berth
+        .admin_get("/v1/namespaces/default/scripts/one/kv/size")
+        .await;
+    assert_eq!(value.body, b"xl");
+    let deleted = berth
+        .send(berth.admin_request(Method::DELETE, "/v1/namespaces/default/scripts/one/kv/size"))
+        .await;
+    assert_eq!(deleted.status, 200);
+    assert_eq!(
+        berth
+            .admin_get("/v1/namespaces/default/scripts/one/kv/size")
+            .await
+            .status,
+        404
+    );
+
+    // Persistence across a restart.
+    let berth = berth.restart();
+    assert_eq!(
+        kv(&berth, "one.localhost", "/kv/get?key=color".into()).await,
+        "blue"
+    );
+    assert_eq!(
+        kv(&berth, "two.localhost", "/kv/get?key=color".into()).await,
+        "red"
+    );
+
+    // Deleting a script deletes its bucket: a new script of the same name
+    // starts empty.
+    berth
+        .send(berth.admin_request(Method::DELETE, "/v1/namespaces/default/scripts/one"))
+        .await;
+    berth.deploy("default", "one", wasm("tenant")).await;
+    assert_eq!(kv(&berth, "one.localhost", "/kv/keys".into()).await, "");
+}

@@ -5,6 +5,7 @@
 mod auth;
 mod error;
 mod hostnames;
+mod kv;
 mod namespaces;
 mod scripts;
 mod secrets;
@@ -94,6 +95,11 @@ pub fn router(state: AdminState, token: AdminToken) -> Router {
         .route(
             "/v1/namespaces/{ns}/scripts/{name}/tags/{tag}",
             axum::routing::put(tags::put_one).delete(tags::delete_one),
+        )
+        .route("/v1/namespaces/{ns}/scripts/{name}/kv", get(kv::list))
+        .route(
+            "/v1/namespaces/{ns}/scripts/{name}/kv/{key}",
+            get(kv::get).delete(kv::delete),
         )
         .route(
             "/v1/namespaces/{ns}/scripts/{name}/secrets",

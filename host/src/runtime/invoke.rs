@@ -147,6 +147,13 @@ impl Runtime {
             egress,
             cpu: CpuMeter::new(limits.cpu),
             dispatch,
+            kv: worker.kv_enabled.then(|| {
+                crate::kv::KvScope::new(
+                    self.store.clone(),
+                    worker.namespace.clone(),
+                    worker.name.clone(),
+                )
+            }),
         });
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);

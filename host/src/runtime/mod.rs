@@ -61,6 +61,8 @@ pub struct Worker {
     pub env: Vec<(String, String)>,
     /// The script's own limits.
     pub limits: ScriptLimits,
+    /// Whether the worker is a stored script with its own KV bucket.
+    pub kv_enabled: bool,
     /// Namespace and script egress rules, parsed.
     pub egress_rules: Arc<Vec<crate::egress::rules::CompiledRules>>,
     /// Admission control (`max_concurrency`).
@@ -343,6 +345,7 @@ impl Runtime {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             limits: record.limits,
+            kv_enabled: true,
             egress_rules: Arc::new(egress_rules),
             admission: self.admission_for(&record.limits),
             concurrency: self.limits.concurrency(&record.limits),
@@ -395,6 +398,7 @@ impl Runtime {
             pre,
             env: vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             limits: ScriptLimits::default(),
+            kv_enabled: false,
             egress_rules: Arc::new(Vec::new()),
             admission: self.admission_for(&ScriptLimits::default()),
             concurrency: self.limits.concurrency(&ScriptLimits::default()),

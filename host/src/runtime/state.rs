@@ -30,6 +30,8 @@ pub struct WorkerState {
     pub cpu: CpuMeter,
     /// Set for dispatch workers: which namespace `dispatcher.get` reaches.
     pub dispatch: Option<DispatchBinding>,
+    /// The script's key-value bucket (none for platform components).
+    pub kv: Option<crate::kv::KvScope>,
 }
 
 /// Inputs for a new [`WorkerState`].
@@ -48,6 +50,8 @@ pub struct StateParams<'a> {
     pub cpu: CpuMeter,
     /// Dispatcher binding (dispatch workers only).
     pub dispatch: Option<DispatchBinding>,
+    /// The script's key-value bucket.
+    pub kv: Option<crate::kv::KvScope>,
 }
 
 impl WorkerState {
@@ -69,6 +73,7 @@ impl WorkerState {
             egress: p.egress,
             cpu: p.cpu,
             dispatch: p.dispatch,
+            kv: p.kv,
         }
     }
 }
@@ -107,6 +112,7 @@ pub fn build_linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<WorkerSt
         .map_err(|e| anyhow::anyhow!("linking WASI: {e:#}"))?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(|e| anyhow::anyhow!("linking wasi:http: {e:#}"))?;
+    crate::kv::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

@@ -183,6 +183,22 @@ pub trait NamespaceStore: Send + Sync + 'static {
     /// All hostname mappings of a namespace, by hostname.
     fn list_hostnames(&self, namespace: &Name) -> StoreResult<Vec<(String, Name)>>;
 
+    /// A value of a script's key-value bucket.
+    fn kv_get(&self, namespace: &Name, script: &Name, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Sets a value in a script's bucket (durable when this returns).
+    fn kv_set(&self, namespace: &Name, script: &Name, key: &str, value: &[u8]) -> StoreResult<()>;
+    /// Removes a key; `false` if there was none.
+    fn kv_delete(&self, namespace: &Name, script: &Name, key: &str) -> StoreResult<bool>;
+    /// Up to `limit` keys after `after` (exclusive), in order, and whether
+    /// more follow.
+    fn kv_list(
+        &self,
+        namespace: &Name,
+        script: &Name,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<(Vec<String>, bool)>;
+
     /// A precompiled artifact for (content hash, engine compatibility hash).
     fn get_artifact(&self, sha256: &str, engine_hash: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Stores a precompiled artifact, if its content is still referenced.

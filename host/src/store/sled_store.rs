@@ -34,7 +34,14 @@ pub struct SledStore {
     blob_refs: sled::Tree,
     artifacts: sled::Tree,
     hostnames: sled::Tree,
+    kv: sled::Tree,
     write_lock: Mutex<()>,
+}
+
+/// Key of a script's KV entry: `ns/script\0key`. The NUL cannot occur in
+/// names, so one script's prefix never covers another's keys.
+fn kv_prefix(namespace: &Name, script: &Name) -> Vec<u8> {
+    format!("{namespace}/{script}\0").into_bytes()
 }
 
 impl From<sled::Error> for StoreError {
@@ -119,6 +126,7 @@ impl SledStore {
             blob_refs: db.open_tree("blob_refs")?,
             artifacts: db.open_tree("artifacts")?,
             hostnames: db.open_tree("hostnames")?,
+            kv: db.open_tree("kv")?,
             db,
             write_lock: Mutex::new(()),
         };
@@ -134,6 +142,19 @@ impl SledStore {
 
     fn flush(&self) -> StoreResult<()> {
         self.db.flush()?;
+        Ok(())
+    }
+
+    /// Removes every KV entry of a script (its bucket dies with it).
+    fn clear_kv(&self, namespace: &Name, script: &Name) -> StoreResult<()> {
+        let keys: Vec<sled::IVec> = self
+            .kv
+            .scan_prefix(kv_prefix(namespace, script))
+            .keys()
+            .collect::<Result<_, _>>()?;
+        for key in keys {
+            self.kv.remove(key)?;
+        }
         Ok(())
     }
 
@@ -257,6 +278,9 @@ impl NamespaceStore for SledStore {
                 Ok((deleted, released))
             })?;
         self.remove_artifacts_of(&released)?;
+        for script in &deleted {
+            self.clear_kv(name, script)?;
+        }
         // Its hostname mappings go too, so a namespace re-created under the
         // same name starts clean.
         let keys: Vec<sled::IVec> = self
@@ -436,9 +460,56 @@ impl NamespaceStore for SledStore {
         let Some(released) = released else {
             return Ok(false);
         };
+        self.clear_kv(namespace, name)?;
         self.remove_artifacts_of(released.as_slice())?;
         self.flush()?;
         Ok(true)
+    }
+
+    fn kv_get(&self, namespace: &Name, script: &Name, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let mut k = kv_prefix(namespace, script);
+        k.extend_from_slice(key.as_bytes());
+        Ok(self.kv.get(k)?.map(|v| v.to_vec()))
+    }
+
+    fn kv_set(&self, namespace: &Name, script: &Name, key: &str, value: &[u8]) -> StoreResult<()> {
+        let mut k = kv_prefix(namespace, script);
+        k.extend_from_slice(key.as_bytes());
+        self.kv.insert(k, value)?;
+        self.flush()
+    }
+
+    fn kv_delete(&self, namespace: &Name, script: &Name, key: &str) -> StoreResult<bool> {
+        let mut k = kv_prefix(namespace, script);
+        k.extend_from_slice(key.as_bytes());
+        let removed = self.kv.remove(k)?.is_some();
+        self.flush()?;
+        Ok(removed)
+    }
+
+    fn kv_list(
+        &self,
+        namespace: &Name,
+        script: &Name,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<(Vec<String>, bool)> {
+        let prefix = kv_prefix(namespace, script);
+        let mut keys = Vec::new();
+        let mut more = false;
+        for entry in self.kv.scan_prefix(&prefix).keys() {
+            let key = entry?;
+            let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            if after.is_some_and(|a| name.as_str() <= a) {
+                continue;
+            }
+            if keys.len() == limit {
+                more = true;
+                break;
+            }
+            keys.push(name);
+        }
+        Ok((keys, more))
     }
 
     fn put_hostname(&self, namespace: &Name, hostname: &str, script: &Name) -> StoreResult<()> {
