@@ -34,6 +34,9 @@ pub struct ScriptSettings {
     /// Outbound rules (they only narrow the host policy).
     #[serde(default)]
     pub egress: EgressRules,
+    /// How static assets are served.
+    #[serde(default)]
+    pub assets: crate::store::AssetConfig,
 }
 
 impl ScriptSettings {
@@ -43,12 +46,14 @@ impl ScriptSettings {
             limits: record.limits,
             vars: record.vars.clone(),
             egress: record.egress.clone(),
+            assets: record.asset_config.clone(),
         }
     }
 
     /// Applies a JSON merge patch, validating the result.
     pub fn patched(&self, patch: &Value) -> Result<Self, String> {
         let settings: ScriptSettings = merge_into(self, patch)?;
+        settings.assets.validate()?;
         settings.limits.validate()?;
         validate_vars(&settings.vars)?;
         settings.egress.validate()?;
@@ -174,6 +179,7 @@ pub async fn update(
                 record.vars = settings.vars;
                 record.limits = settings.limits;
                 record.egress = settings.egress;
+                record.asset_config = settings.assets;
                 Ok(())
             })?;
             match outcome {

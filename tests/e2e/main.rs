@@ -6,6 +6,7 @@
 mod harness;
 
 mod admin;
+mod assets;
 mod cli;
 mod dispatch;
 mod egress;

@@ -94,6 +94,7 @@ impl ApiError {
                 StoreError::NamespaceNotFound(_) => (S::NOT_FOUND, "namespace_not_found"),
                 StoreError::NamespaceExists(_) => (S::CONFLICT, "namespace_exists"),
                 StoreError::NamespaceNotEmpty { .. } => (S::CONFLICT, "namespace_not_empty"),
+                StoreError::MissingAssets(_) => (S::BAD_REQUEST, "missing_assets"),
                 StoreError::Corrupt { .. } | StoreError::Backend(_) => {
                     (S::INTERNAL_SERVER_ERROR, "storage_error")
                 }

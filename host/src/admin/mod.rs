@@ -2,6 +2,7 @@
 //! namespaces and scripts. It never serves tenant traffic, and the data
 //! plane never serves these routes.
 
+mod assets;
 mod auth;
 mod error;
 mod hostnames;
@@ -95,6 +96,10 @@ pub fn router(state: AdminState, token: AdminToken) -> Router {
         .route(
             "/v1/namespaces/{ns}/scripts/{name}/tags/{tag}",
             axum::routing::put(tags::put_one).delete(tags::delete_one),
+        )
+        .route(
+            "/v1/namespaces/{ns}/scripts/{name}/assets",
+            get(assets::get).put(assets::put),
         )
         .route("/v1/namespaces/{ns}/scripts/{name}/kv", get(kv::list))
         .route(

@@ -125,7 +125,7 @@ async fn serve(
         .await?;
     let response = plane
         .runtime
-        .invoke(worker, request, InvokeOptions::default())
+        .handle(worker, request, InvokeOptions::default())
         .await?;
     Ok(response.map(Body::new))
 }

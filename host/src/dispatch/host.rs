@@ -290,7 +290,7 @@ impl HostWorker for WorkerState {
                     outbound_worker: binding.outbound_worker.clone(),
                 };
                 FutureResponse::Pending(spawn(async move {
-                    runtime.invoke(worker, request, options).await
+                    runtime.handle(worker, request, options).await
                 }))
             }
         };

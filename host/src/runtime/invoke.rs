@@ -48,6 +48,62 @@ pub struct InvokeOptions {
 }
 
 impl Runtime {
+    /// Serves a request for a stored script: from its static assets where
+    /// they match (see [`super::assets`]), otherwise with the worker.
+    pub async fn handle<B>(
+        &self,
+        worker: Arc<Worker>,
+        request: http::Request<B>,
+        options: InvokeOptions,
+    ) -> Result<WorkerResponse, WorkerError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let method = request.method().clone();
+        if worker.assets.is_empty()
+            || !(method == http::Method::GET || method == http::Method::HEAD)
+        {
+            return self.invoke(worker, request, options).await;
+        }
+        let hit = super::assets::find(&worker.assets, &worker.asset_config, request.uri().path());
+        let if_none_match = request.headers().get(http::header::IF_NONE_MATCH).cloned();
+        if worker.asset_config.run_worker_first {
+            let response = self.invoke(worker, request, options).await?;
+            return match hit {
+                Some(hit) if response.status() == http::StatusCode::NOT_FOUND => {
+                    self.asset_response(&hit, &method, if_none_match.as_ref())
+                }
+                _ => Ok(response),
+            };
+        }
+        match hit {
+            Some(hit) => self.asset_response(&hit, &method, if_none_match.as_ref()),
+            None => self.invoke(worker, request, options).await,
+        }
+    }
+
+    fn asset_response(
+        &self,
+        hit: &super::assets::Hit,
+        method: &http::Method,
+        if_none_match: Option<&http::HeaderValue>,
+    ) -> Result<WorkerResponse, WorkerError> {
+        let content = self
+            .store
+            .blob(&hit.entry.sha256)
+            .map_err(|e| WorkerError::Internal(e.to_string()))?
+            .ok_or_else(|| {
+                WorkerError::Internal(format!("asset {} content is missing", hit.path))
+            })?;
+        Ok(super::assets::respond(
+            hit,
+            method,
+            if_none_match,
+            Bytes::from(content),
+        ))
+    }
+
     /// Serves `request` with a fresh instance of `worker`.
     pub async fn invoke<B>(
         &self,

@@ -7,6 +7,7 @@
 //! admin API, and it never deserializes bytes a tenant supplied.
 
 mod admission;
+pub mod assets;
 pub mod body_limit;
 mod cache;
 pub mod compile;
@@ -61,6 +62,10 @@ pub struct Worker {
     pub env: Vec<(String, String)>,
     /// The script's own limits.
     pub limits: ScriptLimits,
+    /// Static assets of the script, and how to serve them.
+    pub assets: Arc<std::collections::BTreeMap<String, crate::store::AssetEntry>>,
+    /// Asset serving options.
+    pub asset_config: crate::store::AssetConfig,
     /// Whether the worker is a stored script with its own KV bucket.
     pub kv_enabled: bool,
     /// Namespace and script egress rules, parsed.
@@ -345,6 +350,8 @@ impl Runtime {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             limits: record.limits,
+            assets: Arc::new(record.assets.clone()),
+            asset_config: record.asset_config.clone(),
             kv_enabled: true,
             egress_rules: Arc::new(egress_rules),
             admission: self.admission_for(&record.limits),
@@ -398,6 +405,8 @@ impl Runtime {
             pre,
             env: vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             limits: ScriptLimits::default(),
+            assets: Arc::new(Default::default()),
+            asset_config: Default::default(),
             kv_enabled: false,
             egress_rules: Arc::new(Vec::new()),
             admission: self.admission_for(&ScriptLimits::default()),

@@ -70,10 +70,73 @@ pub struct ScriptRecord {
     /// The script's egress rules (they only narrow).
     #[serde(default)]
     pub egress: EgressRules,
+    /// Static assets: URL path → content hash and size. The bytes live in
+    /// the content-addressed blob store, shared with every other use.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub assets: BTreeMap<String, AssetEntry>,
+    /// How assets are served.
+    #[serde(default)]
+    pub asset_config: AssetConfig,
     /// Secret environment variables: write-only through the API, kept
     /// across redeploys, never logged.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, String>,
+}
+
+/// One static asset of a script.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetEntry {
+    /// Lowercase hex SHA-256 of the file.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// How a script's assets are served (`settings.assets`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssetConfig {
+    /// `auto-trailing-slash` (default: `/about` also finds `/about.html`
+    /// and `/about/index.html`) or `none` (exact paths only).
+    pub html_handling: String,
+    /// When no asset matches: `none` (default: the worker runs),
+    /// `404-page` (the nearest `404.html`, status 404) or
+    /// `single-page-application` (`/index.html`, status 200).
+    pub not_found_handling: String,
+    /// Run the worker first; assets are served only when it answers 404.
+    pub run_worker_first: bool,
+}
+
+impl Default for AssetConfig {
+    fn default() -> Self {
+        Self {
+            html_handling: "auto-trailing-slash".into(),
+            not_found_handling: "none".into(),
+            run_worker_first: false,
+        }
+    }
+}
+
+impl AssetConfig {
+    /// Checks the enumerations, naming the bad value.
+    pub fn validate(&self) -> Result<(), String> {
+        if !["auto-trailing-slash", "none"].contains(&self.html_handling.as_str()) {
+            return Err(format!(
+                "assets.html_handling must be \"auto-trailing-slash\" or \"none\", got {:?}",
+                self.html_handling
+            ));
+        }
+        if !["none", "404-page", "single-page-application"]
+            .contains(&self.not_found_handling.as_str())
+        {
+            return Err(format!(
+                "assets.not_found_handling must be \"none\", \"404-page\" or \"single-page-application\", got {:?}",
+                self.not_found_handling
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Everything needed to store a new version of a script.
@@ -121,6 +184,9 @@ pub enum StoreError {
         /// The decoding error.
         message: String,
     },
+    /// An asset manifest names content that was neither uploaded nor stored.
+    #[error("asset content missing for sha256 {0:?}; upload these files")]
+    MissingAssets(Vec<String>),
     /// The storage engine failed.
     #[error("storage error: {0}")]
     Backend(String),
@@ -182,6 +248,20 @@ pub trait NamespaceStore: Send + Sync + 'static {
     fn get_hostname(&self, namespace: &Name, hostname: &str) -> StoreResult<Option<Name>>;
     /// All hostname mappings of a namespace, by hostname.
     fn list_hostnames(&self, namespace: &Name) -> StoreResult<Vec<(String, Name)>>;
+
+    /// Replaces a script's asset manifest. `files` holds the bytes of the
+    /// hashes the store may not have yet; a manifest hash that is neither
+    /// stored nor in `files` fails with [`StoreError::MissingAssets`] and
+    /// changes nothing.
+    fn put_assets(
+        &self,
+        namespace: &Name,
+        name: &Name,
+        manifest: BTreeMap<String, AssetEntry>,
+        files: BTreeMap<String, Vec<u8>>,
+    ) -> StoreResult<Option<ScriptRecord>>;
+    /// The bytes of a stored blob (component or asset), by hash.
+    fn blob(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>>;
 
     /// A value of a script's key-value bucket.
     fn kv_get(&self, namespace: &Name, script: &Name, key: &str) -> StoreResult<Option<Vec<u8>>>;

@@ -20,8 +20,11 @@ use std::sync::Mutex;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree, abort};
 
+use std::collections::BTreeMap;
+
 use super::{
-    NamespaceRecord, NamespaceStore, NewScript, ScriptRecord, StoreError, StoreResult, now_ms,
+    AssetEntry, NamespaceRecord, NamespaceStore, NewScript, ScriptRecord, StoreError, StoreResult,
+    now_ms,
 };
 use crate::names::Name;
 
@@ -272,6 +275,9 @@ impl NamespaceStore for SledStore {
                     if release_blob(blobs, refs, &record.sha256)? {
                         released.push(record.sha256.clone());
                     }
+                    for asset in record.assets.values() {
+                        release_blob(blobs, refs, &asset.sha256)?;
+                    }
                     deleted.push(record.name);
                 }
                 namespaces.remove(name.as_str())?;
@@ -363,6 +369,12 @@ impl NamespaceStore for SledStore {
                         .or_else(|| old.as_ref().map(|o| o.egress.clone()))
                         .unwrap_or_default(),
                     secrets: old.as_ref().map(|o| o.secrets.clone()).unwrap_or_default(),
+                    // Assets belong to the script, not to one build.
+                    assets: old.as_ref().map(|o| o.assets.clone()).unwrap_or_default(),
+                    asset_config: old
+                        .as_ref()
+                        .map(|o| o.asset_config.clone())
+                        .unwrap_or_default(),
                 };
                 scripts.insert(key.as_bytes(), encode(&record))?;
                 Ok((record, released))
@@ -453,6 +465,9 @@ impl NamespaceStore for SledStore {
                 };
                 let record: ScriptRecord =
                     decode(key.as_bytes(), &bytes).map_err(ConflictableTransactionError::Abort)?;
+                for asset in record.assets.values() {
+                    release_blob(blobs, refs, &asset.sha256)?;
+                }
                 let gone = release_blob(blobs, refs, &record.sha256)?;
                 Ok(Some(gone.then_some(record.sha256)))
             },
@@ -464,6 +479,61 @@ impl NamespaceStore for SledStore {
         self.remove_artifacts_of(released.as_slice())?;
         self.flush()?;
         Ok(true)
+    }
+
+    fn put_assets(
+        &self,
+        namespace: &Name,
+        name: &Name,
+        manifest: BTreeMap<String, AssetEntry>,
+        files: BTreeMap<String, Vec<u8>>,
+    ) -> StoreResult<Option<ScriptRecord>> {
+        let _guard = self.lock();
+        let key = script_key(namespace, name);
+        let outcome = (&self.scripts, &self.blobs, &self.blob_refs).transaction(
+            |(scripts, blobs, refs)| {
+                let Some(bytes) = scripts.get(key.as_bytes())? else {
+                    return Ok(None);
+                };
+                let mut record: ScriptRecord =
+                    decode(key.as_bytes(), &bytes).map_err(ConflictableTransactionError::Abort)?;
+                let mut missing = Vec::new();
+                // One reference per manifest entry; identical files share a blob.
+                for entry in manifest.values() {
+                    let count = decode_count(refs.get(entry.sha256.as_bytes())?);
+                    if count == 0 {
+                        match files.get(&entry.sha256) {
+                            Some(content) => blobs
+                                .insert(entry.sha256.as_bytes(), content.as_slice())
+                                .map(|_| ())?,
+                            None => {
+                                missing.push(entry.sha256.clone());
+                                continue;
+                            }
+                        }
+                    }
+                    refs.insert(entry.sha256.as_bytes(), &(count + 1).to_be_bytes())?;
+                }
+                if !missing.is_empty() {
+                    missing.sort();
+                    missing.dedup();
+                    return abort(StoreError::MissingAssets(missing));
+                }
+                for old in record.assets.values() {
+                    release_blob(blobs, refs, &old.sha256)?;
+                }
+                record.assets = manifest.clone();
+                record.modified_ms = now_ms();
+                scripts.insert(key.as_bytes(), encode(&record))?;
+                Ok(Some(record))
+            },
+        )?;
+        self.flush()?;
+        Ok(outcome)
+    }
+
+    fn blob(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.blobs.get(sha256.as_bytes())?.map(|v| v.to_vec()))
     }
 
     fn kv_get(&self, namespace: &Name, script: &Name, key: &str) -> StoreResult<Option<Vec<u8>>> {

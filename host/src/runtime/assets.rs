@@ -1,0 +1,297 @@
+//! Serving a script's static assets, before (or instead of) running it.
+//!
+//! For GET and HEAD, the request path is matched against the script's
+//! asset manifest ([`find`]): exactly, or — with `html_handling =
+//! "auto-trailing-slash"` (the default) — as `path.html`, `path/index.html`
+//! or, for `dir/`, `dir/index.html`. When nothing matches,
+//! `not_found_handling` decides: `none` runs the worker, `404-page` serves
+//! the nearest `404.html` with status 404, `single-page-application` serves
+//! `/index.html`. With `run_worker_first`, the worker runs first and assets
+//! only answer what it answers with 404. Responses carry `content-type`
+//! (by extension), `etag` (the content hash) and honour `If-None-Match`
+//! with 304.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use http_body_util::{BodyExt, Empty, Full};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::store::{AssetConfig, AssetEntry};
+
+/// What to serve for a request: the manifest path, its entry and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    /// The manifest path that matched.
+    pub path: String,
+    /// Its content.
+    pub entry: AssetEntry,
+    /// 200, or 404 for a `404.html` fallback.
+    pub status: StatusCode,
+}
+
+fn decode_path(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&path[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The asset for `path` (no query string), if any, following `config`.
+pub fn find(
+    assets: &BTreeMap<String, AssetEntry>,
+    config: &AssetConfig,
+    path: &str,
+) -> Option<Hit> {
+    if assets.is_empty() {
+        return None;
+    }
+    let path = decode_path(path);
+    let ok = |p: &str| {
+        assets.get(p).map(|entry| Hit {
+            path: p.to_owned(),
+            entry: entry.clone(),
+            status: StatusCode::OK,
+        })
+    };
+    let candidates: Vec<String> = if config.html_handling == "none" {
+        vec![path.clone()]
+    } else if path.ends_with('/') {
+        vec![format!("{path}index.html")]
+    } else {
+        vec![
+            path.clone(),
+            format!("{path}.html"),
+            format!("{path}/index.html"),
+        ]
+    };
+    if let Some(hit) = candidates.iter().find_map(|p| ok(p)) {
+        return Some(hit);
+    }
+    match config.not_found_handling.as_str() {
+        "single-page-application" => ok("/index.html"),
+        "404-page" => {
+            let mut dir = path.rsplit_once('/').map_or("", |(d, _)| d).to_owned();
+            loop {
+                let candidate = format!("{dir}/404.html");
+                if let Some(entry) = assets.get(&candidate) {
+                    return Some(Hit {
+                        path: candidate,
+                        entry: entry.clone(),
+                        status: StatusCode::NOT_FOUND,
+                    });
+                }
+                match dir.rsplit_once('/') {
+                    Some((parent, _)) => dir = parent.to_owned(),
+                    None => return None,
+                }
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The content type for a path, by extension.
+pub fn content_type(path: &str) -> &'static str {
+    let ext = path
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "json" | "map" => "application/json",
+        "txt" => "text/plain; charset=utf-8",
+        "xml" => "application/xml",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "avif" => "image/avif",
+        "ico" => "image/x-icon",
+        "wasm" => "application/wasm",
+        "woff" => "font/woff",
+        "woff2" => "font/woff2",
+        "pdf" => "application/pdf",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Builds the response for `hit` given the request's method and
+/// `If-None-Match`; `content` is the file's bytes.
+pub fn respond(
+    hit: &Hit,
+    method: &Method,
+    if_none_match: Option<&HeaderValue>,
+    content: Bytes,
+) -> Response<HyperOutgoingBody> {
+    let etag = format!("\"{}\"", hit.entry.sha256);
+    let matches = if_none_match
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim() == "*"
+                || v.split(',')
+                    .any(|t| t.trim().trim_start_matches("W/") == etag)
+        });
+    let empty = || {
+        Empty::<Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    };
+    let mut builder = Response::builder()
+        .header(header::ETAG, &etag)
+        .header(header::CONTENT_TYPE, content_type(&hit.path));
+    if matches && hit.status == StatusCode::OK {
+        builder = builder.status(StatusCode::NOT_MODIFIED);
+        return builder
+            .body(empty())
+            .unwrap_or_else(|_| Response::new(empty()));
+    }
+    builder = builder
+        .status(hit.status)
+        .header(header::CONTENT_LENGTH, content.len());
+    let body = if method == Method::HEAD {
+        empty()
+    } else {
+        Full::new(content)
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    };
+    builder
+        .body(body)
+        .unwrap_or_else(|_| Response::new(empty()))
+}
+
+/// Checks an asset path from a manifest.
+pub fn validate_path(path: &str) -> Result<(), String> {
+    let ok = path.starts_with('/')
+        && path.len() <= 1024
+        && !path.ends_with('/')
+        && !path.split('/').any(|seg| seg == ".." || seg == ".")
+        && !path.contains("//")
+        && !path.chars().any(|c| c.is_control() || c == '?' || c == '#');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "asset path {path:?} is invalid: it must start with '/', name a file (no trailing '/'), have no '.', '..' or empty segments, no '?' '#' or control characters, and be at most 1024 bytes"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(paths: &[&str]) -> BTreeMap<String, AssetEntry> {
+        paths
+            .iter()
+            .map(|p| {
+                (
+                    p.to_string(),
+                    AssetEntry {
+                        sha256: format!("h{p}"),
+                        size: 1,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn config(html: &str, not_found: &str) -> AssetConfig {
+        AssetConfig {
+            html_handling: html.into(),
+            not_found_handling: not_found.into(),
+            run_worker_first: false,
+        }
+    }
+
+    #[test]
+    fn html_handling_finds_pages_with_and_without_extensions() {
+        let m = manifest(&[
+            "/index.html",
+            "/about.html",
+            "/docs/index.html",
+            "/app.js",
+            "/a b.txt",
+        ]);
+        let auto = config("auto-trailing-slash", "none");
+        let path = |p: &str| find(&m, &auto, p).map(|h| h.path);
+        assert_eq!(path("/").as_deref(), Some("/index.html"));
+        assert_eq!(path("/about").as_deref(), Some("/about.html"));
+        assert_eq!(path("/docs").as_deref(), Some("/docs/index.html"));
+        assert_eq!(path("/docs/").as_deref(), Some("/docs/index.html"));
+        assert_eq!(path("/a%20b.txt").as_deref(), Some("/a b.txt"));
+        assert_eq!(path("/missing"), None);
+        let exact = config("none", "none");
+        assert_eq!(find(&m, &exact, "/about"), None);
+        assert!(find(&m, &exact, "/app.js").is_some());
+    }
+
+    #[test]
+    fn not_found_handling_falls_back() {
+        let m = manifest(&["/index.html", "/404.html", "/blog/404.html"]);
+        let spa = config("auto-trailing-slash", "single-page-application");
+        assert_eq!(
+            find(&m, &spa, "/app/route").map(|h| (h.path, h.status)),
+            Some(("/index.html".into(), StatusCode::OK))
+        );
+        let page = config("auto-trailing-slash", "404-page");
+        assert_eq!(
+            find(&m, &page, "/blog/x/y").map(|h| (h.path, h.status)),
+            Some(("/blog/404.html".into(), StatusCode::NOT_FOUND))
+        );
+        assert_eq!(
+            find(&m, &page, "/nope").map(|h| h.path),
+            Some("/404.html".into())
+        );
+    }
+
+    #[test]
+    fn etags_give_304_and_head_has_no_body() {
+        let hit = Hit {
+            path: "/a.css".into(),
+            entry: AssetEntry {
+                sha256: "abc".into(),
+                size: 3,
+            },
+            status: StatusCode::OK,
+        };
+        let r = respond(
+            &hit,
+            &Method::GET,
+            Some(&HeaderValue::from_static("\"abc\"")),
+            Bytes::from_static(b"a{}"),
+        );
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        let r = respond(&hit, &Method::GET, None, Bytes::from_static(b"a{}"));
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "text/css; charset=utf-8");
+        assert_eq!(r.headers()[header::ETAG], "\"abc\"");
+        let r = respond(&hit, &Method::HEAD, None, Bytes::from_static(b"a{}"));
+        assert_eq!(r.headers()[header::CONTENT_LENGTH], "3");
+    }
+
+    #[test]
+    fn manifest_paths_are_checked() {
+        for good in ["/index.html", "/a/b.css", "/a b.txt"] {
+            assert!(validate_path(good).is_ok(), "{good}");
+        }
+        for bad in ["index.html", "/a/../b", "/a/", "/a//b", "/a?x", "/./a"] {
+            assert!(validate_path(bad).is_err(), "{bad}");
+        }
+    }
+}
