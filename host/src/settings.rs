@@ -216,6 +216,7 @@ mod tests {
             ]
             .into(),
             egress: EgressRules::default(),
+            assets: Default::default(),
         };
         let next = current
             .patched(

@@ -116,14 +116,14 @@ pub(super) async fn put(
                 entry.size
             )));
         }
-        if let Some(content) = files.get(&entry.sha256) {
-            if content.len() as u64 != entry.size {
-                return Err(bad(format!(
-                    "{path}: manifest says {} bytes, the file has {}",
-                    entry.size,
-                    content.len()
-                )));
-            }
+        if let Some(content) = files.get(&entry.sha256)
+            && content.len() as u64 != entry.size
+        {
+            return Err(bad(format!(
+                "{path}: manifest says {} bytes, the file has {}",
+                entry.size,
+                content.len()
+            )));
         }
     }
     if let Some(stray) = files
