@@ -92,6 +92,49 @@ impl AdminClient {
         self.send(self.http.patch(self.url(path)).json(body)).await
     }
 
+    /// `PUT path` with a JSON body (or none).
+    pub async fn put_json(&self, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        let request = self.http.put(self.url(path));
+        let request = match body {
+            Some(body) => request.json(body),
+            None => request,
+        };
+        self.send(request).await
+    }
+
+    /// `PUT path` with a multipart form.
+    pub async fn put_form(
+        &self,
+        path: &str,
+        form: reqwest::multipart::Form,
+    ) -> anyhow::Result<Value> {
+        self.send(self.http.put(self.url(path)).multipart(form))
+            .await
+    }
+
+    /// `GET path` of a raw (non-envelope) body; errors still come back as
+    /// an envelope.
+    pub async fn get_raw(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the admin API at {}", self.base))?;
+        if response.status().is_success() {
+            return Ok(response.bytes().await?.to_vec());
+        }
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let error = &body["errors"][0];
+        bail!(
+            "{}: {} ({status})",
+            error["code"].as_str().unwrap_or("error"),
+            error["message"].as_str().unwrap_or("")
+        )
+    }
+
     /// POST JSON to `path`.
     pub async fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.send(self.http.post(self.url(path)).json(body)).await

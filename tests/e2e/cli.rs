@@ -102,3 +102,86 @@ async fn cli_creates_namespaces_and_deploys_scripts() {
     assert!(!refused.status.success());
     ok(berth.cli(&["namespace", "delete", "staging", "--force"]));
 }
+
+#[tokio::test]
+async fn cli_manages_tags_secrets_hostnames_assets_and_kv() {
+    let berth = Berth::start();
+    let tenant = wasm_path("tenant");
+    let tenant = tenant.to_str().unwrap();
+    ok(berth.cli(&["deploy", "app", tenant, "--tag", "plan-pro"]));
+    ok(berth.cli(&["deploy", "free", tenant, "--tag", "plan-free"]));
+
+    ok(berth.cli(&["tags", "add", "app", "eu"]));
+    let pro = ok(berth.cli(&["script", "list", "--tags", "eu:yes", "--json"]));
+    let pro: serde_json::Value = serde_json::from_str(&pro).unwrap();
+    assert_eq!(pro.as_array().unwrap().len(), 1);
+    assert_eq!(pro[0]["tags"], serde_json::json!(["plan-pro", "eu"]));
+
+    let mut put = std::process::Command::new(env!("CARGO_BIN_EXE_berth"));
+    put.args(["secret", "put", "app", "TOKEN"])
+        .env("BERTH_ADMIN_URL", format!("http://{}", berth.admin))
+        .env("BERTH_ADMIN_TOKEN", crate::harness::TOKEN)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = put.spawn().unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"from-stdin\n")
+            .unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(ok(berth.cli(&["secret", "list", "app"])).trim(), "TOKEN");
+    let echo = berth.get("app.localhost", "/echo").await.json();
+    assert_eq!(echo["env"]["TOKEN"], "from-stdin");
+
+    ok(berth.cli(&["hostname", "put", "shop.example.org", "app"]));
+    assert!(ok(berth.cli(&["hostname", "list"])).contains("shop.example.org → app"));
+    assert_eq!(
+        berth
+            .get("shop.example.org", "/echo")
+            .await
+            .header("x-fixture")
+            .as_deref(),
+        Some("tenant")
+    );
+
+    let site = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(site.path().join("css")).unwrap();
+    std::fs::write(site.path().join("index.html"), "<h1>cli</h1>").unwrap();
+    std::fs::write(site.path().join("css/site.css"), "h1{}").unwrap();
+    let published = ok(berth.cli(&["assets", "upload", "app", site.path().to_str().unwrap()]));
+    assert!(
+        published.contains("2 files published (2 new)"),
+        "{published}"
+    );
+    assert_eq!(berth.get("app.localhost", "/").await.text(), "<h1>cli</h1>");
+    assert_eq!(
+        berth.get("app.localhost", "/css/site.css").await.text(),
+        "h1{}"
+    );
+    let again = ok(berth.cli(&["assets", "upload", "free", site.path().to_str().unwrap()]));
+    assert!(
+        again.contains("(0 new)"),
+        "content is de-duplicated: {again}"
+    );
+
+    berth.get("app.localhost", "/kv/set?key=k&value=v").await;
+    assert_eq!(ok(berth.cli(&["kv", "list", "app"])).trim(), "k");
+    assert_eq!(ok(berth.cli(&["kv", "get", "app", "k"])), "v");
+    ok(berth.cli(&["kv", "delete", "app", "k"]));
+    assert!(!berth.cli(&["kv", "get", "app", "k"]).status.success());
+
+    let deleted = ok(berth.cli(&["tags", "delete-scripts", "plan-free:yes"]));
+    assert!(deleted.contains("free"), "{deleted}");
+    assert_eq!(berth.get("free.localhost", "/echo").await.status, 404);
+}

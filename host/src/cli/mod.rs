@@ -8,6 +8,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
+mod features;
+
 use crate::client::AdminClient;
 use crate::config::Config;
 use crate::server::{Server, shutdown_signal};
@@ -46,6 +48,21 @@ pub enum Command {
     /// Inspect and delete scripts.
     #[command(subcommand)]
     Script(ScriptCommand),
+    /// Edit script tags; delete scripts by tag.
+    #[command(subcommand)]
+    Tags(features::TagsCommand),
+    /// Manage write-only secrets of a script.
+    #[command(subcommand)]
+    Secret(features::SecretCommand),
+    /// Manage a namespace's hostname table.
+    #[command(subcommand)]
+    Hostname(features::HostnameCommand),
+    /// Publish a script's static assets.
+    #[command(subcommand)]
+    Assets(features::AssetsCommand),
+    /// Inspect a script's KV bucket.
+    #[command(subcommand)]
+    Kv(features::KvCommand),
 }
 
 /// `berth serve` options; each overrides the config file.
@@ -176,6 +193,9 @@ pub enum ScriptCommand {
         /// Namespace.
         #[arg(long, short = 'n', default_value = "default")]
         namespace: String,
+        /// Only scripts matching this tag filter, e.g. `plan-pro:yes,beta:no`.
+        #[arg(long)]
+        tags: Option<String>,
         /// Admin API connection.
         #[command(flatten)]
         client: ClientArgs,
@@ -231,6 +251,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Namespace(cmd) => namespace(cmd).await,
         Command::Deploy(args) => deploy(args).await,
         Command::Script(cmd) => script(cmd).await,
+        Command::Tags(cmd) => features::tags(cmd).await,
+        Command::Secret(cmd) => features::secret(cmd).await,
+        Command::Hostname(cmd) => features::hostname(cmd).await,
+        Command::Assets(cmd) => features::assets(cmd).await,
+        Command::Kv(cmd) => features::kv(cmd).await,
     }
 }
 
@@ -408,10 +433,12 @@ async fn script(cmd: ScriptCommand) -> anyhow::Result<()> {
     match cmd {
         ScriptCommand::List {
             namespace,
+            tags,
             client: args,
         } => {
+            let filter = tags.map(|t| format!("?tags={t}")).unwrap_or_default();
             let v = client(&args)?
-                .get(&format!("/v1/namespaces/{namespace}/scripts"))
+                .get(&format!("/v1/namespaces/{namespace}/scripts{filter}"))
                 .await?;
             print(&args, &v, |v| lines(v, script_line));
         }

@@ -1,0 +1,541 @@
+//! CLI verbs for namespace features: tags, secrets, hostnames, static
+//! assets and KV. Each maps one-to-one onto an admin API endpoint.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::{ClientArgs, client, pretty_json, print};
+
+/// `berth tags …`
+#[derive(Debug, Subcommand)]
+pub enum TagsCommand {
+    /// Replace a script's tags (comma-separated; empty clears them).
+    Set {
+        /// Namespace.
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// Script name.
+        name: String,
+        /// Tags, e.g. `plan-pro,eu`.
+        tags: String,
+        /// Admin API connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Add one tag.
+    Add {
+        /// Namespace.
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// Script name.
+        name: String,
+        /// The tag.
+        tag: String,
+        /// Admin API connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove one tag.
+    Remove {
+        /// Namespace.
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// Script name.
+        name: String,
+        /// The tag.
+        tag: String,
+        /// Admin API connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete every script matching a filter, e.g. `plan-free:yes,beta:no`.
+    DeleteScripts {
+        /// Namespace.
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// The filter.
+        filter: String,
+        /// Admin API connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `berth secret …`
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Set a secret; the value is read from standard input (or `--value`).
+    Put {
+        /// Namespace.
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// Script name.
+        script: String,
+        /// Variable name.
+        key: String,
+        /// The value (default: read standard input; avoids shell history).
+        #[arg(long)]
+        value: Option<String>,
+        /// Admin API connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a secret.
+    Delete {
+        /// Namespace.
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// Script name.
+        script: String,
+        /// Variable name.
+        key: String,
+        /// Admin API connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List secret names (never values).
+    List {
+        /// Namespace.
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// Script name.
+        script: String,
+        /// Admin API connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `berth hostname …`
+#[derive(Debug, Subcommand)]
+pub enum HostnameCommand {
+    /// Map a hostname (`shop.example.com` or `*.example.com`) to a script.
+    Put {
+        /// Namespace.
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// The hostname or wildcard.
+        hostname: String,
+        /// Script name.
+        script: String,
+        /// Admin API connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove a hostname mapping.
+    Delete {
+        /// Namespace.
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// The hostname or wildcard.
+        hostname: String,
+        /// Admin API connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List a namespace's hostname table.
+    List {
+        /// Namespace.
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// Admin API connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `berth assets …`
+#[derive(Debug, Subcommand)]
+pub enum AssetsCommand {
+    /// Upload a directory as the script's static assets (only new content
+    /// is sent).
+    Upload {
+        /// Namespace.
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// Script name.
+        script: String,
+        /// Directory to publish; its files become `/relative/path`.
+        dir: PathBuf,
+        /// Admin API connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the asset manifest and serving options.
+    List {
+        /// Namespace.
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// Script name.
+        script: String,
+        /// Admin API connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `berth kv …`
+#[derive(Debug, Subcommand)]
+pub enum KvCommand {
+    /// List keys of a script's bucket.
+    List {
+        /// Namespace.
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// Script name.
+        script: String,
+        /// Admin API connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print a value (raw bytes to standard output).
+    Get {
+        /// Namespace.
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// Script name.
+        script: String,
+        /// The key.
+        key: String,
+        /// Admin API connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a key.
+    Delete {
+        /// Namespace.
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// Script name.
+        script: String,
+        /// The key.
+        key: String,
+        /// Admin API connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+fn script_path(ns: &str, name: &str) -> String {
+    format!("/v1/namespaces/{ns}/scripts/{name}")
+}
+
+pub(super) async fn tags(cmd: TagsCommand) -> anyhow::Result<()> {
+    match cmd {
+        TagsCommand::Set {
+            namespace,
+            name,
+            tags,
+            client: args,
+        } => {
+            let list: Vec<&str> = tags
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .collect();
+            let v = client(&args)?
+                .put_json(
+                    &format!("{}/tags", script_path(&namespace, &name)),
+                    Some(&json!(list)),
+                )
+                .await?;
+            print(&args, &v, pretty_json);
+        }
+        TagsCommand::Add {
+            namespace,
+            name,
+            tag,
+            client: args,
+        } => {
+            let v = client(&args)?
+                .put_json(
+                    &format!("{}/tags/{tag}", script_path(&namespace, &name)),
+                    None,
+                )
+                .await?;
+            print(&args, &v, pretty_json);
+        }
+        TagsCommand::Remove {
+            namespace,
+            name,
+            tag,
+            client: args,
+        } => {
+            let v = client(&args)?
+                .delete(&format!("{}/tags/{tag}", script_path(&namespace, &name)))
+                .await?;
+            print(&args, &v, pretty_json);
+        }
+        TagsCommand::DeleteScripts {
+            namespace,
+            filter,
+            client: args,
+        } => {
+            let v = client(&args)?
+                .delete(&format!("/v1/namespaces/{namespace}/scripts?tags={filter}"))
+                .await?;
+            print(&args, &v, |v| format!("deleted {}", v["deleted"]));
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn secret(cmd: SecretCommand) -> anyhow::Result<()> {
+    match cmd {
+        SecretCommand::Put {
+            namespace,
+            script,
+            key,
+            value,
+            client: args,
+        } => {
+            let value = match value {
+                Some(v) => v,
+                None => {
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                        .context("reading the secret from stdin")?;
+                    text.trim_end_matches(['\n', '\r']).to_owned()
+                }
+            };
+            let path = format!("{}/secrets/{key}", script_path(&namespace, &script));
+            let v = client(&args)?
+                .put_json(&path, Some(&json!({"value": value})))
+                .await?;
+            print(&args, &v, |_| {
+                format!("secret {key} set on {namespace}/{script}")
+            });
+        }
+        SecretCommand::Delete {
+            namespace,
+            script,
+            key,
+            client: args,
+        } => {
+            let v = client(&args)?
+                .delete(&format!(
+                    "{}/secrets/{key}",
+                    script_path(&namespace, &script)
+                ))
+                .await?;
+            print(&args, &v, |_| format!("secret {key} deleted"));
+        }
+        SecretCommand::List {
+            namespace,
+            script,
+            client: args,
+        } => {
+            let v = client(&args)?
+                .get(&format!("{}/secrets", script_path(&namespace, &script)))
+                .await?;
+            print(&args, &v, |v| names(v));
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn hostname(cmd: HostnameCommand) -> anyhow::Result<()> {
+    match cmd {
+        HostnameCommand::Put {
+            namespace,
+            hostname,
+            script,
+            client: args,
+        } => {
+            let path = format!("/v1/namespaces/{namespace}/hostnames/{hostname}");
+            let v = client(&args)?
+                .put_json(&path, Some(&json!({"script": script})))
+                .await?;
+            print(&args, &v, |v| {
+                format!(
+                    "{} → {}",
+                    v["hostname"].as_str().unwrap_or(""),
+                    v["script"].as_str().unwrap_or("")
+                )
+            });
+        }
+        HostnameCommand::Delete {
+            namespace,
+            hostname,
+            client: args,
+        } => {
+            let v = client(&args)?
+                .delete(&format!("/v1/namespaces/{namespace}/hostnames/{hostname}"))
+                .await?;
+            print(&args, &v, |_| format!("removed {hostname}"));
+        }
+        HostnameCommand::List {
+            namespace,
+            client: args,
+        } => {
+            let v = client(&args)?
+                .get(&format!("/v1/namespaces/{namespace}/hostnames"))
+                .await?;
+            print(&args, &v, |v| {
+                v.as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|e| {
+                                format!(
+                                    "{} → {}",
+                                    e["hostname"].as_str().unwrap_or(""),
+                                    e["script"].as_str().unwrap_or("")
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .unwrap_or_default()
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Every file under `dir`, as (`/relative/path`, absolute path).
+fn walk(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        for entry in
+            std::fs::read_dir(&current).with_context(|| format!("reading {}", current.display()))?
+        {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.is_file() {
+                let rel = path
+                    .strip_prefix(dir)?
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                out.push((format!("/{rel}"), path));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub(super) async fn assets(cmd: AssetsCommand) -> anyhow::Result<()> {
+    match cmd {
+        AssetsCommand::Upload {
+            namespace,
+            script,
+            dir,
+            client: args,
+        } => {
+            if !dir.is_dir() {
+                bail!("{} is not a directory", dir.display());
+            }
+            let mut manifest = serde_json::Map::new();
+            let mut contents: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+            for (url_path, file) in walk(&dir)? {
+                let bytes =
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let hash = hex::encode(Sha256::digest(&bytes));
+                manifest.insert(url_path, json!({"sha256": hash, "size": bytes.len()}));
+                contents.insert(hash, bytes);
+            }
+            let path = format!("{}/assets", script_path(&namespace, &script));
+            let api = client(&args)?;
+            let manifest = Value::Object(manifest).to_string();
+            // Manifest alone first; upload only what the host lacks.
+            let first = api
+                .put_form(
+                    &path,
+                    reqwest::multipart::Form::new().text("manifest", manifest.clone()),
+                )
+                .await;
+            let v = match first {
+                Ok(v) => v,
+                Err(e) if e.to_string().contains("(missing_assets)") => {
+                    let mut form = reqwest::multipart::Form::new().text("manifest", manifest);
+                    let needed: Vec<&String> = contents
+                        .keys()
+                        .filter(|h| e.to_string().contains(h.as_str()))
+                        .collect();
+                    for hash in needed {
+                        form = form.part(
+                            hash.clone(),
+                            reqwest::multipart::Part::bytes(contents[hash].clone()),
+                        );
+                    }
+                    api.put_form(&path, form).await?
+                }
+                Err(e) => return Err(e),
+            };
+            print(&args, &v, |v| {
+                let uploaded = v["uploaded"].as_array().map_or(0, |a| a.len());
+                format!("{} files published ({uploaded} new)", v["count"])
+            });
+        }
+        AssetsCommand::List {
+            namespace,
+            script,
+            client: args,
+        } => {
+            let v = client(&args)?
+                .get(&format!("{}/assets", script_path(&namespace, &script)))
+                .await?;
+            print(&args, &v, pretty_json);
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn kv(cmd: KvCommand) -> anyhow::Result<()> {
+    match cmd {
+        KvCommand::List {
+            namespace,
+            script,
+            client: args,
+        } => {
+            let v = client(&args)?
+                .get(&format!("{}/kv", script_path(&namespace, &script)))
+                .await?;
+            print(&args, &v, |v| names(v));
+        }
+        KvCommand::Get {
+            namespace,
+            script,
+            key,
+            client: args,
+        } => {
+            let bytes = client(&args)?
+                .get_raw(&format!("{}/kv/{key}", script_path(&namespace, &script)))
+                .await?;
+            use std::io::Write;
+            std::io::stdout().write_all(&bytes)?;
+        }
+        KvCommand::Delete {
+            namespace,
+            script,
+            key,
+            client: args,
+        } => {
+            let v = client(&args)?
+                .delete(&format!("{}/kv/{key}", script_path(&namespace, &script)))
+                .await?;
+            print(&args, &v, |_| format!("deleted {key}"));
+        }
+    }
+    Ok(())
+}
+
+fn names(v: &Value) -> String {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["name"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
