@@ -333,7 +333,7 @@ pub(super) async fn secret(cmd: SecretCommand) -> anyhow::Result<()> {
             let v = client(&args)?
                 .get(&format!("{}/secrets", script_path(&namespace, &script)))
                 .await?;
-            print(&args, &v, |v| names(v));
+            print(&args, &v, names);
         }
     }
     Ok(())
@@ -500,7 +500,7 @@ pub(super) async fn kv(cmd: KvCommand) -> anyhow::Result<()> {
             let v = client(&args)?
                 .get(&format!("{}/kv", script_path(&namespace, &script)))
                 .await?;
-            print(&args, &v, |v| names(v));
+            print(&args, &v, names);
         }
         KvCommand::Get {
             namespace,
