@@ -171,6 +171,9 @@ pub struct RuntimeConfig {
     pub component_cache_size: usize,
     /// Bytes of a guest's stdout and of its stderr kept per request, in KiB.
     pub stdio_capture_kb: usize,
+    /// Namespace/script pairs itemised in `/metrics`; later ones are
+    /// aggregated as `script="_other"` (bounded label cardinality).
+    pub max_script_series: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -185,6 +188,7 @@ impl Default for RuntimeConfig {
             epoch_tick_ms: 5,
             component_cache_size: 1024,
             stdio_capture_kb: 64,
+            max_script_series: 1000,
         }
     }
 }

@@ -11,6 +11,8 @@
 //! - [`runtime`]: the shared engine, epoch ticker, worker cache, invocation.
 //! - [`limits`]: per-instance resource limits enforced through Wasmtime hooks.
 //! - [`egress`]: the single choke point for guests' outbound HTTP.
+//! - [`metrics`]: Prometheus metrics with bounded label cardinality.
+//! - [`tail`]: live per-script event streams.
 //! - [`kv`]: `wasi:keyvalue` buckets, one per script, in the store.
 //! - [`errors`]: worker failures and their `x-berth-error` codes.
 //! - [`deploy`]: validate → compile → store, independent of HTTP.
@@ -34,11 +36,13 @@ pub mod egress;
 pub mod errors;
 pub mod kv;
 pub mod limits;
+pub mod metrics;
 pub mod names;
 pub mod runtime;
 pub mod server;
 pub mod settings;
 pub mod store;
+pub mod tail;
 
 pub use config::Config;
 pub use server::Server;

@@ -13,4 +13,5 @@ mod egress;
 mod lifecycle;
 mod limits;
 mod namespaces;
+mod observe;
 mod serving;

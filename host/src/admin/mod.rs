@@ -8,6 +8,7 @@ mod error;
 mod hostnames;
 mod kv;
 mod namespaces;
+mod observe;
 mod scripts;
 mod secrets;
 mod settings;
@@ -68,6 +69,11 @@ pub fn router(state: AdminState, token: AdminToken) -> Router {
     let body_limit = state.max_upload_bytes;
     Router::new()
         .route("/v1/runtime", get(runtime_stats))
+        .route("/metrics", get(observe::metrics))
+        .route(
+            "/v1/namespaces/{ns}/scripts/{name}/tail",
+            get(observe::tail),
+        )
         .route(
             "/v1/namespaces",
             get(namespaces::list).post(namespaces::create),
@@ -134,5 +140,8 @@ pub fn router(state: AdminState, token: AdminToken) -> Router {
             token,
             auth::require_token,
         ))
+        // Added after the auth layer: health checks need no token.
+        .route("/healthz", get(observe::healthz))
+        .route("/readyz", get(observe::readyz))
         .with_state(state)
 }

@@ -63,6 +63,8 @@ pub enum Command {
     /// Inspect a script's KV bucket.
     #[command(subcommand)]
     Kv(features::KvCommand),
+    /// Stream a script's live events (requests, outcomes, guest output).
+    Tail(features::TailArgs),
 }
 
 /// `berth serve` options; each overrides the config file.
@@ -256,6 +258,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Hostname(cmd) => features::hostname(cmd).await,
         Command::Assets(cmd) => features::assets(cmd).await,
         Command::Kv(cmd) => features::kv(cmd).await,
+        Command::Tail(args) => features::tail(args).await,
     }
 }
 

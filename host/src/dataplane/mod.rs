@@ -52,10 +52,20 @@ async fn handle(
     request: Request,
 ) -> Response {
     let meta = RequestMeta::new(peer.ip());
-    match serve(&plane, request, meta).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
+    let id = meta.id.clone();
+    // Every log line of this request (host and guest) carries its id.
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut response =
+        match tracing::Instrument::instrument(serve(&plane, request, meta), span).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(),
+        };
+    if let Ok(value) = http::HeaderValue::from_str(&id) {
+        response
+            .headers_mut()
+            .insert(http::HeaderName::from_static("berth-request-id"), value);
     }
+    response
 }
 
 async fn serve(
@@ -85,6 +95,7 @@ async fn serve(
         let worker = entry.worker(&plane.runtime).await?;
         let options = InvokeOptions {
             limits: entry.limits,
+            request_id: Some(meta.id.clone()),
             dispatch: Some(
                 DispatchBinding::new(plane.runtime.clone(), entry.namespace.clone())
                     .with_outbound_worker(entry.outbound_worker.clone())
@@ -123,9 +134,10 @@ async fn serve(
         .runtime
         .worker(&plane.default_namespace, &script)
         .await?;
-    let response = plane
-        .runtime
-        .handle(worker, request, InvokeOptions::default())
-        .await?;
+    let options = InvokeOptions {
+        request_id: Some(meta.id.clone()),
+        ..InvokeOptions::default()
+    };
+    let response = plane.runtime.handle(worker, request, options).await?;
     Ok(response.map(Body::new))
 }

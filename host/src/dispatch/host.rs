@@ -40,6 +40,7 @@ pub struct DispatchBinding {
     deadline: Option<Instant>,
     outbound_worker: Option<OutboundWorker>,
     request: Option<ClientContext>,
+    dispatched: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// The client request a dispatch worker is serving, for the platform
@@ -60,7 +61,13 @@ impl DispatchBinding {
             deadline: None,
             outbound_worker: None,
             request: None,
+            dispatched: Default::default(),
         }
+    }
+
+    /// The scripts `get` has selected so far (for the tail).
+    pub fn dispatched(&self) -> Arc<std::sync::Mutex<Vec<String>>> {
+        self.dispatched.clone()
     }
 
     /// The client request being served and its namespace's mode: user
@@ -230,6 +237,12 @@ impl Host for WorkerState {
         let Ok(script) = Name::new(&name) else {
             return Ok(Err(DispatchError::WorkerNotFound));
         };
+        if let Ok(mut seen) = binding.dispatched.lock()
+            && !seen.contains(&name)
+            && seen.len() < 64
+        {
+            seen.push(name.clone());
+        }
         let worker = match binding.runtime.worker(&binding.namespace, &script).await {
             Ok(worker) => worker,
             Err(error) => return Ok(Err(dispatch_error(error))),
@@ -288,10 +301,14 @@ impl HostWorker for WorkerState {
                     dispatch: None,
                     outbound,
                     outbound_worker: binding.outbound_worker.clone(),
+                    request_id: binding.request.as_ref().map(|c| c.meta.id.clone()),
                 };
-                FutureResponse::Pending(spawn(async move {
-                    runtime.handle(worker, request, options).await
-                }))
+                // The user worker's logs belong to the client request too.
+                let span = tracing::Span::current();
+                FutureResponse::Pending(spawn(tracing::Instrument::instrument(
+                    async move { runtime.handle(worker, request, options).await },
+                    span,
+                )))
             }
         };
         Ok(self.table().push(future)?)

@@ -274,6 +274,7 @@ pub struct EgressHooks {
     /// (`options.outbound`); never visible to the guest.
     pub outbound: Vec<(String, String)>,
     outbound_worker: Option<OutboundWorker>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl EgressHooks {
@@ -294,7 +295,14 @@ impl EgressHooks {
             subrequest_limit_hit: false,
             outbound: Vec::new(),
             outbound_worker: None,
+            metrics: None,
         }
+    }
+
+    /// Counts subrequest outcomes in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Caps the number of subrequests; the next one fails inside the guest
@@ -354,11 +362,20 @@ impl WasiHttpHooks for EgressHooks {
             request.uri().authority().map(|a| a.as_str()).unwrap_or("")
         );
         let (namespace, script) = (self.namespace.clone(), self.script.clone());
+        let count = {
+            let (metrics, ns, sc) = (self.metrics.clone(), namespace.clone(), script.clone());
+            move |outcome: &str| {
+                if let Some(m) = &metrics {
+                    m.subrequest(&ns, &sc, outcome);
+                }
+            }
+        };
         if let Some(limit) = self
             .max_subrequests
             .filter(|limit| self.subrequests > *limit)
         {
             self.subrequest_limit_hit = true;
+            count("denied");
             tracing::warn!(
                 target: "berth::egress", %namespace, %script, %method, %target,
                 rule = %format!("subrequest limit ({limit})"), "subrequest denied"
@@ -379,6 +396,7 @@ impl WasiHttpHooks for EgressHooks {
                     &result,
                     "outbound worker",
                 );
+                count(if result.is_ok() { "ok" } else { "error" });
                 result.map(unpin_io)
             });
         }
@@ -393,12 +411,14 @@ impl WasiHttpHooks for EgressHooks {
                         target: "berth::egress", %namespace, %script, %method, %target,
                         %rule, elapsed_ms = started.elapsed().as_millis() as u64, "subrequest denied"
                     );
+                    count("denied");
                     return Err(HttpError::HttpRequestDenied);
                 }
             };
             log_outcome(
                 &namespace, &script, &method, &target, started, &result, "network",
             );
+            count(if result.is_ok() { "ok" } else { "error" });
             result.map(unpin_io)
         })
     }

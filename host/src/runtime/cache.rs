@@ -76,6 +76,15 @@ impl WorkerCache {
         }
     }
 
+    /// Requests waiting in the admission queues of loaded workers.
+    pub fn queued(&self) -> u32 {
+        self.lock()
+            .iter()
+            .filter_map(|(_, slot)| slot.get())
+            .map(|worker| worker.admission.queued())
+            .sum()
+    }
+
     /// Workers currently loaded.
     pub fn loaded(&self) -> usize {
         self.lock().iter().filter(|(_, s)| s.initialized()).count()

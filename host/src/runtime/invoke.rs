@@ -45,6 +45,8 @@ pub struct InvokeOptions {
     pub outbound: Vec<(String, String)>,
     /// The outbound worker every subrequest goes to first, if any.
     pub outbound_worker: Option<crate::egress::OutboundWorker>,
+    /// The id of the client request this invocation serves.
+    pub request_id: Option<String>,
 }
 
 impl Runtime {
@@ -115,19 +117,41 @@ impl Runtime {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let result = self.invoke_inner(worker, request, options).await;
-        if let Err(error) = &result {
-            let c = &self.counters;
-            let counter = match error {
-                WorkerError::WallLimit => Some(&c.wall_limit_hits),
-                WorkerError::CpuLimit => Some(&c.cpu_limit_hits),
-                WorkerError::MemoryLimit => Some(&c.memory_limit_hits),
-                WorkerError::Overloaded => Some(&c.overloaded),
-                WorkerError::RequestTooLarge(_) => Some(&c.request_body_limit_hits),
-                _ => None,
-            };
-            if let Some(counter) = counter {
-                counter.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let labels = self
+            .metrics
+            .labels(worker.namespace.as_str(), worker.name.as_str());
+        let (status_tx, status_rx) = tokio::sync::oneshot::channel();
+        let result = self.invoke_inner(worker, request, options, status_rx).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        match &result {
+            Ok(response) => {
+                let _ = status_tx.send(Some(response.status().as_u16()));
+                self.metrics
+                    .request(&labels, response.status().as_u16(), "", elapsed);
+            }
+            Err(error) => {
+                let _ = status_tx.send(Some(error.status().as_u16()));
+                self.metrics
+                    .request(&labels, error.status().as_u16(), error.code(), elapsed);
+                let c = &self.counters;
+                let (counter, kind) = match error {
+                    WorkerError::WallLimit => (Some(&c.wall_limit_hits), "wall"),
+                    WorkerError::CpuLimit => (Some(&c.cpu_limit_hits), "cpu"),
+                    WorkerError::MemoryLimit => (Some(&c.memory_limit_hits), "memory"),
+                    WorkerError::Overloaded => (Some(&c.overloaded), "concurrency"),
+                    WorkerError::RequestTooLarge(_) => {
+                        (Some(&c.request_body_limit_hits), "request_body")
+                    }
+                    WorkerError::SubrequestLimit => (None, "subrequests"),
+                    _ => (None, ""),
+                };
+                if let Some(counter) = counter {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                if !kind.is_empty() {
+                    self.metrics.limit_hit(&labels, kind);
+                }
             }
         }
         result
@@ -138,6 +162,7 @@ impl Runtime {
         worker: Arc<Worker>,
         request: http::Request<B>,
         options: InvokeOptions,
+        status_rx: tokio::sync::oneshot::Receiver<Option<u16>>,
     ) -> Result<WorkerResponse, WorkerError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -166,6 +191,10 @@ impl Runtime {
             None
         };
 
+        let method = request.method().to_string();
+        let path = request.uri().path().to_owned();
+        let request_id = options.request_id.clone();
+        let dispatched = options.dispatch.as_ref().map(|b| b.dispatched());
         let request_tripped = Arc::new(AtomicBool::new(false));
         let request = request.map(|body| {
             let body = body.map_err(Into::into).boxed_unsync();
@@ -191,7 +220,8 @@ impl Runtime {
         )
         .with_subrequest_limit(Some(limits.subrequests))
         .with_outbound(options.outbound)
-        .with_outbound_worker(options.outbound_worker);
+        .with_outbound_worker(options.outbound_worker)
+        .with_metrics(self.metrics.clone());
         let dispatch = options
             .dispatch
             .map(|binding| binding.with_deadline(deadline));
@@ -257,34 +287,90 @@ impl Runtime {
         let pre = worker.pre.clone();
         let task_worker = worker.clone();
         let task_tripped = request_tripped.clone();
-        let task = tokio::spawn(async move {
-            // The concurrency slot is held until the guest is done.
-            let _permit = permit;
-            let run = async {
-                let proxy = pre.instantiate_async(&mut store).await?;
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, incoming, outparam)
-                    .await
-            };
-            let result = match tokio::time::timeout_at(deadline, run).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) if task_tripped.load(Ordering::Relaxed) => {
-                    let _ = error;
-                    Err(WorkerError::RequestTooLarge(limits.max_request_body))
+        let metrics = self.metrics.clone();
+        let tail = self.tail.clone();
+        let invoked_at = std::time::Instant::now();
+        let span = tracing::Span::current();
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                // The concurrency slot is held until the guest is done.
+                let _permit = permit;
+                let run = async {
+                    let instantiating = std::time::Instant::now();
+                    let proxy = pre.instantiate_async(&mut store).await?;
+                    metrics.instantiated(instantiating.elapsed().as_secs_f64());
+                    proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut store, incoming, outparam)
+                        .await
+                };
+                let result = match tokio::time::timeout_at(deadline, run).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(error)) if task_tripped.load(Ordering::Relaxed) => {
+                        let _ = error;
+                        Err(WorkerError::RequestTooLarge(limits.max_request_body))
+                    }
+                    Ok(Err(error)) => Err(classify(&error, store.data(), &stderr)),
+                    Err(_) => Err(WorkerError::WallLimit),
+                };
+                emit_output(&task_worker, &stdout, &stderr);
+                if let Err(error) = &result {
+                    tracing::warn!(
+                        namespace = %task_worker.namespace, script = %task_worker.name,
+                        code = error.code(), %error, "worker invocation failed"
+                    );
                 }
-                Ok(Err(error)) => Err(classify(&error, store.data(), &stderr)),
-                Err(_) => Err(WorkerError::WallLimit),
-            };
-            emit_output(&task_worker, &stdout, &stderr);
-            if let Err(error) = &result {
-                tracing::warn!(
-                    namespace = %task_worker.namespace, script = %task_worker.name,
-                    code = error.code(), %error, "worker invocation failed"
-                );
-            }
-            result
-        });
+                let cpu = store.data().cpu.used();
+                let labels =
+                    metrics.labels(task_worker.namespace.as_str(), task_worker.name.as_str());
+                metrics.cpu(&labels, cpu.as_secs_f64());
+                if tail.is_tailed(&task_worker.namespace, &task_worker.name) {
+                    let mut logs = Vec::new();
+                    for (stream, capture) in [("stdout", &stdout), ("stderr", &stderr)] {
+                        let (text, _) = capture.contents();
+                        logs.extend(text.lines().filter(|l| !l.is_empty()).map(|line| {
+                            crate::tail::LogLine {
+                                stream,
+                                line: line.to_owned(),
+                            }
+                        }));
+                    }
+                    let event = crate::tail::TailEvent {
+                        timestamp_ms: crate::store::now_ms(),
+                        namespace: task_worker.namespace.to_string(),
+                        script: task_worker.name.to_string(),
+                        request_id,
+                        method,
+                        path,
+                        status: None,
+                        outcome: match &result {
+                            Ok(()) => "ok".into(),
+                            Err(e) => e.code().into(),
+                        },
+                        duration_ms: invoked_at.elapsed().as_millis() as u64,
+                        cpu_ms: cpu.as_secs_f64() * 1000.0,
+                        subrequests: store.data().egress.subrequests,
+                        dispatched_to: dispatched
+                            .map(|d| d.lock().map(|v| v.clone()).unwrap_or_default())
+                            .unwrap_or_default(),
+                        logs,
+                    };
+                    let worker = task_worker.clone();
+                    // The status comes from the caller's side once it knows it;
+                    // publishing must not hold up the invocation.
+                    tokio::spawn(async move {
+                        let mut event = event;
+                        event.status = status_rx.await.ok().flatten();
+                        if event.status.is_none() && event.outcome == "ok" {
+                            event.outcome = "no-response".into();
+                        }
+                        tail.publish(&worker.namespace, &worker.name, event);
+                    });
+                }
+                result
+            },
+            span,
+        ));
 
         let response = match tokio::time::timeout_at(deadline, receiver).await {
             Ok(Ok(Ok(response))) => response,

@@ -163,6 +163,8 @@ pub struct Runtime {
     limits: HostLimits,
     egress: Arc<crate::egress::Egress>,
     trusted: std::sync::Mutex<std::collections::HashMap<Name, bool>>,
+    metrics: Arc<crate::metrics::Metrics>,
+    tail: Arc<crate::tail::TailHub>,
     stdio_capture_bytes: usize,
     instances_capacity: u32,
     _ticker: EpochTicker,
@@ -191,6 +193,8 @@ impl Runtime {
             limits,
             egress,
             trusted: Default::default(),
+            metrics: Arc::new(crate::metrics::Metrics::new(cfg.max_script_series)),
+            tail: Default::default(),
             stdio_capture_bytes: cfg.stdio_capture_kb << 10,
             instances_capacity: cfg.instances,
             _ticker: ticker,
@@ -229,6 +233,7 @@ impl Runtime {
             }
         }
         self.counters.compiles.fetch_add(1, Ordering::Relaxed);
+        self.metrics.compiled(started.elapsed().as_secs_f64());
         let artifact = component
             .serialize()
             .map_err(|e| CompileError::Invalid(format!("cannot serialize: {e:#}")))?;
@@ -266,6 +271,7 @@ impl Runtime {
             &self.counters.cache_misses
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.metrics.cache_lookup(hit);
         let worker = slot
             .get_or_try_init(|| {
                 let this = self.clone();
@@ -420,6 +426,21 @@ impl Runtime {
             self.limits.max_queue,
             Duration::from_millis(self.limits.queue_timeout_ms),
         )
+    }
+
+    /// Requests waiting for a concurrency slot, across loaded workers.
+    pub fn queued(&self) -> u32 {
+        self.cache.queued()
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// Live tail channels.
+    pub fn tail(&self) -> &crate::tail::TailHub {
+        &self.tail
     }
 
     /// The host's `[limits]`.

@@ -1,0 +1,92 @@
+//! Operations endpoints: `GET /metrics` (Prometheus, token required),
+//! `GET /healthz` and `GET /readyz` (no token: they reveal nothing), and
+//! the live tail `GET /v1/namespaces/{ns}/scripts/{name}/tail`.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::error::ApiError;
+use super::scripts::names_and_not_found;
+use super::{AdminState, blocking};
+
+/// Prometheus text exposition (OpenMetrics).
+pub(super) async fn metrics(State(state): State<AdminState>) -> Response {
+    let runtime = &state.runtime;
+    let stats = runtime.stats();
+    let pool = &stats.pool;
+    runtime.metrics().set_gauges(
+        &[
+            ("component_instances", pool.component_instances as i64),
+            ("core_instances", pool.core_instances as i64),
+            ("memories", pool.memories as i64),
+            ("tables", pool.tables as i64),
+            ("stacks", pool.stacks as i64),
+        ],
+        runtime.queued() as i64,
+    );
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        runtime.metrics().encode(),
+    )
+        .into_response()
+}
+
+/// Liveness: the process answers.
+pub(super) async fn healthz() -> Response {
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"status": "ok"})),
+    )
+        .into_response()
+}
+
+/// Readiness: the store answers and the engine is up.
+pub(super) async fn readyz(State(state): State<AdminState>) -> Response {
+    let store = state.runtime.store().clone();
+    let ready = tokio::task::spawn_blocking(move || store.list_namespaces().is_ok())
+        .await
+        .unwrap_or(false);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(serde_json::json!({"ready": ready}))).into_response()
+}
+
+/// Newline-delimited JSON events of one script until the client leaves.
+pub(super) async fn tail(
+    State(state): State<AdminState>,
+    Path((ns, script)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (ns, script, not_found) = names_and_not_found(&ns, &script)?;
+    let (n, s) = (ns.clone(), script.clone());
+    let store_state = state.clone();
+    blocking(move || store_state.store().get_script(&n, &s)?.ok_or(not_found)).await?;
+    let receiver = state.runtime.tail().subscribe(&ns, &script);
+    let hello =
+        serde_json::json!({"tail": format!("{ns}/{script}"), "since_ms": crate::store::now_ms()});
+    let first =
+        futures::stream::once(
+            async move { Ok::<_, std::io::Error>(Bytes::from(format!("{hello}\n"))) },
+        );
+    let events = futures::stream::unfold(receiver, |mut receiver| async move {
+        let line = match receiver.recv().await {
+            Ok(event) => serde_json::to_string(&*event).unwrap_or_default(),
+            Err(RecvError::Lagged(missed)) => serde_json::json!({"lagged": missed}).to_string(),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((
+            Ok::<_, std::io::Error>(Bytes::from(format!("{line}\n"))),
+            receiver,
+        ))
+    });
+    let body = Body::from_stream(futures::StreamExt::chain(first, events));
+    Ok(([(http::header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}

@@ -1,0 +1,320 @@
+//! Prometheus metrics (`GET /metrics` on the admin listener).
+//!
+//! Per namespace/script: requests by status and `x-berth-error` code,
+//! time to the response head, CPU time, limit hits by kind, subrequests
+//! by outcome. Host-wide: instantiation and compile time, worker cache
+//! hits/misses, pooling-allocator slots in use, admission queue depth.
+//!
+//! **Cardinality is bounded**: the first `max_script_series` distinct
+//! namespace/script pairs get their own label values; every later script
+//! is reported as `script="_other"` in its namespace (and a namespace
+//! beyond the bound as `namespace="_other"`). With 10,000 scripts and the
+//! default bound of 1,000, the 1,000 first-seen scripts are itemised and
+//! the rest aggregated, so a scrape stays a few hundred kilobytes. Raise
+//! the bound if your Prometheus can take it.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Namespace and script of a series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScriptLabels {
+    /// Namespace.
+    pub namespace: String,
+    /// Script.
+    pub script: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    namespace: String,
+    script: String,
+    status: u16,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    namespace: String,
+    script: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    namespace: String,
+    script: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SlotLabels {
+    kind: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// All metrics of one host.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<ScriptLabels, Histogram, fn() -> Histogram>,
+    cpu: Family<ScriptLabels, Counter<f64, AtomicU64>>,
+    limit_hits: Family<KindLabels, Counter>,
+    subrequests: Family<OutcomeLabels, Counter>,
+    instantiation: Histogram,
+    compile: Histogram,
+    cache: Family<ResultLabels, Counter>,
+    pool: Family<SlotLabels, Gauge>,
+    queue_depth: Gauge,
+    series: Mutex<HashSet<(String, String)>>,
+    max_series: usize,
+}
+
+impl Metrics {
+    /// A registry with every metric, itemising at most `max_series`
+    /// namespace/script pairs.
+    pub fn new(max_series: usize) -> Self {
+        let mut registry = Registry::with_prefix("berth");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let duration = Family::<ScriptLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let cpu = Family::<ScriptLabels, Counter<f64, AtomicU64>>::default();
+        let limit_hits = Family::<KindLabels, Counter>::default();
+        let subrequests = Family::<OutcomeLabels, Counter>::default();
+        let instantiation = latency_histogram();
+        let compile = Histogram::new(exponential_buckets(0.01, 2.0, 12));
+        let cache = Family::<ResultLabels, Counter>::default();
+        let pool = Family::<SlotLabels, Gauge>::default();
+        let queue_depth = Gauge::default();
+        registry.register("requests", "Requests by script, HTTP status and x-berth-error code (empty when the guest answered)", requests.clone());
+        registry.register(
+            "request_duration_seconds",
+            "Time from admission to the response head",
+            duration.clone(),
+        );
+        registry.register(
+            "cpu_seconds",
+            "CPU time guests spent executing",
+            cpu.clone(),
+        );
+        registry.register(
+            "limit_hits",
+            "Invocations stopped by a limit, by kind",
+            limit_hits.clone(),
+        );
+        registry.register(
+            "subrequests",
+            "Outbound requests by outcome (ok, error, denied)",
+            subrequests.clone(),
+        );
+        registry.register(
+            "instantiation_seconds",
+            "Time to instantiate a worker",
+            instantiation.clone(),
+        );
+        registry.register(
+            "compile_seconds",
+            "Time to compile a component",
+            compile.clone(),
+        );
+        registry.register(
+            "worker_cache",
+            "Worker cache lookups by result (hit, miss)",
+            cache.clone(),
+        );
+        registry.register(
+            "pool_slots_in_use",
+            "Pooling allocator slots in use, by kind",
+            pool.clone(),
+        );
+        registry.register(
+            "admission_queue_depth",
+            "Requests waiting for a concurrency slot",
+            queue_depth.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            duration,
+            cpu,
+            limit_hits,
+            subrequests,
+            instantiation,
+            compile,
+            cache,
+            pool,
+            queue_depth,
+            series: Mutex::new(HashSet::new()),
+            max_series,
+        }
+    }
+
+    /// The labels to use for a script, folding scripts beyond the bound
+    /// into `_other`.
+    pub fn labels(&self, namespace: &str, script: &str) -> ScriptLabels {
+        let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (namespace.to_owned(), script.to_owned());
+        if series.contains(&key) || series.len() < self.max_series {
+            series.insert(key);
+            return ScriptLabels {
+                namespace: namespace.to_owned(),
+                script: script.to_owned(),
+            };
+        }
+        let namespace_known = series.iter().any(|(ns, _)| ns == namespace);
+        ScriptLabels {
+            namespace: if namespace_known {
+                namespace.to_owned()
+            } else {
+                "_other".into()
+            },
+            script: "_other".into(),
+        }
+    }
+
+    /// Records one request's outcome.
+    pub fn request(&self, labels: &ScriptLabels, status: u16, code: &str, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                namespace: labels.namespace.clone(),
+                script: labels.script.clone(),
+                status,
+                code: code.to_owned(),
+            })
+            .inc();
+        self.duration.get_or_create(labels).observe(seconds);
+    }
+
+    /// Records CPU time a guest used.
+    pub fn cpu(&self, labels: &ScriptLabels, seconds: f64) {
+        self.cpu.get_or_create(labels).inc_by(seconds);
+    }
+
+    /// Records a limit hit (`cpu`, `wall`, `memory`, `subrequests`,
+    /// `request_body`, `response_body`, `concurrency`).
+    pub fn limit_hit(&self, labels: &ScriptLabels, kind: &str) {
+        self.limit_hits
+            .get_or_create(&KindLabels {
+                namespace: labels.namespace.clone(),
+                script: labels.script.clone(),
+                kind: kind.into(),
+            })
+            .inc();
+    }
+
+    /// Records a subrequest outcome (`ok`, `error`, `denied`).
+    pub fn subrequest(&self, namespace: &str, script: &str, outcome: &str) {
+        let labels = self.labels(namespace, script);
+        self.subrequests
+            .get_or_create(&OutcomeLabels {
+                namespace: labels.namespace,
+                script: labels.script,
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Records an instantiation.
+    pub fn instantiated(&self, seconds: f64) {
+        self.instantiation.observe(seconds);
+    }
+
+    /// Records a compile.
+    pub fn compiled(&self, seconds: f64) {
+        self.compile.observe(seconds);
+    }
+
+    /// Records a worker cache lookup.
+    pub fn cache_lookup(&self, hit: bool) {
+        self.cache
+            .get_or_create(&ResultLabels {
+                result: if hit { "hit" } else { "miss" }.into(),
+            })
+            .inc();
+    }
+
+    /// Updates the pool and queue gauges (at scrape time).
+    pub fn set_gauges(&self, slots: &[(&str, i64)], queued: i64) {
+        for (kind, value) in slots {
+            self.pool
+                .get_or_create(&SlotLabels {
+                    kind: (*kind).into(),
+                })
+                .set(*value);
+        }
+        self.queue_depth.set(queued);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_beyond_the_bound_fold_into_other() {
+        let m = Metrics::new(2);
+        assert_eq!(m.labels("a", "x").script, "x");
+        assert_eq!(m.labels("a", "y").script, "y");
+        let folded = m.labels("a", "z");
+        assert_eq!(
+            (folded.namespace.as_str(), folded.script.as_str()),
+            ("a", "_other")
+        );
+        let unknown_ns = m.labels("b", "z");
+        assert_eq!(
+            (unknown_ns.namespace.as_str(), unknown_ns.script.as_str()),
+            ("_other", "_other")
+        );
+        assert_eq!(
+            m.labels("a", "x").script,
+            "x",
+            "known series keep their labels"
+        );
+    }
+
+    #[test]
+    fn exposition_has_the_recorded_series() {
+        let m = Metrics::new(10);
+        let l = m.labels("ns", "app");
+        m.request(&l, 503, "cpu-limit", 0.01);
+        m.limit_hit(&l, "cpu");
+        m.subrequest("ns", "app", "denied");
+        let text = m.encode();
+        assert!(text.contains(r#"berth_requests_total{namespace="ns",script="app",status="503",code="cpu-limit"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"berth_limit_hits_total{namespace="ns",script="app",kind="cpu"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"berth_subrequests_total{namespace="ns",script="app",outcome="denied"} 1"#
+            ),
+            "{text}"
+        );
+    }
+}
