@@ -115,24 +115,7 @@ impl AdminClient {
     /// `GET path` of a raw (non-envelope) body; errors still come back as
     /// an envelope.
     pub async fn get_raw(&self, path: &str) -> anyhow::Result<Vec<u8>> {
-        let response = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the admin API at {}", self.base))?;
-        if response.status().is_success() {
-            return Ok(response.bytes().await?.to_vec());
-        }
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        let error = &body["errors"][0];
-        bail!(
-            "{}: {} ({status})",
-            error["code"].as_str().unwrap_or("error"),
-            error["message"].as_str().unwrap_or("")
-        )
+        Ok(self.stream(path).await?.bytes().await?.to_vec())
     }
 
     /// `GET path` as a stream (for the live tail); a failure status is

@@ -16,11 +16,9 @@ use super::{ClientArgs, client, pretty_json, print};
 pub enum TagsCommand {
     /// Replace a script's tags (comma-separated; empty clears them).
     Set {
-        /// Namespace.
-        #[arg(long, short = 'n', default_value = "default")]
-        namespace: String,
-        /// Script name.
-        name: String,
+        /// The script.
+        #[command(flatten)]
+        target: ScriptRef,
         /// Tags, e.g. `plan-pro,eu`.
         tags: String,
         /// Admin API connection.
@@ -29,11 +27,9 @@ pub enum TagsCommand {
     },
     /// Add one tag.
     Add {
-        /// Namespace.
-        #[arg(long, short = 'n', default_value = "default")]
-        namespace: String,
-        /// Script name.
-        name: String,
+        /// The script.
+        #[command(flatten)]
+        target: ScriptRef,
         /// The tag.
         tag: String,
         /// Admin API connection.
@@ -42,11 +38,9 @@ pub enum TagsCommand {
     },
     /// Remove one tag.
     Remove {
-        /// Namespace.
-        #[arg(long, short = 'n', default_value = "default")]
-        namespace: String,
-        /// Script name.
-        name: String,
+        /// The script.
+        #[command(flatten)]
+        target: ScriptRef,
         /// The tag.
         tag: String,
         /// Admin API connection.
@@ -55,9 +49,9 @@ pub enum TagsCommand {
     },
     /// Delete every script matching a filter, e.g. `plan-free:yes,beta:no`.
     DeleteScripts {
-        /// Namespace.
-        #[arg(long, short = 'n', default_value = "default")]
-        namespace: String,
+        /// The namespace.
+        #[command(flatten)]
+        ns: NamespaceRef,
         /// The filter.
         filter: String,
         /// Admin API connection.
@@ -71,11 +65,9 @@ pub enum TagsCommand {
 pub enum SecretCommand {
     /// Set a secret; the value is read from standard input (or `--value`).
     Put {
-        /// Namespace.
-        #[arg(long, short = 'n', default_value = "default")]
-        namespace: String,
-        /// Script name.
-        script: String,
+        /// The script.
+        #[command(flatten)]
+        target: ScriptRef,
         /// Variable name.
         key: String,
         /// The value (default: read standard input; avoids shell history).
@@ -87,11 +79,9 @@ pub enum SecretCommand {
     },
     /// Delete a secret.
     Delete {
-        /// Namespace.
-        #[arg(long, short = 'n', default_value = "default")]
-        namespace: String,
-        /// Script name.
-        script: String,
+        /// The script.
+        #[command(flatten)]
+        target: ScriptRef,
         /// Variable name.
         key: String,
         /// Admin API connection.
@@ -100,11 +90,9 @@ pub enum SecretCommand {
     },
     /// List secret names (never values).
     List {
-        /// Namespace.
-        #[arg(long, short = 'n', default_value = "default")]
-        namespace: String,
-        /// Script name.
-        script: String,
+        /// The script.
+        #[command(flatten)]
+        target: ScriptRef,
         /// Admin API connection.
         #[command(flatten)]
         client: ClientArgs,
@@ -116,9 +104,9 @@ pub enum SecretCommand {
 pub enum HostnameCommand {
     /// Map a hostname (`shop.example.com` or `*.example.com`) to a script.
     Put {
-        /// Namespace.
-        #[arg(long, short = 'n', default_value = "default")]
-        namespace: String,
+        /// The namespace.
+        #[command(flatten)]
+        ns: NamespaceRef,
         /// The hostname or wildcard.
         hostname: String,
         /// Script name.
@@ -129,9 +117,9 @@ pub enum HostnameCommand {
     },
     /// Remove a hostname mapping.
     Delete {
-        /// Namespace.
-        #[arg(long, short = 'n', default_value = "default")]
-        namespace: String,
+        /// The namespace.
+        #[command(flatten)]
+        ns: NamespaceRef,
         /// The hostname or wildcard.
         hostname: String,
         /// Admin API connection.
@@ -140,9 +128,9 @@ pub enum HostnameCommand {
     },
     /// List a namespace's hostname table.
     List {
-        /// Namespace.
-        #[arg(long, short = 'n', default_value = "default")]
-        namespace: String,
+        /// The namespace.
+        #[command(flatten)]
+        ns: NamespaceRef,
         /// Admin API connection.
         #[command(flatten)]
         client: ClientArgs,
@@ -155,11 +143,9 @@ pub enum AssetsCommand {
     /// Upload a directory as the script's static assets (only new content
     /// is sent).
     Upload {
-        /// Namespace.
-        #[arg(long, short = 'n', default_value = "default")]
-        namespace: String,
-        /// Script name.
-        script: String,
+        /// The script.
+        #[command(flatten)]
+        target: ScriptRef,
         /// Directory to publish; its files become `/relative/path`.
         dir: PathBuf,
         /// Admin API connection.
@@ -168,11 +154,9 @@ pub enum AssetsCommand {
     },
     /// Show the asset manifest and serving options.
     List {
-        /// Namespace.
-        #[arg(long, short = 'n', default_value = "default")]
-        namespace: String,
-        /// Script name.
-        script: String,
+        /// The script.
+        #[command(flatten)]
+        target: ScriptRef,
         /// Admin API connection.
         #[command(flatten)]
         client: ClientArgs,
@@ -184,22 +168,18 @@ pub enum AssetsCommand {
 pub enum KvCommand {
     /// List keys of a script's bucket.
     List {
-        /// Namespace.
-        #[arg(long, short = 'n', default_value = "default")]
-        namespace: String,
-        /// Script name.
-        script: String,
+        /// The script.
+        #[command(flatten)]
+        target: ScriptRef,
         /// Admin API connection.
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Print a value (raw bytes to standard output).
     Get {
-        /// Namespace.
-        #[arg(long, short = 'n', default_value = "default")]
-        namespace: String,
-        /// Script name.
-        script: String,
+        /// The script.
+        #[command(flatten)]
+        target: ScriptRef,
         /// The key.
         key: String,
         /// Admin API connection.
@@ -208,11 +188,9 @@ pub enum KvCommand {
     },
     /// Delete a key.
     Delete {
-        /// Namespace.
-        #[arg(long, short = 'n', default_value = "default")]
-        namespace: String,
-        /// Script name.
-        script: String,
+        /// The script.
+        #[command(flatten)]
+        target: ScriptRef,
         /// The key.
         key: String,
         /// Admin API connection.
@@ -221,15 +199,35 @@ pub enum KvCommand {
     },
 }
 
-fn script_path(ns: &str, name: &str) -> String {
-    format!("/v1/namespaces/{ns}/scripts/{name}")
+/// A script on the command line: `[-n NS] SCRIPT`.
+#[derive(Debug, clap::Args)]
+pub struct ScriptRef {
+    /// Namespace.
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
+    /// Script name.
+    pub script: String,
+}
+
+impl ScriptRef {
+    /// The script's admin API path.
+    fn path(&self) -> String {
+        format!("/v1/namespaces/{}/scripts/{}", self.namespace, self.script)
+    }
+}
+
+/// A namespace on the command line: `[-n NS]`.
+#[derive(Debug, clap::Args)]
+pub struct NamespaceRef {
+    /// Namespace.
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
 }
 
 pub(super) async fn tags(cmd: TagsCommand) -> anyhow::Result<()> {
     match cmd {
         TagsCommand::Set {
-            namespace,
-            name,
+            target,
             tags,
             client: args,
         } => {
@@ -239,45 +237,40 @@ pub(super) async fn tags(cmd: TagsCommand) -> anyhow::Result<()> {
                 .filter(|t| !t.is_empty())
                 .collect();
             let v = client(&args)?
-                .put_json(
-                    &format!("{}/tags", script_path(&namespace, &name)),
-                    Some(&json!(list)),
-                )
+                .put_json(&format!("{}/tags", target.path()), Some(&json!(list)))
                 .await?;
             print(&args, &v, pretty_json);
         }
         TagsCommand::Add {
-            namespace,
-            name,
+            target,
             tag,
             client: args,
         } => {
             let v = client(&args)?
-                .put_json(
-                    &format!("{}/tags/{tag}", script_path(&namespace, &name)),
-                    None,
-                )
+                .put_json(&format!("{}/tags/{tag}", target.path()), None)
                 .await?;
             print(&args, &v, pretty_json);
         }
         TagsCommand::Remove {
-            namespace,
-            name,
+            target,
             tag,
             client: args,
         } => {
             let v = client(&args)?
-                .delete(&format!("{}/tags/{tag}", script_path(&namespace, &name)))
+                .delete(&format!("{}/tags/{tag}", target.path()))
                 .await?;
             print(&args, &v, pretty_json);
         }
         TagsCommand::DeleteScripts {
-            namespace,
+            ns,
             filter,
             client: args,
         } => {
             let v = client(&args)?
-                .delete(&format!("/v1/namespaces/{namespace}/scripts?tags={filter}"))
+                .delete(&format!(
+                    "/v1/namespaces/{}/scripts?tags={filter}",
+                    ns.namespace
+                ))
                 .await?;
             print(&args, &v, |v| format!("deleted {}", v["deleted"]));
         }
@@ -288,8 +281,7 @@ pub(super) async fn tags(cmd: TagsCommand) -> anyhow::Result<()> {
 pub(super) async fn secret(cmd: SecretCommand) -> anyhow::Result<()> {
     match cmd {
         SecretCommand::Put {
-            namespace,
-            script,
+            target,
             key,
             value,
             client: args,
@@ -303,35 +295,30 @@ pub(super) async fn secret(cmd: SecretCommand) -> anyhow::Result<()> {
                     text.trim_end_matches(['\n', '\r']).to_owned()
                 }
             };
-            let path = format!("{}/secrets/{key}", script_path(&namespace, &script));
+            let path = format!("{}/secrets/{key}", target.path());
             let v = client(&args)?
                 .put_json(&path, Some(&json!({"value": value})))
                 .await?;
             print(&args, &v, |_| {
-                format!("secret {key} set on {namespace}/{script}")
+                format!("secret {key} set on {}/{}", target.namespace, target.script)
             });
         }
         SecretCommand::Delete {
-            namespace,
-            script,
+            target,
             key,
             client: args,
         } => {
             let v = client(&args)?
-                .delete(&format!(
-                    "{}/secrets/{key}",
-                    script_path(&namespace, &script)
-                ))
+                .delete(&format!("{}/secrets/{key}", target.path()))
                 .await?;
             print(&args, &v, |_| format!("secret {key} deleted"));
         }
         SecretCommand::List {
-            namespace,
-            script,
+            target,
             client: args,
         } => {
             let v = client(&args)?
-                .get(&format!("{}/secrets", script_path(&namespace, &script)))
+                .get(&format!("{}/secrets", target.path()))
                 .await?;
             print(&args, &v, names);
         }
@@ -342,12 +329,12 @@ pub(super) async fn secret(cmd: SecretCommand) -> anyhow::Result<()> {
 pub(super) async fn hostname(cmd: HostnameCommand) -> anyhow::Result<()> {
     match cmd {
         HostnameCommand::Put {
-            namespace,
+            ns,
             hostname,
             script,
             client: args,
         } => {
-            let path = format!("/v1/namespaces/{namespace}/hostnames/{hostname}");
+            let path = format!("/v1/namespaces/{}/hostnames/{hostname}", ns.namespace);
             let v = client(&args)?
                 .put_json(&path, Some(&json!({"script": script})))
                 .await?;
@@ -360,21 +347,21 @@ pub(super) async fn hostname(cmd: HostnameCommand) -> anyhow::Result<()> {
             });
         }
         HostnameCommand::Delete {
-            namespace,
+            ns,
             hostname,
             client: args,
         } => {
             let v = client(&args)?
-                .delete(&format!("/v1/namespaces/{namespace}/hostnames/{hostname}"))
+                .delete(&format!(
+                    "/v1/namespaces/{}/hostnames/{hostname}",
+                    ns.namespace
+                ))
                 .await?;
             print(&args, &v, |_| format!("removed {hostname}"));
         }
-        HostnameCommand::List {
-            namespace,
-            client: args,
-        } => {
+        HostnameCommand::List { ns, client: args } => {
             let v = client(&args)?
-                .get(&format!("/v1/namespaces/{namespace}/hostnames"))
+                .get(&format!("/v1/namespaces/{}/hostnames", ns.namespace))
                 .await?;
             print(&args, &v, |v| {
                 v.as_array()
@@ -426,8 +413,7 @@ fn walk(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
 pub(super) async fn assets(cmd: AssetsCommand) -> anyhow::Result<()> {
     match cmd {
         AssetsCommand::Upload {
-            namespace,
-            script,
+            target,
             dir,
             client: args,
         } => {
@@ -443,7 +429,7 @@ pub(super) async fn assets(cmd: AssetsCommand) -> anyhow::Result<()> {
                 manifest.insert(url_path, json!({"sha256": hash, "size": bytes.len()}));
                 contents.insert(hash, bytes);
             }
-            let path = format!("{}/assets", script_path(&namespace, &script));
+            let path = format!("{}/assets", target.path());
             let api = client(&args)?;
             let manifest = Value::Object(manifest).to_string();
             // Manifest alone first; upload only what the host lacks.
@@ -477,12 +463,11 @@ pub(super) async fn assets(cmd: AssetsCommand) -> anyhow::Result<()> {
             });
         }
         AssetsCommand::List {
-            namespace,
-            script,
+            target,
             client: args,
         } => {
             let v = client(&args)?
-                .get(&format!("{}/assets", script_path(&namespace, &script)))
+                .get(&format!("{}/assets", target.path()))
                 .await?;
             print(&args, &v, pretty_json);
         }
@@ -493,35 +478,30 @@ pub(super) async fn assets(cmd: AssetsCommand) -> anyhow::Result<()> {
 pub(super) async fn kv(cmd: KvCommand) -> anyhow::Result<()> {
     match cmd {
         KvCommand::List {
-            namespace,
-            script,
+            target,
             client: args,
         } => {
-            let v = client(&args)?
-                .get(&format!("{}/kv", script_path(&namespace, &script)))
-                .await?;
+            let v = client(&args)?.get(&format!("{}/kv", target.path())).await?;
             print(&args, &v, names);
         }
         KvCommand::Get {
-            namespace,
-            script,
+            target,
             key,
             client: args,
         } => {
             let bytes = client(&args)?
-                .get_raw(&format!("{}/kv/{key}", script_path(&namespace, &script)))
+                .get_raw(&format!("{}/kv/{key}", target.path()))
                 .await?;
             use std::io::Write;
             std::io::stdout().write_all(&bytes)?;
         }
         KvCommand::Delete {
-            namespace,
-            script,
+            target,
             key,
             client: args,
         } => {
             let v = client(&args)?
-                .delete(&format!("{}/kv/{key}", script_path(&namespace, &script)))
+                .delete(&format!("{}/kv/{key}", target.path()))
                 .await?;
             print(&args, &v, |_| format!("deleted {key}"));
         }
@@ -543,11 +523,9 @@ fn names(v: &Value) -> String {
 /// `berth tail` arguments.
 #[derive(Debug, clap::Args)]
 pub struct TailArgs {
-    /// Namespace.
-    #[arg(long, short = 'n', default_value = "default")]
-    pub namespace: String,
-    /// Script name.
-    pub name: String,
+    /// The script.
+    #[command(flatten)]
+    pub target: ScriptRef,
     /// Admin API connection.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -555,7 +533,7 @@ pub struct TailArgs {
 
 /// Prints a script's live events until interrupted.
 pub(super) async fn tail(args: TailArgs) -> anyhow::Result<()> {
-    let path = format!("{}/tail", script_path(&args.namespace, &args.name));
+    let path = format!("{}/tail", args.target.path());
     let mut response = client(&args.client)?.stream(&path).await?;
     let mut pending = Vec::new();
     while let Some(chunk) = response.chunk().await? {
