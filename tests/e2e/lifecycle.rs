@@ -150,3 +150,23 @@ async fn graceful_shutdown_drains_in_flight_requests() {
         berth.log()
     );
 }
+
+#[tokio::test]
+async fn identical_components_are_compiled_once() {
+    let berth = Berth::start();
+    for name in ["a", "b", "c"] {
+        berth.deploy("default", name, wasm("hello")).await;
+    }
+    let stats = berth.runtime_stats().await;
+    assert_eq!(stats["compiles"], 1, "{stats}");
+    for host in ["a.localhost", "b.localhost", "c.localhost"] {
+        assert_eq!(berth.get(host, "/").await.status, 200);
+    }
+    // Deleting one keeps the shared artifact for the others.
+    berth
+        .send(berth.admin_request(Method::DELETE, "/v1/namespaces/default/scripts/a"))
+        .await;
+    let berth = berth.restart();
+    assert_eq!(berth.get("b.localhost", "/").await.status, 200);
+    assert_eq!(berth.runtime_stats().await["compiles"], 0);
+}

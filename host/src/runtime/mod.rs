@@ -213,6 +213,12 @@ impl Runtime {
         }
     }
 
+    /// Whether this engine's precompiled artifact for content `sha256` is
+    /// stored (so the content was already validated and compiled).
+    pub fn has_artifact(&self, sha256: &str) -> bool {
+        matches!(self.store.has_artifact(sha256, &self.engine_hash), Ok(true))
+    }
+
     /// Validates and compiles an upload (blocking: run it off the reactor).
     ///
     /// A component is accepted if it links as a user worker, or as a dispatch

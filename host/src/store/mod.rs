@@ -281,6 +281,10 @@ pub trait NamespaceStore: Send + Sync + 'static {
 
     /// A precompiled artifact for (content hash, engine compatibility hash).
     fn get_artifact(&self, sha256: &str, engine_hash: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Whether a precompiled artifact exists (without reading it).
+    fn has_artifact(&self, sha256: &str, engine_hash: &str) -> StoreResult<bool> {
+        Ok(self.get_artifact(sha256, engine_hash)?.is_some())
+    }
     /// Stores a precompiled artifact, if its content is still referenced.
     fn put_artifact(&self, sha256: &str, engine_hash: &str, bytes: &[u8]) -> StoreResult<()>;
 }

@@ -635,6 +635,12 @@ impl NamespaceStore for SledStore {
             .collect()
     }
 
+    fn has_artifact(&self, sha256: &str, engine_hash: &str) -> StoreResult<bool> {
+        Ok(self
+            .artifacts
+            .contains_key(format!("{sha256}/{engine_hash}").as_bytes())?)
+    }
+
     fn get_artifact(&self, sha256: &str, engine_hash: &str) -> StoreResult<Option<Vec<u8>>> {
         Ok(self
             .artifacts
