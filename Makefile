@@ -78,8 +78,17 @@ test: guests tools ## Run every unit and end-to-end test
 	  CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo test --workspace
 
 .PHONY: bench
-bench: build ## Benchmarks (release build, wrk); writes docs/benchmarks.md. Not part of `make test`
-	BERTH=$(BERTH) WASM_DIR=$(WASM_DIR) bench/run.sh
+WASMTIME_CLI     := $(TOOLS_DIR)/bin/wasmtime
+
+.PHONY: wasmtime-cli
+wasmtime-cli: ## Install wasmtime-cli 48 (the benchmark peer) into ~/.cache/berth/tools
+	@test -x $(WASMTIME_CLI) && $(WASMTIME_CLI) --version | grep -q '^wasmtime 48\.' || \
+	  CARGO_TARGET_DIR=$(CACHE_DIR)/tools-target cargo install wasmtime-cli --locked \
+	    --version 48.0.8 --root $(TOOLS_DIR)
+
+.PHONY: bench
+bench: build wasmtime-cli ## Benchmarks vs wasmtime serve (release, wrk); writes docs/benchmarks.md. Not in `make test`
+	BERTH=$(BERTH) WASM_DIR=$(WASM_DIR) WASMTIME=$(WASMTIME_CLI) bench/run.sh
 
 .PHONY: lint
 lint: ## rustfmt check and clippy with warnings denied
