@@ -200,7 +200,7 @@ cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   echo "## Many scripts (case 6)"
   echo
   echo "$SCRIPTS copies of hello in one namespace (identical bytes: compiled once), requests"
-  echo "spread uniformly at random over all of them (wrk + Lua), \\`component_cache_size = $SCRIPTS\\`."
+  echo "spread uniformly at random over all of them (wrk + Lua), component_cache_size = $SCRIPTS."
   echo
   echo "| Measure | Result | Target |"
   echo "|---|---|---|"
