@@ -45,6 +45,13 @@ impl MemoryLimiter {
         }
     }
 
+    /// Clears the "why growth failed" flags (a reused instance starts a
+    /// new request).
+    pub fn reset_flags(&mut self) {
+        self.memory_limit_hit = false;
+        self.table_limit_hit = false;
+    }
+
     /// Linear memory currently allocated by the instance.
     pub fn memory_bytes(&self) -> usize {
         self.memory_bytes

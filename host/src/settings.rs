@@ -37,6 +37,9 @@ pub struct ScriptSettings {
     /// How static assets are served.
     #[serde(default)]
     pub assets: crate::store::AssetConfig,
+    /// Fresh instance per request (default) or warm reuse.
+    #[serde(default)]
+    pub isolation: crate::runtime::reuse::Isolation,
 }
 
 impl ScriptSettings {
@@ -47,6 +50,7 @@ impl ScriptSettings {
             vars: record.vars.clone(),
             egress: record.egress.clone(),
             assets: record.asset_config.clone(),
+            isolation: record.isolation.clone(),
         }
     }
 
@@ -54,6 +58,7 @@ impl ScriptSettings {
     pub fn patched(&self, patch: &Value) -> Result<Self, String> {
         let settings: ScriptSettings = merge_into(self, patch)?;
         settings.assets.validate()?;
+        settings.isolation.validate()?;
         settings.limits.validate()?;
         validate_vars(&settings.vars)?;
         settings.egress.validate()?;
@@ -180,6 +185,7 @@ pub async fn update(
                 record.limits = settings.limits;
                 record.egress = settings.egress;
                 record.asset_config = settings.assets;
+                record.isolation = settings.isolation;
                 Ok(())
             })?;
             match outcome {
@@ -217,6 +223,7 @@ mod tests {
             .into(),
             egress: EgressRules::default(),
             assets: Default::default(),
+            isolation: Default::default(),
         };
         let next = current
             .patched(

@@ -401,3 +401,50 @@ async fn a_thousand_failures_leak_nothing() {
     let ok = berth.get("t.localhost", "/echo").await;
     assert_eq!(ok.status, 200);
 }
+
+#[tokio::test]
+async fn warm_reuse_keeps_globals_per_script_and_discards_failed_instances() {
+    let berth = Berth::start();
+    deploy_limited(&berth, "warm", json!({})).await;
+    deploy_limited(&berth, "other", json!({})).await;
+    let berth = &berth;
+    let count = |host: &'static str| async move { berth.get(host, "/count").await.text() };
+    // Default: a fresh instance per request.
+    for _ in 0..3 {
+        assert_eq!(count("warm.localhost").await, "1");
+    }
+    let settings = "/v1/namespaces/default/scripts/warm/settings";
+    let patch = berth
+        .send(
+            berth
+                .admin_request(Method::PATCH, settings)
+                .json(&json!({"isolation": {"mode": "reuse", "reuse_max_requests": 3}})),
+        )
+        .await;
+    assert_eq!(patch.status, 200, "{}", patch.text());
+    assert_eq!(count("warm.localhost").await, "1");
+    assert_eq!(count("warm.localhost").await, "2");
+    // Another script never sees this instance.
+    assert_eq!(count("other.localhost").await, "1");
+    assert_eq!(count("warm.localhost").await, "3");
+    // Worn out after 3 requests: a new instance.
+    assert_eq!(count("warm.localhost").await, "1");
+    // A trap discards the instance.
+    assert_eq!(berth.get("warm.localhost", "/trap").await.status, 500);
+    assert_eq!(count("warm.localhost").await, "1");
+    assert_eq!(count("warm.localhost").await, "2");
+    // Idle instances hold pool slots, bounded per script (default 4).
+    let stats = berth.runtime_stats().await;
+    assert!(
+        stats["pool"]["component_instances"].as_u64().unwrap() <= 4,
+        "{stats}"
+    );
+    let bad = berth
+        .send(
+            berth
+                .admin_request(Method::PATCH, settings)
+                .json(&json!({"isolation": {"mode": "shared"}})),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+}

@@ -22,7 +22,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use super::body_limit::{Direction, LimitedBody};
 use super::state::{StateParams, WorkerState};
 use super::stdio::{OutputCapture, tail_lines};
-use super::{Runtime, Worker};
+use super::{Runtime, Worker, reuse};
 use crate::dispatch::DispatchBinding;
 use crate::egress::EgressHooks;
 use crate::errors::{WorkerError, one_line};
@@ -210,8 +210,6 @@ impl Runtime {
                 body
             }
         });
-        let stdout = OutputCapture::new(self.stdio_capture_bytes);
-        let stderr = OutputCapture::new(self.stdio_capture_bytes);
         let egress = EgressHooks::new(
             worker.namespace.as_str(),
             worker.name.as_str(),
@@ -225,51 +223,84 @@ impl Runtime {
         let dispatch = options
             .dispatch
             .map(|binding| binding.with_deadline(deadline));
-        let state = WorkerState::new(StateParams {
-            env: &worker.env,
-            stdout: stdout.clone(),
-            stderr: stderr.clone(),
-            max_memory_bytes: limits.memory_bytes,
-            egress,
-            cpu: CpuMeter::new(limits.cpu),
-            dispatch,
-            kv: worker.kv_enabled.then(|| {
-                crate::kv::KvScope::new(
-                    self.store.clone(),
-                    worker.namespace.clone(),
-                    worker.name.clone(),
-                )
-            }),
-        });
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        if enforce {
-            // CPU accounting: execution segments run from entering wasm to
-            // leaving it (host call, return) or yielding at an epoch tick.
-            store.call_hook(|mut ctx, hook| {
-                let now = std::time::Instant::now();
-                let cpu = &mut ctx.data_mut().cpu;
-                match hook {
-                    CallHook::CallingWasm | CallHook::ReturningFromHost => cpu.start(now),
-                    CallHook::CallingHost | CallHook::ReturningFromWasm => cpu.stop(now),
-                }
-                Ok(())
-            });
-            // At every epoch tick the guest observes while executing: check
-            // the CPU budget, then yield so a busy guest cannot starve other
-            // requests on its worker thread.
-            store.epoch_deadline_callback(|mut ctx| {
-                let cpu = &mut ctx.data_mut().cpu;
-                if cpu.tick(std::time::Instant::now()) {
-                    Ok(UpdateDeadline::YieldCustom(1, cpu.yield_now()))
-                } else {
-                    Err(wasmtime::Error::msg("cpu time limit exceeded"))
-                }
-            });
+        // Warm reuse (opt-in, user workers only): a clean instance from an
+        // earlier request of this script, with its per-request state reset.
+        let reuse = worker.isolation.reuse() && dispatch.is_none();
+        let warm = if reuse {
+            worker.pool.take(&worker.isolation)
         } else {
-            store.epoch_deadline_async_yield_and_update(1);
-        }
-        store.set_epoch_deadline(1);
+            None
+        };
+        let (mut store, warm_proxy, stdout, stderr, served) = match warm {
+            Some(idle) => {
+                let reuse::Idle {
+                    mut store,
+                    proxy,
+                    stdout,
+                    stderr,
+                    served,
+                    ..
+                } = idle;
+                stdout.clear();
+                stderr.clear();
+                let data = store.data_mut();
+                data.egress = egress;
+                data.cpu = CpuMeter::new(limits.cpu);
+                data.limiter.reset_flags();
+                store.set_epoch_deadline(1);
+                (store, Some(proxy), stdout, stderr, served)
+            }
+            None => {
+                let stdout = OutputCapture::new(self.stdio_capture_bytes);
+                let stderr = OutputCapture::new(self.stdio_capture_bytes);
+                let state = WorkerState::new(StateParams {
+                    env: &worker.env,
+                    stdout: stdout.clone(),
+                    stderr: stderr.clone(),
+                    max_memory_bytes: limits.memory_bytes,
+                    egress,
+                    cpu: CpuMeter::new(limits.cpu),
+                    dispatch,
+                    kv: worker.kv_enabled.then(|| {
+                        crate::kv::KvScope::new(
+                            self.store.clone(),
+                            worker.namespace.clone(),
+                            worker.name.clone(),
+                        )
+                    }),
+                });
+                let mut store = Store::new(&self.engine, state);
+                store.limiter(|s| &mut s.limiter);
+                if enforce {
+                    // CPU accounting: execution segments run from entering wasm to
+                    // leaving it (host call, return) or yielding at an epoch tick.
+                    store.call_hook(|mut ctx, hook| {
+                        let now = std::time::Instant::now();
+                        let cpu = &mut ctx.data_mut().cpu;
+                        match hook {
+                            CallHook::CallingWasm | CallHook::ReturningFromHost => cpu.start(now),
+                            CallHook::CallingHost | CallHook::ReturningFromWasm => cpu.stop(now),
+                        }
+                        Ok(())
+                    });
+                    // At every epoch tick the guest observes while executing: check
+                    // the CPU budget, then yield so a busy guest cannot starve other
+                    // requests on its worker thread.
+                    store.epoch_deadline_callback(|mut ctx| {
+                        let cpu = &mut ctx.data_mut().cpu;
+                        if cpu.tick(std::time::Instant::now()) {
+                            Ok(UpdateDeadline::YieldCustom(1, cpu.yield_now()))
+                        } else {
+                            Err(wasmtime::Error::msg("cpu time limit exceeded"))
+                        }
+                    });
+                } else {
+                    store.epoch_deadline_async_yield_and_update(1);
+                }
+                store.set_epoch_deadline(1);
+                (store, None, stdout, stderr, 0)
+            }
+        };
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let (incoming, outparam) = {
@@ -296,16 +327,27 @@ impl Runtime {
                 // The concurrency slot is held until the guest is done.
                 let _permit = permit;
                 let run = async {
-                    let instantiating = std::time::Instant::now();
-                    let proxy = pre.instantiate_async(&mut store).await?;
-                    metrics.instantiated(instantiating.elapsed().as_secs_f64());
+                    let proxy = match warm_proxy {
+                        Some(proxy) => proxy,
+                        None => {
+                            let instantiating = std::time::Instant::now();
+                            let proxy = pre.instantiate_async(&mut store).await?;
+                            metrics.instantiated(instantiating.elapsed().as_secs_f64());
+                            proxy
+                        }
+                    };
                     proxy
                         .wasi_http_incoming_handler()
                         .call_handle(&mut store, incoming, outparam)
-                        .await
+                        .await?;
+                    Ok::<_, wasmtime::Error>(proxy)
                 };
+                let mut finished_proxy = None;
                 let result = match tokio::time::timeout_at(deadline, run).await {
-                    Ok(Ok(())) => Ok(()),
+                    Ok(Ok(proxy)) => {
+                        finished_proxy = Some(proxy);
+                        Ok(())
+                    }
                     Ok(Err(error)) if task_tripped.load(Ordering::Relaxed) => {
                         let _ = error;
                         Err(WorkerError::RequestTooLarge(limits.max_request_body))
@@ -366,6 +408,26 @@ impl Runtime {
                         }
                         tail.publish(&worker.namespace, &worker.name, event);
                     });
+                }
+                // A clean, warm-reusable instance goes back to its pool.
+                if let (Some(proxy), true) = (finished_proxy, reuse) {
+                    let data = store.data();
+                    let clean = result.is_ok()
+                        && !data.cpu.limit_hit
+                        && !data.limiter.memory_limit_hit
+                        && !data.limiter.table_limit_hit
+                        && !data.egress.subrequest_limit_hit
+                        && !task_tripped.load(Ordering::Relaxed);
+                    if clean {
+                        let idle = reuse::Idle::new(
+                            store,
+                            proxy,
+                            stdout.clone(),
+                            stderr.clone(),
+                            served + 1,
+                        );
+                        task_worker.pool.put(idle, &task_worker.isolation);
+                    }
                 }
                 result
             },

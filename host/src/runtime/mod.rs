@@ -13,6 +13,7 @@ mod cache;
 pub mod compile;
 pub mod engine;
 mod invoke;
+pub mod reuse;
 pub mod state;
 pub mod stdio;
 
@@ -62,6 +63,10 @@ pub struct Worker {
     pub env: Vec<(String, String)>,
     /// The script's own limits.
     pub limits: ScriptLimits,
+    /// Fresh instance per request, or warm reuse.
+    pub isolation: reuse::Isolation,
+    /// Warm instances (only used with `isolation.mode = "reuse"`).
+    pub pool: reuse::ReusePool,
     /// Static assets of the script, and how to serve them.
     pub assets: Arc<std::collections::BTreeMap<String, crate::store::AssetEntry>>,
     /// Asset serving options.
@@ -362,6 +367,8 @@ impl Runtime {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             limits: record.limits,
+            isolation: record.isolation.clone(),
+            pool: Default::default(),
             assets: Arc::new(record.assets.clone()),
             asset_config: record.asset_config.clone(),
             kv_enabled: true,
@@ -417,6 +424,8 @@ impl Runtime {
             pre,
             env: vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             limits: ScriptLimits::default(),
+            isolation: Default::default(),
+            pool: Default::default(),
             assets: Arc::new(Default::default()),
             asset_config: Default::default(),
             kv_enabled: false,

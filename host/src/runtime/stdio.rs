@@ -46,6 +46,13 @@ impl OutputCapture {
         c.dropped += (data.len() - keep) as u64;
     }
 
+    /// Forgets what was captured (a reused instance starts a new request).
+    pub fn clear(&self) {
+        let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        c.buf.clear();
+        c.dropped = 0;
+    }
+
     /// The captured text (lossy UTF-8) and how many bytes were dropped.
     pub fn contents(&self) -> (String, u64) {
         let c = self.inner.lock().unwrap_or_else(|p| p.into_inner());

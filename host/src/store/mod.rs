@@ -77,6 +77,9 @@ pub struct ScriptRecord {
     /// How assets are served.
     #[serde(default)]
     pub asset_config: AssetConfig,
+    /// Fresh instance per request, or warm reuse.
+    #[serde(default)]
+    pub isolation: crate::runtime::reuse::Isolation,
     /// Secret environment variables: write-only through the API, kept
     /// across redeploys, never logged.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

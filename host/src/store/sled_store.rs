@@ -369,6 +369,10 @@ impl NamespaceStore for SledStore {
                         .or_else(|| old.as_ref().map(|o| o.egress.clone()))
                         .unwrap_or_default(),
                     secrets: old.as_ref().map(|o| o.secrets.clone()).unwrap_or_default(),
+                    isolation: old
+                        .as_ref()
+                        .map(|o| o.isolation.clone())
+                        .unwrap_or_default(),
                     // Assets belong to the script, not to one build.
                     assets: old.as_ref().map(|o| o.assets.clone()).unwrap_or_default(),
                     asset_config: old
