@@ -88,7 +88,9 @@ wasmtime-cli: ## Install wasmtime-cli 48 (the benchmark peer) into ~/.cache/bert
 
 .PHONY: bench
 bench: build wasmtime-cli ## Benchmarks vs wasmtime serve (release, wrk); writes docs/benchmarks.md. Not in `make test`
-	BERTH=$(BERTH) WASM_DIR=$(WASM_DIR) WASMTIME=$(WASMTIME_CLI) bench/run.sh
+	CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo build --release -p berth-host --example axum_hello
+	BERTH=$(BERTH) WASM_DIR=$(WASM_DIR) WASMTIME=$(WASMTIME_CLI) \
+	  AXUM_HELLO=$(HOST_TARGET_DIR)/release/examples/axum_hello bench/run.sh
 
 .PHONY: lint
 lint: ## rustfmt check and clippy with warnings denied

@@ -14,11 +14,13 @@
 #   5  cold start: upload → first response; first request after a restart
 #   6  SCRIPTS (10,000) scripts in one namespace, requests spread at random:
 #      req/s and resident memory
-# Not yet: 2 (dispatch worker vs workerd) and 4 (warm reuse vs raw axum).
+#   4  berth with warm reuse (isolation = "reuse") vs a raw axum hello server
+# Not yet: 2 (dispatch worker vs workerd).
 set -euo pipefail
 
 BERTH=${BERTH:?path to the release berth binary}
 WASMTIME=${WASMTIME:-}
+AXUM_HELLO=${AXUM_HELLO:-}
 SCRIPTS=${SCRIPTS:-10000}
 WASM_DIR=${WASM_DIR:?directory with hello.wasm}
 ROUNDS=${ROUNDS:-3}
@@ -46,6 +48,9 @@ run_case() {
   data=$(sed -n 's/^berth: data plane listening on //p' "$dir/out")
   admin=$(sed -n 's/^berth: admin API listening on //p' "$dir/out")
   "$BERTH" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$admin" --token bench > /dev/null
+  if [ "${3:-}" = reuse ]; then
+    "$BERTH" script settings hello '{"isolation": {"mode": "reuse"}}' --admin-url "$admin" --token bench > /dev/null
+  fi
   wrk -t1 -c16 -d2s -H 'Host: hello.localhost' "$data/" > /dev/null
   local result
   result=$(wrk -t1 -c16 -d"$DURATION" --latency -H 'Host: hello.localhost' "$data/")
@@ -92,6 +97,28 @@ if [ -n "$WASMTIME" ]; then
     RPS[wasmtime]+="$rps "; P50[wasmtime]+="$p50 "; P99[wasmtime]+="$p99 "
   done
 fi
+
+# Case 4: warm reuse vs the raw axum ceiling.
+run_axum() {
+  "$AXUM_HELLO" 127.0.0.1:0 > "$WORK/axum.out" 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 200); do grep -q 'listening on' "$WORK/axum.out" 2>/dev/null && break; sleep 0.05; done
+  local url; url=$(sed -n 's/^listening on //p' "$WORK/axum.out")
+  wrk -t1 -c16 -d2s "$url/" > /dev/null
+  local result; result=$(wrk -t1 -c16 -d"$DURATION" --latency "$url/")
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  echo "$(awk '/^Requests\/sec:/ {print $2}' <<<"$result") $(awk '$1 == "50%" {print $2}' <<<"$result") $(awk '$1 == "99%" {print $2}' <<<"$result")"
+}
+for round in $(seq 1 "$ROUNDS"); do
+  read -r rps p50 p99 < <(run_case reuse "" reuse)
+  echo "round $round  berth-reuse  ${rps} req/s  p50 ${p50}  p99 ${p99}" >&2
+  RPS[reuse]+="$rps "; P50[reuse]+="$p50 "; P99[reuse]+="$p99 "
+  if [ -n "$AXUM_HELLO" ]; then
+    read -r rps p50 p99 < <(run_axum)
+    echo "round $round  raw-axum  ${rps} req/s  p50 ${p50}  p99 ${p99}" >&2
+    RPS[axum]+="$rps "; P50[axum]+="$p50 "; P99[axum]+="$p99 "
+  fi
+done
 
 now_ms() { date +%s%3N; }
 
@@ -167,6 +194,14 @@ if [ -n "$WASMTIME" ]; then
   table="$table
 | wasmtime serve 48 -O pooling-allocator (case 1 peer) | $wt_rps | $(pick lat "${P50[wasmtime]}") | $(pick lat "${P99[wasmtime]}") | berth ÷ wasmtime: **$vs_wt** (target ≥ 2.0) |"
 fi
+reuse_rps=$(pick rps "${RPS[reuse]}")
+table="$table
+| hello, warm reuse (case 4) | $reuse_rps | $(pick lat "${P50[reuse]}") | $(pick lat "${P99[reuse]}") | $(awk -v a="$reuse_rps" -v b="$off_rps" 'BEGIN {printf "%.3f", a/b}') |"
+if [ -n "$AXUM_HELLO" ]; then
+  axum_rps=$(pick rps "${RPS[axum]}")
+  table="$table
+| raw axum hello, no wasm (case 4 ceiling) | $axum_rps | $(pick lat "${P50[axum]}") | $(pick lat "${P99[axum]}") | warm reuse ÷ axum: **$(awk -v a="$reuse_rps" -v b="$axum_rps" 'BEGIN {printf "%.2f", a/b}')** (target ≥ 0.6) |"
+fi
 many_ratio=$(awk -v a="$MANY_RPS" -v b="$on_rps" 'BEGIN {printf "%.2f", a/b}')
 echo "$table"
 echo "limits cost: ${cost}% of throughput (target: at most 10%)"
@@ -211,7 +246,6 @@ cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   echo "## Not measured yet"
   echo
   echo "Case 2 (dispatch worker → user worker vs workerd's dispatcher → service"
-  echo "binding) and case 4 (warm instance reuse vs raw axum) need warm reuse and the"
-  echo "workerd setup, which are not built yet."
+  echo "binding) needs the workerd setup, which is not built yet."
 } > "$OUT"
 echo "wrote $OUT" >&2
