@@ -170,3 +170,19 @@ async fn identical_components_are_compiled_once() {
     assert_eq!(berth.get("b.localhost", "/").await.status, 200);
     assert_eq!(berth.runtime_stats().await["compiles"], 0);
 }
+
+#[tokio::test]
+async fn scripts_with_identical_bytes_share_one_loaded_component() {
+    let berth = Berth::start();
+    for name in ["a", "b", "c"] {
+        berth.deploy("default", name, wasm("tenant")).await;
+    }
+    let berth = berth.restart();
+    for host in ["a.localhost", "b.localhost", "c.localhost"] {
+        assert_eq!(berth.get(host, "/echo").await.status, 200);
+    }
+    // Three workers, one artifact load: the code is shared, the state is not.
+    let stats = berth.runtime_stats().await;
+    assert_eq!(stats["artifact_loads"], 1, "{stats}");
+    assert_eq!(stats["cached_workers"], 3, "{stats}");
+}

@@ -168,6 +168,7 @@ pub struct Runtime {
     limits: HostLimits,
     egress: Arc<crate::egress::Egress>,
     trusted: std::sync::Mutex<std::collections::HashMap<Name, bool>>,
+    prepared: std::sync::Mutex<lru::LruCache<(String, Role), ProxyPre<WorkerState>>>,
     metrics: Arc<crate::metrics::Metrics>,
     tail: Arc<crate::tail::TailHub>,
     stdio_capture_bytes: usize,
@@ -198,6 +199,10 @@ impl Runtime {
             limits,
             egress,
             trusted: Default::default(),
+            prepared: std::sync::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(cfg.component_cache_size)
+                    .unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
             metrics: Arc::new(crate::metrics::Metrics::new(cfg.max_script_series)),
             tail: Default::default(),
             stdio_capture_bytes: cfg.stdio_capture_kb << 10,
@@ -327,34 +332,7 @@ impl Runtime {
                 .map_err(|e| internal(&e))?,
             record.egress.compile("script").map_err(|e| internal(&e))?,
         ];
-        let started = Instant::now();
-        let artifact = self
-            .store
-            .get_artifact(&record.sha256, &self.engine_hash)
-            .map_err(|e| internal(&e))?;
-        let component = match artifact.map(|a| compile::load_artifact(&self.engine, &a)) {
-            Some(Ok(component)) => {
-                self.counters.artifact_loads.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(%namespace, script = %name, version = record.version,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "loaded precompiled artifact");
-                component
-            }
-            other => {
-                if let Some(Err(e)) = other {
-                    tracing::warn!(%namespace, script = %name, error = %e, "stored artifact unusable; recompiling");
-                }
-                self.recompile(&record).map_err(|e| internal(&e))?
-            }
-        };
-        let pre = compile::prepare(self.linker(role), &component).map_err(|e| match role {
-            Role::User => WorkerError::Internal(format!(
-                "script {namespace}/{name} cannot run as a user worker: {e}"
-            )),
-            Role::Dispatch => WorkerError::Internal(format!(
-                "script {namespace}/{name} cannot run as a dispatch worker: {e}"
-            )),
-        })?;
+        let pre = self.prepared(&record, role)?;
         Ok(Arc::new(Worker {
             namespace: namespace.clone(),
             name: name.clone(),
@@ -376,6 +354,59 @@ impl Runtime {
             admission: self.admission_for(&record.limits),
             concurrency: self.limits.concurrency(&record.limits),
         }))
+    }
+
+    /// The pre-instantiated component for a script's content in `role`,
+    /// shared by every script with identical bytes: platforms deploy one
+    /// template for many customers, and each copy would otherwise hold its
+    /// own deserialized code.
+    fn prepared(
+        &self,
+        record: &ScriptRecord,
+        role: Role,
+    ) -> Result<ProxyPre<WorkerState>, WorkerError> {
+        let key = (record.sha256.clone(), role);
+        if let Some(pre) = self.prepared_lock().get(&key) {
+            return Ok(pre.clone());
+        }
+        let internal = |e: &dyn std::fmt::Display| WorkerError::Internal(e.to_string());
+        let (namespace, name) = (&record.namespace, &record.name);
+        let started = Instant::now();
+        let artifact = self
+            .store
+            .get_artifact(&record.sha256, &self.engine_hash)
+            .map_err(|e| internal(&e))?;
+        let component = match artifact.map(|a| compile::load_artifact(&self.engine, &a)) {
+            Some(Ok(component)) => {
+                self.counters.artifact_loads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%namespace, script = %name, version = record.version,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "loaded precompiled artifact");
+                component
+            }
+            other => {
+                if let Some(Err(e)) = other {
+                    tracing::warn!(%namespace, script = %name, error = %e, "stored artifact unusable; recompiling");
+                }
+                self.recompile(record).map_err(|e| internal(&e))?
+            }
+        };
+        let pre = compile::prepare(self.linker(role), &component).map_err(|e| match role {
+            Role::User => WorkerError::Internal(format!(
+                "script {namespace}/{name} cannot run as a user worker: {e}"
+            )),
+            Role::Dispatch => WorkerError::Internal(format!(
+                "script {namespace}/{name} cannot run as a dispatch worker: {e}"
+            )),
+        })?;
+        self.prepared_lock().put(key, pre.clone());
+        Ok(pre)
+    }
+
+    fn prepared_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, lru::LruCache<(String, Role), ProxyPre<WorkerState>>> {
+        self.prepared.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn recompile(&self, record: &ScriptRecord) -> anyhow::Result<wasmtime::component::Component> {
