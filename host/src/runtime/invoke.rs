@@ -288,14 +288,31 @@ impl Runtime {
                     // requests on its worker thread.
                     store.epoch_deadline_callback(|mut ctx| {
                         let cpu = &mut ctx.data_mut().cpu;
-                        if cpu.tick(std::time::Instant::now()) {
+                        let now = std::time::Instant::now();
+                        if !cpu.tick(now) {
+                            Err(wasmtime::Error::msg("cpu time limit exceeded"))
+                        } else if cpu.should_yield() {
                             Ok(UpdateDeadline::YieldCustom(1, cpu.yield_now()))
                         } else {
-                            Err(wasmtime::Error::msg("cpu time limit exceeded"))
+                            cpu.resume(now);
+                            Ok(UpdateDeadline::Continue(1))
                         }
                     });
                 } else {
-                    store.epoch_deadline_async_yield_and_update(1);
+                    // Without CPU accounting: the same yielding policy, by
+                    // tick count (see CpuMeter::should_yield).
+                    let mut ticks = 0u32;
+                    store.epoch_deadline_callback(move |_| {
+                        ticks += 1;
+                        if ticks > 2 {
+                            Ok(UpdateDeadline::YieldCustom(
+                                1,
+                                Box::pin(tokio::task::yield_now()),
+                            ))
+                        } else {
+                            Ok(UpdateDeadline::Continue(1))
+                        }
+                    });
                 }
                 store.set_epoch_deadline(1);
                 (store, None, stdout, stderr, 0)
