@@ -15,7 +15,7 @@ use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use sha2::{Digest, Sha256};
 
 use super::error::{ApiError, ApiResult, ok};
-use super::scripts::names_and_not_found;
+use super::scripts::{load_script, names_and_not_found};
 use super::{AdminState, blocking};
 use crate::runtime::assets::validate_path;
 use crate::store::AssetEntry;
@@ -29,8 +29,7 @@ pub(super) async fn get(
     State(state): State<AdminState>,
     Path((ns, script)): Path<(String, String)>,
 ) -> ApiResult {
-    let (ns, script, not_found) = names_and_not_found(&ns, &script)?;
-    let record = blocking(move || state.store().get_script(&ns, &script)?.ok_or(not_found)).await?;
+    let record = load_script(&state, &ns, &script).await?;
     Ok(ok(
         serde_json::json!({"assets": record.assets, "config": record.asset_config}),
     ))

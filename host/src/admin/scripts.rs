@@ -60,6 +60,17 @@ pub(super) fn names_and_not_found(
     Ok((ns, script, missing))
 }
 
+/// The stored record of `ns/script`, or the API's 404 for it.
+pub(super) async fn load_script(
+    state: &AdminState,
+    ns: &str,
+    script: &str,
+) -> Result<ScriptRecord, ApiError> {
+    let (ns, script, not_found) = names_and_not_found(ns, script)?;
+    let state = state.clone();
+    blocking(move || state.store().get_script(&ns, &script)?.ok_or(not_found)).await
+}
+
 fn not_found(ns: &Name, script: &Name) -> ApiError {
     ApiError::ScriptNotFound {
         namespace: ns.to_string(),
@@ -71,14 +82,7 @@ pub(super) async fn get(
     State(state): State<AdminState>,
     Path((ns, script)): Path<(String, String)>,
 ) -> ApiResult {
-    let (ns, script) = names(&ns, &script)?;
-    let record = blocking(move || {
-        state
-            .store()
-            .get_script(&ns, &script)?
-            .ok_or_else(|| not_found(&ns, &script))
-    })
-    .await?;
+    let record = load_script(&state, &ns, &script).await?;
     Ok(ok(ScriptInfo::from(record)))
 }
 

@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 
 use super::error::{ApiError, ApiResult, ok};
-use super::scripts::names_and_not_found;
+use super::scripts::{load_script, names_and_not_found};
 use super::{AdminState, blocking};
 use crate::deploy::{MAX_VARS_BYTES, validate_var_name};
 
@@ -25,8 +25,7 @@ pub(super) async fn list(
     State(state): State<AdminState>,
     Path((ns, script)): Path<(String, String)>,
 ) -> ApiResult {
-    let (ns, script, not_found) = names_and_not_found(&ns, &script)?;
-    let record = blocking(move || state.store().get_script(&ns, &script)?.ok_or(not_found)).await?;
+    let record = load_script(&state, &ns, &script).await?;
     let names: Vec<&String> = record.secrets.keys().collect();
     Ok(ok(serde_json::json!(
         names

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 
 use super::error::{ApiError, ApiResult, ok};
-use super::scripts::names_and_not_found;
+use super::scripts::{load_script, names_and_not_found};
 use super::{AdminState, blocking};
 use crate::names::Name;
 use crate::settings::{self, NamespaceSettings, ScriptSettings};
@@ -17,8 +17,7 @@ pub(super) async fn get(
     State(state): State<AdminState>,
     Path((ns, script)): Path<(String, String)>,
 ) -> ApiResult {
-    let (ns, script, not_found) = names_and_not_found(&ns, &script)?;
-    let record = blocking(move || state.store().get_script(&ns, &script)?.ok_or(not_found)).await?;
+    let record = load_script(&state, &ns, &script).await?;
     Ok(ok(ScriptSettings::of(&record)))
 }
 

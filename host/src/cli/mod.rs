@@ -286,6 +286,17 @@ fn client(args: &ClientArgs) -> anyhow::Result<AdminClient> {
     AdminClient::new(&args.admin_url, args.token.clone(), &args.data_dir)
 }
 
+/// Shows settings at `path`, or applies `patch` (a JSON merge patch) and
+/// shows the result.
+async fn show_or_patch(args: &ClientArgs, path: &str, patch: Option<Value>) -> anyhow::Result<()> {
+    let v = match patch {
+        Some(patch) => client(args)?.patch_json(path, &patch).await?,
+        None => client(args)?.get(path).await?,
+    };
+    print(args, &v, pretty_json);
+    Ok(())
+}
+
 fn pretty_json(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
 }
@@ -373,12 +384,7 @@ async fn namespace(cmd: NamespaceCommand) -> anyhow::Result<()> {
             patch,
             client: args,
         } => {
-            let path = format!("/v1/namespaces/{name}/settings");
-            let v = match patch {
-                Some(patch) => client(&args)?.patch_json(&path, &patch).await?,
-                None => client(&args)?.get(&path).await?,
-            };
-            print(&args, &v, pretty_json);
+            show_or_patch(&args, &format!("/v1/namespaces/{name}/settings"), patch).await?;
         }
         NamespaceCommand::Delete {
             name,
@@ -462,11 +468,7 @@ async fn script(cmd: ScriptCommand) -> anyhow::Result<()> {
             client: args,
         } => {
             let path = format!("/v1/namespaces/{namespace}/scripts/{name}/settings");
-            let v = match patch {
-                Some(patch) => client(&args)?.patch_json(&path, &patch).await?,
-                None => client(&args)?.get(&path).await?,
-            };
-            print(&args, &v, pretty_json);
+            show_or_patch(&args, &path, patch).await?;
         }
         ScriptCommand::Delete {
             namespace,
