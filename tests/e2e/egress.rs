@@ -275,3 +275,19 @@ vars = {{ PLATFORM_DOMAIN = "platform.test" }}
     .await;
     assert_eq!(denied, "200\nerror\nErrorCode::HttpRequestDenied");
 }
+
+#[tokio::test]
+async fn outbound_timeouts_cut_slow_upstreams() {
+    let slow = upstream(Duration::from_secs(3600)).await;
+    let berth = start_with_config(
+        "[egress]\nallow_private = [\"127.0.0.1/32\"]\nfirst_byte_timeout_ms = 300\n",
+    );
+    berth.deploy("default", "t", wasm("tenant")).await;
+    // The upstream accepts but never answers: the first-byte timeout fires
+    // long before the request's wall limit.
+    let reply = berth
+        .get("t.localhost", &fetch_path(&format!("http://{slow}/")))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text(), "error\nErrorCode::ConnectionReadTimeout");
+}
