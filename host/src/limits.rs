@@ -3,7 +3,10 @@
 //! [`MemoryLimiter`] is the store's `ResourceLimiter`: it caps the total
 //! linear memory of one instance (all its memories together) and the size of
 //! its tables, and remembers *why* a growth was refused, so the invocation
-//! can report `memory-limit` instead of a generic trap.
+//! can report `memory-limit` instead of a generic trap. A refused growth
+//! traps at once rather than letting `memory.grow` return -1: language
+//! runtimes that catch out-of-memory themselves (SpiderMonkey in JS guests
+//! answers a bare 500) would otherwise hide the limit from the platform.
 //!
 //! [`CallLimits`] is one set of optional limits (host, script or per call);
 //! [`CallLimits::tighten`] combines levels so the minimum always wins.
@@ -68,7 +71,10 @@ impl ResourceLimiter for MemoryLimiter {
         let total = self.memory_bytes - current.min(self.memory_bytes) + desired;
         if total > self.max_memory_bytes {
             self.memory_limit_hit = true;
-            return Ok(false);
+            return Err(wasmtime::format_err!(
+                "memory limit of {} bytes exceeded (asked for {total})",
+                self.max_memory_bytes
+            ));
         }
         self.memory_bytes = total;
         Ok(true)
@@ -82,7 +88,9 @@ impl ResourceLimiter for MemoryLimiter {
     ) -> wasmtime::Result<bool> {
         if desired > MAX_TABLE_ELEMENTS {
             self.table_limit_hit = true;
-            return Ok(false);
+            return Err(wasmtime::format_err!(
+                "table limit of {MAX_TABLE_ELEMENTS} elements exceeded (asked for {desired})"
+            ));
         }
         Ok(true)
     }
@@ -483,7 +491,11 @@ mod tests {
         let mut l = MemoryLimiter::new(100);
         assert!(l.memory_growing(0, 60, None).unwrap()); // first memory
         assert!(l.memory_growing(0, 30, None).unwrap()); // second memory
-        assert!(!l.memory_growing(30, 50, None).unwrap()); // 60 + 50 > 100
+        let refused = l.memory_growing(30, 50, None).unwrap_err(); // 60 + 50 > 100
+        assert!(
+            refused.to_string().contains("memory limit of 100 bytes"),
+            "{refused}"
+        );
         assert!(l.memory_limit_hit);
         assert_eq!(l.memory_bytes(), 90);
     }
@@ -492,7 +504,7 @@ mod tests {
     fn bounds_tables() {
         let mut l = MemoryLimiter::new(100);
         assert!(l.table_growing(0, 10, None).unwrap());
-        assert!(!l.table_growing(10, MAX_TABLE_ELEMENTS + 1, None).unwrap());
+        assert!(l.table_growing(10, MAX_TABLE_ELEMENTS + 1, None).is_err());
         assert!(l.table_limit_hit);
     }
 }
