@@ -33,11 +33,14 @@ pub enum ErrorCode {
     RequestTooLarge,
     /// The host failed (500).
     Internal,
+    /// A `berth-dispatch-*` header of a fetch-form dispatch was unknown or
+    /// invalid (400; seen by dispatch workers only).
+    BadDispatchRequest,
 }
 
 impl ErrorCode {
     /// Every code, for exhaustive checks.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::WorkerNotFound,
         ErrorCode::Exception,
         ErrorCode::NoResponse,
@@ -48,6 +51,7 @@ impl ErrorCode {
         ErrorCode::SubrequestLimit,
         ErrorCode::RequestTooLarge,
         ErrorCode::Internal,
+        ErrorCode::BadDispatchRequest,
     ];
 
     /// The header value, e.g. `worker-not-found`.
@@ -63,6 +67,7 @@ impl ErrorCode {
             ErrorCode::SubrequestLimit => "subrequest-limit",
             ErrorCode::RequestTooLarge => "request-too-large",
             ErrorCode::Internal => "internal",
+            ErrorCode::BadDispatchRequest => "bad-dispatch-request",
         }
     }
 
@@ -75,6 +80,7 @@ impl ErrorCode {
             ErrorCode::Overloaded | ErrorCode::CpuLimit | ErrorCode::MemoryLimit => 503,
             ErrorCode::WallLimit => 504,
             ErrorCode::RequestTooLarge => 413,
+            ErrorCode::BadDispatchRequest => 400,
         }
     }
 

@@ -35,7 +35,7 @@ use crate::runtime::{InvokeOptions, Runtime, Worker, WorkerResponse, WorkerState
 /// What a dispatch worker's store knows about its binding.
 #[derive(Clone)]
 pub struct DispatchBinding {
-    runtime: Arc<Runtime>,
+    pub(super) runtime: Arc<Runtime>,
     namespace: Name,
     deadline: Option<Instant>,
     outbound_worker: Option<OutboundWorker>,
@@ -101,6 +101,51 @@ impl DispatchBinding {
     /// The bound namespace.
     pub fn namespace(&self) -> &Name {
         &self.namespace
+    }
+
+    /// Notes that `get` selected `name` (for the tail; bounded).
+    pub(super) fn record(&self, name: &str) {
+        if let Ok(mut seen) = self.dispatched.lock()
+            && !seen.iter().any(|s| s == name)
+            && seen.len() < 64
+        {
+            seen.push(name.to_owned());
+        }
+    }
+
+    /// Gives a user worker's request the platform headers of the client
+    /// request being served (or strips them, for untrusted namespaces).
+    pub(super) fn apply_platform_headers(&self, headers: &mut http::HeaderMap) {
+        match &self.request {
+            Some(client) => crate::dataplane::headers::apply(
+                headers,
+                client.trusted,
+                &client.meta,
+                &client.extra,
+            ),
+            None => crate::dataplane::headers::apply(
+                headers,
+                false,
+                &RequestMeta::new(std::net::Ipv4Addr::UNSPECIFIED.into()),
+                &BTreeMap::new(),
+            ),
+        }
+    }
+
+    /// How a user worker called through this binding runs.
+    pub(super) fn invoke_options(
+        &self,
+        limits: CallLimits,
+        outbound: Vec<(String, String)>,
+    ) -> InvokeOptions {
+        InvokeOptions {
+            limits,
+            deadline_cap: self.deadline,
+            dispatch: None,
+            outbound,
+            outbound_worker: self.outbound_worker.clone(),
+            request_id: self.request.as_ref().map(|c| c.meta.id.clone()),
+        }
     }
 }
 
@@ -237,12 +282,7 @@ impl Host for WorkerState {
         let Ok(script) = Name::new(&name) else {
             return Ok(Err(DispatchError::WorkerNotFound));
         };
-        if let Ok(mut seen) = binding.dispatched.lock()
-            && !seen.contains(&name)
-            && seen.len() < 64
-        {
-            seen.push(name.clone());
-        }
+        binding.record(&name);
         let worker = match binding.runtime.worker(&binding.namespace, &script).await {
             Ok(worker) => worker,
             Err(error) => return Ok(Err(dispatch_error(error))),
@@ -280,29 +320,9 @@ impl HostWorker for WorkerState {
         let future = match user_request(request, &worker.name) {
             Err(message) => FutureResponse::Ready(Err(WorkerError::Internal(message))),
             Ok(mut request) => {
-                match &binding.request {
-                    Some(client) => crate::dataplane::headers::apply(
-                        request.headers_mut(),
-                        client.trusted,
-                        &client.meta,
-                        &client.extra,
-                    ),
-                    None => crate::dataplane::headers::apply(
-                        request.headers_mut(),
-                        false,
-                        &RequestMeta::new(std::net::Ipv4Addr::UNSPECIFIED.into()),
-                        &BTreeMap::new(),
-                    ),
-                }
+                binding.apply_platform_headers(request.headers_mut());
                 let runtime = binding.runtime.clone();
-                let options = InvokeOptions {
-                    limits,
-                    deadline_cap: binding.deadline,
-                    dispatch: None,
-                    outbound,
-                    outbound_worker: binding.outbound_worker.clone(),
-                    request_id: binding.request.as_ref().map(|c| c.meta.id.clone()),
-                };
+                let options = binding.invoke_options(limits, outbound);
                 // The user worker's logs belong to the client request too.
                 let span = tracing::Span::current();
                 FutureResponse::Pending(spawn(tracing::Instrument::instrument(

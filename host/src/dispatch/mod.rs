@@ -7,9 +7,12 @@
 //! bound namespace only, `worker.fetch` runs it in its own store under its
 //! own limits and hands the (streaming) response back as a
 //! `wasi:http/types.incoming-response`, and every failure of the user
-//! worker becomes a typed `dispatch-error`.
+//! worker becomes a typed `dispatch-error`. Guests that cannot pass
+//! `wasi:http` resources to that import (JavaScript) reach the same
+//! machinery with `fetch("http://<script>.dispatch.internal/…")` ([`fetch`]).
 
 mod bindings;
+pub mod fetch;
 mod host;
 pub mod hostnames;
 pub mod table;

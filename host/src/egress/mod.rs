@@ -22,6 +22,10 @@
 //! script, method, scheme+authority (never the path or query), outcome and
 //! duration; a denial names the rule. A denied request fails inside the
 //! guest with `HttpRequestDenied`.
+//!
+//! Requests for the reserved `dispatch.internal` domain never reach the
+//! network: a dispatch worker's go to its user workers
+//! ([`crate::dispatch::fetch`]); anyone else's are denied.
 
 pub mod addr;
 pub mod client;
@@ -275,6 +279,9 @@ pub struct EgressHooks {
     pub outbound: Vec<(String, String)>,
     outbound_worker: Option<OutboundWorker>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Set for dispatch workers: requests to `*.dispatch.internal` go to
+    /// their namespace's user workers instead of the network.
+    dispatch: Option<crate::dispatch::DispatchBinding>,
 }
 
 impl EgressHooks {
@@ -296,6 +303,7 @@ impl EgressHooks {
             outbound: Vec::new(),
             outbound_worker: None,
             metrics: None,
+            dispatch: None,
         }
     }
 
@@ -315,6 +323,13 @@ impl EgressHooks {
     /// Attaches the dispatch worker's outbound parameters.
     pub fn with_outbound(mut self, outbound: Vec<(String, String)>) -> Self {
         self.outbound = outbound;
+        self
+    }
+
+    /// Lets this (dispatch worker) invocation reach user workers through
+    /// `http://<script>.dispatch.internal/`.
+    pub fn with_dispatch(mut self, binding: Option<crate::dispatch::DispatchBinding>) -> Self {
+        self.dispatch = binding;
         self
     }
 
@@ -354,6 +369,18 @@ impl WasiHttpHooks for EgressHooks {
     ) -> HookFuture<Result<(http::Response<WasiBody>, HookFuture<Result<(), HttpError>>), HttpError>>
     {
         drop(fut);
+        let reserved = request
+            .uri()
+            .host()
+            .and_then(crate::dispatch::fetch::reserved_target);
+        // A dispatch worker calling a user worker: not a subrequest, and
+        // never the network.
+        if let (Some(target), Some(binding)) = (reserved.clone(), self.dispatch.clone()) {
+            return Box::new(async move {
+                let response = crate::dispatch::fetch::serve(binding, target, request).await;
+                Ok((response, Box::new(async { Ok(()) }) as HookFuture<_>))
+            });
+        }
         self.subrequests += 1;
         let method = request.method().clone();
         let target = format!(
@@ -370,6 +397,15 @@ impl WasiHttpHooks for EgressHooks {
                 }
             }
         };
+        if reserved.is_some() {
+            count("denied");
+            tracing::warn!(
+                target: "berth::egress", %namespace, %script, %method, %target,
+                rule = "reserved domain *.dispatch.internal (dispatch workers only)",
+                "subrequest denied"
+            );
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
         if let Some(limit) = self
             .max_subrequests
             .filter(|limit| self.subrequests > *limit)

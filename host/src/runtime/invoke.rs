@@ -210,6 +210,9 @@ impl Runtime {
                 body
             }
         });
+        let dispatch = options
+            .dispatch
+            .map(|binding| binding.with_deadline(deadline));
         let egress = EgressHooks::new(
             worker.namespace.as_str(),
             worker.name.as_str(),
@@ -219,10 +222,8 @@ impl Runtime {
         .with_subrequest_limit(Some(limits.subrequests))
         .with_outbound(options.outbound)
         .with_outbound_worker(options.outbound_worker)
+        .with_dispatch(dispatch.clone())
         .with_metrics(self.metrics.clone());
-        let dispatch = options
-            .dispatch
-            .map(|binding| binding.with_deadline(deadline));
         // Warm reuse (opt-in, user workers only): a clean instance from an
         // earlier request of this script, with its per-request state reset.
         let reuse = worker.isolation.reuse() && dispatch.is_none();
