@@ -37,6 +37,33 @@ guests: wasm-target ## Build the example and fixture components into build/wasm/
 	@mkdir -p $(WASM_DIR)
 	cp $(foreach g,$(GUESTS),$(GUEST_WASM)/$(g).wasm) $(WASM_DIR)/
 
+# JavaScript guests: componentize-js (pinned in each example's package.json
+# and package-lock.json) turns a JS module into a WASI-HTTP component
+# against wit/js. `npm ci` reruns only when a lock file changes; each
+# component is rebuilt only when its sources or the WIT change.
+JS_WIT           := $(wildcard wit/js/*.wit wit/js/deps/*/*.wit)
+COMPONENTIZE_JS  := $(CURDIR)/examples/js-hello/node_modules/.bin/componentize-js
+JS_GUESTS        := js_hello js_dispatcher js_tenant
+
+examples/%/node_modules/.berth-installed: examples/%/package.json examples/%/package-lock.json
+	cd examples/$* && npm ci --no-audit --no-fund --cache $(CACHE_DIR)/npm
+	@touch $@
+
+$(WASM_DIR)/js_hello.wasm: examples/js-hello/node_modules/.berth-installed $(wildcard examples/js-hello/src/*.js) $(JS_WIT)
+	@mkdir -p $(WASM_DIR)
+	cd examples/js-hello && npm run --silent build
+
+$(WASM_DIR)/js_dispatcher.wasm: examples/js-dispatcher/node_modules/.berth-installed $(wildcard examples/js-dispatcher/src/*.js) $(JS_WIT)
+	@mkdir -p $(WASM_DIR)
+	cd examples/js-dispatcher && npm run --silent build
+
+$(WASM_DIR)/js_tenant.wasm: examples/js-hello/node_modules/.berth-installed $(wildcard tests/fixtures/js-tenant/src/*.js) $(JS_WIT)
+	@mkdir -p $(WASM_DIR)
+	$(COMPONENTIZE_JS) tests/fixtures/js-tenant/src/index.js --wit wit/js --world-name worker -o $@
+
+.PHONY: js
+js: $(foreach g,$(JS_GUESTS),$(WASM_DIR)/$(g).wasm) ## Build the JavaScript examples and fixture (node + npm) into build/wasm/
+
 .PHONY: tools
 tools: ## Install wasm-tools (checks the WIT and the example worlds) into ~/.cache/berth/tools
 	@test -x $(WASM_TOOLS) && $(WASM_TOOLS) --version | grep -q $(WASM_TOOLS_VER) || \
@@ -44,7 +71,7 @@ tools: ## Install wasm-tools (checks the WIT and the example worlds) into ~/.cac
 	    --version $(WASM_TOOLS_VER) --root $(TOOLS_DIR)
 
 .PHONY: build
-build: guests ## Build the berth binary (release) and the guests
+build: guests js ## Build the berth binary (release) and the guests
 	CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo build --release -p berth-host --bin berth
 
 .PHONY: run
@@ -61,10 +88,12 @@ run: build ## Start berth on 127.0.0.1:8787 with the example dispatcher; deploy 
 	admin=$$(sed -n 's/^berth: admin API listening on //p' $(RUN_DIR)/serve.out); \
 	client="--admin-url $$admin --data-dir $(RUN_DIR)"; \
 	$(BERTH) deploy hello $(WASM_DIR)/hello.wasm $$client || exit 1; \
+	$(BERTH) deploy hello-js $(WASM_DIR)/js_hello.wasm $$client || exit 1; \
 	$(BERTH) deploy -n customers customer-a $(WASM_DIR)/hello.wasm --var 'GREETING=Hello from customer A!' $$client || exit 1; \
 	$(BERTH) deploy -n customers customer-b $(WASM_DIR)/hello.wasm --var 'GREETING=Hello from customer B!' $$client || exit 1; \
 	echo; echo "Try it:"; \
 	echo "  curl -H 'Host: hello.localhost' http://127.0.0.1:8787/                 # built-in router"; \
+	echo "  curl -H 'Host: hello-js.localhost' http://127.0.0.1:8787/              # the same in JavaScript"; \
 	echo "  curl -H 'Host: customer-a.platform.localhost' http://127.0.0.1:8787/    # dispatcher -> customer-a"; \
 	echo "  curl -H 'Host: customer-b.platform.localhost' http://127.0.0.1:8787/    # dispatcher -> customer-b"; \
 	echo "  curl -H 'Host: nobody.platform.localhost' http://127.0.0.1:8787/        # dispatcher's JSON 404"; \
@@ -73,7 +102,7 @@ run: build ## Start berth on 127.0.0.1:8787 with the example dispatcher; deploy 
 	wait $$pid
 
 .PHONY: test
-test: guests tools ## Run every unit and end-to-end test
+test: guests js tools ## Run every unit and end-to-end test
 	BERTH_WASM_DIR=$(WASM_DIR) BERTH_WASM_TOOLS=$(WASM_TOOLS) \
 	  CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo test --workspace
 

@@ -98,6 +98,15 @@ async fn cli_creates_namespaces_and_deploys_scripts() {
         "{stderr}"
     );
 
+    // JavaScript is built into a component first; the CLI says how.
+    let js = berth.cli(&["deploy", "js", "examples/js-hello/src/worker.js"]);
+    assert!(!js.status.success());
+    let stderr = String::from_utf8_lossy(&js.stderr);
+    assert!(
+        stderr.contains("is JavaScript") && stderr.contains("componentize-js"),
+        "{stderr}"
+    );
+
     let refused = berth.cli(&["namespace", "delete", "staging"]);
     assert!(!refused.status.success());
     ok(berth.cli(&["namespace", "delete", "staging", "--force"]));

@@ -10,6 +10,7 @@ mod assets;
 mod cli;
 mod dispatch;
 mod egress;
+mod js;
 mod lifecycle;
 mod limits;
 mod namespaces;

@@ -406,8 +406,17 @@ async fn namespace(cmd: NamespaceCommand) -> anyhow::Result<()> {
 }
 
 async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
-    if args.file.extension().and_then(|e| e.to_str()) != Some("wasm") {
-        bail!("{} is not a .wasm component", args.file.display());
+    match args.file.extension().and_then(|e| e.to_str()) {
+        Some("wasm") => {}
+        Some("js" | "mjs") => bail!(
+            "{} is JavaScript: build it into a component first, then deploy the .wasm:\n  \
+             npx --package @bytecodealliance/componentize-js@0.23.0 componentize-js {} \
+             --wit wit/js --world-name worker -o worker.wasm\n\
+             (Berth does not build JS on the client; docs/javascript.md says why)",
+            args.file.display(),
+            args.file.display()
+        ),
+        _ => bail!("{} is not a .wasm component", args.file.display()),
     }
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;

@@ -1,0 +1,272 @@
+//! JavaScript guests end to end: components built by componentize-js from
+//! `examples/js-hello`, `examples/js-dispatcher` and the
+//! `tests/fixtures/js-tenant` fixture (`make js`), served by the real
+//! binary. They export `wasi:http@0.2.10`, which the host accepts.
+//!
+//! Each JS component is ~12 MiB and takes seconds to compile, so each test
+//! starts one server and checks several behaviours on it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::harness::{Berth, start_with_config, wasm, wasm_path};
+
+const ADMIN_TOKEN: &str = "js-platform-secret";
+
+/// A loopback upstream that counts the requests it receives.
+async fn counting_upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counter = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            "upstream ok"
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, hits)
+}
+
+#[tokio::test]
+async fn js_hello_is_served_with_its_vars() {
+    let berth = Berth::start();
+    let reply = berth
+        .upload_with_metadata(
+            "default",
+            "js-hello",
+            wasm("js_hello"),
+            json!({"vars": {"GREETING": "Hi from JS!"}}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    for _ in 0..3 {
+        // Fresh instance each time: the second and third prove nothing
+        // leaks between requests that would break them.
+        let reply = berth.get("js-hello.localhost", "/path?q=1").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.text(), "Hi from JS! You requested /path?q=1\n");
+        assert_eq!(
+            reply.header("content-type").as_deref(),
+            Some("text/plain; charset=utf-8")
+        );
+    }
+}
+
+#[tokio::test]
+async fn js_guests_are_contained_by_limits_and_egress() {
+    let (upstream, hits) = counting_upstream().await;
+    let berth = Berth::start();
+    let reply = berth
+        .upload_with_metadata(
+            "default",
+            "js",
+            wasm("js_tenant"),
+            json!({
+                "vars": {"PLAN": "free"},
+                "limits": {"cpu_ms": 100, "memory_mb": 48}
+            }),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let secret = berth
+        .send(
+            berth
+                .admin_request(
+                    Method::PUT,
+                    "/v1/namespaces/default/scripts/js/secrets/TOKEN",
+                )
+                .json(&json!({"value": "s3cret"})),
+        )
+        .await;
+    assert_eq!(secret.status, 200, "{}", secret.text());
+
+    // Vars and secrets reach JS as `env`.
+    assert_eq!(
+        berth.get("js.localhost", "/env?name=PLAN").await.text(),
+        "PLAN=free\n"
+    );
+    assert_eq!(
+        berth.get("js.localhost", "/env?name=TOKEN").await.text(),
+        "TOKEN=s3cret\n"
+    );
+
+    // An infinite loop hits the CPU limit.
+    let spin = berth.get("js.localhost", "/loop").await;
+    assert_eq!(spin.status, 503, "{}", spin.text());
+    assert_eq!(spin.error_code().as_deref(), Some("cpu-limit"));
+
+    // A memory bomb hits the memory limit, even though SpiderMonkey would
+    // catch its own out-of-memory and answer a bare 500.
+    let bomb = berth.get("js.localhost", "/bomb").await;
+    assert_eq!(bomb.status, 503, "{}", bomb.text());
+    assert_eq!(bomb.error_code().as_deref(), Some("memory-limit"));
+
+    // fetch() goes through the egress filter: loopback is denied by
+    // default, the guest sees a network error, nothing reaches the socket.
+    let url = format!("http://{upstream}/");
+    let denied = berth
+        .get("js.localhost", &format!("/fetch?url={url}"))
+        .await;
+    assert_eq!(denied.status, 502, "{}", denied.text());
+    assert!(
+        denied.text().starts_with("fetch failed:"),
+        "{}",
+        denied.text()
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "no packet reached the upstream"
+    );
+
+    // The dispatch domain is for dispatch workers only.
+    let reserved = berth
+        .get("js.localhost", "/fetch?url=http://js.dispatch.internal/env")
+        .await;
+    assert_eq!(reserved.status, 502, "{}", reserved.text());
+    assert!(
+        reserved.text().starts_with("fetch failed:"),
+        "{}",
+        reserved.text()
+    );
+    assert!(
+        berth.log().contains("reserved domain *.dispatch.internal"),
+        "the denial names the rule"
+    );
+
+    // After all that, the script still serves.
+    let ok = berth.get("js.localhost", "/").await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.text(), "Hello from the JS tenant, /\n");
+}
+
+#[tokio::test]
+async fn js_fetch_reaches_an_allowed_upstream() {
+    let (upstream, hits) = counting_upstream().await;
+    let berth = start_with_config("[egress]\nallow_private = [\"127.0.0.1/32\"]\n");
+    berth.deploy("default", "js", wasm("js_tenant")).await;
+    let url = format!("http://{upstream}/x");
+    let reply = berth
+        .get("js.localhost", &format!("/fetch?url={url}"))
+        .await;
+    assert_eq!(reply.text(), "fetched 200: upstream ok", "{}", reply.text());
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+fn start_js_dispatcher() -> Berth {
+    start_with_config(&format!(
+        r#"
+[[dispatch]]
+hostnames = ["*.platform.test", "shop.example.test"]
+worker = "{dispatcher}"
+namespace = "customers"
+vars = {{ PLATFORM_DOMAIN = "platform.test", ADMIN_TOKEN = "{ADMIN_TOKEN}", CPU_MS = "100", MEMORY_MB = "48", WALL_MS = "120000" }}
+"#,
+        dispatcher = wasm_path("js_dispatcher").display(),
+    ))
+}
+
+#[tokio::test]
+async fn js_dispatcher_routes_to_rust_and_js_user_workers() {
+    let berth = start_js_dispatcher();
+    let rust = berth
+        .upload_with_metadata(
+            "customers",
+            "rusty",
+            wasm("hello"),
+            json!({"vars": {"GREETING": "Hi from Rust!"}}),
+        )
+        .await;
+    assert_eq!(rust.status, 200, "{}", rust.text());
+    berth.deploy("customers", "jsy", wasm("js_tenant")).await;
+
+    // Subdomain routing to a Rust and to a JS user worker.
+    let reply = berth.get("rusty.platform.test", "/page?x=1").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text(), "Hi from Rust! You requested /page?x=1\n");
+    let reply = berth.get("JSY.platform.test", "/hi").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text(), "Hello from the JS tenant, /hi\n");
+
+    // The user worker sees the client's host and none of the
+    // berth-dispatch-* headers; x-internal-* is stripped on the way out,
+    // and the tenant's forged x-berth-error is not taken for a host error.
+    let reply = berth.get("jsy.platform.test", "/headers").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let seen = reply.text();
+    assert!(
+        seen.starts_with("url: http://jsy.platform.test/headers\n"),
+        "{seen}"
+    );
+    assert!(!seen.contains("berth-dispatch-"), "{seen}");
+    assert_eq!(reply.header("x-internal-secret"), None);
+
+    // Request bodies and methods pass through.
+    let echo = berth
+        .send(
+            berth
+                .data_request(Method::POST, "jsy.platform.test", "/echo")
+                .body("posted body"),
+        )
+        .await;
+    assert_eq!(echo.text(), "posted body");
+    assert_eq!(echo.header("x-method").as_deref(), Some("POST"));
+
+    // Per-call limits from berth-dispatch-* headers hold: the dispatcher's
+    // CPU_MS=100 stops the loop and it maps the error to its JSON 429.
+    let spin = berth.get("jsy.platform.test", "/loop").await;
+    assert_eq!(spin.status, 429, "{}", spin.text());
+    assert_eq!(
+        spin.json(),
+        json!({"error": "cpu-limit", "customer": "jsy"})
+    );
+    let bomb = berth.get("jsy.platform.test", "/bomb").await;
+    assert_eq!(
+        bomb.json(),
+        json!({"error": "memory-limit", "customer": "jsy"})
+    );
+
+    // Unknown customers and missing auth get the dispatcher's JSON errors.
+    let missing = berth.get("nobody.platform.test", "/").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        missing.json(),
+        json!({"error": "worker-not-found", "customer": "nobody"})
+    );
+    let admin = berth.get("rusty.platform.test", "/admin/x").await;
+    assert_eq!(admin.status, 401);
+    let admin = berth
+        .send(
+            berth
+                .data_request(Method::GET, "rusty.platform.test", "/admin/x")
+                .header("authorization", format!("Bearer {ADMIN_TOKEN}")),
+        )
+        .await;
+    assert_eq!(admin.status, 200, "{}", admin.text());
+
+    // Custom hostnames go through the namespace's hostname table.
+    let unmapped = berth.get("shop.example.test", "/").await;
+    assert_eq!(unmapped.status, 404);
+    assert_eq!(unmapped.json()["error"], "unknown-host");
+    let mapped = berth
+        .send(
+            berth
+                .admin_request(
+                    Method::PUT,
+                    "/v1/namespaces/customers/hostnames/shop.example.test",
+                )
+                .json(&json!({"script": "rusty"})),
+        )
+        .await;
+    assert_eq!(mapped.status, 200, "{}", mapped.text());
+    let shop = berth.get("shop.example.test", "/cart").await;
+    assert_eq!(shop.text(), "Hi from Rust! You requested /cart\n");
+}
