@@ -58,6 +58,32 @@ async fn js_hello_is_served_with_its_vars() {
             Some("text/plain; charset=utf-8")
         );
     }
+
+    // StarlingMonkey handles one fetch event per instance, so warm reuse
+    // is ignored for componentize-js components instead of failing every
+    // second request.
+    let patch = berth
+        .send(
+            berth
+                .admin_request(
+                    Method::PATCH,
+                    "/v1/namespaces/default/scripts/js-hello/settings",
+                )
+                .json(&json!({"isolation": {"mode": "reuse"}})),
+        )
+        .await;
+    assert_eq!(patch.status, 200, "{}", patch.text());
+    for _ in 0..4 {
+        let reply = berth.get("js-hello.localhost", "/again").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.text(), "Hi from JS! You requested /again\n");
+    }
+    assert!(
+        berth
+            .log()
+            .contains("ignored: serving a fresh instance per request"),
+        "the operator is told why"
+    );
 }
 
 #[tokio::test]

@@ -432,6 +432,12 @@ async fn warm_reuse_keeps_globals_per_script_and_discards_failed_instances() {
     // A trap discards the instance.
     assert_eq!(berth.get("warm.localhost", "/trap").await.status, 500);
     assert_eq!(count("warm.localhost").await, "1");
+    // So does returning while still holding the response outparam: the
+    // client gets no-response at once, not after the wall limit.
+    let kept = berth.get("warm.localhost", "/keep-outparam").await;
+    assert_eq!(kept.status, 502, "{}", kept.text());
+    assert_eq!(kept.error_code().as_deref(), Some("no-response"));
+    assert_eq!(count("warm.localhost").await, "1");
     assert_eq!(count("warm.localhost").await, "2");
     // Idle instances hold pool slots, bounded per script (default 4).
     let stats = berth.runtime_stats().await;

@@ -32,6 +32,10 @@ pub fn build_engine(cfg: &RuntimeConfig) -> anyhow::Result<Engine> {
         .total_stacks(cfg.instances)
         .max_memory_size((cfg.max_memory_mb as usize) << 20)
         .max_unused_warm_slots(cfg.max_unused_warm_slots)
+        .linear_memory_keep_resident(cfg.memory_keep_resident_kb << 10)
+        .table_keep_resident(cfg.table_keep_resident_kb << 10)
+        .decommit_batch_size(cfg.decommit_batch_size.max(1))
+        .pagemap_scan(wasmtime::Enabled::Auto)
         // Components built by today's toolchains hold a handful of core
         // instances/memories/tables; leave headroom for composed ones.
         .max_core_instances_per_component(50)

@@ -14,10 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::time::Instant;
+use wasmtime::component::Resource;
 use wasmtime::{CallHook, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p2::types::HostResponseOutparam;
 
 use super::body_limit::{Direction, LimitedBody};
 use super::state::{StateParams, WorkerState};
@@ -333,6 +335,8 @@ impl Runtime {
             }
         };
 
+        // Consumed from the table when the guest sets its response.
+        let outparam_rep = outparam.rep();
         let pre = worker.pre.clone();
         let task_worker = worker.clone();
         let task_tripped = request_tripped.clone();
@@ -429,8 +433,17 @@ impl Runtime {
                 }
                 // A clean, warm-reusable instance goes back to its pool.
                 if let (Some(proxy), true) = (finished_proxy, reuse) {
+                    // A guest that returned without responding may still
+                    // hold the outparam: reusing it would keep the client
+                    // waiting on a response that can never come.
+                    let responded = store
+                        .data_mut()
+                        .table()
+                        .get(&Resource::<HostResponseOutparam>::new_own(outparam_rep))
+                        .is_err();
                     let data = store.data();
                     let clean = result.is_ok()
+                        && responded
                         && !data.cpu.limit_hit
                         && !data.limiter.memory_limit_hit
                         && !data.limiter.table_limit_hit

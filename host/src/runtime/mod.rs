@@ -333,6 +333,20 @@ impl Runtime {
             record.egress.compile("script").map_err(|e| internal(&e))?,
         ];
         let pre = self.prepared(&record, role)?;
+        let mut isolation = record.isolation.clone();
+        if isolation.reuse()
+            && let Some(reason) = self
+                .store
+                .script_content(namespace, name)
+                .ok()
+                .flatten()
+                .as_deref()
+                .and_then(reuse::reuse_blocker)
+        {
+            tracing::warn!(%namespace, script = %name, reason,
+                "settings.isolation \"reuse\" ignored: serving a fresh instance per request");
+            isolation.mode = "fresh".into();
+        }
         Ok(Arc::new(Worker {
             namespace: namespace.clone(),
             name: name.clone(),
@@ -345,7 +359,7 @@ impl Runtime {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             limits: record.limits,
-            isolation: record.isolation.clone(),
+            isolation,
             pool: Default::default(),
             assets: Arc::new(record.assets.clone()),
             asset_config: record.asset_config.clone(),

@@ -12,6 +12,13 @@
 //! The trade-off: state a request leaves behind (globals, grown memory) is
 //! visible to the next request of the *same* script, and an idle instance
 //! holds pooling-allocator slots.
+//!
+//! Not every guest runtime can take a second request: StarlingMonkey
+//! (componentize-js) keeps a single `FetchEvent` and throws on the second
+//! `respondWith`. [`reuse_blocker`] recognises such components by their
+//! producers section and the runtime serves them fresh whatever their
+//! settings say. An instance that returned without responding is never
+//! reused either (it may still hold the response outparam).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -22,6 +29,27 @@ use wasmtime_wasi_http::p2::bindings::Proxy;
 
 use super::state::WorkerState;
 use super::stdio::OutputCapture;
+
+/// Why a component cannot serve several requests from one instance, if it
+/// cannot (read from its top-level `producers` custom section).
+pub fn reuse_blocker(component: &[u8]) -> Option<&'static str> {
+    for payload in wasmparser::Parser::new(0).parse_all(component) {
+        match payload {
+            Ok(wasmparser::Payload::CustomSection(section)) if section.name() == "producers" => {
+                let data = section.data();
+                let built_by = |tool: &[u8]| data.windows(tool.len()).any(|w| w == tool);
+                if built_by(b"ComponentizeJS") {
+                    return Some(
+                        "componentize-js (StarlingMonkey) handles one fetch event per instance",
+                    );
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
 
 /// `settings.isolation` of a script.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
