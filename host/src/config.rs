@@ -172,6 +172,10 @@ pub struct RuntimeConfig {
     pub table_keep_resident_kb: usize,
     /// Freed slots whose `madvise` is batched into one call.
     pub decommit_batch_size: usize,
+    /// Memory protection keys (Intel/AMD PKU) to pack linear memories
+    /// without guard regions: `no`, `auto` (where the CPU and kernel have
+    /// them) or `yes` (fail to start without them).
+    pub mpk: Mpk,
     /// Period of the single engine-wide epoch ticker, in milliseconds. It
     /// bounds how long a guest can run before it yields to other requests.
     pub epoch_tick_ms: u64,
@@ -182,6 +186,18 @@ pub struct RuntimeConfig {
     /// Namespace/script pairs itemised in `/metrics`; later ones are
     /// aggregated as `script="_other"` (bounded label cardinality).
     pub max_script_series: usize,
+}
+
+/// `runtime.mpk`: whether the pooling allocator uses memory protection keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mpk {
+    /// Never (the default: Wasmtime 48 calls MPK experimental).
+    No,
+    /// Where the CPU and kernel support it.
+    Auto,
+    /// Always; the host fails to start without support.
+    Yes,
 }
 
 /// Default of `runtime.memory_keep_resident_kb`.
@@ -199,6 +215,7 @@ impl Default for RuntimeConfig {
             memory_keep_resident_kb: MEMORY_KEEP_RESIDENT_KB,
             table_keep_resident_kb: 64,
             decommit_batch_size: 1,
+            mpk: Mpk::No,
             epoch_tick_ms: 5,
             component_cache_size: 1024,
             stdio_capture_kb: 64,
@@ -444,6 +461,10 @@ mod tests {
     fn bad_values_are_rejected() {
         let err = Config::parse("[server]\ndefault_namespace = \"Bad Name\"\n").unwrap_err();
         assert!(err.to_string().contains("Bad Name"), "{err}");
+        let err = Config::parse("[runtime]\nmpk = \"maybe\"\n").unwrap_err();
+        assert!(err.to_string().contains("maybe"), "{err}");
+        let c = Config::parse("[runtime]\nmpk = \"auto\"\n").unwrap();
+        assert_eq!(c.runtime.mpk, Mpk::Auto);
         let err = Config::parse("[runtime]\ninstances = 0\n").unwrap_err();
         assert!(err.to_string().contains("runtime.instances"), "{err}");
         let err = Config::parse("[server]\nlisten = \"nope\"\n").unwrap_err();

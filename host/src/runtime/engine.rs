@@ -15,7 +15,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::config::RuntimeConfig;
+use crate::config::{Mpk, RuntimeConfig};
 
 /// Native stack a guest may use before it traps with "stack overflow".
 const MAX_WASM_STACK: usize = 1 << 20;
@@ -36,6 +36,11 @@ pub fn build_engine(cfg: &RuntimeConfig) -> anyhow::Result<Engine> {
         .table_keep_resident(cfg.table_keep_resident_kb << 10)
         .decommit_batch_size(cfg.decommit_batch_size.max(1))
         .pagemap_scan(wasmtime::Enabled::Auto)
+        .memory_protection_keys(match cfg.mpk {
+            Mpk::No => wasmtime::Enabled::No,
+            Mpk::Auto => wasmtime::Enabled::Auto,
+            Mpk::Yes => wasmtime::Enabled::Yes,
+        })
         // Components built by today's toolchains hold a handful of core
         // instances/memories/tables; leave headroom for composed ones.
         .max_core_instances_per_component(50)
@@ -124,5 +129,30 @@ mod tests {
         let b = build_engine(&cfg).unwrap();
         assert_eq!(compatibility_hash(&a), compatibility_hash(&b));
         assert_eq!(compatibility_hash(&a).len(), 32);
+    }
+
+    #[test]
+    fn mpk_auto_and_resident_tuning_build_an_engine_anywhere() {
+        // `auto` falls back to guard regions where the CPU has no PKU, so
+        // the same config is portable across machines.
+        let cfg = RuntimeConfig {
+            instances: 2,
+            core_instances: 20,
+            memories: 4,
+            tables: 4,
+            mpk: Mpk::Auto,
+            memory_keep_resident_kb: 4096,
+            decommit_batch_size: 8,
+            ..RuntimeConfig::default()
+        };
+        build_engine(&cfg).unwrap();
+        if !PoolingAllocationConfig::are_memory_protection_keys_available() {
+            let yes = RuntimeConfig {
+                mpk: Mpk::Yes,
+                ..cfg
+            };
+            let err = build_engine(&yes).unwrap_err().to_string();
+            assert!(err.contains("cannot build engine"), "{err}");
+        }
     }
 }
