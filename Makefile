@@ -106,7 +106,6 @@ test: guests js tools ## Run every unit and end-to-end test
 	BERTH_WASM_DIR=$(WASM_DIR) BERTH_WASM_TOOLS=$(WASM_TOOLS) \
 	  CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo test --workspace
 
-.PHONY: bench
 WASMTIME_CLI     := $(TOOLS_DIR)/bin/wasmtime
 
 .PHONY: wasmtime-cli
@@ -116,9 +115,10 @@ wasmtime-cli: ## Install wasmtime-cli 48 (the benchmark peer) into ~/.cache/bert
 	    --version 48.0.8 --root $(TOOLS_DIR)
 
 .PHONY: bench
-bench: build wasmtime-cli ## Benchmarks vs wasmtime serve (release, wrk); writes docs/benchmarks.md. Not in `make test`
+bench: build wasmtime-cli ## Benchmarks vs wasmtime serve and workerd (release, wrk); writes docs/benchmarks.md. Not in `make test`
 	CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo build --release -p berth-host --example axum_hello
-	BERTH=$(BERTH) WASM_DIR=$(WASM_DIR) WASMTIME=$(WASMTIME_CLI) \
+	workerd=$$(WORKERD_DIR=$(TOOLS_DIR)/workerd NPM_CACHE=$(CACHE_DIR)/npm bench/install-workerd.sh) && \
+	BERTH=$(BERTH) WASM_DIR=$(WASM_DIR) WASMTIME=$(WASMTIME_CLI) WORKERD=$$workerd \
 	  AXUM_HELLO=$(HOST_TARGET_DIR)/release/examples/axum_hello bench/run.sh
 
 .PHONY: lint

@@ -15,19 +15,34 @@
 #   6  SCRIPTS (10,000) scripts in one namespace, requests spread at random:
 #      req/s and resident memory
 #   4  berth with warm reuse (isolation = "reuse") vs a raw axum hello server
-# Not yet: 2 (dispatch worker vs workerd).
+#   2  dispatch worker → user worker: berth's [[dispatch]] with
+#      examples/dispatcher in front of hello vs workerd's dispatcher →
+#      service binding → user worker (bench/workerd/)
+#   JS hello: the componentize-js hello (js_hello.wasm) in berth vs
+#      `wasmtime serve` on the same component vs workerd running a JS hello
+# Peers are optional: a case or peer whose binary or component is missing is
+# skipped with a message (WASMTIME, AXUM_HELLO, WORKERD empty = skipped).
 set -euo pipefail
 
 BERTH=${BERTH:?path to the release berth binary}
 WASMTIME=${WASMTIME:-}
 AXUM_HELLO=${AXUM_HELLO:-}
+WORKERD=${WORKERD:-}        # native workerd binary (bench/install-workerd.sh prints it)
 SCRIPTS=${SCRIPTS:-10000}
 WASM_DIR=${WASM_DIR:?directory with hello.wasm}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 OUT=${OUT:-docs/benchmarks.md}
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+WASM_ABS=$(cd "$WASM_DIR" && pwd)   # [[dispatch]] worker paths are relative to the config file
+if [ -n "$WORKERD" ] && ! [ -x "$WORKERD" ]; then
+  echo "bench: WORKERD=$WORKERD is not an executable; workerd peers skipped" >&2
+  WORKERD=
+fi
+# Servers started inside $(…) / <(…) subshells are not jobs of this shell:
+# start_berth and start_workerd also list their pids in $WORK/pids.
+trap 'kill $(jobs -p) $(cat "$WORK/pids" 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 if ! command -v wrk >/dev/null; then
   echo "bench: installing wrk (Debian package)" >&2
@@ -35,26 +50,15 @@ if ! command -v wrk >/dev/null; then
   else sudo apt-get install -y --no-install-recommends wrk >&2; fi
 fi
 
-# run_case NAME CONFIG_TEXT → prints "req_per_sec p50 p99"
-run_case() {
-  local name=$1 config=$2 dir="$WORK/$1-$RANDOM"
-  mkdir -p "$dir"
-  printf '%s\n' "$config" > "$dir/berth.toml"
-  BERTH_ADMIN_TOKEN=bench "$BERTH" serve --config "$dir/berth.toml" --data-dir "$dir/data" \
-    --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 > "$dir/out" 2> "$dir/log" &
-  local pid=$!
-  for _ in $(seq 1 200); do grep -q 'admin API listening' "$dir/out" 2>/dev/null && break; sleep 0.05; done
-  local data admin
-  data=$(sed -n 's/^berth: data plane listening on //p' "$dir/out")
-  admin=$(sed -n 's/^berth: admin API listening on //p' "$dir/out")
-  "$BERTH" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$admin" --token bench > /dev/null
-  if [ "${3:-}" = reuse ]; then
-    "$BERTH" script settings hello '{"isolation": {"mode": "reuse"}}' --admin-url "$admin" --token bench > /dev/null
-  fi
-  wrk -t1 -c16 -d2s -H 'Host: hello.localhost' "$data/" > /dev/null
+# measure NAME URL [HOST] → prints "req_per_sec p50 p99": the one wrk invocation
+# of every case (2 s warm-up, then DURATION with latency), failing on any
+# non-2xx response.
+measure() {
+  local name=$1 url=$2 args=()
+  [ -n "${3:-}" ] && args=(-H "Host: $3")
+  wrk -t1 -c16 -d2s "${args[@]}" "$url/" > /dev/null
   local result
-  result=$(wrk -t1 -c16 -d"$DURATION" --latency -H 'Host: hello.localhost' "$data/")
-  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  result=$(wrk -t1 -c16 -d"$DURATION" --latency "${args[@]}" "$url/")
   local rps p50 p99 errors
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$result")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$result")
@@ -62,6 +66,34 @@ run_case() {
   errors=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$result")
   if [ -n "$errors" ]; then echo "bench: $name had $errors non-2xx responses" >&2; exit 1; fi
   echo "$rps $p50 $p99"
+}
+
+# start_berth NAME CONFIG_TEXT → a fresh `berth serve` on ephemeral loopback
+# ports; sets BERTH_PID, BERTH_DATA and BERTH_ADMIN (URLs).
+start_berth() {
+  local dir="$WORK/$1-$RANDOM"
+  mkdir -p "$dir"
+  printf '%s\n' "$2" > "$dir/berth.toml"
+  BERTH_ADMIN_TOKEN=bench "$BERTH" serve --config "$dir/berth.toml" --data-dir "$dir/data" \
+    --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 > "$dir/out" 2> "$dir/log" &
+  BERTH_PID=$!
+  echo "$BERTH_PID" >> "$WORK/pids"
+  for _ in $(seq 1 200); do grep -q 'admin API listening' "$dir/out" 2>/dev/null && break; sleep 0.05; done
+  BERTH_DATA=$(sed -n 's/^berth: data plane listening on //p' "$dir/out")
+  BERTH_ADMIN=$(sed -n 's/^berth: admin API listening on //p' "$dir/out")
+  if [ -z "$BERTH_ADMIN" ]; then echo "bench: berth ($1) did not start:" >&2; cat "$dir/log" >&2; exit 1; fi
+}
+stop_berth() { kill -TERM "$BERTH_PID"; wait "$BERTH_PID" 2>/dev/null || true; }
+
+# run_case NAME CONFIG_TEXT [reuse] → prints "req_per_sec p50 p99"
+run_case() {
+  start_berth "$1" "$2"
+  "$BERTH" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
+  if [ "${3:-}" = reuse ]; then
+    "$BERTH" script settings hello '{"isolation": {"mode": "reuse"}}' --admin-url "$BERTH_ADMIN" --token bench > /dev/null
+  fi
+  measure "$1" "$BERTH_DATA" hello.localhost
+  stop_berth
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -78,10 +110,11 @@ enforce = $enforce")
 done
 
 # wasmtime serve on the same component, same wrk settings.
+# run_wasmtime [COMPONENT] (default: hello.wasm)
 run_wasmtime() {
   local port=$((20000 + RANDOM % 20000))
-  # -S cli: hello (Rust std) imports wasi:cli, which serve links only on request.
-  "$WASMTIME" serve -O pooling-allocator -S cli --addr "127.0.0.1:$port" "$WASM_DIR/hello.wasm" > "$WORK/wasmtime.log" 2>&1 &
+  # -S cli: hello (Rust std) and js_hello import wasi:cli, which serve links only on request.
+  "$WASMTIME" serve -O pooling-allocator -S cli --addr "127.0.0.1:$port" "${1:-$WASM_DIR/hello.wasm}" > "$WORK/wasmtime.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
   wrk -t1 -c16 -d2s "http://127.0.0.1:$port/" > /dev/null
@@ -120,6 +153,93 @@ for round in $(seq 1 "$ROUNDS"); do
     RPS[axum]+="$rps "; P50[axum]+="$p50 "; P99[axum]+="$p99 "
   fi
 done
+
+# workerd peers (bench/workerd/config.capnp). start_workerd CONFIG [PORT]
+# serves the config's const CONFIG (hello | dispatch) on 127.0.0.1:PORT
+# (default 0: a free port, which workerd reports on its control fd); sets
+# WORKERD_PID and WORKERD_URL.
+start_workerd() {
+  local config=$1 dir="$WORK/workerd-$1-$RANDOM"
+  mkdir -p "$dir"
+  "$WORKERD" serve "$BENCH_DIR/workerd/config.capnp" "$config" \
+    --socket-addr "http=127.0.0.1:${2:-0}" --control-fd 3 3> "$dir/control" > "$dir/log" 2>&1 &
+  WORKERD_PID=$!
+  echo "$WORKERD_PID" >> "$WORK/pids"
+  local port=
+  for _ in $(seq 1 200); do
+    port=$(grep -o '"port":[0-9]*' "$dir/control" 2>/dev/null | head -1 | cut -d: -f2)
+    [ -n "$port" ] && break
+    sleep 0.05
+  done
+  if [ -z "$port" ]; then echo "bench: workerd ($config) did not start:" >&2; cat "$dir/log" >&2; exit 1; fi
+  WORKERD_URL="http://127.0.0.1:$port"
+}
+stop_workerd() { kill -TERM "$WORKERD_PID"; wait "$WORKERD_PID" 2>/dev/null || true; }
+run_workerd() { start_workerd "$1"; measure "workerd-$1" "$WORKERD_URL"; stop_workerd; }
+
+# Case 2, Berth's side: the example dispatch worker (as `make run` configures
+# it) in front of hello, deployed as "user" in the dispatch namespace; every
+# request goes client → dispatcher.wasm → dispatcher.get("user") → hello.
+run_berth_dispatch() {
+  start_berth dispatch '[[dispatch]]
+hostnames = ["*.platform.localhost"]
+worker = "'"$WASM_ABS"'/dispatcher.wasm"
+namespace = "customers"
+vars = { PLATFORM_DOMAIN = "platform.localhost", CPU_MS = "50", WALL_MS = "5000", MEMORY_MB = "64" }'
+  "$BERTH" deploy -n customers user "$WASM_DIR/hello.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
+  measure berth-dispatch "$BERTH_DATA" user.platform.localhost
+  stop_berth
+}
+
+# JS hello, Berth's side: js_hello.wasm through the built-in router.
+run_berth_js() {
+  start_berth js ""
+  "$BERTH" deploy hello-js "$WASM_DIR/js_hello.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
+  measure berth-js "$BERTH_DATA" hello-js.localhost
+  stop_berth
+}
+
+# record KEY "rps p50 p99" LABEL: logs one round and keeps it for the tables.
+record() {
+  local key=$1 rps p50 p99
+  read -r rps p50 p99 <<<"$2"
+  [ -n "$rps" ] || { echo "bench: $3 gave no result" >&2; exit 1; }
+  echo "round $round  $3  ${rps} req/s  p50 ${p50}  p99 ${p99}" >&2
+  RPS[$key]+="$rps "; P50[$key]+="$p50 "; P99[$key]+="$p99 "
+}
+
+# Case 2: dispatch worker → user worker.
+CASE2=yes
+if [ ! -f "$WASM_DIR/dispatcher.wasm" ]; then
+  echo "bench: case 2 skipped: $WASM_DIR/dispatcher.wasm not found (make guests builds it)" >&2
+  CASE2=
+elif [ -z "$WORKERD" ]; then
+  echo "bench: case 2 runs without its workerd peer: WORKERD not set (bench/install-workerd.sh installs it)" >&2
+fi
+if [ -n "$CASE2" ]; then
+  for round in $(seq 1 "$ROUNDS"); do
+    record dispatch "$(run_berth_dispatch)" berth-dispatch
+    if [ -n "$WORKERD" ]; then record workerd-dispatch "$(run_workerd dispatch)" workerd-dispatch; fi
+  done
+fi
+
+# JS hello: the same componentize-js component in berth and in wasmtime
+# serve, and a JS hello in workerd.
+CASEJS=yes
+if [ ! -f "$WASM_DIR/js_hello.wasm" ]; then
+  echo "bench: JS hello case skipped: $WASM_DIR/js_hello.wasm not found (make js builds it)" >&2
+  CASEJS=
+else
+  [ -n "$WASMTIME" ] || echo "bench: JS hello case runs without its wasmtime serve peer: WASMTIME not set" >&2
+  [ -n "$WORKERD" ] || echo "bench: JS hello case runs without its workerd peer: WORKERD not set (bench/install-workerd.sh installs it)" >&2
+fi
+if [ -n "$CASEJS" ]; then
+  for round in $(seq 1 "$ROUNDS"); do
+    record js "$(run_berth_js)" berth-js
+    if [ -n "$WASMTIME" ]; then record wasmtime-js "$(run_wasmtime "$WASM_DIR/js_hello.wasm")" wasmtime-serve-js; fi
+    if [ -n "$WORKERD" ]; then record workerd-hello "$(run_workerd hello)" workerd-hello; fi
+  done
+fi
 
 now_ms() { date +%s%3N; }
 
@@ -207,13 +327,61 @@ many_ratio=$(awk -v a="$MANY_RPS" -v b="$on_rps" 'BEGIN {printf "%.2f", a/b}')
 echo "$table"
 echo "limits cost: ${cost}% of throughput (target: at most 10%)"
 
+div() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+row() { # KEY LABEL LAST_COLUMN → one table row from the medians of KEY
+  echo "| $2 | $(pick rps "${RPS[$1]}") | $(pick lat "${P50[$1]}") | $(pick lat "${P99[$1]}") | $3 |"
+}
+SKIPPED=()
+WORKERD_VERSION=
+[ -n "$WORKERD" ] && WORKERD_VERSION=$("$WORKERD" --version 2>/dev/null | awk '{print $2}')
+
+dispatch_table=
+if [ -n "$CASE2" ]; then
+  dispatch_rps=$(pick rps "${RPS[dispatch]}")
+  dispatch_table="| Case | req/s (median of $ROUNDS) | p50 | p99 | ratio |
+|---|---|---|---|---|
+$(row dispatch "berth: dispatcher.wasm → dispatcher.get(\"user\") → hello.wasm" "÷ hello direct (limits on): $(div "$dispatch_rps" "$on_rps")${wt_rps:+; ÷ wasmtime serve single component: **$(div "$dispatch_rps" "$wt_rps")** (target ≥ 1.0)}")"
+  if [ -n "$WORKERD" ]; then
+    dispatch_table="$dispatch_table
+$(row workerd-dispatch "workerd $WORKERD_VERSION: dispatcher.js → env.USER.fetch() → hello.js" "berth ÷ workerd: **$(div "$dispatch_rps" "$(pick rps "${RPS[workerd-dispatch]}")")** (target ≥ 2.0)")"
+  else
+    SKIPPED+=("Case 2's workerd peer: WORKERD was not set (bench/install-workerd.sh).")
+  fi
+  echo "$dispatch_table"
+else
+  SKIPPED+=("Case 2 (dispatch worker → user worker): $WASM_DIR/dispatcher.wasm was missing.")
+fi
+
+js_table=
+if [ -n "$CASEJS" ]; then
+  js_rps=$(pick rps "${RPS[js]}")
+  js_table="| Case | req/s (median of $ROUNDS) | p50 | p99 | ratio |
+|---|---|---|---|---|
+$(row js "berth: js_hello.wasm, fresh instance, limits on" "1.00")"
+  if [ -n "$WASMTIME" ]; then
+    js_table="$js_table
+$(row wasmtime-js "wasmtime serve 48 -O pooling-allocator -S cli, same js_hello.wasm" "berth ÷ wasmtime: **$(div "$js_rps" "$(pick rps "${RPS[wasmtime-js]}")")**")"
+  else
+    SKIPPED+=("JS hello's wasmtime serve peer: WASMTIME was not set.")
+  fi
+  if [ -n "$WORKERD" ]; then
+    js_table="$js_table
+$(row workerd-hello "workerd $WORKERD_VERSION: hello.js (bench/workerd)" "berth ÷ workerd: **$(div "$js_rps" "$(pick rps "${RPS[workerd-hello]}")")**")"
+  else
+    SKIPPED+=("JS hello's workerd peer: WORKERD was not set (bench/install-workerd.sh).")
+  fi
+  echo "$js_table"
+else
+  SKIPPED+=("JS hello: $WASM_DIR/js_hello.wasm was missing (\`make js\`).")
+fi
+
 cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 {
   echo "# Benchmarks"
   echo
   echo "Produced by \`make bench\` (bench/run.sh) on $(date -u +%Y-%m-%d)."
   echo "Machine: $(nproc) CPUs ($cpu), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r);"
-  echo "$(rustc --version); Wasmtime 48. Load: \`wrk -t1 -c16 -d$DURATION\` on loopback, $ROUNDS alternating rounds."
+  echo "$(rustc --version); Wasmtime 48${WORKERD_VERSION:+; workerd $WORKERD_VERSION}. Load: \`wrk -t1 -c16 -d$DURATION\` on loopback, $ROUNDS alternating rounds."
   echo
   echo "## Limits on vs off"
   echo
@@ -244,9 +412,40 @@ cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   echo "| req/s | ${MANY_RPS} (p99 ${MANY_P99}) | ≥ 0.5 × single script: **${many_ratio}×** |"
   echo "| Resident memory after the run | ${MANY_RSS} | bounded |"
   echo
-  echo "## Not measured yet"
-  echo
-  echo "Case 2 (dispatch worker → user worker vs workerd's dispatcher → service"
-  echo "binding) needs the workerd setup, which is not built yet."
+  if [ -n "$dispatch_table" ]; then
+    echo "## Dispatch worker → user worker (case 2)"
+    echo
+    echo "Berth: a \`[[dispatch]]\` entry for \`*.platform.localhost\` with the example dispatch"
+    echo "worker (examples/dispatcher, per-call limits CPU_MS=50 WALL_MS=5000 MEMORY_MB=64, as"
+    echo "\`make run\` sets them) and hello deployed as \`user\` in its namespace: each request runs"
+    echo "two fresh instances. workerd: the dispatcher in bench/workerd/ hands the request to a"
+    echo "user worker through a service binding (\`env.USER.fetch(request)\`), both JS, in one"
+    echo "workerd process with its isolates kept warm between requests. workerd serves a"
+    echo "process's requests on one thread; Berth's tokio runtime uses every core."
+    echo
+    echo "$dispatch_table"
+    echo
+  fi
+  if [ -n "$js_table" ]; then
+    echo "## JavaScript hello"
+    echo
+    echo "examples/js-hello built with componentize-js (StarlingMonkey inside the component)"
+    echo "in Berth and in \`wasmtime serve\`, against bench/workerd/hello.js in workerd (V8,"
+    echo "one warm isolate, requests served on one thread). Berth and wasmtime start a fresh"
+    echo "instance of the component (StarlingMonkey's snapshot) per request."
+    echo
+    echo "$js_table"
+    echo
+  fi
+  # The hand-written part: the profile and what the numbers mean.
+  if [ -f bench/analysis.md ]; then
+    cat bench/analysis.md
+    echo
+  fi
+  if [ "${#SKIPPED[@]}" -gt 0 ]; then
+    echo "## Skipped in this run"
+    echo
+    printf -- '- %s\n' "${SKIPPED[@]}"
+  fi
 } > "$OUT"
 echo "wrote $OUT" >&2
