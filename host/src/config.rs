@@ -64,6 +64,12 @@ pub struct DispatchConfig {
     /// request of the user workers this entry dispatches to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound_worker: Option<PathBuf>,
+    /// Warm reuse for a file-based dispatch worker, as a script's
+    /// `settings.isolation` (default: a fresh instance per request). The
+    /// dispatch worker is the platform's own code, so reusing its instance
+    /// across customers' requests is the platform's choice to make.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<crate::runtime::Isolation>,
 }
 
 /// Where a dispatch worker's component comes from.
@@ -355,6 +361,17 @@ impl Config {
                     "dispatch[{i}].vars applies only to .wasm file workers; \
                      give a stored dispatch script its vars with `berth deploy --var`"
                 )));
+            }
+            if let Some(isolation) = &entry.isolation {
+                if !matches!(source, DispatchWorkerSource::File(_)) {
+                    return Err(ConfigError::Invalid(format!(
+                        "dispatch[{i}].isolation applies only to .wasm file workers; \
+                         a stored dispatch script uses its settings.isolation"
+                    )));
+                }
+                isolation
+                    .validate()
+                    .map_err(|e| ConfigError::Invalid(format!("dispatch[{i}].{e}")))?;
             }
             for (key, value) in [
                 ("wall_ms", entry.wall_ms),

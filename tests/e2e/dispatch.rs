@@ -415,3 +415,79 @@ fn the_wit_parses_and_the_examples_target_its_worlds() {
     ]);
     assert!(!ok);
 }
+
+/// How many instances the host has created so far (from `/metrics`).
+async fn instantiations(berth: &Berth) -> f64 {
+    let text = berth.admin_get("/metrics").await.text();
+    text.lines()
+        .find_map(|line| line.strip_prefix("berth_instantiation_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no instantiation count in {text}"))
+}
+
+#[tokio::test]
+async fn a_dispatch_worker_with_warm_reuse_serves_many_customers_from_one_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("berth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[dispatch]]\nhostnames = [\"*.platform.test\"]\nworker = \"{}\"\nnamespace = \"customers\"\n\
+             vars = {{ PLATFORM_DOMAIN = \"platform.test\" }}\nisolation = {{ mode = \"reuse\" }}\n",
+            wasm_path("dispatcher").display()
+        ),
+    )
+    .unwrap();
+    let berth = Berth::start_with(dir, &["--config", config.to_str().unwrap()]);
+    for (name, greeting) in [("a", "Hi A!"), ("b", "Hi B!")] {
+        deploy_vars(
+            &berth,
+            "customers",
+            name,
+            "hello",
+            json!({ "GREETING": greeting }),
+        )
+        .await;
+    }
+    let before = instantiations(&berth).await;
+    for round in 0..5 {
+        for (name, greeting) in [("a", "Hi A!"), ("b", "Hi B!")] {
+            let reply = berth.get(&format!("{name}.platform.test"), "/x").await;
+            assert_eq!(
+                reply.text(),
+                format!("{greeting} You requested /x\n"),
+                "round {round}"
+            );
+        }
+        // Errors still come through a reused dispatcher, typed.
+        let missing = berth.get("nobody.platform.test", "/").await;
+        assert_eq!(missing.status, 404);
+    }
+    let made = instantiations(&berth).await - before;
+    // 10 user worker instances, and the dispatcher's: one for the first
+    // request, not one per request (15 without reuse).
+    assert!(
+        (11.0..=13.0).contains(&made),
+        "{made} instances for 15 requests"
+    );
+
+    // A stored script cannot take the file-worker setting.
+    let bad = tempfile::tempdir().unwrap();
+    let path = bad.path().join("berth.toml");
+    std::fs::write(
+        &path,
+        "[[dispatch]]\nhostnames = [\"x.test\"]\nworker = \"platform/router\"\nnamespace = \"c\"\nisolation = { mode = \"reuse\" }\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--config", path.to_str().unwrap(), "--data-dir"])
+        .arg(bad.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("dispatch[0].isolation applies only to .wasm file workers"),
+        "{stderr}"
+    );
+}

@@ -88,6 +88,7 @@ impl DispatchTable {
                     &config.namespace,
                     &config.vars,
                     Role::Dispatch,
+                    config.isolation.clone().unwrap_or_default(),
                 )?),
                 DispatchWorkerSource::Script { namespace, name } => {
                     DispatchWorker::Stored { namespace, name }
@@ -97,7 +98,13 @@ impl DispatchTable {
                 Some(path) => Some(OutboundWorker {
                     runtime: runtime.clone(),
                     worker: runtime
-                        .load_file(path, &config.namespace, &Default::default(), Role::User)
+                        .load_file(
+                            path,
+                            &config.namespace,
+                            &Default::default(),
+                            Role::User,
+                            Default::default(),
+                        )
                         .map_err(|e| anyhow::anyhow!("dispatch[{i}].outbound_worker: {e}"))?,
                 }),
                 None => None,

@@ -226,9 +226,9 @@ impl Runtime {
         .with_outbound_worker(options.outbound_worker)
         .with_dispatch(dispatch.clone())
         .with_metrics(self.metrics.clone());
-        // Warm reuse (opt-in, user workers only): a clean instance from an
-        // earlier request of this script, with its per-request state reset.
-        let reuse = worker.isolation.reuse() && dispatch.is_none();
+        // Warm reuse (opt-in): a clean instance from an earlier request of
+        // this script (or dispatch worker), with its per-request state reset.
+        let reuse = worker.isolation.reuse();
         let warm = if reuse {
             worker.pool.take(&worker.isolation)
         } else {
@@ -248,6 +248,7 @@ impl Runtime {
                 stderr.clear();
                 let data = store.data_mut();
                 data.egress = egress;
+                data.dispatch = dispatch.clone();
                 data.cpu = CpuMeter::new(limits.cpu);
                 data.limiter.reset_flags();
                 store.set_epoch_deadline(1);

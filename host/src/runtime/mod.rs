@@ -28,6 +28,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 pub use compile::CompileError;
 pub use invoke::{InvokeOptions, WorkerResponse};
+pub use reuse::Isolation;
 pub use state::WorkerState;
 
 use crate::config::RuntimeConfig;
@@ -449,9 +450,18 @@ impl Runtime {
         label: &Name,
         vars: &std::collections::BTreeMap<String, String>,
         role: Role,
+        isolation: Isolation,
     ) -> anyhow::Result<Arc<Worker>> {
         let bytes = std::fs::read(path)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let mut isolation = isolation;
+        if isolation.reuse()
+            && let Some(reason) = reuse::reuse_blocker(&bytes)
+        {
+            tracing::warn!(path = %path.display(), reason,
+                "isolation \"reuse\" ignored: serving a fresh instance per request");
+            isolation.mode = "fresh".into();
+        }
         let component = compile::compile(&self.engine, &bytes)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         self.counters.compiles.fetch_add(1, Ordering::Relaxed);
@@ -469,7 +479,7 @@ impl Runtime {
             pre,
             env: vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             limits: ScriptLimits::default(),
-            isolation: Default::default(),
+            isolation,
             pool: Default::default(),
             assets: Arc::new(Default::default()),
             asset_config: Default::default(),
