@@ -180,12 +180,18 @@ run_workerd() { start_workerd "$1"; measure "workerd-$1" "$WORKERD_URL"; stop_wo
 # Case 2, Berth's side: the example dispatch worker (as `make run` configures
 # it) in front of hello, deployed as "user" in the dispatch namespace; every
 # request goes client → dispatcher.wasm → dispatcher.get("user") → hello.
+# run_berth_dispatch [reuse]: with `reuse`, the dispatch worker keeps its
+# instance warm between requests ([[dispatch]] isolation); the user worker
+# stays fresh.
 run_berth_dispatch() {
-  start_berth dispatch '[[dispatch]]
-hostnames = ["*.platform.localhost"]
-worker = "'"$WASM_ABS"'/dispatcher.wasm"
-namespace = "customers"
-vars = { PLATFORM_DOMAIN = "platform.localhost", CPU_MS = "50", WALL_MS = "5000", MEMORY_MB = "64" }'
+  local isolation=
+  [ "${1:-}" = reuse ] && isolation='isolation = { mode = "reuse" }'
+  start_berth dispatch "[[dispatch]]
+hostnames = [\"*.platform.localhost\"]
+worker = \"$WASM_ABS/dispatcher.wasm\"
+namespace = \"customers\"
+vars = { PLATFORM_DOMAIN = \"platform.localhost\", CPU_MS = \"50\", WALL_MS = \"5000\", MEMORY_MB = \"64\" }
+$isolation"
   "$BERTH" deploy -n customers user "$WASM_DIR/hello.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
   measure berth-dispatch "$BERTH_DATA" user.platform.localhost
   stop_berth
@@ -219,6 +225,7 @@ fi
 if [ -n "$CASE2" ]; then
   for round in $(seq 1 "$ROUNDS"); do
     record dispatch "$(run_berth_dispatch)" berth-dispatch
+    record dispatch-reuse "$(run_berth_dispatch reuse)" berth-dispatch-reuse
     if [ -n "$WORKERD" ]; then record workerd-dispatch "$(run_workerd dispatch)" workerd-dispatch; fi
   done
 fi
@@ -341,6 +348,9 @@ if [ -n "$CASE2" ]; then
   dispatch_table="| Case | req/s (median of $ROUNDS) | p50 | p99 | ratio |
 |---|---|---|---|---|
 $(row dispatch "berth: dispatcher.wasm → dispatcher.get(\"user\") → hello.wasm" "÷ hello direct (limits on): $(div "$dispatch_rps" "$on_rps")${wt_rps:+; ÷ wasmtime serve single component: **$(div "$dispatch_rps" "$wt_rps")** (target ≥ 1.0)}")"
+  reuse_dispatch_rps=$(pick rps "${RPS[dispatch-reuse]}")
+  dispatch_table="$dispatch_table
+$(row dispatch-reuse "berth: the same, dispatch worker with warm reuse (\`[[dispatch]] isolation\`), user worker fresh" "÷ hello direct: $(div "$reuse_dispatch_rps" "$on_rps")${wt_rps:+; ÷ wasmtime serve single component: **$(div "$reuse_dispatch_rps" "$wt_rps")**}${WORKERD:+; ÷ workerd: **$(div "$reuse_dispatch_rps" "$(pick rps "${RPS[workerd-dispatch]}")")**}")"
   if [ -n "$WORKERD" ]; then
     dispatch_table="$dispatch_table
 $(row workerd-dispatch "workerd $WORKERD_VERSION: dispatcher.js → env.USER.fetch() → hello.js" "berth ÷ workerd: **$(div "$dispatch_rps" "$(pick rps "${RPS[workerd-dispatch]}")")** (target ≥ 2.0)")"
