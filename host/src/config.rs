@@ -503,6 +503,7 @@ mod tests {
             memory_mb: Some(1),
             vars: [("PLATFORM_DOMAIN".to_string(), "example.com".to_string())].into(),
             outbound_worker: Some("outbound.wasm".into()),
+            isolation: Some(Default::default()),
         });
         config.egress.allow_private.push("127.0.0.1/32".into());
         config
