@@ -90,7 +90,7 @@ run_case() {
   start_berth "$1" "$2"
   "$BERTH" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
   if [ "${3:-}" = reuse ]; then
-    "$BERTH" script settings hello '{"isolation": {"mode": "reuse"}}' --admin-url "$BERTH_ADMIN" --token bench > /dev/null
+    "$BERTH" script settings hello '{"isolation": "reuse"}' --admin-url "$BERTH_ADMIN" --token bench > /dev/null
   fi
   measure "$1" "$BERTH_DATA" hello.localhost
   stop_berth
@@ -185,7 +185,7 @@ run_workerd() { start_workerd "$1"; measure "workerd-$1" "$WORKERD_URL"; stop_wo
 # stays fresh.
 run_berth_dispatch() {
   local isolation=
-  [ "${1:-}" = reuse ] && isolation='isolation = { mode = "reuse" }'
+  [ "${1:-}" = reuse ] && isolation='isolation = "reuse"'
   start_berth dispatch "[[dispatch]]
 hostnames = [\"*.platform.localhost\"]
 worker = \"$WASM_ABS/dispatcher.wasm\"

@@ -65,11 +65,55 @@ pub struct DispatchConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound_worker: Option<PathBuf>,
     /// Warm reuse for a file-based dispatch worker, as a script's
-    /// `settings.isolation` (default: a fresh instance per request). The
+    /// `settings.isolation`: `"fresh"` (default: a fresh instance per
+    /// request) or `"reuse"`, tuned by the `reuse_*` keys beside it. The
     /// dispatch worker is the platform's own code, so reusing its instance
     /// across customers' requests is the platform's choice to make.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub isolation: Option<crate::runtime::Isolation>,
+    pub isolation: Option<IsolationConfig>,
+    /// Requests one warm instance may serve (with `isolation = "reuse"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse_max_requests: Option<u32>,
+    /// How long a warm instance may sit idle, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse_idle_ms: Option<u64>,
+    /// Warm instances kept idle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse_max_idle: Option<u32>,
+}
+
+/// `isolation` of a `[[dispatch]]` entry: the mode as a string (the
+/// documented form), or a table with the mode and its tuning keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum IsolationConfig {
+    /// `isolation = "reuse"`.
+    Mode(String),
+    /// `isolation = { mode = "reuse", reuse_max_requests = 100 }`.
+    Table(crate::runtime::Isolation),
+}
+
+impl<'de> Deserialize<'de> for IsolationConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = IsolationConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#""fresh", "reuse" or a table { mode = "reuse", ... }"#)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(IsolationConfig::Mode(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(IsolationConfig::Table)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// Where a dispatch worker's component comes from.
@@ -87,6 +131,34 @@ pub enum DispatchWorkerSource {
 }
 
 impl DispatchConfig {
+    /// The entry's isolation, combining `isolation` with the `reuse_*`
+    /// keys beside it (which win over the same keys inside a table).
+    /// `None` when the entry sets none of them.
+    pub fn resolved_isolation(&self) -> Option<crate::runtime::Isolation> {
+        let tuned = self.reuse_max_requests.is_some()
+            || self.reuse_idle_ms.is_some()
+            || self.reuse_max_idle.is_some();
+        let mut isolation = match &self.isolation {
+            None if !tuned => return None,
+            None => crate::runtime::Isolation::default(),
+            Some(IsolationConfig::Mode(mode)) => crate::runtime::Isolation {
+                mode: mode.clone(),
+                ..Default::default()
+            },
+            Some(IsolationConfig::Table(table)) => table.clone(),
+        };
+        if let Some(v) = self.reuse_max_requests {
+            isolation.reuse_max_requests = v;
+        }
+        if let Some(v) = self.reuse_idle_ms {
+            isolation.reuse_idle_ms = v;
+        }
+        if let Some(v) = self.reuse_max_idle {
+            isolation.reuse_max_idle = v;
+        }
+        Some(isolation)
+    }
+
     /// Where the worker comes from: `*.wasm` is a file, `ns/script` a
     /// stored script.
     pub fn source(&self) -> Result<DispatchWorkerSource, ConfigError> {
@@ -362,7 +434,7 @@ impl Config {
                      give a stored dispatch script its vars with `berth deploy --var`"
                 )));
             }
-            if let Some(isolation) = &entry.isolation {
+            if let Some(isolation) = &entry.resolved_isolation() {
                 if !matches!(source, DispatchWorkerSource::File(_)) {
                     return Err(ConfigError::Invalid(format!(
                         "dispatch[{i}].isolation applies only to .wasm file workers; \
@@ -475,6 +547,41 @@ mod tests {
     }
 
     #[test]
+    fn dispatch_isolation_takes_the_string_and_the_table_form() {
+        let entry = |extra: &str| {
+            format!(
+                "[[dispatch]]\nhostnames = [\"*.p.test\"]\nworker = \"d.wasm\"\nnamespace = \"c\"\n{extra}\n"
+            )
+        };
+        let flat = Config::parse(&entry("isolation = \"reuse\"\nreuse_max_requests = 7")).unwrap();
+        let iso = flat.dispatch[0].resolved_isolation().unwrap();
+        assert!(iso.reuse());
+        assert_eq!(iso.reuse_max_requests, 7);
+        assert_eq!(iso.reuse_max_idle, 4);
+        let table = Config::parse(&entry(
+            "isolation = { mode = \"reuse\", reuse_idle_ms = 5 }",
+        ))
+        .unwrap();
+        let iso = table.dispatch[0].resolved_isolation().unwrap();
+        assert!(iso.reuse());
+        assert_eq!(iso.reuse_idle_ms, 5);
+        let none = Config::parse(&entry("")).unwrap();
+        assert_eq!(none.dispatch[0].resolved_isolation(), None);
+        for (extra, needle) in [
+            ("isolation = \"shared\"", "dispatch[0].isolation must be"),
+            ("isolation = { mode = \"reuse\", max = 1 }", "max"),
+            ("isolation = 3", "isolation"),
+            (
+                "isolation = \"reuse\"\nreuse_max_idle = 0",
+                "dispatch[0].reuse_max_idle",
+            ),
+        ] {
+            let err = Config::parse(&entry(extra)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{extra}: {err}");
+        }
+    }
+
+    #[test]
     fn bad_values_are_rejected() {
         let err = Config::parse("[server]\ndefault_namespace = \"Bad Name\"\n").unwrap_err();
         assert!(err.to_string().contains("Bad Name"), "{err}");
@@ -503,7 +610,10 @@ mod tests {
             memory_mb: Some(1),
             vars: [("PLATFORM_DOMAIN".to_string(), "example.com".to_string())].into(),
             outbound_worker: Some("outbound.wasm".into()),
-            isolation: Some(Default::default()),
+            isolation: Some(IsolationConfig::Mode("reuse".into())),
+            reuse_max_requests: Some(1),
+            reuse_idle_ms: Some(1),
+            reuse_max_idle: Some(1),
         });
         config.egress.allow_private.push("127.0.0.1/32".into());
         config

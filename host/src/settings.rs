@@ -1,7 +1,8 @@
 //! Script settings: the part of a script that can change without a
 //! redeploy (`GET|PATCH /v1/namespaces/{ns}/scripts/{name}/settings`).
 //!
-//! Settings are `{"limits": {...}, "vars": {...}, "egress": {"allow": [...], "deny": [...]}}`. A PATCH is a JSON merge
+//! Settings are `{"limits": {...}, "vars": {...}, "egress": {"allow": [...], "deny": [...]},
+//! "assets": {...}, "isolation": "fresh", "reuse_max_requests": 1000, ...}`. A PATCH is a JSON merge
 //! patch (RFC 7396): objects merge key by key, `null` removes a key, so
 //! `{"limits": {"cpu_ms": 50}}` changes one limit and keeps the rest. The
 //! merged result is validated as a whole (unknown keys are named) before
@@ -19,11 +20,14 @@ use crate::egress::rules::EgressRules;
 use crate::limits::ScriptLimits;
 use crate::names::Name;
 use crate::runtime::Runtime;
+use crate::runtime::reuse::Isolation;
 use crate::store::{NamespaceRecord, ScriptRecord};
 
-/// A script's settings as the API shows and patches them.
+/// A script's settings as the API shows and patches them. On the wire the
+/// isolation settings are flat (`"isolation": "reuse"` beside
+/// `"reuse_max_requests"`, …; see [`ScriptSettingsWire`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "ScriptSettingsWire", into = "ScriptSettingsWire")]
 pub struct ScriptSettings {
     /// Limits (each optional; capped by the host's `[limits]`).
     #[serde(default)]
@@ -38,8 +42,118 @@ pub struct ScriptSettings {
     #[serde(default)]
     pub assets: crate::store::AssetConfig,
     /// Fresh instance per request (default) or warm reuse.
+    pub isolation: Isolation,
+}
+
+/// The JSON shape of [`ScriptSettings`]: `isolation` is the mode string and
+/// its tuning keys sit beside it, as the performance issue names them
+/// (`settings.isolation = "reuse"`, `settings.reuse_max_requests`).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScriptSettingsWire {
     #[serde(default)]
-    pub isolation: crate::runtime::reuse::Isolation,
+    limits: ScriptLimits,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+    #[serde(default)]
+    egress: EgressRules,
+    #[serde(default)]
+    assets: crate::store::AssetConfig,
+    /// `"fresh"` or `"reuse"`.
+    #[serde(default = "wire_defaults::mode")]
+    isolation: String,
+    #[serde(default = "wire_defaults::max_requests")]
+    reuse_max_requests: u32,
+    #[serde(default = "wire_defaults::idle_ms")]
+    reuse_idle_ms: u64,
+    #[serde(default = "wire_defaults::max_idle")]
+    reuse_max_idle: u32,
+}
+
+mod wire_defaults {
+    use crate::runtime::reuse::Isolation;
+    pub fn mode() -> String {
+        Isolation::default().mode
+    }
+    pub fn max_requests() -> u32 {
+        Isolation::default().reuse_max_requests
+    }
+    pub fn idle_ms() -> u64 {
+        Isolation::default().reuse_idle_ms
+    }
+    pub fn max_idle() -> u32 {
+        Isolation::default().reuse_max_idle
+    }
+}
+
+impl From<ScriptSettings> for ScriptSettingsWire {
+    fn from(s: ScriptSettings) -> Self {
+        Self {
+            limits: s.limits,
+            vars: s.vars,
+            egress: s.egress,
+            assets: s.assets,
+            isolation: s.isolation.mode,
+            reuse_max_requests: s.isolation.reuse_max_requests,
+            reuse_idle_ms: s.isolation.reuse_idle_ms,
+            reuse_max_idle: s.isolation.reuse_max_idle,
+        }
+    }
+}
+
+impl From<ScriptSettingsWire> for ScriptSettings {
+    fn from(w: ScriptSettingsWire) -> Self {
+        Self {
+            limits: w.limits,
+            vars: w.vars,
+            egress: w.egress,
+            assets: w.assets,
+            isolation: Isolation {
+                mode: w.isolation,
+                reuse_max_requests: w.reuse_max_requests,
+                reuse_idle_ms: w.reuse_idle_ms,
+                reuse_max_idle: w.reuse_max_idle,
+            },
+        }
+    }
+}
+
+/// The isolation keys that may sit inside the older object form
+/// `"isolation": {"mode": "reuse", "reuse_max_requests": 3}`.
+const ISOLATION_OBJECT_KEYS: [&str; 4] = [
+    "mode",
+    "reuse_max_requests",
+    "reuse_idle_ms",
+    "reuse_max_idle",
+];
+
+/// Rewrites the object form of `isolation` in a patch into the flat form,
+/// so both spellings patch the same settings (a key given beside
+/// `isolation` wins over the same key inside it).
+fn flatten_isolation(patch: &Value) -> Result<Value, String> {
+    let mut patch = patch.clone();
+    let Some(Value::Object(fields)) = patch.get("isolation").cloned() else {
+        return Ok(patch);
+    };
+    let Value::Object(top) = &mut patch else {
+        return Ok(patch);
+    };
+    top.remove("isolation");
+    for (key, value) in fields {
+        if !ISOLATION_OBJECT_KEYS.contains(&key.as_str()) {
+            return Err(format!(
+                "settings.isolation.{key}: unknown field, expected one of {}",
+                ISOLATION_OBJECT_KEYS.join(", ")
+            ));
+        }
+        let flat = if key == "mode" {
+            "isolation".to_owned()
+        } else {
+            key
+        };
+        top.entry(flat).or_insert(value);
+    }
+    Ok(patch)
 }
 
 impl ScriptSettings {
@@ -56,9 +170,15 @@ impl ScriptSettings {
 
     /// Applies a JSON merge patch, validating the result.
     pub fn patched(&self, patch: &Value) -> Result<Self, String> {
-        let settings: ScriptSettings = merge_into(self, patch)?;
+        if !patch.is_object() {
+            return Err("settings patch must be a JSON object".into());
+        }
+        let settings: ScriptSettings = merge_into(self, &flatten_isolation(patch)?)?;
         settings.assets.validate()?;
-        settings.isolation.validate()?;
+        settings
+            .isolation
+            .validate()
+            .map_err(|e| format!("settings.{e}"))?;
         settings.limits.validate()?;
         validate_vars(&settings.vars)?;
         settings.egress.validate()?;
@@ -248,6 +368,39 @@ mod tests {
     }
 
     #[test]
+    fn isolation_is_flat_and_the_object_form_still_patches() {
+        let s = ScriptSettings::default();
+        let shown = serde_json::to_value(&s).unwrap();
+        assert_eq!(shown["isolation"], "fresh");
+        assert_eq!(shown["reuse_max_requests"], 1000);
+        assert_eq!(shown["reuse_idle_ms"], 30_000);
+        assert_eq!(shown["reuse_max_idle"], 4);
+
+        let flat = s
+            .patched(&json!({"isolation": "reuse", "reuse_max_requests": 3}))
+            .unwrap();
+        assert!(flat.isolation.reuse());
+        assert_eq!(flat.isolation.reuse_max_requests, 3);
+        assert_eq!(flat.isolation.reuse_idle_ms, 30_000);
+
+        // The object form patches the same keys and keeps the others.
+        let object = flat
+            .patched(&json!({"isolation": {"reuse_idle_ms": 500}}))
+            .unwrap();
+        assert!(object.isolation.reuse());
+        assert_eq!(object.isolation.reuse_max_requests, 3);
+        assert_eq!(object.isolation.reuse_idle_ms, 500);
+        let fresh = object
+            .patched(&json!({"isolation": {"mode": "fresh"}}))
+            .unwrap();
+        assert!(!fresh.isolation.reuse());
+        // `null` removes the key: back to the default.
+        let reset = object.patched(&json!({"isolation": null})).unwrap();
+        assert!(!reset.isolation.reuse());
+        assert_eq!(reset.isolation.reuse_max_requests, 3);
+    }
+
+    #[test]
     fn bad_patches_name_the_problem() {
         let s = ScriptSettings::default();
         for (patch, needle) in [
@@ -258,6 +411,20 @@ mod tests {
             (json!({"vars": {"1X": "a"}}), "1X"),
             (json!({"egress": {"allow": ["a.*.com"]}}), "a.*.com"),
             (json!([1]), "object"),
+            (json!({"isolation": "shared"}), "settings.isolation must be"),
+            (
+                json!({"isolation": {"mode": "shared"}}),
+                "settings.isolation must be",
+            ),
+            (
+                json!({"isolation": {"reuse": true}}),
+                "settings.isolation.reuse",
+            ),
+            (
+                json!({"reuse_max_requests": 0}),
+                "settings.reuse_max_requests",
+            ),
+            (json!({"reuse_idle_ms": "soon"}), "reuse_idle_ms"),
         ] {
             let err = s.patched(&patch).unwrap_err();
             assert!(err.contains(needle), "{patch}: {err}");

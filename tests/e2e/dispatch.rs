@@ -433,7 +433,7 @@ async fn a_dispatch_worker_with_warm_reuse_serves_many_customers_from_one_instan
         &config,
         format!(
             "[[dispatch]]\nhostnames = [\"*.platform.test\"]\nworker = \"{}\"\nnamespace = \"customers\"\n\
-             vars = {{ PLATFORM_DOMAIN = \"platform.test\" }}\nisolation = {{ mode = \"reuse\" }}\n",
+             vars = {{ PLATFORM_DOMAIN = \"platform.test\" }}\nisolation = \"reuse\"\n",
             wasm_path("dispatcher").display()
         ),
     )

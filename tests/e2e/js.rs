@@ -69,7 +69,7 @@ async fn js_hello_is_served_with_its_vars() {
                     Method::PATCH,
                     "/v1/namespaces/default/scripts/js-hello/settings",
                 )
-                .json(&json!({"isolation": {"mode": "reuse"}})),
+                .json(&json!({"isolation": "reuse"})),
         )
         .await;
     assert_eq!(patch.status, 200, "{}", patch.text());

@@ -418,10 +418,13 @@ async fn warm_reuse_keeps_globals_per_script_and_discards_failed_instances() {
         .send(
             berth
                 .admin_request(Method::PATCH, settings)
-                .json(&json!({"isolation": {"mode": "reuse", "reuse_max_requests": 3}})),
+                .json(&json!({"isolation": "reuse", "reuse_max_requests": 3})),
         )
         .await;
     assert_eq!(patch.status, 200, "{}", patch.text());
+    let shown = patch.json();
+    assert_eq!(shown["result"]["isolation"], "reuse", "{shown}");
+    assert_eq!(shown["result"]["reuse_max_requests"], 3, "{shown}");
     assert_eq!(count("warm.localhost").await, "1");
     assert_eq!(count("warm.localhost").await, "2");
     // Another script never sees this instance.
@@ -449,8 +452,15 @@ async fn warm_reuse_keeps_globals_per_script_and_discards_failed_instances() {
         .send(
             berth
                 .admin_request(Method::PATCH, settings)
-                .json(&json!({"isolation": {"mode": "shared"}})),
+                .json(&json!({"isolation": "shared"})),
         )
         .await;
     assert_eq!(bad.status, 400);
+    assert!(
+        bad.text().contains("settings.isolation must be"),
+        "{}",
+        bad.text()
+    );
+    // The refused patch changed nothing.
+    assert_eq!(count("warm.localhost").await, "3");
 }

@@ -88,7 +88,7 @@ impl DispatchTable {
                     &config.namespace,
                     &config.vars,
                     Role::Dispatch,
-                    config.isolation.clone().unwrap_or_default(),
+                    config.resolved_isolation().unwrap_or_default(),
                 )?),
                 DispatchWorkerSource::Script { namespace, name } => {
                     DispatchWorker::Stored { namespace, name }

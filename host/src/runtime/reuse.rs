@@ -51,7 +51,9 @@ pub fn reuse_blocker(component: &[u8]) -> Option<&'static str> {
     None
 }
 
-/// `settings.isolation` of a script.
+/// How a script's instances are isolated, as stored with the script. The
+/// API shows it flat (`settings.isolation` = the mode, `settings.reuse_*`
+/// beside it; see `crate::settings`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Isolation {
@@ -81,7 +83,7 @@ impl Isolation {
     pub fn validate(&self) -> Result<(), String> {
         if self.mode != "fresh" && self.mode != "reuse" {
             return Err(format!(
-                "isolation.mode must be \"fresh\" or \"reuse\", got {:?}",
+                "isolation must be \"fresh\" or \"reuse\", got {:?}",
                 self.mode
             ));
         }
@@ -91,7 +93,7 @@ impl Isolation {
             ("reuse_max_idle", u64::from(self.reuse_max_idle)),
         ] {
             if value == 0 {
-                return Err(format!("isolation.{key} must be greater than 0"));
+                return Err(format!("{key} must be greater than 0"));
             }
         }
         Ok(())
@@ -188,7 +190,7 @@ mod tests {
             mode: "shared".into(),
             ..Default::default()
         };
-        assert!(bad.validate().unwrap_err().contains("isolation.mode"));
+        assert!(bad.validate().unwrap_err().contains("isolation must be"));
         let zero = Isolation {
             mode: "reuse".into(),
             reuse_max_idle: 0,
