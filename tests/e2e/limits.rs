@@ -242,6 +242,42 @@ async fn excess_concurrency_waits_then_gets_overloaded() {
 }
 
 #[tokio::test]
+async fn a_client_that_leaves_before_the_answer_frees_the_slot() {
+    let berth = start_with_config("[limits]\nmax_queue = 0\nwall_ms = 600000\n");
+    deploy_limited(&berth, "gone", json!({"max_concurrency": 1})).await;
+    // A guest that would hold the only slot for ten minutes before answering.
+    let leaving = tokio::spawn(
+        berth
+            .data_request(Method::GET, "gone.localhost", "/sleep?ms=600000")
+            .send(),
+    );
+    let mut held = false;
+    for _ in 0..200 {
+        let probe = berth.get("gone.localhost", "/sleep?ms=1").await;
+        if probe.status == 503 {
+            assert_eq!(probe.error_code().as_deref(), Some("overloaded"));
+            held = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(held, "the sleeping request never took the slot");
+    // The client gives up: its connection closes, which cancels the guest
+    // and frees the slot long before the guest's ten minutes are over.
+    leaving.abort();
+    let mut freed = None;
+    for _ in 0..400 {
+        let probe = berth.get("gone.localhost", "/sleep?ms=1").await;
+        if probe.status == 200 {
+            freed = Some(probe.text());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(freed.as_deref(), Some("slept"), "the slot stayed taken");
+}
+
+#[tokio::test]
 async fn settings_patch_changes_limits_without_redeploy() {
     let berth = Berth::start();
     deploy_limited(&berth, "t", json!({"cpu_ms": 100, "memory_mb": 16})).await;

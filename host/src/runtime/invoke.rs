@@ -2,10 +2,10 @@
 //!
 //! Read top to bottom, a request is: fresh `Store` with the script's limits →
 //! instantiate from the cached pre-instantiated component → call
-//! `wasi:http/incoming-handler.handle` on its own task → return the response
-//! as soon as the guest sets it, while the body keeps streaming from the
-//! still-running guest → when the guest finishes, classify the outcome and
-//! emit its captured output. One deadline (`tokio::time::timeout_at`) bounds
+//! `wasi:http/incoming-handler.handle`, polled inline on the caller's task →
+//! return the response as soon as the guest sets it; a guest still running
+//! then (streaming its body) continues on a task of its own → when the guest
+//! finishes, classify the outcome and emit its captured output. One deadline (`tokio::time::timeout_at`) bounds
 //! the whole invocation, whatever the guest is doing.
 
 use std::sync::Arc;
@@ -212,6 +212,7 @@ impl Runtime {
                 body
             }
         });
+        let inline = options.dispatch.is_none();
         let dispatch = options
             .dispatch
             .map(|binding| binding.with_deadline(deadline));
@@ -345,7 +346,15 @@ impl Runtime {
         let tail = self.tail.clone();
         let invoked_at = std::time::Instant::now();
         let span = tracing::Span::current();
-        let task = tokio::spawn(tracing::Instrument::instrument(
+        // A user worker runs inline on this task until the guest has set
+        // its response; only if the guest is still running then (streaming
+        // its body, or working after responding) is the rest handed to a
+        // task of its own. Most requests finish within that first stretch,
+        // so they cost no spawn and no cross-thread wake-up (warm reuse:
+        // +25-50 % req/s). A dispatch worker keeps a task of its own from
+        // the start: it waits on its user workers' tasks and streams their
+        // bodies, and inline it measured ~12 % slower end to end.
+        let mut task = Box::pin(tracing::Instrument::instrument(
             async move {
                 // The concurrency slot is held until the guest is done.
                 let _permit = permit;
@@ -466,26 +475,61 @@ impl Runtime {
             span,
         ));
 
-        let response = match tokio::time::timeout_at(deadline, receiver).await {
-            Ok(Ok(Ok(response))) => response,
-            Ok(Ok(Err(code))) => {
+        // The invocation bounds itself by `deadline`, so this wait ends by
+        // then too: either the guest answers, or the invocation finishes
+        // (having answered, failed, or timed out).
+        let no_answer = |finished: Result<(), WorkerError>| match finished {
+            // It ended without answering (the outparam was dropped): its
+            // result says why.
+            Ok(()) if request_tripped.load(Ordering::Relaxed) => {
+                Err(WorkerError::RequestTooLarge(limits.max_request_body))
+            }
+            Ok(()) => Err(WorkerError::NoResponse),
+            Err(error) => Err(error),
+        };
+        let mut receiver = receiver;
+        let answer = if inline {
+            tokio::select! {
+                biased;
+                answer = &mut receiver => match answer {
+                    Ok(answer) => {
+                        // Answered and still running: let it finish on its own.
+                        tokio::spawn(task);
+                        answer
+                    }
+                    Err(_) => return no_answer(task.await),
+                },
+                finished = &mut task => match receiver.await {
+                    Ok(answer) => answer,
+                    Err(_) => return no_answer(finished),
+                },
+            }
+        } else {
+            let mut handle = tokio::spawn(task);
+            let joined = |joined: Result<Result<(), WorkerError>, tokio::task::JoinError>| {
+                joined.unwrap_or_else(|join| {
+                    Err(WorkerError::Internal(format!("worker task failed: {join}")))
+                })
+            };
+            tokio::select! {
+                biased;
+                answer = &mut receiver => match answer {
+                    Ok(answer) => answer,
+                    Err(_) => return no_answer(joined(handle.await)),
+                },
+                finished = &mut handle => match receiver.await {
+                    Ok(answer) => answer,
+                    Err(_) => return no_answer(joined(finished)),
+                },
+            }
+        };
+        let response = match answer {
+            Ok(response) => response,
+            Err(code) => {
                 return Err(WorkerError::Exception(format!(
                     "worker answered with error code {code:?}"
                 )));
             }
-            // The guest dropped the response outparam: it finished (or
-            // failed) without responding. Its task says which.
-            Ok(Err(_)) => {
-                return match task.await {
-                    Ok(Ok(())) if request_tripped.load(Ordering::Relaxed) => {
-                        Err(WorkerError::RequestTooLarge(limits.max_request_body))
-                    }
-                    Ok(Ok(())) => Err(WorkerError::NoResponse),
-                    Ok(Err(error)) => Err(error),
-                    Err(join) => Err(WorkerError::Internal(format!("worker task failed: {join}"))),
-                };
-            }
-            Err(_) => return Err(WorkerError::WallLimit),
         };
         // The guest answered without having seen the whole request body: the
         // body was refused, so the client gets 413, not a partial answer.
