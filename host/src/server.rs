@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -116,7 +117,7 @@ impl Server {
             let stop = stopped(shutdown.subscribe());
             let app = data_app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             tokio::spawn(async move {
-                axum::serve(data_listener, app)
+                axum::serve(data_listener.tap_io(no_delay), app)
                     .with_graceful_shutdown(stop)
                     .await
             })
@@ -124,7 +125,7 @@ impl Server {
         let admin_task = {
             let stop = stopped(shutdown.subscribe());
             tokio::spawn(async move {
-                axum::serve(admin_listener, admin_app)
+                axum::serve(admin_listener.tap_io(no_delay), admin_app)
                     .with_graceful_shutdown(stop)
                     .await
             })
@@ -181,5 +182,16 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => tracing::info!("SIGINT received; draining"),
         _ = term => tracing::info!("SIGTERM received; draining"),
+    }
+}
+
+/// Sets `TCP_NODELAY` on an accepted connection. A worker's response head
+/// is sent as soon as the guest sets it and its body follows when the guest
+/// writes it, often as a second small segment; with Nagle's algorithm on,
+/// that segment waits for the client's delayed ACK (40 ms on Linux), which
+/// showed up as a 40 ms p99 on the dispatch path.
+fn no_delay(stream: &mut tokio::net::TcpStream) {
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "could not set TCP_NODELAY on a connection");
     }
 }
