@@ -246,11 +246,14 @@ async fn a_client_that_leaves_before_the_answer_frees_the_slot() {
     let berth = start_with_config("[limits]\nmax_queue = 0\nwall_ms = 600000\n");
     deploy_limited(&berth, "gone", json!({"max_concurrency": 1})).await;
     // A guest that would hold the only slot for ten minutes before answering.
-    let leaving = tokio::spawn(
-        berth
-            .data_request(Method::GET, "gone.localhost", "/sleep?ms=600000")
-            .send(),
-    );
+    let send = || {
+        tokio::spawn(
+            berth
+                .data_request(Method::GET, "gone.localhost", "/sleep?ms=600000")
+                .send(),
+        )
+    };
+    let mut leaving = send();
     let mut held = false;
     for _ in 0..200 {
         let probe = berth.get("gone.localhost", "/sleep?ms=1").await;
@@ -258,6 +261,11 @@ async fn a_client_that_leaves_before_the_answer_frees_the_slot() {
             assert_eq!(probe.error_code().as_deref(), Some("overloaded"));
             held = true;
             break;
+        }
+        if leaving.is_finished() {
+            // It arrived while a probe held the slot and was turned away
+            // (no queue): send it again.
+            leaving = send();
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
