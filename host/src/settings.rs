@@ -30,16 +30,12 @@ use crate::store::{NamespaceRecord, ScriptRecord};
 #[serde(from = "ScriptSettingsWire", into = "ScriptSettingsWire")]
 pub struct ScriptSettings {
     /// Limits (each optional; capped by the host's `[limits]`).
-    #[serde(default)]
     pub limits: ScriptLimits,
     /// Environment variables the guest sees.
-    #[serde(default)]
     pub vars: BTreeMap<String, String>,
     /// Outbound rules (they only narrow the host policy).
-    #[serde(default)]
     pub egress: EgressRules,
     /// How static assets are served.
-    #[serde(default)]
     pub assets: crate::store::AssetConfig,
     /// Fresh instance per request (default) or warm reuse.
     pub isolation: Isolation,
@@ -48,41 +44,24 @@ pub struct ScriptSettings {
 /// The JSON shape of [`ScriptSettings`]: `isolation` is the mode string and
 /// its tuning keys sit beside it, as the performance issue names them
 /// (`settings.isolation = "reuse"`, `settings.reuse_max_requests`).
+/// Every key is optional; a missing one takes its default.
 #[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct ScriptSettingsWire {
-    #[serde(default)]
     limits: ScriptLimits,
-    #[serde(default)]
     vars: BTreeMap<String, String>,
-    #[serde(default)]
     egress: EgressRules,
-    #[serde(default)]
     assets: crate::store::AssetConfig,
     /// `"fresh"` or `"reuse"`.
-    #[serde(default = "wire_defaults::mode")]
     isolation: String,
-    #[serde(default = "wire_defaults::max_requests")]
     reuse_max_requests: u32,
-    #[serde(default = "wire_defaults::idle_ms")]
     reuse_idle_ms: u64,
-    #[serde(default = "wire_defaults::max_idle")]
     reuse_max_idle: u32,
 }
 
-mod wire_defaults {
-    use crate::runtime::reuse::Isolation;
-    pub fn mode() -> String {
-        Isolation::default().mode
-    }
-    pub fn max_requests() -> u32 {
-        Isolation::default().reuse_max_requests
-    }
-    pub fn idle_ms() -> u64 {
-        Isolation::default().reuse_idle_ms
-    }
-    pub fn max_idle() -> u32 {
-        Isolation::default().reuse_max_idle
+impl Default for ScriptSettingsWire {
+    fn default() -> Self {
+        ScriptSettings::default().into()
     }
 }
 
@@ -170,9 +149,6 @@ impl ScriptSettings {
 
     /// Applies a JSON merge patch, validating the result.
     pub fn patched(&self, patch: &Value) -> Result<Self, String> {
-        if !patch.is_object() {
-            return Err("settings patch must be a JSON object".into());
-        }
         let settings: ScriptSettings = merge_into(self, &flatten_isolation(patch)?)?;
         settings.assets.validate()?;
         settings
