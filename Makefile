@@ -18,7 +18,9 @@ GUEST_WASM       := $(GUEST_TARGET_DIR)/wasm32-wasip2/release
 TOOLS_DIR        ?= $(CACHE_DIR)/tools
 WASM_TOOLS       := $(TOOLS_DIR)/bin/wasm-tools
 WASM_TOOLS_VER   := 1.263.0
-GUESTS           := hello dispatcher tenant cli probe old_wasi
+WAC              := $(TOOLS_DIR)/bin/wac
+WAC_VER          := 0.12.0
+GUESTS           := hello dispatcher tenant cli probe old_wasi security_headers hello_handler
 
 export CARGO_TERM_COLOR ?= never
 
@@ -31,11 +33,21 @@ wasm-target: ## Install the wasm32-wasip2 Rust target if missing
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
 .PHONY: guests
-guests: wasm-target ## Build the example and fixture components into build/wasm/
+guests: wasm-target ## Build the example and fixture components into build/wasm/ (and compose them)
 	cd examples && CARGO_TARGET_DIR=$(GUEST_TARGET_DIR) cargo build --release
 	cd tests/fixtures && CARGO_TARGET_DIR=$(GUEST_TARGET_DIR) cargo build --release
 	@mkdir -p $(WASM_DIR)
 	cp $(foreach g,$(GUESTS),$(GUEST_WASM)/$(g).wasm) $(WASM_DIR)/
+	@$(MAKE) --no-print-directory composed
+
+# Composition pipelines (docs/wit.md): `wac plug` fills the middleware's
+# import of berth:platform/handler with the tenant's export, giving one
+# wasi:http/proxy component that deploys like any other.
+.PHONY: composed
+composed: $(WASM_DIR)/composed_hello.wasm ## Compose the security-headers middleware around hello-handler (after `make guests`)
+
+$(WASM_DIR)/composed_hello.wasm: $(WASM_DIR)/security_headers.wasm $(WASM_DIR)/hello_handler.wasm | wac
+	$(WAC) plug $(WASM_DIR)/security_headers.wasm --plug $(WASM_DIR)/hello_handler.wasm -o $@
 
 # JavaScript guests: componentize-js (pinned in each example's package.json
 # and package-lock.json) turns a JS module into a WASI-HTTP component
@@ -69,6 +81,12 @@ tools: ## Install wasm-tools (checks the WIT and the example worlds) into ~/.cac
 	@test -x $(WASM_TOOLS) && $(WASM_TOOLS) --version | grep -q $(WASM_TOOLS_VER) || \
 	  CARGO_TARGET_DIR=$(CACHE_DIR)/tools-target cargo install wasm-tools --locked \
 	    --version $(WASM_TOOLS_VER) --root $(TOOLS_DIR)
+
+.PHONY: wac
+wac: ## Install wac (composes components: `make composed`) into ~/.cache/berth/tools
+	@test -x $(WAC) && $(WAC) --version | grep -q $(WAC_VER) || \
+	  CARGO_TARGET_DIR=$(CACHE_DIR)/tools-target cargo install wac-cli --locked \
+	    --no-default-features --features wit --version $(WAC_VER) --root $(TOOLS_DIR)
 
 .PHONY: build
 build: guests js ## Build the berth binary (release) and the guests

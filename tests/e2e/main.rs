@@ -8,6 +8,7 @@ mod harness;
 mod admin;
 mod assets;
 mod cli;
+mod compose;
 mod dispatch;
 mod egress;
 mod js;
