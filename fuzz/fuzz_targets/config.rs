@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    match berth_host::config::Config::parse(text) {
+    match berth_host::Config::parse(text) {
         Ok(config) => {
             let _ = config.validate();
         }

@@ -10,6 +10,10 @@
 //! only answer what it answers with 404. Responses carry `content-type`
 //! (by extension), `etag` (the content hash) and honour `If-None-Match`
 //! with 304.
+//!
+//! Pure matching and response building, plus [`serve`], which reads the
+//! content from the store's [`Blobs`]. It sits beside the store, below the
+//! runtime: the runtime's `handle` asks it before running a worker.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +22,8 @@ use http::{HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, Empty, Full};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::store::{AssetConfig, AssetEntry};
+use crate::base::error::WorkerError;
+use crate::store::{AssetConfig, AssetEntry, Blobs};
 
 /// What to serve for a request: the manifest path, its entry and status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +135,20 @@ pub fn content_type(path: &str) -> &'static str {
         "pdf" => "application/pdf",
         _ => "application/octet-stream",
     }
+}
+
+/// Serves `hit` with its content from `blobs`.
+pub fn serve(
+    blobs: &dyn Blobs,
+    hit: &Hit,
+    method: &Method,
+    if_none_match: Option<&HeaderValue>,
+) -> Result<Response<HyperOutgoingBody>, WorkerError> {
+    let content = blobs
+        .blob(&hit.entry.sha256)
+        .map_err(|e| WorkerError::Internal(e.to_string()))?
+        .ok_or_else(|| WorkerError::Internal(format!("asset {} content is missing", hit.path)))?;
+    Ok(respond(hit, method, if_none_match, Bytes::from(content)))
 }
 
 /// Builds the response for `hit` given the request's method and

@@ -1,127 +1,296 @@
-//! Starting and stopping a Berth host: open the store, build the runtime,
-//! bind both listeners, serve until shutdown, then drain in-flight requests.
+//! The embedding API: a Berth host as a value a Rust service owns.
 //!
-//! [`Server::start`] returns as soon as both listeners are bound (with their
-//! real addresses, so port 0 works), which is what tests and embedders need;
-//! `berth serve` then waits for SIGINT/SIGTERM.
+//! [`Berth::builder`] takes a [`Config`] (parsed from TOML or built in code)
+//! and optionally a store; [`BerthBuilder::build`] opens the store (sled
+//! under `server.data_dir` by default), builds the runtime and the
+//! `[[dispatch]]` table. The result gives:
+//! - [`Berth::data_router`] and [`Berth::admin_router`]: plain axum
+//!   `Router`s to `merge`, `nest` or use as a `fallback` in the embedder's
+//!   own app, or to drive with `tower::ServiceExt::oneshot` (no listener, no
+//!   client address needed);
+//! - programmatic operations without HTTP ([`Berth::create_namespace`],
+//!   [`Berth::deploy`], [`Berth::delete`], …);
+//! - [`Berth::serve`] for the stand-alone case (what `berth serve` does);
+//! - [`Berth::shutdown`], after which the engine and its epoch thread are
+//!   gone.
+//!
+//! This is the top of the library: it wires the layers below and is never
+//! imported by them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::Router;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState, AdminToken, TokenSource};
+use crate::base::names::Name;
+use crate::capabilities::http::Egress;
 use crate::config::Config;
-use crate::dataplane::{self, DataPlane};
-use crate::dispatch::DispatchTable;
+use crate::deploy::{DeployError, ScriptMetadata};
+use crate::routing::{self, DataPlane, DispatchTable};
 use crate::runtime::Runtime;
-use crate::store::{NamespaceStore, SledStore};
+use crate::store::{NamespaceRecord, NamespaceStore, ScriptRecord, SledStore, StoreError};
 
-/// A running host.
-pub struct Server {
-    /// Bound data-plane address.
-    pub data_addr: SocketAddr,
-    /// Bound admin address.
-    pub admin_addr: SocketAddr,
-    /// The runtime serving requests.
-    pub runtime: Arc<Runtime>,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<std::io::Result<()>>>,
-    grace: Duration,
+/// A failed programmatic operation.
+#[derive(Debug, thiserror::Error)]
+pub enum BerthError {
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The upload was refused (invalid component or metadata).
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+    /// A blocking task could not finish (the runtime is shutting down).
+    #[error("background task failed: {0}")]
+    Task(String),
 }
 
-impl Server {
-    /// Opens the store, builds the runtime and binds both listeners.
-    pub async fn start(config: Config) -> anyhow::Result<Self> {
-        let server_cfg = &config.server;
-        let data_dir = server_cfg.data_dir.clone();
+/// Builds a [`Berth`].
+pub struct BerthBuilder {
+    config: Config,
+    store: Option<Arc<dyn NamespaceStore>>,
+    egress: Option<Arc<Egress>>,
+    admin_token: Option<String>,
+}
+
+/// A Berth host: runtime, store, dispatch table and admin token.
+pub struct Berth {
+    config: Config,
+    runtime: Arc<Runtime>,
+    dispatch: Arc<DispatchTable>,
+    token: Arc<str>,
+}
+
+impl Berth {
+    /// Starts building a host from `config`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> anyhow::Result<()> {
+    /// let config = berth_host::Config::parse("[server]\ndata_dir = \"/tmp/berth-demo\"")?;
+    /// let berth = berth_host::Berth::builder(config).build().await?;
+    /// let app = axum::Router::<()>::new()
+    ///     .route("/healthz", axum::routing::get(|| async { "ok" }))
+    ///     .fallback_service(berth.data_router());
+    /// # let _ = app;
+    /// berth.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(config: Config) -> BerthBuilder {
+        BerthBuilder {
+            config,
+            store: None,
+            egress: None,
+            admin_token: None,
+        }
+    }
+}
+
+impl BerthBuilder {
+    /// Uses `store` instead of opening sled under `server.data_dir`.
+    pub fn store(mut self, store: Arc<dyn NamespaceStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Uses `egress` (e.g. with an injected resolver and connector, see
+    /// [`Egress::with_seams`]) instead of real DNS and TCP.
+    pub fn egress(mut self, egress: Egress) -> Self {
+        self.egress = Some(Arc::new(egress));
+        self
+    }
+
+    /// Uses `token` for the admin API instead of `BERTH_ADMIN_TOKEN`,
+    /// `server.admin_token` or the generated token file.
+    pub fn admin_token(mut self, token: impl Into<String>) -> Self {
+        self.admin_token = Some(token.into());
+        self
+    }
+
+    /// Validates the config, opens the store, builds the runtime and the
+    /// `[[dispatch]]` table (compiling file-based dispatch workers).
+    pub async fn build(self) -> anyhow::Result<Berth> {
+        let config = self.config;
+        config.validate()?;
+        let data_dir = config.server.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
-        let db_dir = data_dir.join("store");
-        let store: Arc<dyn NamespaceStore> =
-            Arc::new(tokio::task::spawn_blocking(move || SledStore::open(&db_dir)).await??);
-        let default_ns = server_cfg.default_namespace.clone();
+        let store = match self.store {
+            Some(store) => store,
+            None => {
+                let db_dir = data_dir.join("store");
+                Arc::new(tokio::task::spawn_blocking(move || SledStore::open(&db_dir)).await??)
+            }
+        };
         // The default namespace and every namespace a [[dispatch]] entry is
         // bound to exist from the first start.
-        let mut wanted = vec![default_ns.clone()];
+        let mut wanted = vec![config.server.default_namespace.clone()];
         wanted.extend(config.dispatch.iter().map(|d| d.namespace.clone()));
         for ns in wanted {
             let store = store.clone();
             tokio::task::spawn_blocking(move || store.ensure_namespace(&ns)).await??;
         }
-
-        let (token, source) = admin::resolve_token(
-            std::env::var(admin::TOKEN_ENV).ok(),
-            server_cfg.admin_token.as_deref(),
-            &data_dir,
-        )?;
-        match &source {
-            TokenSource::Env => tracing::info!("admin token from {}", admin::TOKEN_ENV),
-            TokenSource::Config => tracing::info!("admin token from server.admin_token"),
-            TokenSource::File(path) => {
-                tracing::info!(path = %path.display(), "admin token read from file")
-            }
-        }
-
+        let token = match self.admin_token {
+            Some(token) => token,
+            None => resolve_token(&config)?,
+        };
+        let egress = match self.egress {
+            Some(egress) => egress,
+            None => Arc::new(Egress::new(&config.egress)?),
+        };
         let runtime = Arc::new(Runtime::new(
             &config.runtime,
             config.limits.clone(),
-            Arc::new(crate::egress::Egress::new(&config.egress)?),
+            egress,
             store,
         )?);
         let dispatch = {
             let (entries, runtime) = (config.dispatch.clone(), runtime.clone());
             tokio::task::spawn_blocking(move || DispatchTable::load(&entries, &runtime)).await??
         };
-        let data_listener = TcpListener::bind(server_cfg.listen)
+        Ok(Berth {
+            config,
+            runtime,
+            dispatch: Arc::new(dispatch),
+            token: token.into(),
+        })
+    }
+}
+
+fn resolve_token(config: &Config) -> anyhow::Result<String> {
+    let (token, source) = admin::resolve_token(
+        std::env::var(admin::TOKEN_ENV).ok(),
+        config.server.admin_token.as_deref(),
+        &config.server.data_dir,
+    )?;
+    match &source {
+        TokenSource::Env => tracing::info!("admin token from {}", admin::TOKEN_ENV),
+        TokenSource::Config => tracing::info!("admin token from server.admin_token"),
+        TokenSource::File(path) => {
+            tracing::info!(path = %path.display(), "admin token read from file")
+        }
+    }
+    Ok(token)
+}
+
+impl Berth {
+    /// The tenant-facing router (every path and method).
+    pub fn data_router(&self) -> Router {
+        routing::router(DataPlane {
+            runtime: self.runtime.clone(),
+            dispatch: self.dispatch.clone(),
+            default_namespace: self.config.server.default_namespace.clone(),
+            builtin_router: self.config.server.builtin_router,
+            trusted_headers: Arc::new(self.config.server.trusted_headers.clone()),
+        })
+    }
+
+    /// The token-protected admin API router.
+    pub fn admin_router(&self) -> Router {
+        admin::router(
+            AdminState {
+                runtime: self.runtime.clone(),
+                default_namespace: self.config.server.default_namespace.clone(),
+                max_upload_bytes: (self.config.server.max_upload_mb as usize) << 20,
+            },
+            AdminToken(self.token.clone()),
+        )
+    }
+
+    /// The admin API's bearer token.
+    pub fn admin_token(&self) -> &str {
+        &self.token
+    }
+
+    /// The configuration this host runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Creates a namespace.
+    pub async fn create_namespace(&self, name: &Name) -> Result<NamespaceRecord, BerthError> {
+        let (store, name) = (self.runtime.store().clone(), name.clone());
+        blocking(move || store.create_namespace(&name))
+            .await?
+            .map_err(Into::into)
+    }
+
+    /// Deploys (or redeploys) `script` in `namespace` from component bytes:
+    /// validated and compiled like an admin API upload.
+    pub async fn deploy(
+        &self,
+        namespace: &Name,
+        script: &Name,
+        component: Vec<u8>,
+        metadata: ScriptMetadata,
+    ) -> Result<ScriptRecord, BerthError> {
+        let record =
+            crate::deploy::deploy(&self.runtime, namespace, script, component, metadata).await?;
+        self.runtime.evict(namespace, script);
+        Ok(record)
+    }
+
+    /// Deletes a script; `false` if there was none.
+    pub async fn delete(&self, namespace: &Name, script: &Name) -> Result<bool, BerthError> {
+        let store = self.runtime.store().clone();
+        let (ns, name) = (namespace.clone(), script.clone());
+        let deleted = blocking(move || store.delete_script(&ns, &name)).await??;
+        self.runtime.evict(namespace, script);
+        Ok(deleted)
+    }
+
+    /// A script's metadata, if it exists.
+    pub async fn script(
+        &self,
+        namespace: &Name,
+        script: &Name,
+    ) -> Result<Option<ScriptRecord>, BerthError> {
+        let store = self.runtime.store().clone();
+        let (ns, name) = (namespace.clone(), script.clone());
+        blocking(move || store.get_script(&ns, &name))
+            .await?
+            .map_err(Into::into)
+    }
+
+    /// Binds `server.listen` and `server.admin_listen` and serves both
+    /// routers until [`Serving::shutdown`].
+    pub async fn serve(self) -> anyhow::Result<Serving> {
+        let server = &self.config.server;
+        let data_listener = TcpListener::bind(server.listen)
             .await
-            .with_context(|| format!("cannot listen on {} (server.listen)", server_cfg.listen))?;
-        let admin_listener = TcpListener::bind(server_cfg.admin_listen)
+            .with_context(|| format!("cannot listen on {} (server.listen)", server.listen))?;
+        let admin_listener = TcpListener::bind(server.admin_listen)
             .await
             .with_context(|| {
                 format!(
                     "cannot listen on {} (server.admin_listen)",
-                    server_cfg.admin_listen
+                    server.admin_listen
                 )
             })?;
         let data_addr = data_listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
-
-        let data_app = dataplane::router(DataPlane {
-            runtime: runtime.clone(),
-            dispatch: Arc::new(dispatch),
-            default_namespace: default_ns.clone(),
-            builtin_router: server_cfg.builtin_router,
-            trusted_headers: Arc::new(server_cfg.trusted_headers.clone()),
-        });
-        let admin_app = admin::router(
-            AdminState {
-                runtime: runtime.clone(),
-                default_namespace: default_ns,
-                max_upload_bytes: (server_cfg.max_upload_mb as usize) << 20,
-            },
-            AdminToken(token.into()),
-        );
-
         let (shutdown, _) = watch::channel(false);
         let stopped = |mut stop: watch::Receiver<bool>| async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        // The data plane needs the peer address (`berth-client-ip`).
+        // The data plane reads the peer address (`berth-client-ip`).
+        let data_app = self
+            .data_router()
+            .into_make_service_with_connect_info::<SocketAddr>();
         let data_task = {
             let stop = stopped(shutdown.subscribe());
-            let app = data_app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             tokio::spawn(async move {
-                axum::serve(data_listener.tap_io(no_delay), app)
+                axum::serve(data_listener.tap_io(no_delay), data_app)
                     .with_graceful_shutdown(stop)
                     .await
             })
         };
+        let admin_app = self.admin_router();
         let admin_task = {
             let stop = stopped(shutdown.subscribe());
             tokio::spawn(async move {
@@ -130,37 +299,88 @@ impl Server {
                     .await
             })
         };
-        let tasks = vec![data_task, admin_task];
         tracing::info!(%data_addr, %admin_addr, "berth is serving");
-        Ok(Self {
+        Ok(Serving {
             data_addr,
             admin_addr,
-            runtime,
+            grace: Duration::from_secs(server.shutdown_grace_secs),
+            berth: self,
             shutdown,
-            tasks,
-            grace: Duration::from_secs(server_cfg.shutdown_grace_secs),
+            tasks: vec![data_task, admin_task],
         })
     }
 
-    /// Stops accepting connections and waits (up to the grace period) for
-    /// in-flight requests to finish.
+    /// Stops the host: refuses new requests, forgets loaded workers and
+    /// warm instances, stops the epoch thread and drops the engine (once
+    /// the last router clone is dropped too).
+    pub async fn shutdown(self) {
+        self.runtime.close();
+        let runtime = Arc::downgrade(&self.runtime);
+        drop(self);
+        if runtime.strong_count() > 0 {
+            tracing::debug!("routers of this host are still alive; its engine goes with them");
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+}
+
+/// A host serving on its own listeners.
+pub struct Serving {
+    /// Bound data-plane address.
+    pub data_addr: SocketAddr,
+    /// Bound admin address.
+    pub admin_addr: SocketAddr,
+    berth: Berth,
+    grace: Duration,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Serving {
+    /// The host being served.
+    pub fn berth(&self) -> &Berth {
+        &self.berth
+    }
+
+    /// Stops accepting connections, waits (up to the grace period) for
+    /// in-flight requests to finish, then shuts the host down.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         let drain = futures::future::join_all(self.tasks);
-        match tokio::time::timeout(self.grace, drain).await {
+        let result = match tokio::time::timeout(self.grace, drain).await {
             Ok(results) => {
+                let mut outcome = Ok(());
                 for result in results {
-                    result??;
+                    if let Err(error) = result.map_err(anyhow::Error::from).and_then(|r| Ok(r?)) {
+                        outcome = Err(error);
+                    }
                 }
                 tracing::info!("all in-flight requests finished; bye");
+                outcome
             }
-            Err(_) => tracing::warn!(
-                grace_secs = self.grace.as_secs(),
-                "in-flight requests still running after the grace period; exiting anyway"
-            ),
-        }
-        Ok(())
+            Err(_) => {
+                tracing::warn!(
+                    grace_secs = self.grace.as_secs(),
+                    "in-flight requests still running after the grace period; exiting anyway"
+                );
+                Ok(())
+            }
+        };
+        self.berth.shutdown().await;
+        result
     }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, BerthError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BerthError::Task(e.to_string()))
 }
 
 /// Resolves when the process receives SIGINT or SIGTERM.
@@ -193,5 +413,87 @@ pub async fn shutdown_signal() {
 fn no_delay(stream: &mut tokio::net::TcpStream) {
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%error, "could not set TCP_NODELAY on a connection");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    fn config(dir: &std::path::Path) -> Config {
+        let mut config = Config::default();
+        config.server.data_dir = dir.to_path_buf();
+        config.runtime.instances = 4;
+        config.runtime.core_instances = 40;
+        config.runtime.memories = 8;
+        config.runtime.tables = 8;
+        config
+    }
+
+    #[tokio::test]
+    async fn routers_work_in_process_and_shutdown_drops_the_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let berth = Berth::builder(config(dir.path()))
+            .admin_token("t0ken")
+            .build()
+            .await
+            .unwrap();
+        let ticker_stopped = berth.runtime().ticker_stop_flag();
+        let runtime = Arc::downgrade(berth.runtime());
+
+        // The data plane answers without a listener or a client address.
+        let request = http::Request::builder()
+            .uri("/")
+            .header("host", "nobody.localhost")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = berth.data_router().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 404);
+        assert_eq!(response.headers()["x-berth-error"], "worker-not-found");
+        assert!(response.headers().contains_key("berth-request-id"));
+
+        // The admin router checks its token.
+        let request = http::Request::builder()
+            .uri("/v1/namespaces")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = berth.admin_router().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 401);
+        let request = http::Request::builder()
+            .uri("/v1/namespaces")
+            .header("authorization", "Bearer t0ken")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = berth.admin_router().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+
+        // Programmatic operations without HTTP.
+        let ns = Name::new("embedded").unwrap();
+        berth.create_namespace(&ns).await.unwrap();
+        assert!(matches!(
+            berth.create_namespace(&ns).await,
+            Err(BerthError::Store(StoreError::NamespaceExists(_)))
+        ));
+        let bad = berth
+            .deploy(
+                &ns,
+                &Name::new("x").unwrap(),
+                b"not wasm".to_vec(),
+                Default::default(),
+            )
+            .await;
+        assert!(matches!(bad, Err(BerthError::Deploy(_))), "{bad:?}");
+
+        assert!(!ticker_stopped.load(std::sync::atomic::Ordering::Relaxed));
+        berth.shutdown().await;
+        assert!(
+            ticker_stopped.load(std::sync::atomic::Ordering::Relaxed),
+            "the epoch thread was told to stop"
+        );
+        assert!(
+            runtime.upgrade().is_none(),
+            "the runtime and its engine are gone"
+        );
     }
 }

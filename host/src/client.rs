@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use crate::admin::{TOKEN_ENV, TOKEN_FILE};
+use berth_host::{TOKEN_ENV, TOKEN_FILE};
 
 /// Connection settings for the admin API.
 pub struct AdminClient {

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::names::Name;
+use crate::base::names::Name;
+pub use crate::runtime::config::{Mpk, RuntimeConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -25,7 +26,7 @@ pub struct Config {
     /// Per-request limits: host defaults, which are also ceilings.
     pub limits: crate::limits::HostLimits,
     /// Outbound policy for guests.
-    pub egress: crate::egress::EgressConfig,
+    pub egress: crate::capabilities::http::EgressConfig,
     /// `[[dispatch]]`: dispatch workers and the hostnames they serve.
     pub dispatch: Vec<DispatchConfig>,
 }
@@ -88,9 +89,9 @@ pub struct DispatchConfig {
 #[serde(untagged)]
 pub enum IsolationConfig {
     /// `isolation = "reuse"`.
-    Mode(String),
+    Mode(crate::base::isolation::IsolationMode),
     /// `isolation = { mode = "reuse", reuse_max_requests = 100 }`.
-    Table(crate::runtime::Isolation),
+    Table(crate::base::isolation::Isolation),
 }
 
 impl<'de> Deserialize<'de> for IsolationConfig {
@@ -102,7 +103,7 @@ impl<'de> Deserialize<'de> for IsolationConfig {
                 f.write_str(r#""fresh", "reuse" or a table { mode = "reuse", ... }"#)
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(IsolationConfig::Mode(v.to_owned()))
+                v.parse().map(IsolationConfig::Mode).map_err(E::custom)
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
@@ -134,15 +135,15 @@ impl DispatchConfig {
     /// The entry's isolation, combining `isolation` with the `reuse_*`
     /// keys beside it (which win over the same keys inside a table).
     /// `None` when the entry sets none of them.
-    pub fn resolved_isolation(&self) -> Option<crate::runtime::Isolation> {
+    pub fn resolved_isolation(&self) -> Option<crate::base::isolation::Isolation> {
         let tuned = self.reuse_max_requests.is_some()
             || self.reuse_idle_ms.is_some()
             || self.reuse_max_idle.is_some();
         let mut isolation = match &self.isolation {
             None if !tuned => return None,
-            None => crate::runtime::Isolation::default(),
-            Some(IsolationConfig::Mode(mode)) => crate::runtime::Isolation {
-                mode: mode.clone(),
+            None => crate::base::isolation::Isolation::default(),
+            Some(IsolationConfig::Mode(mode)) => crate::base::isolation::Isolation {
+                mode: *mode,
                 ..Default::default()
             },
             Some(IsolationConfig::Table(table)) => table.clone(),
@@ -217,87 +218,6 @@ impl Default for ServerConfig {
             max_upload_mb: 64,
             shutdown_grace_secs: 30,
             trusted_headers: Default::default(),
-        }
-    }
-}
-
-/// `[runtime]`: the shared engine and its pooling instance allocator.
-///
-/// The pool is sized up front: every slot is virtual address space reserved
-/// at start-up, and a request that finds the pool full is answered with
-/// `503 overloaded` instead of allocating more.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RuntimeConfig {
-    /// Component instances alive at once (one per in-flight request).
-    pub instances: u32,
-    /// Core wasm instances across all components (a component holds several).
-    pub core_instances: u32,
-    /// Linear memories across all instances.
-    pub memories: u32,
-    /// Tables across all instances.
-    pub tables: u32,
-    /// Largest linear memory any guest may grow to, in MiB (hard ceiling;
-    /// per-script limits can only be lower).
-    pub max_memory_mb: u64,
-    /// Freed slots kept warm (resident) for reuse.
-    pub max_unused_warm_slots: u32,
-    /// Bytes of each freed linear memory reset with `memset` (only the
-    /// dirty pages, where the kernel has `PAGEMAP_SCAN`) instead of
-    /// `madvise`, in KiB. Avoids a syscall and a TLB shootdown per request.
-    pub memory_keep_resident_kb: usize,
-    /// The same for tables, in KiB.
-    pub table_keep_resident_kb: usize,
-    /// Freed slots whose `madvise` is batched into one call.
-    pub decommit_batch_size: usize,
-    /// Memory protection keys (Intel/AMD PKU) to pack linear memories
-    /// without guard regions: `no`, `auto` (where the CPU and kernel have
-    /// them) or `yes` (fail to start without them).
-    pub mpk: Mpk,
-    /// Period of the single engine-wide epoch ticker, in milliseconds. It
-    /// bounds how long a guest can run before it yields to other requests.
-    pub epoch_tick_ms: u64,
-    /// Compiled, pre-instantiated components kept in memory.
-    pub component_cache_size: usize,
-    /// Bytes of a guest's stdout and of its stderr kept per request, in KiB.
-    pub stdio_capture_kb: usize,
-    /// Namespace/script pairs itemised in `/metrics`; later ones are
-    /// aggregated as `script="_other"` (bounded label cardinality).
-    pub max_script_series: usize,
-}
-
-/// `runtime.mpk`: whether the pooling allocator uses memory protection keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mpk {
-    /// Never (the default: Wasmtime 48 calls MPK experimental).
-    No,
-    /// Where the CPU and kernel support it.
-    Auto,
-    /// Always; the host fails to start without support.
-    Yes,
-}
-
-/// Default of `runtime.memory_keep_resident_kb`.
-const MEMORY_KEEP_RESIDENT_KB: usize = 2048;
-
-impl Default for RuntimeConfig {
-    fn default() -> Self {
-        Self {
-            instances: 1000,
-            core_instances: 10_000,
-            memories: 2000,
-            tables: 4000,
-            max_memory_mb: 256,
-            max_unused_warm_slots: 100,
-            memory_keep_resident_kb: MEMORY_KEEP_RESIDENT_KB,
-            table_keep_resident_kb: 64,
-            decommit_batch_size: 1,
-            mpk: Mpk::No,
-            epoch_tick_ms: 5,
-            component_cache_size: 1024,
-            stdio_capture_kb: 64,
-            max_script_series: 1000,
         }
     }
 }
@@ -424,7 +344,7 @@ impl Config {
                 )));
             }
             for pattern in &entry.hostnames {
-                crate::dispatch::hostnames::HostPattern::parse(pattern)
+                crate::base::host_pattern::HostPattern::parse(pattern)
                     .map_err(|e| ConfigError::Invalid(format!("dispatch[{i}].hostnames: {e}")))?;
             }
             let source = entry.source()?;
@@ -458,7 +378,7 @@ impl Config {
             }
         }
         self.egress.validate().map_err(ConfigError::Invalid)?;
-        crate::dataplane::headers::validate_trusted_headers(&self.server.trusted_headers)
+        crate::base::platform_headers::validate_trusted_headers(&self.server.trusted_headers)
             .map_err(ConfigError::Invalid)?;
         if self.server.listen == self.server.admin_listen && self.server.listen.port() != 0 {
             return Err(ConfigError::Invalid(
@@ -568,7 +488,10 @@ mod tests {
         let none = Config::parse(&entry("")).unwrap();
         assert_eq!(none.dispatch[0].resolved_isolation(), None);
         for (extra, needle) in [
-            ("isolation = \"shared\"", "dispatch[0].isolation must be"),
+            (
+                "isolation = \"shared\"",
+                "must be \"fresh\" or \"reuse\", got \"shared\"",
+            ),
             ("isolation = { mode = \"reuse\", max = 1 }", "max"),
             ("isolation = 3", "isolation"),
             (
@@ -610,7 +533,9 @@ mod tests {
             memory_mb: Some(1),
             vars: [("PLATFORM_DOMAIN".to_string(), "example.com".to_string())].into(),
             outbound_worker: Some("outbound.wasm".into()),
-            isolation: Some(IsolationConfig::Mode("reuse".into())),
+            isolation: Some(IsolationConfig::Mode(
+                crate::base::isolation::IsolationMode::Reuse,
+            )),
             reuse_max_requests: Some(1),
             reuse_idle_ms: Some(1),
             reuse_max_idle: Some(1),

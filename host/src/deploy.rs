@@ -10,8 +10,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::base::names::Name;
 use crate::limits::ScriptLimits;
-use crate::names::Name;
 use crate::runtime::{CompileError, Runtime};
 use crate::store::{NewScript, ScriptRecord, StoreError};
 
@@ -40,7 +40,7 @@ pub struct ScriptMetadata {
     pub limits: Option<ScriptLimits>,
     /// The script's egress rules (they only narrow the host policy).
     #[serde(default)]
-    pub egress: Option<crate::egress::rules::EgressRules>,
+    pub egress: Option<crate::base::egress_rules::EgressRules>,
 }
 
 /// Why a deploy failed.
@@ -81,7 +81,9 @@ impl ScriptMetadata {
             egress.validate().map_err(DeployError::InvalidMetadata)?;
         }
         if let Some(limits) = &self.limits {
-            limits.validate().map_err(DeployError::InvalidMetadata)?;
+            limits
+                .validate()
+                .map_err(|e| DeployError::InvalidMetadata(e.0))?;
         }
         Ok(())
     }

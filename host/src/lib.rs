@@ -4,45 +4,84 @@
 //! upload their customers' components into *dispatch namespaces* and Berth
 //! serves requests with them, each in a fresh, limited sandbox.
 //!
-//! The modules follow a request and an upload:
-//! - [`config`]: `berth.toml`, every key optional and documented.
-//! - [`names`]: validated namespace/script identifiers.
-//! - [`store`]: namespaces, scripts and precompiled artifacts (sled).
-//! - [`runtime`]: the shared engine, epoch ticker, worker cache, invocation.
-//! - [`limits`]: per-instance resource limits enforced through Wasmtime hooks.
-//! - [`egress`]: the single choke point for guests' outbound HTTP.
-//! - [`metrics`]: Prometheus metrics with bounded label cardinality.
-//! - [`tail`]: live per-script event streams.
-//! - [`kv`]: `wasi:keyvalue` buckets, one per script, in the store.
-//! - [`errors`]: worker failures and their `x-berth-error` codes.
-//! - [`deploy`]: validate → compile → store, independent of HTTP.
-//! - [`dispatch`]: `[[dispatch]]` routing and the host side of the
-//!   `berth:platform/dispatcher` interface dispatch workers import.
-//! - [`dataplane`]: the tenant-facing listener and built-in router.
-//! - [`admin`]: the token-protected management API.
-//! - [`settings`]: script settings (limits, vars) and their merge-patch updates.
-//! - [`server`]: wiring it all up, graceful shutdown.
-//! - [`cli`] and [`client`]: the `berth` command line.
+//! ## Embedding
+//!
+//! [`Berth::builder`] builds a host from a [`Config`]; the host gives axum
+//! routers for the data plane and the admin API, programmatic operations,
+//! a stand-alone server and a clean shutdown:
+//!
+//! ```no_run
+//! use berth_host::{Berth, Config, Name};
+//! # async fn demo(component: Vec<u8>) -> anyhow::Result<()> {
+//! let config = Config::parse("[server]\ndata_dir = \"/tmp/berth-embedded\"")?;
+//! let berth = Berth::builder(config).build().await?;
+//! berth
+//!     .deploy(&Name::new("default")?, &Name::new("hello")?, component, Default::default())
+//!     .await?;
+//! let app = axum::Router::<()>::new()
+//!     .route("/healthz", axum::routing::get(|| async { "ok" }))
+//!     .fallback_service(berth.data_router());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! See `host/examples/embed.rs` for a complete service.
+//!
+//! ## Layers (imports only point down)
+//!
+//! 1. `base`: the vocabulary, no I/O — names, the error map, limit policy,
+//!    isolation, egress rules, host patterns, store records.
+//! 2. `store` (area traits + sled), `limits` (enforcement), `observe`
+//!    (metrics, tail).
+//! 3. `capabilities` (HTTP egress, dispatcher, KV; each with its own state
+//!    and `add_to_linker`) and `assets`.
+//! 4. `runtime`: engine, linkers, worker cache, the invoke pipeline.
+//! 5. `config`, `deploy`, `settings`, `routing` (the data plane).
+//! 6. `admin` (the token-protected API) and `berth` (this embedding API).
 #![deny(missing_docs)]
 
-pub mod admin;
-pub mod cli;
-pub mod client;
-pub mod config;
-pub mod dataplane;
-pub mod deploy;
-pub mod dispatch;
-pub mod egress;
-pub mod errors;
-pub mod kv;
-pub mod limits;
-pub mod metrics;
-pub mod names;
-pub mod runtime;
-pub mod server;
-pub mod settings;
-pub mod store;
-pub mod tail;
+mod admin;
+mod assets;
+mod base;
+mod berth;
+mod capabilities;
+mod config;
+mod deploy;
+mod limits;
+mod observe;
+mod routing;
+mod runtime;
+mod settings;
+mod store;
 
-pub use config::Config;
-pub use server::Server;
+pub use admin::{TOKEN_ENV, TOKEN_FILE};
+pub use base::egress_rules::EgressRules;
+pub use base::error::{ERROR_HEADER, ErrorCode, WorkerError};
+pub use base::isolation::{Isolation, IsolationMode};
+pub use base::limits::{CallLimits, HostLimits, ScriptLimits};
+pub use base::names::{Name, NameError};
+pub use berth::{Berth, BerthBuilder, BerthError, Serving, shutdown_signal};
+pub use config::{
+    Config, ConfigError, DispatchConfig, IsolationConfig, Mpk, RuntimeConfig, ServerConfig,
+};
+pub use deploy::{DeployError, ScriptMetadata};
+pub use store::{
+    AssetConfig, AssetEntry, Blobs, Catalog, Hostnames, KvStore, NamespaceRecord, NamespaceStore,
+    NewScript, ScriptRecord, SledStore, StoreError, StoreResult,
+};
+
+/// Outbound HTTP policy and its seams (resolver, connector), for embedders
+/// and tests that must not reach the network.
+pub mod egress {
+    pub use crate::capabilities::http::Egress;
+    pub use crate::capabilities::http::EgressConfig;
+    pub use crate::capabilities::http::client::{BoxFuture, Connect, Stream, TcpConnector};
+    pub use crate::capabilities::http::resolve::{Resolve, SystemResolver};
+}
+
+/// Parsers exposed for the fuzz targets only; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::routing::builtin::script_for_host;
+}

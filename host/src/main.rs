@@ -1,9 +1,16 @@
 //! The `berth` binary: parse the command line, set up logging, run.
+//!
+//! The command line ([`cli`]) and its admin API client ([`client`]) live
+//! in the binary, not the library: `berth serve` is a user of the public
+//! embedding API (`berth_host::Berth`) like any other Rust service.
+
+mod cli;
+mod client;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use berth_host::cli::{Cli, LogFormat, run};
+use cli::{Cli, LogFormat, run};
 
 /// mimalloc instead of glibc malloc: per request the host allocates and
 /// frees many small objects on two or more threads (wasmtime instance

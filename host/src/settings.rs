@@ -15,12 +15,13 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::base::Invalid;
+use crate::base::egress_rules::EgressRules;
+use crate::base::isolation::Isolation;
+use crate::base::names::Name;
 use crate::deploy::{DeployError, validate_vars};
-use crate::egress::rules::EgressRules;
 use crate::limits::ScriptLimits;
-use crate::names::Name;
 use crate::runtime::Runtime;
-use crate::runtime::reuse::Isolation;
 use crate::store::{NamespaceRecord, ScriptRecord};
 
 /// A script's settings as the API shows and patches them. On the wire the
@@ -53,7 +54,7 @@ struct ScriptSettingsWire {
     egress: EgressRules,
     assets: crate::store::AssetConfig,
     /// `"fresh"` or `"reuse"`.
-    isolation: String,
+    isolation: crate::base::isolation::IsolationMode,
     reuse_max_requests: u32,
     reuse_idle_ms: u64,
     reuse_max_idle: u32,
@@ -109,7 +110,7 @@ const ISOLATION_OBJECT_KEYS: [&str; 4] = [
 /// Rewrites the object form of `isolation` in a patch into the flat form,
 /// so both spellings patch the same settings (a key given beside
 /// `isolation` wins over the same key inside it).
-fn flatten_isolation(patch: &Value) -> Result<Value, String> {
+fn flatten_isolation(patch: &Value) -> Result<Value, Invalid> {
     let mut patch = patch.clone();
     let Some(Value::Object(fields)) = patch.get("isolation").cloned() else {
         return Ok(patch);
@@ -123,7 +124,8 @@ fn flatten_isolation(patch: &Value) -> Result<Value, String> {
             return Err(format!(
                 "settings.isolation.{key}: unknown field, expected one of {}",
                 ISOLATION_OBJECT_KEYS.join(", ")
-            ));
+            )
+            .into());
         }
         let flat = if key == "mode" {
             "isolation".to_owned()
@@ -148,8 +150,13 @@ impl ScriptSettings {
     }
 
     /// Applies a JSON merge patch, validating the result.
-    pub fn patched(&self, patch: &Value) -> Result<Self, String> {
-        let settings: ScriptSettings = merge_into(self, &flatten_isolation(patch)?)?;
+    pub fn patched(&self, patch: &Value) -> Result<Self, Invalid> {
+        let patch = flatten_isolation(patch)?;
+        if let Some(Value::String(mode)) = patch.get("isolation") {
+            mode.parse::<crate::base::isolation::IsolationMode>()
+                .map_err(|e| format!("settings.isolation {e}"))?;
+        }
+        let settings: ScriptSettings = merge_into(self, &patch)?;
         settings.assets.validate()?;
         settings
             .isolation
@@ -184,7 +191,7 @@ impl NamespaceSettings {
     }
 
     /// Applies a JSON merge patch, validating the result.
-    pub fn patched(&self, patch: &Value) -> Result<Self, String> {
+    pub fn patched(&self, patch: &Value) -> Result<Self, Invalid> {
         let settings: NamespaceSettings = merge_into(self, patch)?;
         settings.egress.validate()?;
         Ok(settings)
@@ -196,14 +203,14 @@ impl NamespaceSettings {
 fn merge_into<T: Serialize + serde::de::DeserializeOwned>(
     current: &T,
     patch: &Value,
-) -> Result<T, String> {
+) -> Result<T, Invalid> {
     if !patch.is_object() {
         return Err("settings patch must be a JSON object".into());
     }
     let mut merged = serde_json::to_value(current).map_err(|e| e.to_string())?;
     merge(&mut merged, patch);
     serde_path_to_error::deserialize(merged)
-        .map_err(|e| format!("settings.{}: {}", e.path(), e.inner()))
+        .map_err(|e| Invalid(format!("settings.{}: {}", e.path(), e.inner())))
 }
 
 /// Applies `patch` to a namespace's settings, stores them and evicts its
@@ -232,7 +239,7 @@ pub async fn update_namespace(
             tracing::info!(%namespace, "namespace settings updated");
             Ok(Some(record))
         }
-        Some(Err(message)) => Err(DeployError::InvalidMetadata(message)),
+        Some(Err(message)) => Err(DeployError::InvalidMetadata(message.0)),
     }
 }
 
@@ -275,7 +282,7 @@ pub async fn update(
                     .keys()
                     .find(|k| record.secrets.contains_key(*k))
                 {
-                    return Err(format!("{clash:?} is already a secret of this script"));
+                    return Err(format!("{clash:?} is already a secret of this script").into());
                 }
                 record.vars = settings.vars;
                 record.limits = settings.limits;
@@ -287,7 +294,7 @@ pub async fn update(
             match outcome {
                 None => Ok(None),
                 Some(Ok(record)) => Ok(Some(record)),
-                Some(Err(message)) => Err(DeployError::InvalidMetadata(message)),
+                Some(Err(message)) => Err(DeployError::InvalidMetadata(message.0)),
             }
         })
         .await
@@ -403,7 +410,7 @@ mod tests {
             (json!({"reuse_idle_ms": "soon"}), "reuse_idle_ms"),
         ] {
             let err = s.patched(&patch).unwrap_err();
-            assert!(err.contains(needle), "{patch}: {err}");
+            assert!(err.0.contains(needle), "{patch}: {err}");
         }
     }
 }

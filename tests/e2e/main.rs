@@ -11,6 +11,7 @@ mod cli;
 mod compose;
 mod dispatch;
 mod egress;
+mod embed;
 mod js;
 mod lifecycle;
 mod limits;

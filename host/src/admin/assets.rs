@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use super::error::{ApiError, ApiResult, ok};
 use super::scripts::{load_script, names_and_not_found};
 use super::{AdminState, blocking};
-use crate::runtime::assets::validate_path;
+use crate::assets::validate_path;
 use crate::store::AssetEntry;
 
 /// Most files per script.

@@ -12,8 +12,8 @@ use http::StatusCode;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::base::names::NameError;
 use crate::deploy::DeployError;
-use crate::names::NameError;
 use crate::store::StoreError;
 
 /// An admin API failure.

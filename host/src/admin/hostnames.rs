@@ -15,8 +15,8 @@ use serde::Deserialize;
 
 use super::error::{ApiError, ApiResult, ok};
 use super::{AdminState, blocking};
-use crate::dispatch::hostnames::HostPattern;
-use crate::names::Name;
+use crate::base::host_pattern::HostPattern;
+use crate::base::names::Name;
 use crate::store::StoreError;
 
 #[derive(Deserialize)]

@@ -23,7 +23,7 @@ use axum::routing::get;
 pub use auth::{AdminToken, TOKEN_ENV, TOKEN_FILE, TokenSource, resolve_token};
 pub use error::{ApiError, ApiResult};
 
-use crate::names::Name;
+use crate::base::names::Name;
 use crate::runtime::Runtime;
 use crate::store::NamespaceStore;
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult, ok};
 use super::{AdminState, blocking};
-use crate::names::Name;
+use crate::base::names::Name;
 use crate::store::{NamespaceRecord, rfc3339};
 
 /// A namespace as the API shows it.

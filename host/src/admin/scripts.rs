@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use super::error::{ApiError, ApiResult, ok};
 use super::{AdminState, blocking};
+use crate::base::names::Name;
 use crate::deploy::{DeployError, ScriptMetadata, deploy};
-use crate::names::Name;
 use crate::store::{ScriptRecord, rfc3339};
 
 /// A script as the API shows it.

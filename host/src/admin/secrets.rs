@@ -56,20 +56,21 @@ pub(super) async fn put(
             if record.vars.contains_key(&key) {
                 return Err(format!(
                     "{key:?} is already a var of this script; remove the var first"
-                ));
+                )
+                .into());
             }
             record.secrets.insert(key.clone(), value.clone());
             let total: usize = record.secrets.iter().map(|(k, v)| k.len() + v.len()).sum();
             if total > MAX_VARS_BYTES {
-                return Err(format!(
-                    "secrets total {total} bytes; the limit is {MAX_VARS_BYTES}"
-                ));
+                return Err(
+                    format!("secrets total {total} bytes; the limit is {MAX_VARS_BYTES}").into(),
+                );
             }
             Ok(())
         })?;
         match outcome {
             None => Err(not_found),
-            Some(Err(message)) => Err(ApiError::BadRequest(message)),
+            Some(Err(message)) => Err(ApiError::BadRequest(message.0)),
             Some(Ok(_)) => Ok(()),
         }
     })
@@ -94,12 +95,12 @@ pub(super) async fn delete(
                 &script,
                 &mut |record| match record.secrets.remove(&key) {
                     Some(_) => Ok(()),
-                    None => Err(format!("no secret {key:?}")),
+                    None => Err(format!("no secret {key:?}").into()),
                 },
             )?;
         match outcome {
             None => Err(not_found),
-            Some(Err(message)) => Err(ApiError::ItemNotFound(message)),
+            Some(Err(message)) => Err(ApiError::ItemNotFound(message.0)),
             Some(Ok(_)) => Ok(()),
         }
     })

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use super::error::{ApiError, ApiResult, ok};
 use super::scripts::{load_script, names_and_not_found};
 use super::{AdminState, blocking};
-use crate::names::Name;
+use crate::base::names::Name;
 use crate::settings::{self, NamespaceSettings, ScriptSettings};
 use crate::store::StoreError;
 

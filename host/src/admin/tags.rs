@@ -16,8 +16,8 @@ use serde::Deserialize;
 use super::error::{ApiError, ApiResult, ok, ok_page};
 use super::scripts::{ScriptInfo, names_and_not_found};
 use super::{AdminState, blocking};
+use crate::base::names::Name;
 use crate::deploy::{MAX_TAGS, validate_tag};
-use crate::names::Name;
 use crate::store::{ScriptRecord, StoreError};
 
 /// Largest page; also the default.
@@ -59,9 +59,9 @@ impl TagFilter {
                 "yes" => filter.include.push(tag.to_owned()),
                 "no" => filter.exclude.push(tag.to_owned()),
                 other => {
-                    return Err(format!(
-                        "tag filter {item:?}: expected :yes or :no, got :{other}"
-                    ));
+                    return Err(
+                        format!("tag filter {item:?}: expected :yes or :no, got :{other}").into(),
+                    );
                 }
             }
         }
@@ -184,13 +184,14 @@ async fn change_tags(
                 return Err(format!(
                     "at most {MAX_TAGS} tags are allowed, got {}",
                     record.tags.len()
-                ));
+                )
+                .into());
             }
             Ok(())
         })?;
         match outcome {
             None => Err(not_found),
-            Some(Err(message)) => Err(bad(message)),
+            Some(Err(message)) => Err(bad(message.0)),
             Some(Ok(record)) => Ok(record),
         }
     })

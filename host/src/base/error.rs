@@ -1,16 +1,19 @@
-//! Failures of a worker invocation, and the one place they are mapped to
-//! what clients see.
+//! Failures of a request to a worker, and the **one** place they are mapped
+//! to what clients, dispatch workers and logs see.
 //!
 //! Every way a request to a tenant's worker can fail is a [`WorkerError`].
-//! Its `x-berth-error` code, HTTP status and one-line message are defined
-//! here and nowhere else, so the data plane, logs and (later) the WIT
-//! `dispatch-error` seen by dispatch workers cannot drift apart.
+//! [`WorkerError::code`] is the only map from a failure to its
+//! [`ErrorCode`]; the code's `x-berth-error` string and HTTP status come
+//! from the guest SDK's table (`berth_sdk::ErrorCode`), so the host and the
+//! SDK that dispatch workers use cannot drift apart. [`WorkerError::to_http`]
+//! builds the one response shape every path (data plane, fetch form of
+//! dispatch) answers with; the WIT `dispatch-error` variant is derived from
+//! the same code in the dispatcher capability, and a test there checks every
+//! variant against it.
 
-use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
-/// Header naming the failure class on every error response Berth generates.
-pub const ERROR_HEADER: &str = "x-berth-error";
+pub use berth_sdk::{ERROR_HEADER, ErrorCode};
 
 /// Seconds a client is asked to wait after `overloaded`; short because pool
 /// slots free up as soon as in-flight requests finish.
@@ -47,60 +50,58 @@ pub enum WorkerError {
     /// The request body is larger than the script's limit (bytes).
     #[error("Request body exceeds the {0}-byte limit")]
     RequestTooLarge(u64),
+    /// A dispatch worker's fetch-form request (`*.dispatch.internal`) had an
+    /// unknown or invalid `berth-dispatch-*` header or endpoint.
+    #[error("Bad dispatch request: {0}")]
+    BadDispatchRequest(String),
     /// A host-side failure that is not the guest's fault.
     #[error("Internal error: {0}")]
     Internal(String),
 }
 
 impl WorkerError {
-    /// The stable `x-berth-error` code (a public contract; never rename).
-    pub fn code(&self) -> &'static str {
+    /// The stable code of this failure: the one map from failure to
+    /// `x-berth-error` code (a public contract; never rename) and status.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::NotFound(_) => "worker-not-found",
-            Self::Exception(_) => "exception",
-            Self::NoResponse => "no-response",
-            Self::Overloaded => "overloaded",
-            Self::WallLimit => "wall-limit",
-            Self::MemoryLimit => "memory-limit",
-            Self::CpuLimit => "cpu-limit",
-            Self::SubrequestLimit => "subrequest-limit",
-            Self::RequestTooLarge(_) => "request-too-large",
-            Self::Internal(_) => "internal",
+            Self::NotFound(_) => ErrorCode::WorkerNotFound,
+            Self::Exception(_) => ErrorCode::Exception,
+            Self::NoResponse => ErrorCode::NoResponse,
+            Self::Overloaded => ErrorCode::Overloaded,
+            Self::WallLimit => ErrorCode::WallLimit,
+            Self::MemoryLimit => ErrorCode::MemoryLimit,
+            Self::CpuLimit => ErrorCode::CpuLimit,
+            Self::SubrequestLimit => ErrorCode::SubrequestLimit,
+            Self::RequestTooLarge(_) => ErrorCode::RequestTooLarge,
+            Self::BadDispatchRequest(_) => ErrorCode::BadDispatchRequest,
+            Self::Internal(_) => ErrorCode::Internal,
         }
     }
 
     /// The HTTP status a client sees.
     pub fn status(&self) -> StatusCode {
-        match self {
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Exception(_) | Self::Internal(_) | Self::SubrequestLimit => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-            Self::NoResponse => StatusCode::BAD_GATEWAY,
-            Self::Overloaded | Self::MemoryLimit | Self::CpuLimit => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Self::WallLimit => StatusCode::GATEWAY_TIMEOUT,
-            Self::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        }
+        StatusCode::from_u16(self.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     /// The one-line message used as the response body.
     pub fn message(&self) -> String {
         one_line(&self.to_string())
     }
-}
 
-impl IntoResponse for WorkerError {
-    fn into_response(self) -> Response {
-        let mut response = (self.status(), format!("{}\n", self.message())).into_response();
+    /// The response for this failure, with `body` made from the message:
+    /// status, `x-berth-error`, a plain-text content type and, for
+    /// `overloaded`, `Retry-After`. Every path that answers with a failure
+    /// builds it here.
+    pub fn to_http<B>(&self, body: impl FnOnce(String) -> B) -> http::Response<B> {
+        let mut response = http::Response::new(body(format!("{}\n", self.message())));
+        *response.status_mut() = self.status();
         let headers = response.headers_mut();
-        headers.insert(ERROR_HEADER, HeaderValue::from_static(self.code()));
+        headers.insert(ERROR_HEADER, HeaderValue::from_static(self.code().as_str()));
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if matches!(self, Self::Overloaded) {
+        if self.code().is_retryable() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
         response
@@ -133,39 +134,62 @@ pub fn one_line(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// One of each variant, so a new variant must be added here too.
+    pub(crate) fn every_variant() -> Vec<WorkerError> {
+        vec![
+            WorkerError::NotFound("x".into()),
+            WorkerError::Exception("x".into()),
+            WorkerError::NoResponse,
+            WorkerError::Overloaded,
+            WorkerError::WallLimit,
+            WorkerError::MemoryLimit,
+            WorkerError::CpuLimit,
+            WorkerError::SubrequestLimit,
+            WorkerError::RequestTooLarge(10),
+            WorkerError::BadDispatchRequest("x".into()),
+            WorkerError::Internal("x".into()),
+        ]
+    }
 
     #[test]
     fn codes_and_statuses_are_the_contract() {
-        let cases = [
-            (WorkerError::NotFound("x".into()), "worker-not-found", 404),
-            (WorkerError::Exception("x".into()), "exception", 500),
-            (WorkerError::NoResponse, "no-response", 502),
-            (WorkerError::Overloaded, "overloaded", 503),
-            (WorkerError::WallLimit, "wall-limit", 504),
-            (WorkerError::MemoryLimit, "memory-limit", 503),
-            (WorkerError::CpuLimit, "cpu-limit", 503),
-            (WorkerError::SubrequestLimit, "subrequest-limit", 500),
-            (WorkerError::RequestTooLarge(10), "request-too-large", 413),
-            (WorkerError::Internal("x".into()), "internal", 500),
+        let expected = [
+            ("worker-not-found", 404),
+            ("exception", 500),
+            ("no-response", 502),
+            ("overloaded", 503),
+            ("wall-limit", 504),
+            ("memory-limit", 503),
+            ("cpu-limit", 503),
+            ("subrequest-limit", 500),
+            ("request-too-large", 413),
+            ("bad-dispatch-request", 400),
+            ("internal", 500),
         ];
-        for (err, code, status) in cases {
-            assert_eq!(err.code(), code);
+        let all = every_variant();
+        assert_eq!(
+            all.len(),
+            ErrorCode::ALL.len(),
+            "every SDK code has a failure"
+        );
+        for (err, (code, status)) in all.into_iter().zip(expected) {
+            assert_eq!(err.code().as_str(), code);
             assert_eq!(err.status().as_u16(), status);
-            // The guest SDK publishes the same contract to workers.
-            let sdk: berth_sdk::ErrorCode = code.parse().expect("the SDK knows every host code");
-            assert_eq!(sdk.status(), status);
-            let resp = err.into_response();
+            let resp = err.to_http(|_| ());
             assert_eq!(resp.headers()[ERROR_HEADER], code);
+            assert_eq!(resp.status().as_u16(), status);
         }
-        assert_eq!(ERROR_HEADER, berth_sdk::ERROR_HEADER);
     }
 
     #[test]
     fn overloaded_carries_retry_after() {
-        let resp = WorkerError::Overloaded.into_response();
+        let resp = WorkerError::Overloaded.to_http(|_| ());
         assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        let resp = WorkerError::CpuLimit.to_http(|_| ());
+        assert!(resp.headers().get(header::RETRY_AFTER).is_none());
     }
 
     #[test]

@@ -102,31 +102,6 @@ pub fn normalize_host(host: &str) -> String {
     without_port.trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// The script a namespace's hostname table maps `host` to: the exact
-/// entry if there is one, else the most specific `*.suffix` entry
-/// (`*.eu.example.com` before `*.example.com`).
-pub fn lookup(
-    store: &dyn crate::store::NamespaceStore,
-    namespace: &crate::names::Name,
-    host: &str,
-) -> crate::store::StoreResult<Option<crate::names::Name>> {
-    let host = normalize_host(host);
-    if host.is_empty() {
-        return Ok(None);
-    }
-    if let Some(script) = store.get_hostname(namespace, &host)? {
-        return Ok(Some(script));
-    }
-    let mut rest = host.as_str();
-    while let Some((_, suffix)) = rest.split_once('.') {
-        if let Some(script) = store.get_hostname(namespace, &format!("*.{suffix}"))? {
-            return Ok(Some(script));
-        }
-        rest = suffix;
-    }
-    Ok(None)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,31 +153,6 @@ mod tests {
         let long = p("*.eu.example.com").matches(host).unwrap();
         let short = p("*.example.com").matches(host).unwrap();
         assert!(exact > long && long > short);
-    }
-
-    #[test]
-    fn table_lookup_prefers_exact_then_longest_wildcard() {
-        use crate::names::Name;
-        use crate::store::{NamespaceStore, SledStore};
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
-        let ns = Name::new("ns").unwrap();
-        store.create_namespace(&ns).unwrap();
-        let n = |s: &str| Name::new(s).unwrap();
-        store.put_hostname(&ns, "*.example.com", &n("any")).unwrap();
-        store
-            .put_hostname(&ns, "*.eu.example.com", &n("eu"))
-            .unwrap();
-        store
-            .put_hostname(&ns, "shop.eu.example.com", &n("shop"))
-            .unwrap();
-        let get = |h: &str| lookup(&store, &ns, h).unwrap().map(|s| s.to_string());
-        assert_eq!(get("Shop.EU.example.com:443").as_deref(), Some("shop"));
-        assert_eq!(get("blog.eu.example.com").as_deref(), Some("eu"));
-        assert_eq!(get("a.b.eu.example.com").as_deref(), Some("eu"));
-        assert_eq!(get("www.example.com").as_deref(), Some("any"));
-        assert_eq!(get("example.com"), None);
-        assert_eq!(get("other.org"), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub const MAX_NAME_LEN: usize = 63;
 /// and `-`, not starting or ending with `-`.
 ///
 /// ```
-/// use berth_host::names::Name;
+/// use berth_host::Name;
 /// assert!("customer-a".parse::<Name>().is_ok());
 /// assert!("Customer_A".parse::<Name>().is_err());
 /// ```

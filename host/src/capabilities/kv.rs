@@ -11,11 +11,10 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{HasSelf, Linker, Resource};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use crate::names::Name;
-use crate::runtime::WorkerState;
-use crate::store::NamespaceStore;
+use crate::base::names::Name;
+use crate::store::KvStore;
 
 /// Longest key, bytes.
 pub const MAX_KEY_BYTES: usize = 512;
@@ -42,14 +41,14 @@ use bindings::wasi::keyvalue::store::{self, Error, KeyResponse};
 /// Which bucket an invocation may open.
 #[derive(Clone)]
 pub struct KvScope {
-    store: Arc<dyn NamespaceStore>,
+    store: Arc<dyn KvStore>,
     namespace: Name,
     script: Name,
 }
 
 impl KvScope {
     /// The bucket of `namespace/script`.
-    pub fn new(store: Arc<dyn NamespaceStore>, namespace: Name, script: Name) -> Self {
+    pub fn new(store: Arc<dyn KvStore>, namespace: Name, script: Name) -> Self {
         Self {
             store,
             namespace,
@@ -63,9 +62,36 @@ pub struct Bucket {
     scope: KvScope,
 }
 
-/// Adds `wasi:keyvalue/store` to a linker.
-pub fn add_to_linker(linker: &mut Linker<WorkerState>) -> anyhow::Result<()> {
-    store::add_to_linker::<WorkerState, HasSelf<WorkerState>>(linker, |state| state)
+/// The capability's per-instance state: the bucket this invocation may
+/// open, if any (platform components have none).
+#[derive(Clone, Default)]
+pub struct KvState {
+    /// The script's bucket.
+    pub scope: Option<KvScope>,
+}
+
+/// What the host functions see: the capability's state and the instance's
+/// resource table.
+pub struct KvView<'a> {
+    /// This capability's state.
+    pub state: &'a mut KvState,
+    /// The instance's resource table.
+    pub table: &'a mut ResourceTable,
+}
+
+struct Kv;
+
+impl HasData for Kv {
+    type Data<'a> = KvView<'a>;
+}
+
+/// Adds `wasi:keyvalue/store` to a linker whose store data hands out a
+/// [`KvView`] through `view`.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> KvView<'_>,
+) -> anyhow::Result<()> {
+    store::add_to_linker::<T, Kv>(linker, view)
         .map_err(|e| anyhow::anyhow!("linking wasi:keyvalue: {e:#}"))
 }
 
@@ -83,25 +109,25 @@ fn check_key(key: &str) -> Result<(), Error> {
     Ok(())
 }
 
-impl store::Host for WorkerState {
+impl store::Host for KvView<'_> {
     fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<Bucket>, Error>> {
-        let Some(scope) = self.kv.clone() else {
+        let Some(scope) = self.state.scope.clone() else {
             return Ok(Err(Error::AccessDenied));
         };
         if identifier != "default" && !identifier.is_empty() {
             return Ok(Err(Error::NoSuchStore));
         }
-        Ok(Ok(self.table().push(Bucket { scope })?))
+        Ok(Ok(self.table.push(Bucket { scope })?))
     }
 }
 
-impl store::HostBucket for WorkerState {
+impl store::HostBucket for KvView<'_> {
     fn get(
         &mut self,
         this: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
-        let s = &self.table().get(&this)?.scope;
+        let s = &self.table.get(&this)?.scope;
         Ok(check_key(&key)
             .and_then(|()| s.store.kv_get(&s.namespace, &s.script, &key).map_err(other)))
     }
@@ -112,7 +138,7 @@ impl store::HostBucket for WorkerState {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let s = &self.table().get(&this)?.scope;
+        let s = &self.table.get(&this)?.scope;
         if value.len() > MAX_VALUE_BYTES {
             return Ok(Err(Error::Other(format!(
                 "value is {} bytes; the limit is {MAX_VALUE_BYTES}",
@@ -131,7 +157,7 @@ impl store::HostBucket for WorkerState {
         this: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let s = &self.table().get(&this)?.scope;
+        let s = &self.table.get(&this)?.scope;
         Ok(check_key(&key).and_then(|()| {
             s.store
                 .kv_delete(&s.namespace, &s.script, &key)
@@ -145,7 +171,7 @@ impl store::HostBucket for WorkerState {
         this: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<bool, Error>> {
-        let s = &self.table().get(&this)?.scope;
+        let s = &self.table.get(&this)?.scope;
         Ok(check_key(&key).and_then(|()| {
             s.store
                 .kv_get(&s.namespace, &s.script, &key)
@@ -159,7 +185,7 @@ impl store::HostBucket for WorkerState {
         this: Resource<Bucket>,
         cursor: Option<u64>,
     ) -> wasmtime::Result<Result<KeyResponse, Error>> {
-        let s = &self.table().get(&this)?.scope;
+        let s = &self.table.get(&this)?.scope;
         // The cursor is the number of keys already returned.
         let skip = cursor.unwrap_or(0) as usize;
         let listed = s
@@ -174,7 +200,7 @@ impl store::HostBucket for WorkerState {
     }
 
     fn drop(&mut self, this: Resource<Bucket>) -> wasmtime::Result<()> {
-        self.table().delete(this)?;
+        self.table.delete(this)?;
         Ok(())
     }
 }

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 mod features;
 
 use crate::client::AdminClient;
-use crate::config::Config;
-use crate::server::{Server, shutdown_signal};
+use berth_host::Config;
+use berth_host::{Berth, shutdown_signal};
 
 /// Berth: run your customers' WebAssembly workers, many tenants in one process.
 #[derive(Debug, Parser)]
@@ -273,8 +273,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.data_dir {
         config.server.data_dir = dir;
     }
-    config.validate()?;
-    let server = Server::start(config).await?;
+    let server = Berth::builder(config).build().await?.serve().await?;
     // Stable, machine-readable readiness lines (scripts and tests wait for them).
     println!("berth: data plane listening on http://{}", server.data_addr);
     println!("berth: admin API listening on http://{}", server.admin_addr);

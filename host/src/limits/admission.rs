@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::errors::WorkerError;
+use crate::base::error::WorkerError;
 
 /// The admission gate of one worker.
 #[derive(Debug)]
@@ -56,11 +56,6 @@ impl Admission {
     /// Requests waiting for a slot right now.
     pub fn queued(&self) -> u32 {
         self.waiting.load(Ordering::Relaxed)
-    }
-
-    /// Requests running right now.
-    pub fn running(&self, concurrency: u32) -> u32 {
-        concurrency.saturating_sub(self.permits.available_permits() as u32)
     }
 }
 

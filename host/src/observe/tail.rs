@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::names::Name;
+use crate::base::names::Name;
 
 /// Events buffered per subscriber.
 const BUFFER: usize = 256;

@@ -4,7 +4,7 @@
 //! Pure functions only, so the rules are unit-tested and fuzzed without a
 //! server.
 
-use crate::names::Name;
+use crate::base::names::Name;
 
 /// The script the built-in router picks for a `Host` header value, or why
 /// none applies.

@@ -1,30 +1,36 @@
-//! The data plane: the tenant-facing HTTP listener.
+//! Routing: the tenant-facing data plane.
 //!
 //! Every request follows one path: route by `Host` → load the worker →
-//! invoke it on a fresh instance → stream its response back. A host that
-//! matches a `[[dispatch]]` entry goes to that entry's dispatch worker
-//! (which calls user workers itself); any other host goes to the built-in
-//! subdomain router (first label → script of the default namespace), or
-//! gets 404 when it is disabled. Failures become `x-berth-error` responses
-//! via [`WorkerError`]. No admin route exists here.
+//! invoke it → stream its response back. A host that matches a
+//! `[[dispatch]]` entry ([`table`]) goes to that entry's dispatch worker
+//! (which calls user workers itself); any other host goes to the default
+//! namespace's hostname table, then the built-in subdomain router
+//! ([`builtin`]: first label → script), or gets 404 when it is disabled.
+//! Failures become `x-berth-error` responses through the one error map
+//! ([`WorkerError::to_http`]). No admin route exists here.
+//!
+//! [`router`] is an ordinary axum `Router`: it can be merged or nested into
+//! another application and driven with `tower::ServiceExt::oneshot`. The
+//! client address comes from axum's `ConnectInfo` when the server provides
+//! it, else `0.0.0.0`.
 
-pub mod headers;
-pub mod router;
+pub mod builtin;
+pub mod table;
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use std::net::SocketAddr;
-
 use axum::extract::{ConnectInfo, Request, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
-use self::headers::RequestMeta;
-use crate::dispatch::{DispatchBinding, DispatchTable};
-use crate::errors::WorkerError;
-use crate::names::Name;
+use crate::base::error::WorkerError;
+use crate::base::names::Name;
+use crate::base::platform_headers::{self, RequestMeta};
+use crate::capabilities::dispatcher::DispatchBinding;
 use crate::runtime::{InvokeOptions, Runtime};
+pub use table::{DispatchEntry, DispatchTable};
 
 /// Shared state of the data plane.
 #[derive(Clone)]
@@ -46,19 +52,19 @@ pub fn router(state: DataPlane) -> Router {
     Router::new().fallback(handle).with_state(state)
 }
 
-async fn handle(
-    State(plane): State<DataPlane>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-) -> Response {
-    let meta = RequestMeta::new(peer.ip());
+async fn handle(State(plane): State<DataPlane>, request: Request) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let meta = RequestMeta::new(peer);
     let id = meta.id.clone();
     // Every log line of this request (host and guest) carries its id.
     let span = tracing::info_span!("request", request_id = %id);
     let mut response =
         match tracing::Instrument::instrument(serve(&plane, request, meta), span).await {
             Ok(response) => response,
-            Err(error) => error.into_response(),
+            Err(error) => error.to_http(Body::from),
         };
     if let Ok(value) = http::HeaderValue::from_str(&id) {
         response
@@ -80,51 +86,76 @@ async fn serve(
         .or_else(|| request.uri().host())
         .unwrap_or("")
         .to_owned();
-    let mut request = request.map(|body| {
+    let request = request.map(|body| {
         use http_body_util::BodyExt;
         body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
     });
     if let Some(entry) = plane.dispatch.route(&host) {
-        let trusted = plane.runtime.namespace_trusted(&entry.namespace);
-        headers::apply(
-            request.headers_mut(),
-            trusted,
-            &meta,
-            &plane.trusted_headers,
-        );
-        let worker = entry.worker(&plane.runtime).await?;
-        let options = InvokeOptions {
-            limits: entry.limits,
-            request_id: Some(meta.id.clone()),
-            dispatch: Some(
-                DispatchBinding::new(plane.runtime.clone(), entry.namespace.clone())
-                    .with_outbound_worker(entry.outbound_worker.clone())
-                    .with_request(meta, trusted, plane.trusted_headers.clone()),
-            ),
-            ..InvokeOptions::default()
-        };
-        let response = plane.runtime.invoke(worker, request, options).await?;
-        return Ok(response.map(Body::new));
+        return dispatch(plane, entry, request, meta).await;
     }
     if !plane.builtin_router {
         return Err(WorkerError::NotFound(format!(
             "no route matches host {host:?}"
         )));
     }
-    // The namespace's hostname table first (custom hostnames, wildcards),
-    // then the first label of the host.
-    let mapped = crate::dispatch::hostnames::lookup(
-        plane.runtime.store().as_ref(),
-        &plane.default_namespace,
-        &host,
-    )
-    .map_err(|e| WorkerError::Internal(e.to_string()))?;
+    builtin(plane, &host, request, meta).await
+}
+
+/// A `[[dispatch]]` entry's dispatch worker serves the request.
+async fn dispatch<B>(
+    plane: &DataPlane,
+    entry: &DispatchEntry,
+    mut request: http::Request<B>,
+    meta: RequestMeta,
+) -> Result<Response, WorkerError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let trusted = plane.runtime.namespace_trusted(&entry.namespace);
+    platform_headers::apply(
+        request.headers_mut(),
+        trusted,
+        &meta,
+        &plane.trusted_headers,
+    );
+    let worker = entry.worker(&plane.runtime).await?;
+    let binding = DispatchBinding::new(plane.runtime.invoker(), entry.namespace.clone())
+        .with_outbound_worker(entry.outbound_worker.clone())
+        .with_request(meta.clone(), trusted, plane.trusted_headers.clone());
+    let options = InvokeOptions {
+        limits: entry.limits,
+        request_id: Some(meta.id),
+        dispatch: Some(binding),
+        ..InvokeOptions::default()
+    };
+    let response = plane.runtime.invoke(worker, request, options).await?;
+    Ok(response.map(Body::new))
+}
+
+/// The default namespace serves the request: its hostname table first
+/// (custom hostnames, wildcards), then the first label of the host.
+async fn builtin<B>(
+    plane: &DataPlane,
+    host: &str,
+    mut request: http::Request<B>,
+    meta: RequestMeta,
+) -> Result<Response, WorkerError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let mapped = plane
+        .runtime
+        .store()
+        .lookup(&plane.default_namespace, host)
+        .map_err(|e| WorkerError::Internal(e.to_string()))?;
     let script = match mapped {
         Some(script) => script,
-        None => router::script_for_host(&host).map_err(WorkerError::NotFound)?,
+        None => builtin::script_for_host(host).map_err(WorkerError::NotFound)?,
     };
     let trusted = plane.runtime.namespace_trusted(&plane.default_namespace);
-    headers::apply(
+    platform_headers::apply(
         request.headers_mut(),
         trusted,
         &meta,
@@ -135,7 +166,7 @@ async fn serve(
         .worker(&plane.default_namespace, &script)
         .await?;
     let options = InvokeOptions {
-        request_id: Some(meta.id.clone()),
+        request_id: Some(meta.id),
         ..InvokeOptions::default()
     };
     let response = plane.runtime.handle(worker, request, options).await?;

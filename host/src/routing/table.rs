@@ -8,12 +8,12 @@
 
 use std::sync::Arc;
 
-use super::hostnames::{HostPattern, Specificity, normalize_host};
+use crate::base::error::WorkerError;
+use crate::base::host_pattern::{HostPattern, Specificity, normalize_host};
+use crate::base::names::Name;
+use crate::capabilities::OutboundWorker;
 use crate::config::{DispatchConfig, DispatchWorkerSource};
-use crate::egress::OutboundWorker;
-use crate::errors::WorkerError;
 use crate::limits::CallLimits;
-use crate::names::Name;
 use crate::runtime::{Role, Runtime, Worker};
 
 /// Where an entry's dispatch worker comes from, once loaded.
@@ -58,11 +58,6 @@ impl DispatchEntry {
                 }),
         }
     }
-
-    /// The entry's hostname patterns.
-    pub fn patterns(&self) -> &[HostPattern] {
-        &self.patterns
-    }
 }
 
 /// All `[[dispatch]]` entries.
@@ -96,16 +91,18 @@ impl DispatchTable {
             };
             let outbound_worker = match &config.outbound_worker {
                 Some(path) => Some(OutboundWorker {
-                    runtime: runtime.clone(),
-                    worker: runtime
-                        .load_file(
-                            path,
-                            &config.namespace,
-                            &Default::default(),
-                            Role::User,
-                            Default::default(),
-                        )
-                        .map_err(|e| anyhow::anyhow!("dispatch[{i}].outbound_worker: {e}"))?,
+                    invoker: runtime.invoker(),
+                    worker: Runtime::worker_ref(
+                        runtime
+                            .load_file(
+                                path,
+                                &config.namespace,
+                                &Default::default(),
+                                Role::User,
+                                Default::default(),
+                            )
+                            .map_err(|e| anyhow::anyhow!("dispatch[{i}].outbound_worker: {e}"))?,
+                    ),
                 }),
                 None => None,
             };
@@ -143,10 +140,5 @@ impl DispatchTable {
             }
         }
         best.map(|(_, entry)| entry)
-    }
-
-    /// Whether any entry exists.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }

@@ -13,7 +13,7 @@ use lru::LruCache;
 use tokio::sync::OnceCell;
 
 use super::{Role, Worker};
-use crate::names::Name;
+use crate::base::names::Name;
 
 type Key = (Name, Name, Role);
 type Slot = Arc<OnceCell<Arc<Worker>>>;
@@ -74,6 +74,11 @@ impl WorkerCache {
         for key in keys {
             slots.pop(&key);
         }
+    }
+
+    /// Forgets every loaded worker (shutdown).
+    pub fn clear(&self) {
+        self.lock().clear();
     }
 
     /// Requests waiting in the admission queues of loaded workers.

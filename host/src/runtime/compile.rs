@@ -31,7 +31,7 @@ pub enum CompileError {
 }
 
 fn text(e: &wasmtime::Error) -> String {
-    crate::errors::one_line(&format!("{e:#}"))
+    crate::base::error::one_line(&format!("{e:#}"))
 }
 
 /// Compiles `bytes` (check it can serve with [`prepare`]).

@@ -15,7 +15,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::config::{Mpk, RuntimeConfig};
+use super::config::{Mpk, RuntimeConfig};
 
 /// Native stack a guest may use before it traps with "stack overflow".
 const MAX_WASM_STACK: usize = 1 << 20;
@@ -100,6 +100,14 @@ impl EpochTicker {
             stop,
             thread: Some(thread),
         }
+    }
+}
+
+impl EpochTicker {
+    /// The flag that stops the thread (raised on drop).
+    #[cfg(test)]
+    pub(crate) fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
     }
 }
 

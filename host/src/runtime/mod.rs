@@ -6,11 +6,9 @@
 //! through it ([`Runtime::invoke`]). It never touches HTTP routing or the
 //! admin API, and it never deserializes bytes a tenant supplied.
 
-mod admission;
-pub mod assets;
-pub mod body_limit;
 mod cache;
 pub mod compile;
+pub mod config;
 pub mod engine;
 mod invoke;
 pub mod reuse;
@@ -27,15 +25,21 @@ use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 pub use compile::CompileError;
-pub use invoke::{InvokeOptions, WorkerResponse};
-pub use reuse::Isolation;
+pub use config::RuntimeConfig;
+pub use invoke::InvokeOptions;
 pub use state::WorkerState;
 
-use crate::config::RuntimeConfig;
-use crate::errors::WorkerError;
-use crate::limits::{HostLimits, ScriptLimits};
-use crate::names::Name;
-use crate::store::{NamespaceStore, ScriptRecord};
+use crate::base::error::WorkerError;
+use crate::base::isolation::{Isolation, IsolationMode};
+use crate::base::names::Name;
+use crate::capabilities::http::Egress;
+use crate::capabilities::{
+    BoxFuture, CallOptions, Invoker, WorkerRef, WorkerRequest, WorkerResponse,
+};
+use crate::limits::{Admission, HostLimits, ScriptLimits};
+use crate::observe::metrics::Metrics;
+use crate::observe::tail::TailHub;
+use crate::store::{Hostnames, NamespaceStore, ScriptRecord};
 use cache::WorkerCache;
 use engine::EpochTicker;
 
@@ -56,8 +60,6 @@ pub struct Worker {
     pub namespace: Name,
     /// Script name.
     pub name: Name,
-    /// Deployed version.
-    pub version: u64,
     /// Pre-instantiated component.
     pub pre: ProxyPre<WorkerState>,
     /// Environment variables the guest sees.
@@ -65,7 +67,7 @@ pub struct Worker {
     /// The script's own limits.
     pub limits: ScriptLimits,
     /// Fresh instance per request, or warm reuse.
-    pub isolation: reuse::Isolation,
+    pub isolation: Isolation,
     /// Warm instances (only used with `isolation.mode = "reuse"`).
     pub pool: reuse::ReusePool,
     /// Static assets of the script, and how to serve them.
@@ -75,11 +77,9 @@ pub struct Worker {
     /// Whether the worker is a stored script with its own KV bucket.
     pub kv_enabled: bool,
     /// Namespace and script egress rules, parsed.
-    pub egress_rules: Arc<Vec<crate::egress::rules::CompiledRules>>,
+    pub egress_rules: Arc<Vec<crate::base::egress_rules::CompiledRules>>,
     /// Admission control (`max_concurrency`).
-    pub admission: admission::Admission,
-    /// Concurrency the admission gate allows.
-    pub concurrency: u32,
+    pub admission: Admission,
 }
 
 /// An upload that passed validation, with the artifact to store beside it.
@@ -167,14 +167,15 @@ pub struct Runtime {
     cache: WorkerCache,
     counters: Counters,
     limits: HostLimits,
-    egress: Arc<crate::egress::Egress>,
+    egress: Arc<Egress>,
     trusted: std::sync::Mutex<std::collections::HashMap<Name, bool>>,
     prepared: std::sync::Mutex<lru::LruCache<(String, Role), ProxyPre<WorkerState>>>,
-    metrics: Arc<crate::metrics::Metrics>,
-    tail: Arc<crate::tail::TailHub>,
+    metrics: Arc<Metrics>,
+    tail: Arc<TailHub>,
     stdio_capture_bytes: usize,
     instances_capacity: u32,
-    _ticker: EpochTicker,
+    ticker: std::sync::Mutex<Option<EpochTicker>>,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Runtime {
@@ -182,7 +183,7 @@ impl Runtime {
     pub fn new(
         cfg: &RuntimeConfig,
         limits: HostLimits,
-        egress: Arc<crate::egress::Egress>,
+        egress: Arc<Egress>,
         store: Arc<dyn NamespaceStore>,
     ) -> anyhow::Result<Self> {
         let engine = engine::build_engine(cfg)?;
@@ -204,11 +205,12 @@ impl Runtime {
                 std::num::NonZeroUsize::new(cfg.component_cache_size)
                     .unwrap_or(std::num::NonZeroUsize::MIN),
             )),
-            metrics: Arc::new(crate::metrics::Metrics::new(cfg.max_script_series)),
+            metrics: Arc::new(Metrics::new(cfg.max_script_series)),
             tail: Default::default(),
             stdio_capture_bytes: cfg.stdio_capture_kb << 10,
             instances_capacity: cfg.instances,
-            _ticker: ticker,
+            ticker: std::sync::Mutex::new(Some(ticker)),
+            closed: Default::default(),
         })
     }
 
@@ -281,6 +283,9 @@ impl Runtime {
         script: &Name,
         role: Role,
     ) -> Result<Arc<Worker>, WorkerError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(WorkerError::Internal("the host is shutting down".into()));
+        }
         let (slot, hit) = self.cache.slot(namespace, script, role);
         let counter = if hit {
             &self.counters.cache_hits
@@ -308,6 +313,29 @@ impl Runtime {
                 Err(error)
             }
         }
+    }
+
+    /// Shuts the runtime down: new requests are refused, loaded workers and
+    /// their warm instances are forgotten, and the epoch thread stops (it
+    /// holds the engine). In-flight invocations finish without preemption
+    /// ticks but within their wall-clock deadline.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.cache.clear();
+        self.prepared_lock().clear();
+        self.trusted_cache().clear();
+        let ticker = self.ticker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(ticker);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn ticker_stop_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.ticker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|t| t.stop_flag())
+            .unwrap_or_default()
     }
 
     /// Loads a script from the store: its artifact if one matches this
@@ -346,12 +374,11 @@ impl Runtime {
         {
             tracing::warn!(%namespace, script = %name, reason,
                 "settings.isolation \"reuse\" ignored: serving a fresh instance per request");
-            isolation.mode = "fresh".into();
+            isolation.mode = IsolationMode::Fresh;
         }
         Ok(Arc::new(Worker {
             namespace: namespace.clone(),
             name: name.clone(),
-            version: record.version,
             pre,
             env: record
                 .vars
@@ -367,7 +394,6 @@ impl Runtime {
             kv_enabled: true,
             egress_rules: Arc::new(egress_rules),
             admission: self.admission_for(&record.limits),
-            concurrency: self.limits.concurrency(&record.limits),
         }))
     }
 
@@ -460,7 +486,7 @@ impl Runtime {
         {
             tracing::warn!(path = %path.display(), reason,
                 "isolation \"reuse\" ignored: serving a fresh instance per request");
-            isolation.mode = "fresh".into();
+            isolation.mode = IsolationMode::Fresh;
         }
         let component = compile::compile(&self.engine, &bytes)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -475,7 +501,6 @@ impl Runtime {
         Ok(Arc::new(Worker {
             namespace: label.clone(),
             name: stem,
-            version: 0,
             pre,
             env: vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             limits: ScriptLimits::default(),
@@ -486,12 +511,11 @@ impl Runtime {
             kv_enabled: false,
             egress_rules: Arc::new(Vec::new()),
             admission: self.admission_for(&ScriptLimits::default()),
-            concurrency: self.limits.concurrency(&ScriptLimits::default()),
         }))
     }
 
-    fn admission_for(&self, limits: &ScriptLimits) -> admission::Admission {
-        admission::Admission::new(
+    fn admission_for(&self, limits: &ScriptLimits) -> Admission {
+        Admission::new(
             self.limits.concurrency(limits),
             self.limits.max_queue,
             Duration::from_millis(self.limits.queue_timeout_ms),
@@ -504,18 +528,13 @@ impl Runtime {
     }
 
     /// The metrics registry.
-    pub fn metrics(&self) -> &crate::metrics::Metrics {
+    pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
     /// Live tail channels.
-    pub fn tail(&self) -> &crate::tail::TailHub {
+    pub fn tail(&self) -> &TailHub {
         &self.tail
-    }
-
-    /// The host's `[limits]`.
-    pub fn host_limits(&self) -> &HostLimits {
-        &self.limits
     }
 
     /// Forgets the loaded worker of a script (redeploy, delete).
@@ -568,5 +587,48 @@ impl Runtime {
                 component_instances_capacity: self.instances_capacity,
             },
         }
+    }
+}
+
+impl Runtime {
+    /// A weak reference to this runtime as the capabilities' [`Invoker`]:
+    /// what dispatch bindings and outbound workers keep, so no instance
+    /// state ever keeps the runtime alive.
+    pub fn invoker(self: &Arc<Self>) -> crate::capabilities::InvokerRef {
+        let invoker: Arc<dyn Invoker> = self.clone();
+        crate::capabilities::InvokerRef::new(&invoker)
+    }
+
+    /// A loaded worker as capabilities see it.
+    pub fn worker_ref(worker: Arc<Worker>) -> WorkerRef {
+        WorkerRef::new(worker.name.clone(), worker)
+    }
+}
+
+impl Invoker for Runtime {
+    fn user_worker(
+        self: Arc<Self>,
+        namespace: Name,
+        script: Name,
+    ) -> BoxFuture<'static, Result<WorkerRef, WorkerError>> {
+        Box::pin(async move { self.worker(&namespace, &script).await.map(Self::worker_ref) })
+    }
+
+    fn serve(
+        self: Arc<Self>,
+        worker: WorkerRef,
+        request: WorkerRequest,
+        options: CallOptions,
+    ) -> BoxFuture<'static, Result<WorkerResponse, WorkerError>> {
+        Box::pin(async move {
+            let worker = worker.downcast::<Worker>().ok_or_else(|| {
+                WorkerError::Internal("a worker reference from another runtime".into())
+            })?;
+            self.handle(worker, request, options.into()).await
+        })
+    }
+
+    fn hostnames(&self) -> Arc<dyn Hostnames> {
+        self.store.clone()
     }
 }

@@ -23,12 +23,12 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::Proxy;
 
 use super::state::WorkerState;
 use super::stdio::OutputCapture;
+use crate::base::isolation::Isolation;
 
 /// Why a component cannot serve several requests from one instance, if it
 /// cannot (read from its top-level `producers` custom section).
@@ -49,60 +49,6 @@ pub fn reuse_blocker(component: &[u8]) -> Option<&'static str> {
         }
     }
     None
-}
-
-/// How a script's instances are isolated, as stored with the script. The
-/// API shows it flat (`settings.isolation` = the mode, `settings.reuse_*`
-/// beside it; see `crate::settings`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Isolation {
-    /// `fresh` (default: a new instance per request) or `reuse`.
-    pub mode: String,
-    /// Requests one instance may serve before it is dropped.
-    pub reuse_max_requests: u32,
-    /// How long an instance may sit idle before it is dropped, ms.
-    pub reuse_idle_ms: u64,
-    /// Idle instances kept per script.
-    pub reuse_max_idle: u32,
-}
-
-impl Default for Isolation {
-    fn default() -> Self {
-        Self {
-            mode: "fresh".into(),
-            reuse_max_requests: 1000,
-            reuse_idle_ms: 30_000,
-            reuse_max_idle: 4,
-        }
-    }
-}
-
-impl Isolation {
-    /// Checks values, naming the key.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.mode != "fresh" && self.mode != "reuse" {
-            return Err(format!(
-                "isolation must be \"fresh\" or \"reuse\", got {:?}",
-                self.mode
-            ));
-        }
-        for (key, value) in [
-            ("reuse_max_requests", u64::from(self.reuse_max_requests)),
-            ("reuse_idle_ms", self.reuse_idle_ms),
-            ("reuse_max_idle", u64::from(self.reuse_max_idle)),
-        ] {
-            if value == 0 {
-                return Err(format!("{key} must be greater than 0"));
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether instances are reused.
-    pub fn reuse(&self) -> bool {
-        self.mode == "reuse"
-    }
 }
 
 /// An instance waiting for its next request.
@@ -165,37 +111,5 @@ impl ReusePool {
         if idle.len() < isolation.reuse_max_idle as usize {
             idle.push(instance);
         }
-    }
-
-    /// Idle instances right now.
-    pub fn len(&self) -> usize {
-        self.idle.lock().map(|i| i.len()).unwrap_or(0)
-    }
-
-    /// Whether no instance is idle.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn isolation_settings_are_checked() {
-        assert!(Isolation::default().validate().is_ok());
-        assert!(!Isolation::default().reuse());
-        let bad = Isolation {
-            mode: "shared".into(),
-            ..Default::default()
-        };
-        assert!(bad.validate().unwrap_err().contains("isolation must be"));
-        let zero = Isolation {
-            mode: "reuse".into(),
-            reuse_max_idle: 0,
-            ..Default::default()
-        };
-        assert!(zero.validate().unwrap_err().contains("reuse_max_idle"));
     }
 }

@@ -1,5 +1,11 @@
-//! What a guest's `Store` holds for one invocation, and the linker that
-//! exposes it.
+//! What a guest's `Store` holds for one invocation, and the linkers that
+//! expose it.
+//!
+//! [`WorkerState`] only aggregates: WASI (environment, bounded stdout and
+//! stderr, no sockets), the resource table, the limits' enforcement state
+//! and each capability's own state. Every capability is linked through its
+//! own `add_to_linker` with a function that hands out its view of this
+//! state; nothing here implements a WIT interface itself.
 //!
 //! The guest gets `wasi:http/proxy` plus the rest of `wasi:cli` that
 //! `wasm32-wasip2` toolchains import, and nothing of the host: its
@@ -13,8 +19,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::stdio::OutputCapture;
-use crate::dispatch::DispatchBinding;
-use crate::egress::EgressHooks;
+use crate::capabilities::dispatcher::{self, DispatcherState, DispatcherView};
+use crate::capabilities::http::EgressHooks;
+use crate::capabilities::kv::{self, KvState, KvView};
 use crate::limits::{CpuMeter, MemoryLimiter};
 
 /// Store data of one invocation.
@@ -24,14 +31,14 @@ pub struct WorkerState {
     table: ResourceTable,
     /// Memory and table caps for the instance.
     pub limiter: MemoryLimiter,
-    /// Outbound HTTP policy and accounting.
-    pub egress: EgressHooks,
     /// CPU-time accounting (epoch ticks observed while executing).
     pub cpu: CpuMeter,
-    /// Set for dispatch workers: which namespace `dispatcher.get` reaches.
-    pub dispatch: Option<DispatchBinding>,
-    /// The script's key-value bucket (none for platform components).
-    pub kv: Option<crate::kv::KvScope>,
+    /// HTTP capability: outbound policy and accounting.
+    pub egress: EgressHooks,
+    /// Dispatcher capability (dispatch workers only).
+    pub dispatch: DispatcherState,
+    /// KV capability: the script's bucket (none for platform components).
+    pub kv: KvState,
 }
 
 /// Inputs for a new [`WorkerState`].
@@ -44,14 +51,14 @@ pub struct StateParams<'a> {
     pub stderr: OutputCapture,
     /// Total linear memory the instance may use.
     pub max_memory_bytes: usize,
-    /// Egress state for this invocation.
-    pub egress: EgressHooks,
     /// CPU budget for this invocation.
     pub cpu: CpuMeter,
-    /// Dispatcher binding (dispatch workers only).
-    pub dispatch: Option<DispatchBinding>,
-    /// The script's key-value bucket.
-    pub kv: Option<crate::kv::KvScope>,
+    /// HTTP capability state for this invocation.
+    pub egress: EgressHooks,
+    /// Dispatcher capability state.
+    pub dispatch: DispatcherState,
+    /// KV capability state.
+    pub kv: KvState,
 }
 
 impl WorkerState {
@@ -70,10 +77,33 @@ impl WorkerState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(p.max_memory_bytes),
-            egress: p.egress,
             cpu: p.cpu,
+            egress: p.egress,
             dispatch: p.dispatch,
             kv: p.kv,
+        }
+    }
+
+    /// The resource table.
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    fn kv_view(&mut self) -> KvView<'_> {
+        KvView {
+            state: &mut self.kv,
+            table: &mut self.table,
+        }
+    }
+
+    fn dispatcher_view(&mut self) -> DispatcherView<'_> {
+        DispatcherView {
+            state: &mut self.dispatch,
+            http: WasiHttpCtxView {
+                ctx: &mut self.http,
+                table: &mut self.table,
+                hooks: &mut self.egress,
+            },
         }
     }
 }
@@ -97,22 +127,14 @@ impl WasiHttpView for WorkerState {
     }
 }
 
-impl WorkerState {
-    /// The resource table (for host implementations of Berth's interfaces).
-    pub fn table(&mut self) -> &mut ResourceTable {
-        &mut self.table
-    }
-}
-
 /// The linker shared by all tenants: WASI p2 (cli, clocks, random, io,
-/// filesystem and sockets that refuse everything) plus `wasi:http`.
+/// filesystem and sockets that refuse everything), `wasi:http` and KV.
 pub fn build_linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<WorkerState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)
         .map_err(|e| anyhow::anyhow!("linking WASI: {e:#}"))?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-        .map_err(|e| anyhow::anyhow!("linking wasi:http: {e:#}"))?;
-    crate::kv::add_to_linker(&mut linker)?;
+    crate::capabilities::http::add_to_linker(&mut linker)?;
+    kv::add_to_linker(&mut linker, WorkerState::kv_view)?;
     Ok(linker)
 }
 
@@ -120,6 +142,6 @@ pub fn build_linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<WorkerSt
 /// `berth:platform/dispatcher`.
 pub fn build_dispatch_linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<WorkerState>> {
     let mut linker = build_linker(engine)?;
-    crate::dispatch::add_to_linker(&mut linker)?;
+    dispatcher::add_to_linker(&mut linker, WorkerState::dispatcher_view)?;
     Ok(linker)
 }

@@ -1,9 +1,12 @@
 //! The namespace store: namespaces, scripts (component bytes and metadata)
 //! and precompiled artifacts.
 //!
-//! [`NamespaceStore`] is the seam: today's implementation is
-//! [`SledStore`](sled_store::SledStore), a clustered backend can implement
-//! the same trait later. Contract for every implementation:
+//! The seam is four small traits by area — [`Catalog`] (namespaces and
+//! scripts), [`Blobs`] (content-addressed bytes and artifacts),
+//! [`Hostnames`] and [`KvStore`] — and [`NamespaceStore`], any type that
+//! has all four. Today's backend is [`SledStore`](sled_store::SledStore);
+//! a clustered one implements the same traits. This module depends on the
+//! leaf layer ([`crate::base`]) only, never on the runtime or the API. Contract for every implementation:
 //! - a mutating call returns only after its effect is durable (flushed);
 //! - a mutating call is atomic: a crash leaves either the old or the new
 //!   state, never a script without its bytes or a half-deleted namespace;
@@ -15,152 +18,15 @@
 pub mod sled_store;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
-use crate::egress::rules::EgressRules;
-use crate::limits::ScriptLimits;
-use crate::names::Name;
+use crate::base::Invalid;
+use crate::base::host_pattern::normalize_host;
+use crate::base::names::Name;
+pub use crate::base::records::{
+    AssetConfig, AssetEntry, NamespaceRecord, NewScript, ScriptRecord, now_ms, rfc3339,
+};
 
 pub use sled_store::SledStore;
-
-/// A stored namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NamespaceRecord {
-    /// The namespace's name.
-    pub name: Name,
-    /// Creation time, milliseconds since the Unix epoch.
-    pub created_ms: u64,
-    /// Egress rules for every script of the namespace.
-    #[serde(default)]
-    pub egress: EgressRules,
-    /// Trusted namespaces' workers see platform metadata headers
-    /// (`berth-client-ip`, `berth-request-id`, …); untrusted ones see none.
-    #[serde(default)]
-    pub trusted: bool,
-}
-
-/// Metadata of a stored script; its bytes live apart, keyed by `sha256`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScriptRecord {
-    /// Namespace holding the script.
-    pub namespace: Name,
-    /// The script's name.
-    pub name: Name,
-    /// Lowercase hex SHA-256 of the component bytes.
-    pub sha256: String,
-    /// Size of the component in bytes.
-    pub size: u64,
-    /// Starts at 1 and grows by one with every redeploy.
-    pub version: u64,
-    /// First upload, milliseconds since the Unix epoch.
-    pub created_ms: u64,
-    /// Latest upload, milliseconds since the Unix epoch.
-    pub modified_ms: u64,
-    /// Free-form labels (validated by the admin layer).
-    #[serde(default)]
-    pub tags: Vec<String>,
-    /// Environment variables the guest sees.
-    #[serde(default)]
-    pub vars: BTreeMap<String, String>,
-    /// The script's own limits (the host's `[limits]` cap them).
-    #[serde(default)]
-    pub limits: ScriptLimits,
-    /// The script's egress rules (they only narrow).
-    #[serde(default)]
-    pub egress: EgressRules,
-    /// Static assets: URL path → content hash and size. The bytes live in
-    /// the content-addressed blob store, shared with every other use.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub assets: BTreeMap<String, AssetEntry>,
-    /// How assets are served.
-    #[serde(default)]
-    pub asset_config: AssetConfig,
-    /// Fresh instance per request, or warm reuse.
-    #[serde(default)]
-    pub isolation: crate::runtime::reuse::Isolation,
-    /// Secret environment variables: write-only through the API, kept
-    /// across redeploys, never logged.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub secrets: BTreeMap<String, String>,
-}
-
-/// One static asset of a script.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AssetEntry {
-    /// Lowercase hex SHA-256 of the file.
-    pub sha256: String,
-    /// Size in bytes.
-    pub size: u64,
-}
-
-/// How a script's assets are served (`settings.assets`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AssetConfig {
-    /// `auto-trailing-slash` (default: `/about` also finds `/about.html`
-    /// and `/about/index.html`) or `none` (exact paths only).
-    pub html_handling: String,
-    /// When no asset matches: `none` (default: the worker runs),
-    /// `404-page` (the nearest `404.html`, status 404) or
-    /// `single-page-application` (`/index.html`, status 200).
-    pub not_found_handling: String,
-    /// Run the worker first; assets are served only when it answers 404.
-    pub run_worker_first: bool,
-}
-
-impl Default for AssetConfig {
-    fn default() -> Self {
-        Self {
-            html_handling: "auto-trailing-slash".into(),
-            not_found_handling: "none".into(),
-            run_worker_first: false,
-        }
-    }
-}
-
-impl AssetConfig {
-    /// Checks the enumerations, naming the bad value.
-    pub fn validate(&self) -> Result<(), String> {
-        if !["auto-trailing-slash", "none"].contains(&self.html_handling.as_str()) {
-            return Err(format!(
-                "assets.html_handling must be \"auto-trailing-slash\" or \"none\", got {:?}",
-                self.html_handling
-            ));
-        }
-        if !["none", "404-page", "single-page-application"]
-            .contains(&self.not_found_handling.as_str())
-        {
-            return Err(format!(
-                "assets.not_found_handling must be \"none\", \"404-page\" or \"single-page-application\", got {:?}",
-                self.not_found_handling
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Everything needed to store a new version of a script.
-#[derive(Debug, Clone)]
-pub struct NewScript {
-    /// The component bytes as uploaded.
-    pub content: Vec<u8>,
-    /// Lowercase hex SHA-256 of `content`.
-    pub sha256: String,
-    /// Tags for the script; `None` keeps the previous version's.
-    pub tags: Option<Vec<String>>,
-    /// Environment variables for the guest; `None` keeps the previous.
-    pub vars: Option<BTreeMap<String, String>>,
-    /// The script's limits; `None` keeps the previous.
-    pub limits: Option<ScriptLimits>,
-    /// The script's egress rules; `None` keeps the previous.
-    pub egress: Option<EgressRules>,
-    /// The host's own precompiled artifact for `content`, with the engine
-    /// compatibility hash it was built for, stored in the same transaction.
-    pub artifact: Option<(String, Vec<u8>)>,
-}
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -198,8 +64,8 @@ pub enum StoreError {
 /// Result alias for store calls.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Persistence for namespaces, scripts and precompiled artifacts.
-pub trait NamespaceStore: Send + Sync + 'static {
+/// Namespaces and scripts: the records every host must agree on.
+pub trait Catalog: Send + Sync + 'static {
     /// Creates a namespace; fails if it exists.
     fn create_namespace(&self, name: &Name) -> StoreResult<NamespaceRecord>;
     /// Creates a namespace unless it exists; returns it either way.
@@ -223,35 +89,30 @@ pub trait NamespaceStore: Send + Sync + 'static {
     fn get_script(&self, namespace: &Name, name: &Name) -> StoreResult<Option<ScriptRecord>>;
     /// All scripts of a namespace, by name.
     fn list_scripts(&self, namespace: &Name) -> StoreResult<Vec<ScriptRecord>>;
-    /// The component bytes of a script as uploaded.
-    fn script_content(&self, namespace: &Name, name: &Name) -> StoreResult<Option<Vec<u8>>>;
     /// Changes a script's metadata (settings, tags) with `change`, which
-    /// may refuse with a message; code, hash and version stay. `None` if
-    /// there is no such script.
+    /// may refuse; code, hash and version stay. `None` if there is no such
+    /// script; `Some(Err(..))` carries the refusal and changes nothing.
     fn update_script(
         &self,
         namespace: &Name,
         name: &Name,
-        change: &mut dyn FnMut(&mut ScriptRecord) -> Result<(), String>,
-    ) -> StoreResult<Option<Result<ScriptRecord, String>>>;
+        change: &mut dyn FnMut(&mut ScriptRecord) -> Result<(), Invalid>,
+    ) -> StoreResult<Option<Result<ScriptRecord, Invalid>>>;
     /// Changes a namespace's settings; `None` if it does not exist.
     fn update_namespace(
         &self,
         name: &Name,
-        change: &mut dyn FnMut(&mut NamespaceRecord) -> Result<(), String>,
-    ) -> StoreResult<Option<Result<NamespaceRecord, String>>>;
+        change: &mut dyn FnMut(&mut NamespaceRecord) -> Result<(), Invalid>,
+    ) -> StoreResult<Option<Result<NamespaceRecord, Invalid>>>;
     /// Deletes a script; `false` if there was none.
     fn delete_script(&self, namespace: &Name, name: &Name) -> StoreResult<bool>;
+}
 
-    /// Maps a hostname (exact, or `*.suffix`) of a namespace to a script.
-    fn put_hostname(&self, namespace: &Name, hostname: &str, script: &Name) -> StoreResult<()>;
-    /// Removes a hostname mapping; `false` if there was none.
-    fn delete_hostname(&self, namespace: &Name, hostname: &str) -> StoreResult<bool>;
-    /// The script a hostname key maps to (exact key lookup).
-    fn get_hostname(&self, namespace: &Name, hostname: &str) -> StoreResult<Option<Name>>;
-    /// All hostname mappings of a namespace, by hostname.
-    fn list_hostnames(&self, namespace: &Name) -> StoreResult<Vec<(String, Name)>>;
-
+/// Content-addressed bytes: components, assets, and the host's own
+/// precompiled artifacts.
+pub trait Blobs: Send + Sync + 'static {
+    /// The component bytes of a script as uploaded.
+    fn script_content(&self, namespace: &Name, name: &Name) -> StoreResult<Option<Vec<u8>>>;
     /// Replaces a script's asset manifest. `files` holds the bytes of the
     /// hashes the store may not have yet; a manifest hash that is neither
     /// stored nor in `files` fails with [`StoreError::MissingAssets`] and
@@ -265,7 +126,53 @@ pub trait NamespaceStore: Send + Sync + 'static {
     ) -> StoreResult<Option<ScriptRecord>>;
     /// The bytes of a stored blob (component or asset), by hash.
     fn blob(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// The host's precompiled artifact for content `sha256` built by an
+    /// engine with compatibility hash `engine_hash`.
+    fn get_artifact(&self, sha256: &str, engine_hash: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Whether such an artifact is stored.
+    fn has_artifact(&self, sha256: &str, engine_hash: &str) -> StoreResult<bool> {
+        Ok(self.get_artifact(sha256, engine_hash)?.is_some())
+    }
+    /// Stores an artifact the host compiled itself (never tenant bytes).
+    fn put_artifact(&self, sha256: &str, engine_hash: &str, bytes: &[u8]) -> StoreResult<()>;
+}
 
+/// Hostname tables of namespaces (custom hostnames → scripts).
+pub trait Hostnames: Send + Sync + 'static {
+    /// Maps a hostname (exact, or `*.suffix`) of a namespace to a script.
+    fn put_hostname(&self, namespace: &Name, hostname: &str, script: &Name) -> StoreResult<()>;
+    /// Removes a hostname mapping; `false` if there was none.
+    fn delete_hostname(&self, namespace: &Name, hostname: &str) -> StoreResult<bool>;
+    /// The script a hostname key maps to (exact key lookup).
+    fn get_hostname(&self, namespace: &Name, hostname: &str) -> StoreResult<Option<Name>>;
+    /// All hostname mappings of a namespace, by hostname.
+    fn list_hostnames(&self, namespace: &Name) -> StoreResult<Vec<(String, Name)>>;
+
+    /// The script the namespace's table maps a request's `host` to: the
+    /// exact entry if there is one, else the most specific `*.suffix` entry
+    /// (`*.eu.example.com` before `*.example.com`). Port, case and a
+    /// trailing dot are ignored.
+    fn lookup(&self, namespace: &Name, host: &str) -> StoreResult<Option<Name>> {
+        let host = normalize_host(host);
+        if host.is_empty() {
+            return Ok(None);
+        }
+        if let Some(script) = self.get_hostname(namespace, &host)? {
+            return Ok(Some(script));
+        }
+        let mut rest = host.as_str();
+        while let Some((_, suffix)) = rest.split_once('.') {
+            if let Some(script) = self.get_hostname(namespace, &format!("*.{suffix}"))? {
+                return Ok(Some(script));
+            }
+            rest = suffix;
+        }
+        Ok(None)
+    }
+}
+
+/// Scripts' key-value buckets (`wasi:keyvalue`).
+pub trait KvStore: Send + Sync + 'static {
     /// A value of a script's key-value bucket.
     fn kv_get(&self, namespace: &Name, script: &Name, key: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Sets a value in a script's bucket (durable when this returns).
@@ -281,26 +188,39 @@ pub trait NamespaceStore: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<(Vec<String>, bool)>;
+}
 
-    /// A precompiled artifact for (content hash, engine compatibility hash).
-    fn get_artifact(&self, sha256: &str, engine_hash: &str) -> StoreResult<Option<Vec<u8>>>;
-    /// Whether a precompiled artifact exists (without reading it).
-    fn has_artifact(&self, sha256: &str, engine_hash: &str) -> StoreResult<bool> {
-        Ok(self.get_artifact(sha256, engine_hash)?.is_some())
+/// A complete backend: every area. Implemented automatically for any type
+/// that implements the four area traits.
+pub trait NamespaceStore: Catalog + Blobs + Hostnames + KvStore {}
+
+impl<T: Catalog + Blobs + Hostnames + KvStore> NamespaceStore for T {}
+
+#[cfg(test)]
+mod lookup_tests {
+    use super::*;
+
+    #[test]
+    fn hostname_lookup_prefers_exact_then_longest_wildcard() {
+        use crate::store::{Catalog, Hostnames, SledStore};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let ns = Name::new("ns").unwrap();
+        store.create_namespace(&ns).unwrap();
+        let n = |s: &str| Name::new(s).unwrap();
+        store.put_hostname(&ns, "*.example.com", &n("any")).unwrap();
+        store
+            .put_hostname(&ns, "*.eu.example.com", &n("eu"))
+            .unwrap();
+        store
+            .put_hostname(&ns, "shop.eu.example.com", &n("shop"))
+            .unwrap();
+        let get = |h: &str| store.lookup(&ns, h).unwrap().map(|s| s.to_string());
+        assert_eq!(get("Shop.EU.example.com:443").as_deref(), Some("shop"));
+        assert_eq!(get("blog.eu.example.com").as_deref(), Some("eu"));
+        assert_eq!(get("a.b.eu.example.com").as_deref(), Some("eu"));
+        assert_eq!(get("www.example.com").as_deref(), Some("any"));
+        assert_eq!(get("example.com"), None);
+        assert_eq!(get("other.org"), None);
     }
-    /// Stores a precompiled artifact, if its content is still referenced.
-    fn put_artifact(&self, sha256: &str, engine_hash: &str, bytes: &[u8]) -> StoreResult<()>;
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// RFC 3339 rendering of a millisecond timestamp, for API output.
-pub fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }

@@ -23,10 +23,11 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use std::collections::BTreeMap;
 
 use super::{
-    AssetEntry, NamespaceRecord, NamespaceStore, NewScript, ScriptRecord, StoreError, StoreResult,
-    now_ms,
+    AssetEntry, Blobs, Catalog, Hostnames, KvStore, NamespaceRecord, NewScript, ScriptRecord,
+    StoreError, StoreResult, now_ms,
 };
-use crate::names::Name;
+use crate::base::Invalid;
+use crate::base::names::Name;
 
 /// The sled-backed store.
 pub struct SledStore {
@@ -198,7 +199,7 @@ impl SledStore {
     }
 }
 
-impl NamespaceStore for SledStore {
+impl Catalog for SledStore {
     fn create_namespace(&self, name: &Name) -> StoreResult<NamespaceRecord> {
         let _guard = self.lock();
         let record = NamespaceRecord {
@@ -388,12 +389,30 @@ impl NamespaceStore for SledStore {
         Ok(record)
     }
 
+    fn get_script(&self, namespace: &Name, name: &Name) -> StoreResult<Option<ScriptRecord>> {
+        let key = script_key(namespace, name);
+        self.scripts
+            .get(&key)?
+            .map(|v| decode(key.as_bytes(), &v))
+            .transpose()
+    }
+
+    fn list_scripts(&self, namespace: &Name) -> StoreResult<Vec<ScriptRecord>> {
+        self.scripts
+            .scan_prefix(format!("{namespace}/"))
+            .map(|entry| {
+                let (k, v) = entry?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
     fn update_script(
         &self,
         namespace: &Name,
         name: &Name,
-        change: &mut dyn FnMut(&mut ScriptRecord) -> Result<(), String>,
-    ) -> StoreResult<Option<Result<ScriptRecord, String>>> {
+        change: &mut dyn FnMut(&mut ScriptRecord) -> Result<(), Invalid>,
+    ) -> StoreResult<Option<Result<ScriptRecord, Invalid>>> {
         let _guard = self.lock();
         let key = script_key(namespace, name);
         let Some(mut record) = self.get_script(namespace, name)? else {
@@ -413,8 +432,8 @@ impl NamespaceStore for SledStore {
     fn update_namespace(
         &self,
         name: &Name,
-        change: &mut dyn FnMut(&mut NamespaceRecord) -> Result<(), String>,
-    ) -> StoreResult<Option<Result<NamespaceRecord, String>>> {
+        change: &mut dyn FnMut(&mut NamespaceRecord) -> Result<(), Invalid>,
+    ) -> StoreResult<Option<Result<NamespaceRecord, Invalid>>> {
         let _guard = self.lock();
         let Some(mut record) = self.get_namespace(name)? else {
             return Ok(None);
@@ -426,37 +445,6 @@ impl NamespaceStore for SledStore {
             .insert(name.as_str().as_bytes(), encode(&record))?;
         self.flush()?;
         Ok(Some(Ok(record)))
-    }
-
-    fn get_script(&self, namespace: &Name, name: &Name) -> StoreResult<Option<ScriptRecord>> {
-        let key = script_key(namespace, name);
-        self.scripts
-            .get(&key)?
-            .map(|v| decode(key.as_bytes(), &v))
-            .transpose()
-    }
-
-    fn list_scripts(&self, namespace: &Name) -> StoreResult<Vec<ScriptRecord>> {
-        self.scripts
-            .scan_prefix(format!("{namespace}/"))
-            .map(|entry| {
-                let (k, v) = entry?;
-                decode(&k, &v)
-            })
-            .collect()
-    }
-
-    fn script_content(&self, namespace: &Name, name: &Name) -> StoreResult<Option<Vec<u8>>> {
-        let Some(record) = self.get_script(namespace, name)? else {
-            return Ok(None);
-        };
-        match self.blobs.get(&record.sha256)? {
-            Some(bytes) => Ok(Some(bytes.to_vec())),
-            None => Err(StoreError::Corrupt {
-                key: record.sha256,
-                message: "script refers to missing content".into(),
-            }),
-        }
     }
 
     fn delete_script(&self, namespace: &Name, name: &Name) -> StoreResult<bool> {
@@ -483,6 +471,21 @@ impl NamespaceStore for SledStore {
         self.remove_artifacts_of(released.as_slice())?;
         self.flush()?;
         Ok(true)
+    }
+}
+
+impl Blobs for SledStore {
+    fn script_content(&self, namespace: &Name, name: &Name) -> StoreResult<Option<Vec<u8>>> {
+        let Some(record) = self.get_script(namespace, name)? else {
+            return Ok(None);
+        };
+        match self.blobs.get(&record.sha256)? {
+            Some(bytes) => Ok(Some(bytes.to_vec())),
+            None => Err(StoreError::Corrupt {
+                key: record.sha256,
+                message: "script refers to missing content".into(),
+            }),
+        }
     }
 
     fn put_assets(
@@ -540,52 +543,31 @@ impl NamespaceStore for SledStore {
         Ok(self.blobs.get(sha256.as_bytes())?.map(|v| v.to_vec()))
     }
 
-    fn kv_get(&self, namespace: &Name, script: &Name, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        let mut k = kv_prefix(namespace, script);
-        k.extend_from_slice(key.as_bytes());
-        Ok(self.kv.get(k)?.map(|v| v.to_vec()))
+    fn has_artifact(&self, sha256: &str, engine_hash: &str) -> StoreResult<bool> {
+        Ok(self
+            .artifacts
+            .contains_key(format!("{sha256}/{engine_hash}").as_bytes())?)
     }
 
-    fn kv_set(&self, namespace: &Name, script: &Name, key: &str, value: &[u8]) -> StoreResult<()> {
-        let mut k = kv_prefix(namespace, script);
-        k.extend_from_slice(key.as_bytes());
-        self.kv.insert(k, value)?;
+    fn get_artifact(&self, sha256: &str, engine_hash: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self
+            .artifacts
+            .get(format!("{sha256}/{engine_hash}"))?
+            .map(|v| v.to_vec()))
+    }
+
+    fn put_artifact(&self, sha256: &str, engine_hash: &str, bytes: &[u8]) -> StoreResult<()> {
+        let _guard = self.lock();
+        if self.blob_refs.get(sha256)?.is_none() {
+            return Ok(()); // content deleted meanwhile; don't resurrect an orphan
+        }
+        self.artifacts
+            .insert(format!("{sha256}/{engine_hash}"), bytes)?;
         self.flush()
     }
+}
 
-    fn kv_delete(&self, namespace: &Name, script: &Name, key: &str) -> StoreResult<bool> {
-        let mut k = kv_prefix(namespace, script);
-        k.extend_from_slice(key.as_bytes());
-        let removed = self.kv.remove(k)?.is_some();
-        self.flush()?;
-        Ok(removed)
-    }
-
-    fn kv_list(
-        &self,
-        namespace: &Name,
-        script: &Name,
-        after: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<(Vec<String>, bool)> {
-        let prefix = kv_prefix(namespace, script);
-        let mut keys = Vec::new();
-        let mut more = false;
-        for entry in self.kv.scan_prefix(&prefix).keys() {
-            let key = entry?;
-            let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-            if after.is_some_and(|a| name.as_str() <= a) {
-                continue;
-            }
-            if keys.len() == limit {
-                more = true;
-                break;
-            }
-            keys.push(name);
-        }
-        Ok((keys, more))
-    }
-
+impl Hostnames for SledStore {
     fn put_hostname(&self, namespace: &Name, hostname: &str, script: &Name) -> StoreResult<()> {
         let _guard = self.lock();
         if self.namespaces.get(namespace.as_str())?.is_none() {
@@ -638,28 +620,53 @@ impl NamespaceStore for SledStore {
             })
             .collect()
     }
+}
 
-    fn has_artifact(&self, sha256: &str, engine_hash: &str) -> StoreResult<bool> {
-        Ok(self
-            .artifacts
-            .contains_key(format!("{sha256}/{engine_hash}").as_bytes())?)
+impl KvStore for SledStore {
+    fn kv_get(&self, namespace: &Name, script: &Name, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let mut k = kv_prefix(namespace, script);
+        k.extend_from_slice(key.as_bytes());
+        Ok(self.kv.get(k)?.map(|v| v.to_vec()))
     }
 
-    fn get_artifact(&self, sha256: &str, engine_hash: &str) -> StoreResult<Option<Vec<u8>>> {
-        Ok(self
-            .artifacts
-            .get(format!("{sha256}/{engine_hash}"))?
-            .map(|v| v.to_vec()))
-    }
-
-    fn put_artifact(&self, sha256: &str, engine_hash: &str, bytes: &[u8]) -> StoreResult<()> {
-        let _guard = self.lock();
-        if self.blob_refs.get(sha256)?.is_none() {
-            return Ok(()); // content deleted meanwhile; don't resurrect an orphan
-        }
-        self.artifacts
-            .insert(format!("{sha256}/{engine_hash}"), bytes)?;
+    fn kv_set(&self, namespace: &Name, script: &Name, key: &str, value: &[u8]) -> StoreResult<()> {
+        let mut k = kv_prefix(namespace, script);
+        k.extend_from_slice(key.as_bytes());
+        self.kv.insert(k, value)?;
         self.flush()
+    }
+
+    fn kv_delete(&self, namespace: &Name, script: &Name, key: &str) -> StoreResult<bool> {
+        let mut k = kv_prefix(namespace, script);
+        k.extend_from_slice(key.as_bytes());
+        let removed = self.kv.remove(k)?.is_some();
+        self.flush()?;
+        Ok(removed)
+    }
+
+    fn kv_list(
+        &self,
+        namespace: &Name,
+        script: &Name,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<(Vec<String>, bool)> {
+        let prefix = kv_prefix(namespace, script);
+        let mut keys = Vec::new();
+        let mut more = false;
+        for entry in self.kv.scan_prefix(&prefix).keys() {
+            let key = entry?;
+            let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            if after.is_some_and(|a| name.as_str() <= a) {
+                continue;
+            }
+            if keys.len() == limit {
+                more = true;
+                break;
+            }
+            keys.push(name);
+        }
+        Ok((keys, more))
     }
 }
 
@@ -710,7 +717,7 @@ mod tests {
             r.vars.clear();
             Err("no".into())
         });
-        assert_eq!(refused.unwrap().unwrap().unwrap_err(), "no");
+        assert_eq!(refused.unwrap().unwrap().unwrap_err(), "no".into());
         assert_eq!(
             store.get_script(&ns, &name).unwrap().unwrap().vars,
             vars,

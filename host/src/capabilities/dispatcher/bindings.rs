@@ -19,7 +19,65 @@ wasmtime::component::bindgen!({
     with: {
         "wasi:io": wasmtime_wasi::p2::bindings::io,
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,
-        "berth:platform/dispatcher.worker": super::host::WorkerHandle,
-        "berth:platform/dispatcher.future-response": super::host::FutureResponse,
+        "berth:platform/dispatcher.worker": super::resources::WorkerHandle,
+        "berth:platform/dispatcher.future-response": super::resources::FutureResponse,
     },
 });
+
+use crate::base::error::WorkerError;
+use berth::platform::dispatcher::DispatchError;
+
+/// The typed error a dispatch worker sees for a failed user worker: the
+/// WIT view of the one error map in [`crate::base::error`].
+impl From<WorkerError> for DispatchError {
+    fn from(error: WorkerError) -> Self {
+        match error {
+            WorkerError::NotFound(_) => DispatchError::WorkerNotFound,
+            WorkerError::Exception(message) => DispatchError::Exception(message),
+            WorkerError::NoResponse => DispatchError::NoResponse,
+            WorkerError::Overloaded => DispatchError::Overloaded,
+            WorkerError::WallLimit => DispatchError::WallLimitExceeded,
+            WorkerError::MemoryLimit => DispatchError::MemoryLimitExceeded,
+            WorkerError::CpuLimit => DispatchError::CpuLimitExceeded,
+            WorkerError::SubrequestLimit => DispatchError::SubrequestLimitExceeded,
+            WorkerError::RequestTooLarge(limit) => DispatchError::RequestBodyTooLarge(limit),
+            // Only the fetch form produces it, and it answers with a response.
+            WorkerError::BadDispatchRequest(message) | WorkerError::Internal(message) => {
+                DispatchError::Internal(message)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base::error::tests::every_variant;
+
+    /// The WIT variant of every failure names the same failure as its
+    /// `x-berth-error` code (the WIT spells limits `…-limit-exceeded` and
+    /// the body cap `request-body-too-large`).
+    #[test]
+    fn wit_variants_follow_the_error_codes() {
+        for error in every_variant() {
+            let code = error.code().as_str();
+            let variant = match DispatchError::from(error.clone()) {
+                DispatchError::WorkerNotFound => "worker-not-found",
+                DispatchError::Exception(_) => "exception",
+                DispatchError::NoResponse => "no-response",
+                DispatchError::Overloaded => "overloaded",
+                DispatchError::WallLimitExceeded => "wall-limit",
+                DispatchError::MemoryLimitExceeded => "memory-limit",
+                DispatchError::CpuLimitExceeded => "cpu-limit",
+                DispatchError::SubrequestLimitExceeded => "subrequest-limit",
+                DispatchError::RequestBodyTooLarge(_) => "request-too-large",
+                DispatchError::Internal(_) => "internal",
+            };
+            let expected = match error {
+                WorkerError::BadDispatchRequest(_) => "internal",
+                _ => code,
+            };
+            assert_eq!(variant, expected, "{error:?}");
+        }
+    }
+}

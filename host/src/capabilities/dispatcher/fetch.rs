@@ -29,43 +29,18 @@
 //! `dispatcher.lookup-hostname`: 200 `{"script":"<name>"}` or 404.
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
 use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::WasiBody;
 
 use super::DispatchBinding;
-use crate::errors::{ERROR_HEADER, WorkerError};
-use crate::limits::CallLimits;
-use crate::names::Name;
-
-/// The reserved domain.
-pub const DISPATCH_DOMAIN: &str = "dispatch.internal";
+use crate::base::error::{ERROR_HEADER, WorkerError};
+use crate::base::limits::CallLimits;
+use crate::base::names::Name;
+use crate::base::reserved::Target;
 
 /// Prefix of the headers that carry per-call options.
 pub const HEADER_PREFIX: &str = "berth-dispatch-";
-
-/// The `x-berth-error` code of a malformed dispatch request.
-pub const BAD_REQUEST_CODE: &str = "bad-dispatch-request";
-
-/// What a request to the reserved domain asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// `<script>.dispatch.internal`: run that user worker.
-    Script(String),
-    /// `dispatch.internal` itself: the control endpoints (hostname lookup).
-    Control,
-}
-
-/// Which reserved target `host` names, if any (case-insensitive; a trailing
-/// dot is ignored, so the name cannot be dodged with `…internal.`).
-pub fn reserved_target(host: &str) -> Option<Target> {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    if host == DISPATCH_DOMAIN {
-        return Some(Target::Control);
-    }
-    let script = host.strip_suffix(DISPATCH_DOMAIN)?.strip_suffix('.')?;
-    Some(Target::Script(script.to_owned()))
-}
 
 /// Per-call options taken out of the request headers.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -183,7 +158,15 @@ async fn call(
         return worker_error(WorkerError::NotFound(script.to_owned()));
     };
     binding.record(name.as_str());
-    let worker = match binding.runtime.worker(binding.namespace(), &name).await {
+    let invoker = match binding.invoker.get() {
+        Ok(invoker) => invoker,
+        Err(error) => return worker_error(error),
+    };
+    let worker = match invoker
+        .clone()
+        .user_worker(binding.namespace().clone(), name)
+        .await
+    {
         Ok(worker) => worker,
         Err(error) => return worker_error(error),
     };
@@ -207,7 +190,7 @@ async fn call(
     }
     binding.apply_platform_headers(request.headers_mut());
     let invoke = binding.invoke_options(options.limits, options.outbound);
-    match binding.runtime.handle(worker, request, invoke).await {
+    match invoker.serve(worker, request, invoke).await {
         Ok(mut response) => {
             // Only the host speaks `x-berth-error` on this path.
             response.headers_mut().remove(ERROR_HEADER);
@@ -223,20 +206,21 @@ async fn control(
 ) -> http::Response<WasiBody> {
     let path = request.uri().path();
     let Some(hostname) = path.strip_prefix("/hostnames/").filter(|h| !h.is_empty()) else {
-        return plain(
-            StatusCode::NOT_FOUND,
-            BAD_REQUEST_CODE,
-            &format!("no dispatch endpoint {path:?} (try /hostnames/<hostname>)"),
-        );
+        return bad_request(&format!(
+            "no dispatch endpoint {path:?} (try /hostnames/<hostname>)"
+        ));
     };
     if request.method() != http::Method::GET {
         return bad_request("hostname lookups are GET requests");
     }
     let hostname = hostname.to_owned();
-    let store = binding.runtime.store().clone();
+    let store = match binding.invoker.get() {
+        Ok(invoker) => invoker.hostnames(),
+        Err(error) => return worker_error(error),
+    };
     let namespace = binding.namespace().clone();
     let lookup = tokio::task::spawn_blocking(move || {
-        super::hostnames::lookup(store.as_ref(), &namespace, &hostname).map(|n| (n, hostname))
+        store.lookup(&namespace, &hostname).map(|n| (n, hostname))
     })
     .await;
     match lookup {
@@ -263,64 +247,18 @@ fn full(text: String) -> WasiBody {
         .boxed_unsync()
 }
 
-fn plain(status: StatusCode, code: &'static str, message: &str) -> http::Response<WasiBody> {
-    let mut response = http::Response::new(full(format!("{}\n", crate::errors::one_line(message))));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(ERROR_HEADER, HeaderValue::from_static(code));
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
 fn bad_request(message: &str) -> http::Response<WasiBody> {
-    plain(StatusCode::BAD_REQUEST, BAD_REQUEST_CODE, message)
+    worker_error(WorkerError::BadDispatchRequest(message.to_owned()))
 }
 
-/// The same status, code and message the data plane would answer with.
 fn worker_error(error: WorkerError) -> http::Response<WasiBody> {
-    let mut response = plain(error.status(), error.code(), &error.message());
-    if matches!(error, WorkerError::Overloaded) {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    response
+    error.to_http(full)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_sdk_knows_the_bad_request_code() {
-        let code: berth_sdk::ErrorCode = BAD_REQUEST_CODE.parse().unwrap();
-        assert_eq!(code, berth_sdk::ErrorCode::BadDispatchRequest);
-        assert_eq!(code.status(), StatusCode::BAD_REQUEST.as_u16());
-    }
-
-    #[test]
-    fn recognises_the_reserved_domain_in_any_case() {
-        assert_eq!(
-            reserved_target("customer-a.dispatch.internal"),
-            Some(Target::Script("customer-a".into()))
-        );
-        assert_eq!(
-            reserved_target("Customer-A.DISPATCH.Internal."),
-            Some(Target::Script("customer-a".into()))
-        );
-        assert_eq!(reserved_target("dispatch.internal"), Some(Target::Control));
-        assert_eq!(
-            reserved_target("a.b.dispatch.internal"),
-            Some(Target::Script("a.b".into())),
-            "still reserved; the name is then refused as not found"
-        );
-        assert_eq!(reserved_target("xdispatch.internal"), None);
-        assert_eq!(reserved_target("dispatch.internal.example.com"), None);
-        assert_eq!(reserved_target("example.com"), None);
-    }
+    use http::StatusCode;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -331,6 +269,13 @@ mod tests {
             );
         }
         map
+    }
+
+    #[test]
+    fn the_sdk_knows_the_bad_request_code() {
+        let response = bad_request("berth-dispatch-x: unknown");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()[ERROR_HEADER], "bad-dispatch-request");
     }
 
     #[test]

@@ -11,31 +11,32 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
 use tokio::time::Instant;
-use wasmtime::component::{HasSelf, Linker, Resource};
-use wasmtime_wasi::p2::{DynPollable, Pollable};
-use wasmtime_wasi::runtime::{AbortOnDropJoinHandle, poll_noop, spawn};
+
+use wasmtime::component::Resource;
+use wasmtime_wasi::p2::DynPollable;
+use wasmtime_wasi::runtime::{poll_noop, spawn};
+use wasmtime_wasi_http::FieldMap;
 use wasmtime_wasi_http::p2::bindings::http::types::{Method, Scheme};
 use wasmtime_wasi_http::p2::body::HostIncomingBody;
 use wasmtime_wasi_http::p2::types::{HostIncomingResponse, HostOutgoingRequest};
-use wasmtime_wasi_http::{FieldMap, WasiHttpView};
 
+use super::DispatcherView;
 use super::bindings::berth::platform::dispatcher::{
-    self, DispatchError, Host, HostFutureResponse, HostWorker, Options,
+    DispatchError, Host, HostFutureResponse, HostWorker, Options,
 };
-use std::collections::BTreeMap;
-
-use crate::dataplane::headers::RequestMeta;
-use crate::egress::OutboundWorker;
-use crate::errors::WorkerError;
-use crate::limits::CallLimits;
-use crate::names::Name;
-use crate::runtime::{InvokeOptions, Runtime, Worker, WorkerResponse, WorkerState};
+use super::resources::{FutureResponse, WorkerHandle};
+use crate::base::error::WorkerError;
+use crate::base::limits::CallLimits;
+use crate::base::names::Name;
+use crate::base::platform_headers::RequestMeta;
+use crate::capabilities::{CallOptions, InvokerRef, OutboundWorker, WorkerRequest};
 
 /// What a dispatch worker's store knows about its binding.
 #[derive(Clone)]
 pub struct DispatchBinding {
-    pub(super) runtime: Arc<Runtime>,
+    pub(super) invoker: InvokerRef,
     namespace: Name,
     deadline: Option<Instant>,
     outbound_worker: Option<OutboundWorker>,
@@ -53,10 +54,11 @@ struct ClientContext {
 }
 
 impl DispatchBinding {
-    /// A binding to `namespace` (the only one `get` can reach).
-    pub fn new(runtime: Arc<Runtime>, namespace: Name) -> Self {
+    /// A binding to `namespace` (the only one `get` can reach), running
+    /// user workers through `invoker`.
+    pub fn new(invoker: InvokerRef, namespace: Name) -> Self {
         Self {
-            runtime,
+            invoker,
             namespace,
             deadline: None,
             outbound_worker: None,
@@ -117,13 +119,13 @@ impl DispatchBinding {
     /// request being served (or strips them, for untrusted namespaces).
     pub(super) fn apply_platform_headers(&self, headers: &mut http::HeaderMap) {
         match &self.request {
-            Some(client) => crate::dataplane::headers::apply(
+            Some(client) => crate::base::platform_headers::apply(
                 headers,
                 client.trusted,
                 &client.meta,
                 &client.extra,
             ),
-            None => crate::dataplane::headers::apply(
+            None => crate::base::platform_headers::apply(
                 headers,
                 false,
                 &RequestMeta::new(std::net::Ipv4Addr::UNSPECIFIED.into()),
@@ -137,63 +139,14 @@ impl DispatchBinding {
         &self,
         limits: CallLimits,
         outbound: Vec<(String, String)>,
-    ) -> InvokeOptions {
-        InvokeOptions {
+    ) -> CallOptions {
+        CallOptions {
             limits,
             deadline_cap: self.deadline,
-            dispatch: None,
             outbound,
             outbound_worker: self.outbound_worker.clone(),
             request_id: self.request.as_ref().map(|c| c.meta.id.clone()),
         }
-    }
-}
-
-/// The host side of a `worker` resource.
-pub struct WorkerHandle {
-    worker: Arc<Worker>,
-    limits: CallLimits,
-    outbound: Vec<(String, String)>,
-}
-
-/// The host side of a `future-response` resource.
-pub enum FutureResponse {
-    /// The user worker has not answered yet.
-    Pending(AbortOnDropJoinHandle<Result<WorkerResponse, WorkerError>>),
-    /// The outcome, not yet taken.
-    Ready(Result<WorkerResponse, WorkerError>),
-    /// Taken by `get`.
-    Consumed,
-}
-
-#[wasmtime_wasi::async_trait]
-impl Pollable for FutureResponse {
-    async fn ready(&mut self) {
-        if let Self::Pending(handle) = self {
-            *self = Self::Ready(handle.await);
-        }
-    }
-}
-
-/// Adds `berth:platform/dispatcher` to a linker.
-pub fn add_to_linker(linker: &mut Linker<WorkerState>) -> anyhow::Result<()> {
-    dispatcher::add_to_linker::<WorkerState, HasSelf<WorkerState>>(linker, |state| state)
-        .map_err(|e| anyhow::anyhow!("linking berth:platform/dispatcher: {e:#}"))
-}
-
-/// The typed error a dispatch worker sees for a failed user worker.
-pub fn dispatch_error(error: WorkerError) -> DispatchError {
-    match error {
-        WorkerError::NotFound(_) => DispatchError::WorkerNotFound,
-        WorkerError::Exception(message) => DispatchError::Exception(message),
-        WorkerError::NoResponse => DispatchError::NoResponse,
-        WorkerError::Overloaded => DispatchError::Overloaded,
-        WorkerError::WallLimit => DispatchError::WallLimitExceeded,
-        WorkerError::MemoryLimit => DispatchError::MemoryLimitExceeded,
-        WorkerError::CpuLimit => DispatchError::CpuLimitExceeded,
-        WorkerError::SubrequestLimit => DispatchError::SubrequestLimitExceeded,
-        WorkerError::RequestTooLarge(limit) => DispatchError::RequestBodyTooLarge(limit),
-        WorkerError::Internal(message) => DispatchError::Internal(message),
     }
 }
 
@@ -209,10 +162,7 @@ fn to_call_limits(options: &Options) -> CallLimits {
 
 /// Builds the request the user worker receives from a guest's
 /// `outgoing-request`.
-fn user_request(
-    request: HostOutgoingRequest,
-    script: &Name,
-) -> Result<http::Request<wasmtime_wasi_http::p2::body::HyperOutgoingBody>, String> {
+fn user_request(request: HostOutgoingRequest, script: &Name) -> Result<WorkerRequest, String> {
     use http_body_util::{BodyExt, Empty};
 
     let method = match request.method {
@@ -255,17 +205,19 @@ fn user_request(
         .map_err(|e| format!("invalid request {uri:?}: {e}"))
 }
 
-impl Host for WorkerState {
+impl Host for DispatcherView<'_> {
     async fn lookup_hostname(&mut self, hostname: String) -> wasmtime::Result<Option<String>> {
-        let Some(binding) = self.dispatch.clone() else {
+        let Some(binding) = self.state.binding.clone() else {
             return Ok(None);
         };
-        let store = binding.runtime.store().clone();
-        let found = tokio::task::spawn_blocking(move || {
-            crate::dispatch::hostnames::lookup(store.as_ref(), &binding.namespace, &hostname)
-        })
-        .await
-        .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
+        let Ok(invoker) = binding.invoker.get() else {
+            return Ok(None);
+        };
+        let store = invoker.hostnames();
+        let found =
+            tokio::task::spawn_blocking(move || store.lookup(&binding.namespace, &hostname))
+                .await
+                .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
         Ok(found.ok().flatten().map(|name| name.to_string()))
     }
 
@@ -274,7 +226,7 @@ impl Host for WorkerState {
         name: String,
         options: Options,
     ) -> wasmtime::Result<Result<Resource<WorkerHandle>, DispatchError>> {
-        let Some(binding) = self.dispatch.clone() else {
+        let Some(binding) = self.state.binding.clone() else {
             return Ok(Err(DispatchError::Internal(
                 "this component is not running as a dispatch worker".into(),
             )));
@@ -283,22 +235,26 @@ impl Host for WorkerState {
             return Ok(Err(DispatchError::WorkerNotFound));
         };
         binding.record(&name);
-        let worker = match binding.runtime.worker(&binding.namespace, &script).await {
+        let loaded = match binding.invoker.get() {
+            Ok(invoker) => invoker.user_worker(binding.namespace.clone(), script).await,
+            Err(error) => Err(error),
+        };
+        let worker = match loaded {
             Ok(worker) => worker,
-            Err(error) => return Ok(Err(dispatch_error(error))),
+            Err(error) => return Ok(Err(DispatchError::from(error))),
         };
         let handle = WorkerHandle {
             worker,
             limits: to_call_limits(&options),
             outbound: options.outbound,
         };
-        Ok(Ok(self.table().push(handle)?))
+        Ok(Ok(self.http.table.push(handle)?))
     }
 }
 
-impl HostWorker for WorkerState {
+impl HostWorker for DispatcherView<'_> {
     fn name(&mut self, this: Resource<WorkerHandle>) -> wasmtime::Result<String> {
-        Ok(self.table().get(&this)?.worker.name.to_string())
+        Ok(self.http.table.get(&this)?.worker.name().to_string())
     }
 
     fn fetch(
@@ -307,52 +263,53 @@ impl HostWorker for WorkerState {
         request: Resource<HostOutgoingRequest>,
     ) -> wasmtime::Result<Resource<FutureResponse>> {
         let binding = self
-            .dispatch
+            .state
+            .binding
             .clone()
             .ok_or_else(|| wasmtime::Error::msg("fetch outside a dispatch worker"))?;
-        let request = self.table().delete(request)?;
-        let handle = self.table().get(&this)?;
+        let request = self.http.table.delete(request)?;
+        let handle = self.http.table.get(&this)?;
         let (worker, limits, outbound) = (
             handle.worker.clone(),
             handle.limits,
             handle.outbound.clone(),
         );
-        let future = match user_request(request, &worker.name) {
+        let future = match user_request(request, worker.name()) {
             Err(message) => FutureResponse::Ready(Err(WorkerError::Internal(message))),
             Ok(mut request) => {
                 binding.apply_platform_headers(request.headers_mut());
-                let runtime = binding.runtime.clone();
+                let invoker = binding.invoker.clone();
                 let options = binding.invoke_options(limits, outbound);
                 // The user worker's logs belong to the client request too.
                 let span = tracing::Span::current();
                 FutureResponse::Pending(spawn(tracing::Instrument::instrument(
-                    async move { runtime.handle(worker, request, options).await },
+                    async move { invoker.get()?.serve(worker, request, options).await },
                     span,
                 )))
             }
         };
-        Ok(self.table().push(future)?)
+        Ok(self.http.table.push(future)?)
     }
 
     fn drop(&mut self, this: Resource<WorkerHandle>) -> wasmtime::Result<()> {
-        self.table().delete(this)?;
+        self.http.table.delete(this)?;
         Ok(())
     }
 }
 
-impl HostFutureResponse for WorkerState {
+impl HostFutureResponse for DispatcherView<'_> {
     fn subscribe(
         &mut self,
         this: Resource<FutureResponse>,
     ) -> wasmtime::Result<Resource<DynPollable>> {
-        wasmtime_wasi::p2::subscribe(self.table(), this)
+        wasmtime_wasi::p2::subscribe(self.http.table, this)
     }
 
     fn get(
         &mut self,
         this: Resource<FutureResponse>,
     ) -> wasmtime::Result<Option<Result<Resource<HostIncomingResponse>, DispatchError>>> {
-        let future = self.table().get_mut(&this)?;
+        let future = self.http.table.get_mut(&this)?;
         let outcome = match std::mem::replace(future, FutureResponse::Consumed) {
             FutureResponse::Ready(outcome) => outcome,
             FutureResponse::Pending(mut handle) => match poll_noop(Pin::new(&mut handle)) {
@@ -370,10 +327,10 @@ impl HostFutureResponse for WorkerState {
         };
         let response = match outcome {
             Ok(response) => response,
-            Err(error) => return Ok(Some(Err(dispatch_error(error)))),
+            Err(error) => return Ok(Some(Err(DispatchError::from(error)))),
         };
         let (parts, body) = response.into_parts();
-        let http = self.http();
+        let http = &mut self.http;
         let headers = FieldMap::new_immutable(http.hooks, parts.headers);
         let incoming = HostIncomingResponse {
             status: parts.status.as_u16(),
@@ -384,7 +341,7 @@ impl HostFutureResponse for WorkerState {
     }
 
     fn drop(&mut self, this: Resource<FutureResponse>) -> wasmtime::Result<()> {
-        self.table().delete(this)?;
+        self.http.table.delete(this)?;
         Ok(())
     }
 }

@@ -1,22 +1,85 @@
-//! Dynamic dispatch: platform dispatch workers in front of tenant workers.
+//! The dispatcher capability: platform dispatch workers calling tenant
+//! workers.
 //!
-//! A `[[dispatch]]` entry binds hostname patterns to a dispatch worker and
-//! one namespace ([`table`]). The dispatch worker is a component of the
-//! `berth:platform/dispatch-worker` world; the host side of its
-//! `dispatcher` import lives in [`host`]: `get` resolves a script of the
-//! bound namespace only, `worker.fetch` runs it in its own store under its
-//! own limits and hands the (streaming) response back as a
+//! A dispatch worker is a component of the `berth:platform/dispatch-worker`
+//! world bound to one namespace ([`DispatchBinding`]). The host side of its
+//! `dispatcher` import lives in `host`: `get` resolves a script of the bound
+//! namespace only, `worker.fetch` runs it through the [`Invoker`] seam under
+//! its own limits and hands the (streaming) response back as a
 //! `wasi:http/types.incoming-response`, and every failure of the user
 //! worker becomes a typed `dispatch-error`. Guests that cannot pass
 //! `wasi:http` resources to that import (JavaScript) reach the same
-//! machinery with `fetch("http://<script>.dispatch.internal/…")` ([`fetch`]).
+//! machinery with `fetch("http://<script>.dispatch.internal/…")`
+//! ([`fetch`]), which the HTTP capability routes here through its
+//! [`InternalRoute`] hook.
+//!
+//! It never imports the runtime or routing: the binding holds the invoker
+//! weakly, so a cached dispatch worker never keeps the runtime alive.
+//!
+//! [`Invoker`]: super::Invoker
 
 mod bindings;
 pub mod fetch;
 mod host;
-pub mod hostnames;
-pub mod table;
+mod resources;
 
-pub use bindings::berth::platform::dispatcher::DispatchError;
-pub use host::{DispatchBinding, FutureResponse, WorkerHandle, add_to_linker};
-pub use table::{DispatchEntry, DispatchTable};
+use std::sync::Arc;
+
+use wasmtime::component::{HasData, Linker};
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtxView};
+
+pub use host::DispatchBinding;
+
+use super::BoxFuture;
+use super::http::InternalRoute;
+use crate::base::reserved::Target;
+
+/// The capability's per-instance state: set for dispatch workers only.
+#[derive(Clone, Default)]
+pub struct DispatcherState {
+    /// Which namespace `dispatcher.get` reaches, and how.
+    pub binding: Option<DispatchBinding>,
+}
+
+/// What the host functions see: this capability's state and the
+/// instance's `wasi:http` view (resource table, header hooks).
+pub struct DispatcherView<'a> {
+    /// This capability's state.
+    pub state: &'a mut DispatcherState,
+    /// The instance's HTTP view.
+    pub http: WasiHttpCtxView<'a>,
+}
+
+struct Dispatcher;
+
+impl HasData for Dispatcher {
+    type Data<'a> = DispatcherView<'a>;
+}
+
+/// Adds `berth:platform/dispatcher` to a linker whose store data hands out
+/// a [`DispatcherView`] through `view`.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> DispatcherView<'_>,
+) -> anyhow::Result<()> {
+    bindings::berth::platform::dispatcher::add_to_linker::<T, Dispatcher>(linker, view)
+        .map_err(|e| anyhow::anyhow!("linking berth:platform/dispatcher: {e:#}"))
+}
+
+impl InternalRoute for DispatchBinding {
+    fn serve(
+        &self,
+        target: Target,
+        request: http::Request<WasiBody>,
+    ) -> BoxFuture<'static, http::Response<WasiBody>> {
+        let binding = self.clone();
+        Box::pin(fetch::serve(binding, target, request))
+    }
+}
+
+impl DispatchBinding {
+    /// This binding as the HTTP capability's route for `dispatch.internal`.
+    pub fn internal_route(&self) -> Arc<dyn InternalRoute> {
+        Arc::new(self.clone())
+    }
+}

@@ -10,7 +10,7 @@
 //!    (it answers itself or forwards with its own request, which comes back
 //!    through this module under the platform's policy);
 //! 3. checked against the namespace's and the script's `egress.allow` /
-//!    `egress.deny` patterns ([`rules`]);
+//!    `egress.deny` patterns ([`crate::base::egress_rules`]);
 //! 4. resolved (IP literals in any spelling are normalized, [`addr`]) and
 //!    every resolved address checked against the denied ranges, unless
 //!    `[egress] allow_private` opens it;
@@ -24,13 +24,15 @@
 //! guest with `HttpRequestDenied`.
 //!
 //! Requests for the reserved `dispatch.internal` domain never reach the
-//! network: a dispatch worker's go to its user workers
-//! ([`crate::dispatch::fetch`]); anyone else's are denied.
+//! network: a dispatch worker's go to its [`InternalRoute`] (the dispatcher
+//! capability's fetch form); anyone else's are denied.
+//!
+//! This module never imports the runtime or the dispatcher: the outbound
+//! worker runs through the [`super::Invoker`] seam.
 
 pub mod addr;
 pub mod client;
 pub mod resolve;
-pub mod rules;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -43,8 +45,9 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 use self::addr::{Cidr, Host, denied_range, parse_host};
 use self::client::{Connect, Sent, TcpConnector, Timeouts, Vetted};
 use self::resolve::{Resolve, SystemResolver};
-use self::rules::CompiledRules;
-use crate::runtime::{Runtime, Worker};
+use super::{BoxFuture, CallOptions, OutboundWorker};
+use crate::base::egress_rules::CompiledRules;
+use crate::base::reserved::{Target, reserved_target};
 
 type HookFuture<T> = Box<dyn Future<Output = T> + Send>;
 
@@ -252,13 +255,17 @@ impl Egress {
     }
 }
 
-/// The outbound worker of a namespace, with what it needs to run.
-#[derive(Clone)]
-pub struct OutboundWorker {
-    /// The runtime to invoke it on.
-    pub runtime: Arc<Runtime>,
-    /// The worker.
-    pub worker: Arc<Worker>,
+/// Requests a guest addresses to the reserved `dispatch.internal` domain
+/// go here instead of the network — only for guests that have one (dispatch
+/// workers); every other guest is refused. The dispatcher capability
+/// implements it.
+pub trait InternalRoute: Send + Sync + 'static {
+    /// Serves `request` for the reserved `target`.
+    fn serve(
+        &self,
+        target: Target,
+        request: http::Request<WasiBody>,
+    ) -> BoxFuture<'static, http::Response<WasiBody>>;
 }
 
 /// Per-invocation egress state: who is calling, which rules apply, how many
@@ -278,10 +285,10 @@ pub struct EgressHooks {
     /// (`options.outbound`); never visible to the guest.
     pub outbound: Vec<(String, String)>,
     outbound_worker: Option<OutboundWorker>,
-    metrics: Option<Arc<crate::metrics::Metrics>>,
+    metrics: Option<Arc<crate::observe::metrics::Metrics>>,
     /// Set for dispatch workers: requests to `*.dispatch.internal` go to
     /// their namespace's user workers instead of the network.
-    dispatch: Option<crate::dispatch::DispatchBinding>,
+    internal: Option<Arc<dyn InternalRoute>>,
 }
 
 impl EgressHooks {
@@ -303,12 +310,12 @@ impl EgressHooks {
             outbound: Vec::new(),
             outbound_worker: None,
             metrics: None,
-            dispatch: None,
+            internal: None,
         }
     }
 
     /// Counts subrequest outcomes in `metrics`.
-    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+    pub fn with_metrics(mut self, metrics: Arc<crate::observe::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
     }
@@ -328,8 +335,8 @@ impl EgressHooks {
 
     /// Lets this (dispatch worker) invocation reach user workers through
     /// `http://<script>.dispatch.internal/`.
-    pub fn with_dispatch(mut self, binding: Option<crate::dispatch::DispatchBinding>) -> Self {
-        self.dispatch = binding;
+    pub fn with_internal_route(mut self, route: Option<Arc<dyn InternalRoute>>) -> Self {
+        self.internal = route;
         self
     }
 
@@ -338,6 +345,16 @@ impl EgressHooks {
         self.outbound_worker = worker;
         self
     }
+}
+
+/// Adds `wasi:http` (types and outgoing-handler) to a linker; every
+/// outgoing request then reaches the store data's [`EgressHooks`] through
+/// its [`WasiHttpView`](wasmtime_wasi_http::WasiHttpView).
+pub fn add_to_linker<T: wasmtime_wasi_http::WasiHttpView + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+) -> anyhow::Result<()> {
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
+        .map_err(|e| anyhow::anyhow!("linking wasi:http: {e:#}"))
 }
 
 /// `berth-outbound-<name>`: the header an outbound parameter travels in.
@@ -369,15 +386,12 @@ impl WasiHttpHooks for EgressHooks {
     ) -> HookFuture<Result<(http::Response<WasiBody>, HookFuture<Result<(), HttpError>>), HttpError>>
     {
         drop(fut);
-        let reserved = request
-            .uri()
-            .host()
-            .and_then(crate::dispatch::fetch::reserved_target);
+        let reserved = request.uri().host().and_then(reserved_target);
         // A dispatch worker calling a user worker: not a subrequest, and
         // never the network.
-        if let (Some(target), Some(binding)) = (reserved.clone(), self.dispatch.clone()) {
+        if let (Some(target), Some(route)) = (reserved.clone(), self.internal.clone()) {
             return Box::new(async move {
-                let response = crate::dispatch::fetch::serve(binding, target, request).await;
+                let response = route.serve(target, request).await;
                 Ok((response, Box::new(async { Ok(()) }) as HookFuture<_>))
             });
         }
@@ -517,10 +531,12 @@ async fn via_outbound_worker(
     {
         request.headers_mut().insert(http::header::HOST, host);
     }
-    let options = crate::runtime::InvokeOptions::default();
-    match outbound
-        .runtime
-        .invoke(outbound.worker, request, options)
+    let invoker = outbound
+        .invoker
+        .get()
+        .map_err(|error| HttpError::InternalError(Some(format!("outbound worker: {error}"))))?;
+    match invoker
+        .serve(outbound.worker, request, CallOptions::default())
         .await
     {
         Ok(response) => Ok((
@@ -548,8 +564,8 @@ mod tests {
     use hyper_util::rt::TokioIo;
 
     use super::client::{BoxFuture, Stream};
-    use super::rules::EgressRules;
     use super::*;
+    use crate::base::egress_rules::EgressRules;
 
     #[derive(Default)]
     struct Recorder {

@@ -1,0 +1,47 @@
+//! The leaf layer: Berth's vocabulary as plain data, with no I/O and no
+//! imports from the rest of the crate.
+//!
+//! - [`names`]: validated namespace/script identifiers.
+//! - [`error`]: every way a request fails, and the **one** map from a
+//!   failure to its `x-berth-error` code, HTTP status, message and WIT
+//!   `dispatch-error` variant (the codes are the guest SDK's own table).
+//! - [`limits`]: limit levels (host, script, call) and how they combine.
+//! - [`isolation`]: fresh instance per request, or warm reuse.
+//! - [`egress_rules`]: namespace/script host patterns that narrow egress.
+//! - [`host_pattern`]: `example.com` / `*.example.com` patterns and `Host`
+//!   normalization.
+//! - [`reserved`]: the reserved `dispatch.internal` domain.
+//! - [`platform_headers`]: the `berth-*` request headers only the host sets.
+//! - [`records`]: what the store keeps.
+//!
+//! Everything above this layer may import it; it imports nothing of Berth.
+//! It must never open a file, a socket or a thread.
+
+pub mod egress_rules;
+pub mod error;
+pub mod host_pattern;
+pub mod isolation;
+pub mod limits;
+pub mod names;
+pub mod platform_headers;
+pub mod records;
+pub mod reserved;
+
+/// A value that failed validation, with a message naming the key and the
+/// problem (`limits.cpu_ms must be greater than 0`). The one error type of
+/// every pure validator, so callers map it without reading its text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl From<String> for Invalid {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(message: &str) -> Self {
+        Self(message.to_owned())
+    }
+}

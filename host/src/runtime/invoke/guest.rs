@@ -1,0 +1,263 @@
+//! Step 4 of an invocation: the guest's run. Instantiate (unless warm),
+//! call `wasi:http/incoming-handler.handle` under the deadline, classify
+//! how it ended, then account for it: captured output to the log, CPU to
+//! the metrics, an event to the tail, and a clean warm instance back to its
+//! pool. The concurrency slot is held until all of that is done.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::OwnedSemaphorePermit;
+use wasmtime::component::Resource;
+use wasmtime::{PoolConcurrencyLimitError, Store, Trap};
+use wasmtime_wasi_http::p2::bindings::Proxy;
+use wasmtime_wasi_http::p2::types::HostResponseOutparam;
+
+use super::instance::GuestCall;
+use super::plan::Plan;
+use crate::base::error::{WorkerError, one_line};
+use crate::observe::metrics::Metrics;
+use crate::observe::tail::{LogLine, TailEvent, TailHub};
+use crate::runtime::reuse::Idle;
+use crate::runtime::state::WorkerState;
+use crate::runtime::stdio::{OutputCapture, tail_lines};
+use crate::runtime::{Runtime, Worker};
+
+/// The guest's whole run, as one future bounded by the deadline.
+pub(super) type GuestRun = Pin<Box<dyn Future<Output = Result<(), WorkerError>> + Send>>;
+
+impl Runtime {
+    /// The guest's run for `call`, holding `permit` until it is over.
+    pub(super) fn guest(
+        &self,
+        worker: Arc<Worker>,
+        call: GuestCall,
+        permit: Option<OwnedSemaphorePermit>,
+        plan: Plan,
+        status_rx: tokio::sync::oneshot::Receiver<Option<u16>>,
+    ) -> GuestRun {
+        let metrics = self.metrics.clone();
+        let tail = self.tail.clone();
+        let span = tracing::Span::current();
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let _permit = permit;
+                let invoked_at = std::time::Instant::now();
+                let mut call = call;
+                let outparam_rep = call.outparam.as_ref().map_or(0, |o| o.rep());
+                let (result, proxy) = call_guest(&worker, &mut call, &plan, &metrics).await;
+                report(&worker, &call, &result, &metrics);
+                if tail.is_tailed(&worker.namespace, &worker.name) {
+                    publish(&tail, &worker, &call, &result, invoked_at, status_rx);
+                }
+                if let Some(proxy) = proxy {
+                    return_to_pool(&worker, call, proxy, outparam_rep, &result);
+                }
+                result
+            },
+            span,
+        ))
+    }
+}
+
+/// Instantiates (unless warm) and calls the handler under the deadline.
+/// The proxy comes back when the call returned normally.
+async fn call_guest(
+    worker: &Worker,
+    call: &mut GuestCall,
+    plan: &Plan,
+    metrics: &Metrics,
+) -> (Result<(), WorkerError>, Option<Proxy>) {
+    let store = &mut call.store;
+    let (Some(incoming), Some(outparam)) = (call.incoming.take(), call.outparam.take()) else {
+        return (
+            Err(WorkerError::Internal(
+                "the request was already handed over".into(),
+            )),
+            None,
+        );
+    };
+    let warm = call.warm.take();
+    let run = async {
+        let proxy = match warm {
+            Some(proxy) => proxy,
+            None => {
+                let instantiating = std::time::Instant::now();
+                let proxy = worker.pre.instantiate_async(&mut *store).await?;
+                metrics.instantiated(instantiating.elapsed().as_secs_f64());
+                proxy
+            }
+        };
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut *store, incoming, outparam)
+            .await?;
+        Ok::<_, wasmtime::Error>(proxy)
+    };
+    match tokio::time::timeout_at(plan.deadline, run).await {
+        Ok(Ok(proxy)) => (Ok(()), Some(proxy)),
+        Ok(Err(_)) if call.request_tripped.load(Ordering::Relaxed) => (
+            Err(WorkerError::RequestTooLarge(plan.limits.max_request_body)),
+            None,
+        ),
+        Ok(Err(error)) => (Err(classify(&error, call.store.data(), &call.stderr)), None),
+        Err(_) => (Err(WorkerError::WallLimit), None),
+    }
+}
+
+/// Maps a failed instantiation or call to what the client is told.
+fn classify(error: &wasmtime::Error, state: &WorkerState, stderr: &OutputCapture) -> WorkerError {
+    if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+        return WorkerError::Overloaded;
+    }
+    if state.cpu.limit_hit {
+        return WorkerError::CpuLimit;
+    }
+    if state.limiter.memory_limit_hit || state.limiter.table_limit_hit {
+        return WorkerError::MemoryLimit;
+    }
+    if state.egress.subrequest_limit_hit {
+        return WorkerError::SubrequestLimit;
+    }
+    let reason = match error.downcast_ref::<Trap>() {
+        Some(Trap::StackOverflow) => "stack overflow".to_owned(),
+        Some(trap) => trap.to_string(),
+        None => format!("{error:#}"),
+    };
+    let (stderr_text, _) = stderr.contents();
+    let detail = tail_lines(&stderr_text, 2);
+    if detail.is_empty() {
+        WorkerError::Exception(one_line(&reason))
+    } else {
+        WorkerError::Exception(one_line(&format!("{reason}; stderr: {detail}")))
+    }
+}
+
+/// Logs the guest's output and failure, and meters its CPU time.
+fn report(worker: &Worker, call: &GuestCall, result: &Result<(), WorkerError>, metrics: &Metrics) {
+    emit_output(worker, &call.stdout, &call.stderr);
+    if let Err(error) = result {
+        tracing::warn!(
+            namespace = %worker.namespace, script = %worker.name,
+            code = error.code().as_str(), %error, "worker invocation failed"
+        );
+    }
+    let labels = metrics.labels(worker.namespace.as_str(), worker.name.as_str());
+    metrics.cpu(&labels, call.store.data().cpu.used().as_secs_f64());
+}
+
+/// Emits a finished invocation's captured stdout/stderr through `tracing`,
+/// one event per line, attributed to the script.
+fn emit_output(worker: &Worker, stdout: &OutputCapture, stderr: &OutputCapture) {
+    for (stream, capture) in [("stdout", stdout), ("stderr", stderr)] {
+        let (text, dropped) = capture.contents();
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            tracing::info!(
+                target: "berth::guest", namespace = %worker.namespace,
+                script = %worker.name, stream, "{line}"
+            );
+        }
+        if dropped > 0 {
+            tracing::warn!(
+                target: "berth::guest", namespace = %worker.namespace,
+                script = %worker.name, stream, dropped, "guest output over the capture limit was dropped"
+            );
+        }
+    }
+}
+
+/// Publishes the tail event of this invocation once the caller knows the
+/// status it answered with; publishing never holds up the invocation.
+fn publish(
+    tail: &Arc<TailHub>,
+    worker: &Arc<Worker>,
+    call: &GuestCall,
+    result: &Result<(), WorkerError>,
+    invoked_at: std::time::Instant,
+    status_rx: tokio::sync::oneshot::Receiver<Option<u16>>,
+) {
+    let mut logs = Vec::new();
+    for (stream, capture) in [("stdout", &call.stdout), ("stderr", &call.stderr)] {
+        let (text, _) = capture.contents();
+        logs.extend(text.lines().filter(|l| !l.is_empty()).map(|line| LogLine {
+            stream,
+            line: line.to_owned(),
+        }));
+    }
+    let data = call.store.data();
+    let mut event = TailEvent {
+        timestamp_ms: crate::store::now_ms(),
+        namespace: worker.namespace.to_string(),
+        script: worker.name.to_string(),
+        request_id: call.request_id.clone(),
+        method: call.method.clone(),
+        path: call.path.clone(),
+        status: None,
+        outcome: match result {
+            Ok(()) => "ok".into(),
+            Err(e) => e.code().as_str().into(),
+        },
+        duration_ms: invoked_at.elapsed().as_millis() as u64,
+        cpu_ms: data.cpu.used().as_secs_f64() * 1000.0,
+        subrequests: data.egress.subrequests,
+        dispatched_to: call
+            .dispatched
+            .as_ref()
+            .map(|d| d.lock().map(|v| v.clone()).unwrap_or_default())
+            .unwrap_or_default(),
+        logs,
+    };
+    let (tail, worker) = (tail.clone(), worker.clone());
+    tokio::spawn(async move {
+        event.status = status_rx.await.ok().flatten();
+        if event.status.is_none() && event.outcome == "ok" {
+            event.outcome = "no-response".into();
+        }
+        tail.publish(&worker.namespace, &worker.name, event);
+    });
+}
+
+/// Returns a clean instance to its worker's pool (warm reuse only). Never
+/// one that failed, hit any limit, or still holds its response outparam.
+fn return_to_pool(
+    worker: &Worker,
+    call: GuestCall,
+    proxy: Proxy,
+    outparam_rep: u32,
+    result: &Result<(), WorkerError>,
+) {
+    if !worker.isolation.reuse() {
+        return;
+    }
+    let GuestCall {
+        mut store,
+        stdout,
+        stderr,
+        served,
+        request_tripped,
+        ..
+    } = call;
+    // A guest that returned without responding may still hold the
+    // outparam: reusing it would keep the client waiting on a response that
+    // can never come.
+    let responded = store
+        .data_mut()
+        .table()
+        .get(&Resource::<HostResponseOutparam>::new_own(outparam_rep))
+        .is_err();
+    if result.is_ok() && responded && is_clean(&store) && !request_tripped.load(Ordering::Relaxed) {
+        let idle = Idle::new(store, proxy, stdout, stderr, served + 1);
+        worker.pool.put(idle, &worker.isolation);
+    }
+}
+
+/// Whether the instance hit no limit during the request.
+fn is_clean(store: &Store<WorkerState>) -> bool {
+    let data = store.data();
+    !data.cpu.limit_hit
+        && !data.limiter.memory_limit_hit
+        && !data.limiter.table_limit_hit
+        && !data.egress.subrequest_limit_hit
+}

@@ -1,0 +1,272 @@
+//! Step 3 of an invocation: the `Store` a request runs in — fresh, or a
+//! clean warm one of the same worker with its per-request state reset —
+//! holding each capability's state for this request, the memory limiter and
+//! the CPU meter with its hooks; then the request and response-outparam
+//! resources the guest is called with.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use wasmtime::component::Resource;
+use wasmtime::{CallHook, Store, UpdateDeadline};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::Proxy;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
+
+use super::InvokeOptions;
+use super::plan::Plan;
+use crate::base::error::{WorkerError, one_line};
+use crate::capabilities::dispatcher::DispatcherState;
+use crate::capabilities::http::EgressHooks;
+use crate::capabilities::kv::{KvScope, KvState};
+use crate::capabilities::{WorkerRequest, WorkerResponse};
+use crate::limits::CpuMeter;
+use crate::runtime::reuse::Idle;
+use crate::runtime::state::{StateParams, WorkerState};
+use crate::runtime::stdio::OutputCapture;
+use crate::runtime::{Runtime, Worker};
+
+/// What the guest answers through its response outparam.
+pub(super) type Answer = Result<WorkerResponse, ErrorCode>;
+
+/// A store ready for one request.
+pub(super) struct Instance {
+    store: Store<WorkerState>,
+    warm: Option<Proxy>,
+    stdout: OutputCapture,
+    stderr: OutputCapture,
+    served: u32,
+    request_id: Option<String>,
+    dispatched: Option<Arc<Mutex<Vec<String>>>>,
+}
+
+/// Everything the guest's run needs, once the request is in its table.
+pub(super) struct GuestCall {
+    pub store: Store<WorkerState>,
+    /// A warm instance's component, already instantiated.
+    pub warm: Option<Proxy>,
+    pub stdout: OutputCapture,
+    pub stderr: OutputCapture,
+    /// Requests the (warm) instance served before this one.
+    pub served: u32,
+    /// Handed to the guest by the call (taken once).
+    pub incoming: Option<Resource<HostIncomingRequest>>,
+    /// Handed to the guest by the call (taken once).
+    pub outparam: Option<Resource<HostResponseOutparam>>,
+    /// Raised when the request body went over its cap.
+    pub request_tripped: Arc<AtomicBool>,
+    /// For the tail event.
+    pub method: String,
+    pub path: String,
+    pub request_id: Option<String>,
+    pub dispatched: Option<Arc<Mutex<Vec<String>>>>,
+}
+
+/// A started call: the guest's run and where its answer arrives.
+pub(super) struct Started {
+    pub run: GuestCall,
+    pub receiver: tokio::sync::oneshot::Receiver<Answer>,
+}
+
+impl Runtime {
+    /// The store for one request of `worker`: a clean warm instance when
+    /// the worker reuses them and one is idle, else a fresh store.
+    pub(super) fn instance(
+        &self,
+        worker: &Worker,
+        plan: &Plan,
+        options: InvokeOptions,
+    ) -> Instance {
+        let dispatch = options
+            .dispatch
+            .map(|binding| binding.with_deadline(plan.deadline));
+        let dispatched = dispatch.as_ref().map(|b| b.dispatched());
+        let egress = EgressHooks::new(
+            worker.namespace.as_str(),
+            worker.name.as_str(),
+            self.egress.clone(),
+            worker.egress_rules.clone(),
+        )
+        .with_subrequest_limit(Some(plan.limits.subrequests))
+        .with_outbound(options.outbound)
+        .with_outbound_worker(options.outbound_worker)
+        .with_internal_route(dispatch.as_ref().map(|b| b.internal_route()))
+        .with_metrics(self.metrics.clone());
+        let dispatch = DispatcherState { binding: dispatch };
+        let cpu = CpuMeter::new(plan.limits.cpu);
+        let warm = if worker.isolation.reuse() {
+            worker.pool.take(&worker.isolation)
+        } else {
+            None
+        };
+        let (store, warm, stdout, stderr, served) = match warm {
+            Some(idle) => reset_warm(idle, egress, dispatch, cpu),
+            None => {
+                let (stdout, stderr) = (
+                    OutputCapture::new(self.stdio_capture_bytes),
+                    OutputCapture::new(self.stdio_capture_bytes),
+                );
+                let kv = KvState {
+                    scope: worker.kv_enabled.then(|| {
+                        KvScope::new(
+                            self.store.clone(),
+                            worker.namespace.clone(),
+                            worker.name.clone(),
+                        )
+                    }),
+                };
+                let state = WorkerState::new(StateParams {
+                    env: &worker.env,
+                    stdout: stdout.clone(),
+                    stderr: stderr.clone(),
+                    max_memory_bytes: plan.limits.memory_bytes,
+                    cpu,
+                    egress,
+                    dispatch,
+                    kv,
+                });
+                let store = self.fresh_store(state, plan.enforce);
+                (store, None, stdout, stderr, 0)
+            }
+        };
+        Instance {
+            store,
+            warm,
+            stdout,
+            stderr,
+            served,
+            request_id: options.request_id,
+            dispatched,
+        }
+    }
+
+    /// A new store with the memory limiter and the CPU/yield hooks.
+    fn fresh_store(&self, state: WorkerState, enforce: bool) -> Store<WorkerState> {
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        if enforce {
+            meter_cpu(&mut store);
+        } else {
+            yield_by_ticks(&mut store);
+        }
+        store.set_epoch_deadline(1);
+        store
+    }
+}
+
+/// A warm instance with this request's per-request state.
+fn reset_warm(
+    idle: Idle,
+    egress: EgressHooks,
+    dispatch: DispatcherState,
+    cpu: CpuMeter,
+) -> (
+    Store<WorkerState>,
+    Option<Proxy>,
+    OutputCapture,
+    OutputCapture,
+    u32,
+) {
+    let Idle {
+        mut store,
+        proxy,
+        stdout,
+        stderr,
+        served,
+        ..
+    } = idle;
+    stdout.clear();
+    stderr.clear();
+    let data = store.data_mut();
+    data.egress = egress;
+    data.dispatch = dispatch;
+    data.cpu = cpu;
+    data.limiter.reset_flags();
+    store.set_epoch_deadline(1);
+    (store, Some(proxy), stdout, stderr, served)
+}
+
+/// CPU accounting: execution segments run from entering wasm to leaving it
+/// (host call, return) or yielding at an epoch tick. At every tick the
+/// guest observes while executing, check the budget, then yield so a busy
+/// guest cannot starve other requests on its worker thread.
+fn meter_cpu(store: &mut Store<WorkerState>) {
+    store.call_hook(|mut ctx, hook| {
+        let now = std::time::Instant::now();
+        let cpu = &mut ctx.data_mut().cpu;
+        match hook {
+            CallHook::CallingWasm | CallHook::ReturningFromHost => cpu.start(now),
+            CallHook::CallingHost | CallHook::ReturningFromWasm => cpu.stop(now),
+        }
+        Ok(())
+    });
+    store.epoch_deadline_callback(|mut ctx| {
+        let cpu = &mut ctx.data_mut().cpu;
+        let now = std::time::Instant::now();
+        if !cpu.tick(now) {
+            Err(wasmtime::Error::msg("cpu time limit exceeded"))
+        } else if cpu.should_yield() {
+            Ok(UpdateDeadline::YieldCustom(1, cpu.yield_now()))
+        } else {
+            cpu.resume(now);
+            Ok(UpdateDeadline::Continue(1))
+        }
+    });
+}
+
+/// Without CPU accounting: the same yielding policy, by tick count (see
+/// `CpuMeter::should_yield`).
+fn yield_by_ticks(store: &mut Store<WorkerState>) {
+    let mut ticks = 0u32;
+    store.epoch_deadline_callback(move |_| {
+        ticks += 1;
+        if ticks > 2 {
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
+        } else {
+            Ok(UpdateDeadline::Continue(1))
+        }
+    });
+}
+
+impl Instance {
+    /// Puts the request and a response outparam into the instance's table.
+    pub(super) fn start(
+        mut self,
+        request: WorkerRequest,
+        request_tripped: Arc<AtomicBool>,
+    ) -> Result<Started, WorkerError> {
+        let method = request.method().to_string();
+        let path = request.uri().path().to_owned();
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let mut http = self.store.data_mut().http();
+        let incoming = http.new_incoming_request(Scheme::Http, request);
+        let outparam = http.new_response_outparam(sender);
+        let (incoming, outparam) = match (incoming, outparam) {
+            (Ok(i), Ok(o)) => (i, o),
+            (Err(e), _) | (_, Err(e)) => {
+                return Err(WorkerError::Internal(one_line(&format!("{e:#}"))));
+            }
+        };
+        Ok(Started {
+            run: GuestCall {
+                store: self.store,
+                warm: self.warm,
+                stdout: self.stdout,
+                stderr: self.stderr,
+                served: self.served,
+                incoming: Some(incoming),
+                outparam: Some(outparam),
+                request_tripped,
+                method,
+                path,
+                request_id: self.request_id,
+                dispatched: self.dispatched,
+            },
+            receiver,
+        })
+    }
+}

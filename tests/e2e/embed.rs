@@ -1,0 +1,163 @@
+//! The embedding API, in process: routers driven with `oneshot`, deploys
+//! without HTTP, a warm-reuse dispatch worker, and a shutdown that leaves no
+//! epoch thread behind. Plus the `embed` example, run as its own process.
+
+use std::process::Command;
+
+use axum::body::Body;
+use berth_host::{Berth, Config, IsolationConfig, IsolationMode, Name};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use crate::harness::{wasm, wasm_path};
+
+/// Threads of this process named `berth-epoch` (Linux: /proc).
+fn epoch_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| t.ok())
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|name| name.trim() == "berth-epoch")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+async fn get(router: &axum::Router, host: &str, path: &str) -> (u16, String, Option<String>) {
+    let request = http::Request::builder()
+        .uri(path)
+        .header(http::header::HOST, host)
+        .body(Body::empty())
+        .expect("request");
+    let response = router.clone().oneshot(request).await.expect("infallible");
+    let status = response.status().as_u16();
+    let code = response
+        .headers()
+        .get("x-berth-error")
+        .map(|v| v.to_str().unwrap_or("").to_owned());
+    let body = response.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned(), code)
+}
+
+/// One test on purpose: it counts this process's epoch threads, so no other
+/// in-process host may start or stop while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_host_serves_in_process_and_shuts_down_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.server.data_dir = dir.path().to_path_buf();
+    config.runtime.instances = 20;
+    config.limits.cpu_ms = 5_000;
+    // A dispatch worker with warm reuse: its cached instances hold a
+    // dispatch binding, which must not keep the runtime alive.
+    config.dispatch.push(berth_host::DispatchConfig {
+        hostnames: vec!["*.platform.localhost".into()],
+        worker: wasm_path("dispatcher").display().to_string(),
+        namespace: Name::new("customers").unwrap(),
+        wall_ms: None,
+        cpu_ms: None,
+        memory_mb: None,
+        vars: [("PLATFORM_DOMAIN".to_owned(), "platform.localhost".to_owned())].into(),
+        outbound_worker: None,
+        isolation: Some(IsolationConfig::Mode(IsolationMode::Reuse)),
+        reuse_max_requests: None,
+        reuse_idle_ms: None,
+        reuse_max_idle: None,
+    });
+    let before = epoch_threads();
+    let berth = Berth::builder(config)
+        .admin_token("in-process")
+        .build()
+        .await
+        .expect("build");
+    assert_eq!(epoch_threads(), before + 1, "one epoch thread per host");
+
+    // Deploy from Rust, serve through the data router without a listener.
+    let default = Name::new("default").unwrap();
+    let customers = Name::new("customers").unwrap();
+    let record = berth
+        .deploy(&default, &Name::new("hello").unwrap(), wasm("hello"), Default::default())
+        .await
+        .expect("deploy");
+    assert_eq!(record.version, 1);
+    let data = berth.data_router();
+    let (status, body, _) = get(&data, "hello.localhost", "/").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.is_empty());
+    let (status, _, code) = get(&data, "nobody.localhost", "/").await;
+    assert_eq!((status, code.as_deref()), (404, Some("worker-not-found")));
+
+    // The dispatch worker reaches a user worker of its namespace, warm.
+    let metadata = serde_json::from_value(serde_json::json!({
+        "vars": {"GREETING": "hi from a"}
+    }))
+    .unwrap();
+    berth
+        .deploy(&customers, &Name::new("customer-a").unwrap(), wasm("hello"), metadata)
+        .await
+        .expect("deploy customer-a");
+    for _ in 0..3 {
+        let (status, body, _) = get(&data, "customer-a.platform.localhost", "/").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("hi from a"), "{body}");
+    }
+
+    // The admin router works in process too, with its token.
+    let admin = berth.admin_router();
+    let request = http::Request::builder()
+        .uri("/v1/namespaces/customers/scripts")
+        .header("authorization", "Bearer in-process")
+        .body(Body::empty())
+        .unwrap();
+    let response = admin.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    // Delete without HTTP: the next request does not find it.
+    assert!(berth.delete(&default, &Name::new("hello").unwrap()).await.unwrap());
+    let (status, _, code) = get(&data, "hello.localhost", "/").await;
+    assert_eq!((status, code.as_deref()), (404, Some("worker-not-found")));
+
+    drop((data, admin));
+    berth.shutdown().await;
+    assert_eq!(
+        epoch_threads(),
+        before,
+        "the epoch thread is gone after shutdown"
+    );
+}
+
+/// The example service (its own routes + Berth for *.apps.localhost) runs
+/// and answers its self-test.
+#[test]
+fn the_embed_example_runs() {
+    // Examples are built by `cargo test` next to the test binaries.
+    let exe = std::env::current_exe().unwrap();
+    let examples = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("examples").join("embed"))
+        .unwrap();
+    assert!(
+        examples.exists(),
+        "{} is missing; `cargo test` builds examples",
+        examples.display()
+    );
+    let out = Command::new(&examples)
+        .arg("--self-test")
+        .arg(wasm_path("hello"))
+        .output()
+        .expect("run the example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("deployed default/hello version 1"), "{stdout}");
+    assert!(stdout.contains("hello.apps.localhost: 200"), "{stdout}");
+    assert!(stdout.contains("nobody.apps.localhost: 404 worker-not-found"), "{stdout}");
+    assert!(stdout.contains("self-test passed"), "{stdout}");
+}
