@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
             let again = berth_host::Name::new(name.as_str()).expect("router returned an invalid name");
             assert_eq!(again.as_str(), name.as_str());
         }
-        Err(message) => assert!(!message.is_empty()),
+        Err(message) => assert!(!message.0.is_empty()),
     }
     if let Ok(name) = berth_host::Name::new(host) {
         assert!(name.as_str().len() <= 63);

@@ -22,6 +22,7 @@ use http::{HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, Empty, Full};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::base::Invalid;
 use crate::base::error::WorkerError;
 use crate::store::{AssetConfig, AssetEntry, Blobs};
 
@@ -197,7 +198,7 @@ pub fn respond(
 }
 
 /// Checks an asset path from a manifest.
-pub fn validate_path(path: &str) -> Result<(), String> {
+pub fn validate_path(path: &str) -> Result<(), Invalid> {
     let ok = path.starts_with('/')
         && path.len() <= 1024
         && !path.ends_with('/')
@@ -207,9 +208,9 @@ pub fn validate_path(path: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
+        Err(Invalid(format!(
             "asset path {path:?} is invalid: it must start with '/', name a file (no trailing '/'), have no '.', '..' or empty segments, no '?' '#' or control characters, and be at most 1024 bytes"
-        ))
+        )))
     }
 }
 

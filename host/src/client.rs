@@ -10,6 +10,38 @@ use serde_json::Value;
 
 use berth_host::{TOKEN_ENV, TOKEN_FILE};
 
+/// The admin API refused a request: its status and the envelope's
+/// `errors` (each with `code` and `message`, some with more detail).
+#[derive(Debug, thiserror::Error)]
+#[error("{status}: {}", describe(.errors))]
+pub struct ApiFailure {
+    /// HTTP status.
+    pub status: u16,
+    /// The envelope's `errors`.
+    pub errors: Vec<Value>,
+}
+
+impl ApiFailure {
+    /// The first error with `code`, if any.
+    pub fn error(&self, code: &str) -> Option<&Value> {
+        self.errors.iter().find(|e| e["code"] == code)
+    }
+}
+
+fn describe(errors: &[Value]) -> String {
+    let text: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            format!(
+                "{} ({})",
+                e["message"].as_str().unwrap_or("?"),
+                e["code"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    text.join("; ")
+}
+
 /// Connection settings for the admin API.
 pub struct AdminClient {
     base: String,
@@ -64,17 +96,11 @@ impl AdminClient {
             return Ok(body["result"].clone());
         }
         let errors = body["errors"].as_array().cloned().unwrap_or_default();
-        let text: Vec<String> = errors
-            .iter()
-            .map(|e| {
-                format!(
-                    "{} ({})",
-                    e["message"].as_str().unwrap_or("?"),
-                    e["code"].as_str().unwrap_or("?")
-                )
-            })
-            .collect();
-        bail!("{status}: {}", text.join("; "))
+        Err(ApiFailure {
+            status: status.as_u16(),
+            errors,
+        }
+        .into())
     }
 
     /// GET `path`.

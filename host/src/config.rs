@@ -377,9 +377,11 @@ impl Config {
                 }
             }
         }
-        self.egress.validate().map_err(ConfigError::Invalid)?;
+        self.egress
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         crate::base::platform_headers::validate_trusted_headers(&self.server.trusted_headers)
-            .map_err(ConfigError::Invalid)?;
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if self.server.listen == self.server.admin_listen && self.server.listen.port() != 0 {
             return Err(ConfigError::Invalid(
                 "server.listen and server.admin_listen must differ".into(),

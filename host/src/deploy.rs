@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::base::Invalid;
 use crate::base::names::Name;
 use crate::limits::ScriptLimits;
 use crate::runtime::{CompileError, Runtime};
@@ -72,13 +73,15 @@ impl ScriptMetadata {
             ));
         }
         for tag in tags {
-            validate_tag(tag).map_err(DeployError::InvalidMetadata)?;
+            validate_tag(tag).map_err(|e| DeployError::InvalidMetadata(e.to_string()))?;
         }
         if let Some(vars) = &self.vars {
-            validate_vars(vars).map_err(DeployError::InvalidMetadata)?;
+            validate_vars(vars).map_err(|e| DeployError::InvalidMetadata(e.to_string()))?;
         }
         if let Some(egress) = &self.egress {
-            egress.validate().map_err(DeployError::InvalidMetadata)?;
+            egress
+                .validate()
+                .map_err(|e| DeployError::InvalidMetadata(e.to_string()))?;
         }
         if let Some(limits) = &self.limits {
             limits
@@ -90,7 +93,7 @@ impl ScriptMetadata {
 }
 
 /// Checks an environment variable name (vars and secrets).
-pub fn validate_var_name(key: &str) -> Result<(), String> {
+pub fn validate_var_name(key: &str) -> Result<(), Invalid> {
     let valid = key
         .chars()
         .next()
@@ -100,47 +103,49 @@ pub fn validate_var_name(key: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!(
+        Err(Invalid(format!(
             "variable name {key:?} is invalid; use letters, digits and '_' (at most 256), not starting with a digit"
-        ))
+        )))
     }
 }
 
 /// Checks var names and sizes, naming the offending entry.
-pub fn validate_vars(vars: &BTreeMap<String, String>) -> Result<(), String> {
+pub fn validate_vars(vars: &BTreeMap<String, String>) -> Result<(), Invalid> {
     if vars.len() > MAX_VARS {
-        return Err(format!(
+        return Err(Invalid(format!(
             "at most {MAX_VARS} vars are allowed, got {}",
             vars.len()
-        ));
+        )));
     }
     let mut total = 0;
     for (key, value) in vars {
         validate_var_name(key)?;
         if value.contains('\0') {
-            return Err(format!("var {key:?} contains a NUL character"));
+            return Err(Invalid(format!("var {key:?} contains a NUL character")));
         }
         total += key.len() + value.len();
     }
     if total > MAX_VARS_BYTES {
-        return Err(format!(
+        return Err(Invalid(format!(
             "vars total {total} bytes; the limit is {MAX_VARS_BYTES}"
-        ));
+        )));
     }
     Ok(())
 }
 
 /// Checks one tag: 1–64 bytes, printable, no `,` or `&` (they separate
 /// filter terms in list queries).
-pub fn validate_tag(tag: &str) -> Result<(), String> {
+pub fn validate_tag(tag: &str) -> Result<(), Invalid> {
     if tag.is_empty() || tag.len() > MAX_TAG_LEN {
-        return Err(format!("tag {tag:?} must be 1 to {MAX_TAG_LEN} bytes long"));
+        return Err(Invalid(format!(
+            "tag {tag:?} must be 1 to {MAX_TAG_LEN} bytes long"
+        )));
     }
     if let Some(c) = tag
         .chars()
         .find(|c| *c == ',' || *c == '&' || c.is_control())
     {
-        return Err(format!("tag {tag:?} must not contain {c:?}"));
+        return Err(Invalid(format!("tag {tag:?} must not contain {c:?}")));
     }
     Ok(())
 }

@@ -183,6 +183,11 @@ async fn asset_content_is_deduplicated_and_checked() {
     let refused = upload(&berth, "two", &unknown, false).await;
     assert_eq!(refused.status, 400);
     assert_eq!(refused.json()["errors"][0]["code"], "missing_assets");
+    assert_eq!(
+        refused.json()["errors"][0]["missing"],
+        serde_json::json!([sha(b"brand new")]),
+        "the hashes to upload, as data"
+    );
     assert!(
         refused.text().contains(&sha(b"brand new")),
         "{}",

@@ -38,7 +38,12 @@ async fn get(router: &axum::Router, host: &str, path: &str) -> (u16, String, Opt
         .headers()
         .get("x-berth-error")
         .map(|v| v.to_str().unwrap_or("").to_owned());
-    let body = response.into_body().collect().await.expect("body").to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned(), code)
 }
 
@@ -60,7 +65,11 @@ async fn embedded_host_serves_in_process_and_shuts_down_cleanly() {
         wall_ms: None,
         cpu_ms: None,
         memory_mb: None,
-        vars: [("PLATFORM_DOMAIN".to_owned(), "platform.localhost".to_owned())].into(),
+        vars: [(
+            "PLATFORM_DOMAIN".to_owned(),
+            "platform.localhost".to_owned(),
+        )]
+        .into(),
         outbound_worker: None,
         isolation: Some(IsolationConfig::Mode(IsolationMode::Reuse)),
         reuse_max_requests: None,
@@ -79,7 +88,12 @@ async fn embedded_host_serves_in_process_and_shuts_down_cleanly() {
     let default = Name::new("default").unwrap();
     let customers = Name::new("customers").unwrap();
     let record = berth
-        .deploy(&default, &Name::new("hello").unwrap(), wasm("hello"), Default::default())
+        .deploy(
+            &default,
+            &Name::new("hello").unwrap(),
+            wasm("hello"),
+            Default::default(),
+        )
         .await
         .expect("deploy");
     assert_eq!(record.version, 1);
@@ -96,7 +110,12 @@ async fn embedded_host_serves_in_process_and_shuts_down_cleanly() {
     }))
     .unwrap();
     berth
-        .deploy(&customers, &Name::new("customer-a").unwrap(), wasm("hello"), metadata)
+        .deploy(
+            &customers,
+            &Name::new("customer-a").unwrap(),
+            wasm("hello"),
+            metadata,
+        )
         .await
         .expect("deploy customer-a");
     for _ in 0..3 {
@@ -116,7 +135,12 @@ async fn embedded_host_serves_in_process_and_shuts_down_cleanly() {
     assert_eq!(response.status(), 200);
 
     // Delete without HTTP: the next request does not find it.
-    assert!(berth.delete(&default, &Name::new("hello").unwrap()).await.unwrap());
+    assert!(
+        berth
+            .delete(&default, &Name::new("hello").unwrap())
+            .await
+            .unwrap()
+    );
     let (status, _, code) = get(&data, "hello.localhost", "/").await;
     assert_eq!((status, code.as_deref()), (404, Some("worker-not-found")));
 
@@ -156,8 +180,14 @@ fn the_embed_example_runs() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("deployed default/hello version 1"), "{stdout}");
+    assert!(
+        stdout.contains("deployed default/hello version 1"),
+        "{stdout}"
+    );
     assert!(stdout.contains("hello.apps.localhost: 200"), "{stdout}");
-    assert!(stdout.contains("nobody.apps.localhost: 404 worker-not-found"), "{stdout}");
+    assert!(
+        stdout.contains("nobody.apps.localhost: 404 worker-not-found"),
+        "{stdout}"
+    );
     assert!(stdout.contains("self-test passed"), "{stdout}");
 }

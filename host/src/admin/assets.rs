@@ -35,8 +35,8 @@ pub(super) async fn get(
     ))
 }
 
-fn bad(message: String) -> ApiError {
-    ApiError::BadRequest(message)
+fn bad(message: impl ToString) -> ApiError {
+    ApiError::BadRequest(message.to_string())
 }
 
 pub(super) async fn put(
@@ -90,7 +90,7 @@ pub(super) async fn put(
     if let Some(problem) = problem {
         return Err(problem);
     }
-    let manifest = manifest.ok_or_else(|| bad("the upload lacks a \"manifest\" part".into()))?;
+    let manifest = manifest.ok_or_else(|| bad("the upload lacks a \"manifest\" part"))?;
     if manifest.len() > MAX_ASSET_FILES {
         return Err(bad(format!(
             "{} files; the limit is {MAX_ASSET_FILES}",

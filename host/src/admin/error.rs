@@ -121,9 +121,16 @@ impl IntoResponse for ApiError {
             Self::Internal(_) => "internal error; see the server log".to_owned(),
             other => other.to_string(),
         };
+        let mut error = json!({"code": code, "message": message});
+        // Structured detail a client can act on without reading the text.
+        if let Self::Store(StoreError::MissingAssets(missing))
+        | Self::Deploy(DeployError::Store(StoreError::MissingAssets(missing))) = &self
+        {
+            error["missing"] = json!(missing);
+        }
         let body = json!({
             "success": false,
-            "errors": [{"code": code, "message": message}],
+            "errors": [error],
             "result": null,
         });
         let mut response = (status, Json(body)).into_response();

@@ -28,7 +28,7 @@ struct MapBody {
 fn pattern(hostname: &str) -> Result<String, ApiError> {
     HostPattern::parse(hostname)
         .map(|p| p.to_string())
-        .map_err(ApiError::BadRequest)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 pub(super) async fn list(State(state): State<AdminState>, Path(ns): Path<String>) -> ApiResult {

@@ -41,7 +41,7 @@ pub(super) async fn put(
     body: Bytes,
 ) -> ApiResult {
     let (ns, script, not_found) = names_and_not_found(&ns, &script)?;
-    validate_var_name(&key).map_err(ApiError::BadRequest)?;
+    validate_var_name(&key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let SecretBody { value } = serde_json::from_slice(&body)
         .map_err(|_| ApiError::BadRequest("body must be {\"value\": \"…\"}".into()))?;
     if value.contains('\0') {

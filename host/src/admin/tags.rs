@@ -16,6 +16,7 @@ use serde::Deserialize;
 use super::error::{ApiError, ApiResult, ok, ok_page};
 use super::scripts::{ScriptInfo, names_and_not_found};
 use super::{AdminState, blocking};
+use crate::base::Invalid;
 use crate::base::names::Name;
 use crate::deploy::{MAX_TAGS, validate_tag};
 use crate::store::{ScriptRecord, StoreError};
@@ -47,7 +48,7 @@ pub struct TagFilter {
 
 impl TagFilter {
     /// Parses `a:yes,b:no,c` (bare tags mean `:yes`).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, Invalid> {
         let mut filter = TagFilter::default();
         for item in text.split(',').filter(|s| !s.is_empty()) {
             let (tag, mode) = match item.rsplit_once(':') {
@@ -80,8 +81,8 @@ impl TagFilter {
     }
 }
 
-fn bad(message: String) -> ApiError {
-    ApiError::BadRequest(message)
+fn bad(message: impl ToString) -> ApiError {
+    ApiError::BadRequest(message.to_string())
 }
 
 /// Filters and pages `scripts` (sorted by name).
@@ -139,7 +140,7 @@ pub(super) async fn bulk_delete(
     let filter = TagFilter::parse(query.tags.as_deref().unwrap_or("")).map_err(bad)?;
     if filter.is_empty() {
         return Err(bad(
-            "bulk delete needs a tags filter, e.g. ?tags=plan-free:yes".into(),
+            "bulk delete needs a tags filter, e.g. ?tags=plan-free:yes",
         ));
     }
     let runtime = state.runtime.clone();
@@ -181,10 +182,10 @@ async fn change_tags(
         let outcome = state.store().update_script(&ns, &script, &mut |record| {
             change(&mut record.tags)?;
             if record.tags.len() > MAX_TAGS {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "at most {MAX_TAGS} tags are allowed, got {}",
                     record.tags.len()
-                )
+                ))
                 .into());
             }
             Ok(())

@@ -9,6 +9,7 @@
 //! (lowercased; IP literals in their normalized form), never the resolved
 //! address, which the host policy checks separately.
 
+use super::Invalid;
 use serde::{Deserialize, Serialize};
 
 /// `egress` settings of a namespace or a script.
@@ -41,9 +42,9 @@ enum HostMatch {
 impl HostRule {
     /// Parses `api.example.com`, `*.example.org:443`, `*`, `10.0.0.1:8080`,
     /// `[::1]:80`.
-    pub fn parse(pattern: &str) -> Result<Self, String> {
+    pub fn parse(pattern: &str) -> Result<Self, Invalid> {
         let text = pattern.trim().to_ascii_lowercase();
-        let bad = |why: &str| Err(format!("egress pattern {pattern:?}: {why}"));
+        let bad = |why: &str| Err(Invalid(format!("egress pattern {pattern:?}: {why}")));
         let (host, port) = if let Some(rest) = text.strip_prefix('[') {
             match rest.split_once(']') {
                 Some((h, "")) => (format!("[{h}]"), None),
@@ -113,12 +114,12 @@ pub struct CompiledRules {
 
 impl EgressRules {
     /// Checks every pattern, naming the first bad one.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         self.compile("settings").map(|_| ())
     }
 
     /// Parses the rules; `level` names them in denial messages.
-    pub fn compile(&self, level: &'static str) -> Result<CompiledRules, String> {
+    pub fn compile(&self, level: &'static str) -> Result<CompiledRules, Invalid> {
         let parse = |list: &[String]| {
             list.iter()
                 .map(|p| HostRule::parse(p))
@@ -134,12 +135,19 @@ impl EgressRules {
 
 impl CompiledRules {
     /// `Err(rule)` names why `host:port` is refused at this level.
-    pub fn check(&self, host: &str, port: u16) -> Result<(), String> {
+    pub fn check(&self, host: &str, port: u16) -> Result<(), Invalid> {
         if let Some(rule) = self.deny.iter().find(|r| r.matches(host, port)) {
-            return Err(format!("{} egress.deny {:?}", self.level, rule.as_str()));
+            return Err(Invalid(format!(
+                "{} egress.deny {:?}",
+                self.level,
+                rule.as_str()
+            )));
         }
         if !self.allow.is_empty() && !self.allow.iter().any(|r| r.matches(host, port)) {
-            return Err(format!("{} egress.allow (no pattern matches)", self.level));
+            return Err(Invalid(format!(
+                "{} egress.allow (no pattern matches)",
+                self.level
+            )));
         }
         Ok(())
     }

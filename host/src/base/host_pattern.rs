@@ -8,6 +8,7 @@
 //! longer wildcard suffix beats a shorter one, so the most specific entry
 //! wins regardless of order in the file.
 
+use super::Invalid;
 use std::fmt;
 
 /// One parsed hostname pattern.
@@ -25,19 +26,19 @@ pub struct Specificity(u8, usize);
 
 impl HostPattern {
     /// Parses `example.com` or `*.example.com`, naming what is wrong.
-    pub fn parse(pattern: &str) -> Result<Self, String> {
+    pub fn parse(pattern: &str) -> Result<Self, Invalid> {
         let lower = pattern.trim().trim_end_matches('.').to_ascii_lowercase();
         let (wildcard, host) = match lower.strip_prefix("*.") {
             Some(rest) => (true, rest.to_owned()),
             None => (false, lower.clone()),
         };
         if host.is_empty() {
-            return Err(format!("hostname pattern {pattern:?} is empty"));
+            return Err(Invalid(format!("hostname pattern {pattern:?} is empty")));
         }
         if host.len() > 253 {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "hostname pattern {pattern:?} is longer than 253 characters"
-            ));
+            )));
         }
         for label in host.split('.') {
             let ok = !label.is_empty()
@@ -48,10 +49,10 @@ impl HostPattern {
                 && !label.starts_with('-')
                 && !label.ends_with('-');
             if !ok {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "hostname pattern {pattern:?} has an invalid label {label:?} \
                      (use letters, digits and '-'; '*' only as the whole first label)"
-                ));
+                )));
             }
         }
         Ok(if wildcard {

@@ -40,6 +40,15 @@ impl From<String> for Invalid {
     }
 }
 
+/// The message, for callers that show it.
+impl std::ops::Deref for Invalid {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl From<&str> for Invalid {
     fn from(message: &str) -> Self {
         Self(message.to_owned())

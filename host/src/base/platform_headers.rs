@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use super::Invalid;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// What the host knows about one client request.
@@ -90,14 +91,14 @@ pub fn apply(
 }
 
 /// Checks `[server] trusted_headers`: names must be `berth-*` header names.
-pub fn validate_trusted_headers(extra: &BTreeMap<String, String>) -> Result<(), String> {
+pub fn validate_trusted_headers(extra: &BTreeMap<String, String>) -> Result<(), Invalid> {
     for (name, value) in extra {
         let parsed = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("server.trusted_headers: {name:?} is not a header name"))?;
         if !parsed.as_str().starts_with("berth-") || parsed.as_str() != name {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "server.trusted_headers: {name:?} must be lowercase and start with \"berth-\""
-            ));
+            )));
         }
         HeaderValue::from_str(value).map_err(|_| {
             format!("server.trusted_headers.{name}: value is not a valid header value")

@@ -439,14 +439,22 @@ pub(super) async fn assets(cmd: AssetsCommand) -> anyhow::Result<()> {
                     reqwest::multipart::Form::new().text("manifest", manifest.clone()),
                 )
                 .await;
-            let v = match first {
-                Ok(v) => v,
-                Err(e) if e.to_string().contains("(missing_assets)") => {
+            let missing: Option<Vec<String>> = first.as_ref().err().and_then(|e| {
+                let failure = e.downcast_ref::<crate::client::ApiFailure>()?;
+                let missing = failure.error("missing_assets")?["missing"].as_array()?;
+                Some(
+                    missing
+                        .iter()
+                        .filter_map(|h| h.as_str().map(str::to_owned))
+                        .collect(),
+                )
+            });
+            let v = match (first, missing) {
+                (Ok(v), _) => v,
+                (Err(_), Some(missing)) => {
                     let mut form = reqwest::multipart::Form::new().text("manifest", manifest);
-                    let needed: Vec<&String> = contents
-                        .keys()
-                        .filter(|h| e.to_string().contains(h.as_str()))
-                        .collect();
+                    let needed: Vec<&String> =
+                        contents.keys().filter(|h| missing.contains(h)).collect();
                     for hash in needed {
                         form = form.part(
                             hash.clone(),
@@ -455,7 +463,7 @@ pub(super) async fn assets(cmd: AssetsCommand) -> anyhow::Result<()> {
                     }
                     api.put_form(&path, form).await?
                 }
-                Err(e) => return Err(e),
+                (Err(e), None) => return Err(e),
             };
             print(&args, &v, |v| {
                 let uploaded = v["uploaded"].as_array().map_or(0, |a| a.len());

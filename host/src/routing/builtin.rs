@@ -4,22 +4,23 @@
 //! Pure functions only, so the rules are unit-tested and fuzzed without a
 //! server.
 
+use crate::base::Invalid;
 use crate::base::names::Name;
 
 /// The script the built-in router picks for a `Host` header value, or why
 /// none applies.
-pub fn script_for_host(host: &str) -> Result<Name, String> {
+pub fn script_for_host(host: &str) -> Result<Name, Invalid> {
     let host = strip_port(host.trim()).trim_end_matches('.');
     if host.is_empty() {
         return Err("request has no Host header".into());
     }
     if host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[') {
-        return Err(format!(
+        return Err(Invalid(format!(
             "host {host:?} is an IP address; address a worker as <script>.<domain>"
-        ));
+        )));
     }
     let label = host.split('.').next().unwrap_or("").to_ascii_lowercase();
-    Name::new(&label).map_err(|e| format!("host {host:?} does not name a script: {e}"))
+    Name::new(&label).map_err(|e| Invalid(format!("host {host:?} does not name a script: {e}")))
 }
 
 /// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.

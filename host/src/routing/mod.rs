@@ -152,7 +152,7 @@ where
         .map_err(|e| WorkerError::Internal(e.to_string()))?;
     let script = match mapped {
         Some(script) => script,
-        None => builtin::script_for_host(host).map_err(WorkerError::NotFound)?,
+        None => builtin::script_for_host(host).map_err(|e| WorkerError::NotFound(e.to_string()))?,
     };
     let trusted = plane.runtime.namespace_trusted(&plane.default_namespace);
     platform_headers::apply(

@@ -34,6 +34,7 @@ use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::WasiBody;
 
 use super::DispatchBinding;
+use crate::base::Invalid;
 use crate::base::error::{ERROR_HEADER, WorkerError};
 use crate::base::limits::CallLimits;
 use crate::base::names::Name;
@@ -56,7 +57,7 @@ pub struct FetchOptions {
 
 /// Removes every `berth-dispatch-*` header and parses them into options;
 /// the error names the offending header.
-pub fn take_options(headers: &mut HeaderMap) -> Result<FetchOptions, String> {
+pub fn take_options(headers: &mut HeaderMap) -> Result<FetchOptions, Invalid> {
     let names: Vec<HeaderName> = headers
         .keys()
         .filter(|name| name.as_str().starts_with(HEADER_PREFIX))
@@ -84,11 +85,13 @@ fn apply_option(
     options: &mut FetchOptions,
     name: &HeaderName,
     values: &[HeaderValue],
-) -> Result<(), String> {
+) -> Result<(), Invalid> {
     let key = &name.as_str()[HEADER_PREFIX.len()..];
     if let Some(param) = key.strip_prefix("outbound-") {
         if param.is_empty() {
-            return Err(format!("{name}: the outbound parameter has no name"));
+            return Err(Invalid(format!(
+                "{name}: the outbound parameter has no name"
+            )));
         }
         for value in values {
             let value = value
@@ -99,7 +102,7 @@ fn apply_option(
         return Ok(());
     }
     let [value] = values else {
-        return Err(format!("{name}: given {} times", values.len()));
+        return Err(Invalid(format!("{name}: given {} times", values.len())));
     };
     if key == "host" {
         options.host = Some(value.clone());
@@ -125,9 +128,9 @@ fn apply_option(
             );
         }
         _ => {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "unknown header {name} (known: cpu-ms, wall-ms, memory-mb, subrequests, host, outbound-<name>)"
-            ));
+            )));
         }
     }
     Ok(())
@@ -152,7 +155,7 @@ async fn call(
 ) -> http::Response<WasiBody> {
     let options = match take_options(request.headers_mut()) {
         Ok(options) => options,
-        Err(message) => return bad_request(&message),
+        Err(message) => return bad_request(&message.0),
     };
     let Ok(name) = Name::new(script) else {
         return worker_error(WorkerError::NotFound(script.to_owned()));

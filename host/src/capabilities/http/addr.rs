@@ -8,6 +8,7 @@
 //! and IPv4-compatible IPv6 forms are unwrapped first) and names the range
 //! that forbids it, which is what the logs and the guest's error cite.
 
+use crate::base::Invalid;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// What a URL host is.
@@ -20,14 +21,14 @@ pub enum Host {
 }
 
 /// Reads a URL host (`[::1]`, `127.1`, `example.com.` …).
-pub fn parse_host(host: &str) -> Result<Host, String> {
+pub fn parse_host(host: &str) -> Result<Host, Invalid> {
     let host = host.trim();
     if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         let inner = inner.split('%').next().unwrap_or(inner); // zone id
         return inner
             .parse::<Ipv6Addr>()
             .map(|ip| Host::Ip(IpAddr::V6(ip)))
-            .map_err(|_| format!("invalid IPv6 address {host:?}"));
+            .map_err(|_| Invalid(format!("invalid IPv6 address {host:?}")));
     }
     if let Ok(ip) = host.parse::<Ipv6Addr>() {
         return Ok(Host::Ip(IpAddr::V6(ip)));
@@ -43,13 +44,13 @@ pub fn parse_host(host: &str) -> Result<Host, String> {
     // address is malformed, not a name: refuse rather than hand it to DNS.
     let last = name.rsplit('.').next().unwrap_or("");
     if !last.is_empty() && (last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x")) {
-        return Err(format!("malformed IPv4 address {host:?}"));
+        return Err(Invalid(format!("malformed IPv4 address {host:?}")));
     }
     if !name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
     {
-        return Err(format!("invalid host name {host:?}"));
+        return Err(Invalid(format!("invalid host name {host:?}")));
     }
     Ok(Host::Name(name))
 }
@@ -201,7 +202,7 @@ pub struct Cidr {
 
 impl Cidr {
     /// Parses `addr/prefix` (a bare address means a single host).
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
         let (addr, prefix) = match s.trim().split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (s.trim(), None),

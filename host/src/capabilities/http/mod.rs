@@ -46,6 +46,7 @@ use self::addr::{Cidr, Host, denied_range, parse_host};
 use self::client::{Connect, Sent, TcpConnector, Timeouts, Vetted};
 use self::resolve::{Resolve, SystemResolver};
 use super::{BoxFuture, CallOptions, OutboundWorker};
+use crate::base::Invalid;
 use crate::base::egress_rules::CompiledRules;
 use crate::base::reserved::{Target, reserved_target};
 
@@ -82,13 +83,15 @@ impl Default for EgressConfig {
 
 impl EgressConfig {
     /// Checks values, naming the key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         for cidr in &self.allow_private {
             Cidr::parse(cidr).map_err(|e| format!("egress.allow_private: {e}"))?;
         }
         for name in self.hosts.keys() {
             if !matches!(parse_host(name), Ok(Host::Name(_))) {
-                return Err(format!("egress.hosts: {name:?} is not a host name"));
+                return Err(Invalid(format!(
+                    "egress.hosts: {name:?} is not a host name"
+                )));
             }
         }
         for (key, value) in [
@@ -97,7 +100,7 @@ impl EgressConfig {
             ("between_bytes_timeout_ms", self.between_bytes_timeout_ms),
         ] {
             if value == 0 {
-                return Err(format!("egress.{key} must be greater than 0"));
+                return Err(Invalid(format!("egress.{key} must be greater than 0")));
             }
         }
         Ok(())
@@ -185,7 +188,9 @@ impl Egress {
             Host::Ip(ip) => ip.to_string(),
         };
         for level in rules {
-            level.check(&host_text, port).map_err(Denied)?;
+            level
+                .check(&host_text, port)
+                .map_err(|e| Denied(e.to_string()))?;
         }
         let candidates = match &host {
             Host::Ip(ip) => vec![*ip],
