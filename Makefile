@@ -139,6 +139,17 @@ bench: build wasmtime-cli ## Benchmarks vs wasmtime serve and workerd (release, 
 	BERTH=$(BERTH) WASM_DIR=$(WASM_DIR) WASMTIME=$(WASMTIME_CLI) WORKERD=$$workerd \
 	  AXUM_HELLO=$(HOST_TARGET_DIR)/release/examples/axum_hello bench/run.sh
 
+BASE_REV         ?= HEAD~1
+AB_BASE_DIR      := $(CACHE_DIR)/ab-base
+
+.PHONY: bench-ab
+bench-ab: build ## A/B this tree's berth against BASE_REV's (default HEAD~1), alternating rounds. Not in `make test`
+	rm -rf $(AB_BASE_DIR) && git worktree prune && git worktree add --detach $(AB_BASE_DIR) $(BASE_REV)
+	cd $(AB_BASE_DIR) && CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo build --release -p berth-host --bin berth
+	cp $(HOST_TARGET_DIR)/release/berth $(CACHE_DIR)/berth-base && git worktree remove --force $(AB_BASE_DIR)
+	CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo build --release -p berth-host --bin berth
+	BASE=$(CACHE_DIR)/berth-base HEAD=$(BERTH) WASM_DIR=$(WASM_DIR) bench/ab.sh
+
 .PHONY: lint
 lint: ## rustfmt check and clippy with warnings denied
 	cargo fmt --all --check

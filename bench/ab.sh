@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# A/B: the same Berth cases against two `berth` binaries on this machine,
+# alternating rounds (base, head, base, head, …) so drift hits both alike.
+# Used to check that a change (e.g. a restructuring) slows no case down.
+#
+#   BASE=path/to/old/berth HEAD=path/to/new/berth WASM_DIR=build/wasm bench/ab.sh
+#
+# `make bench-ab BASE_REV=<git rev>` builds the base binary and runs this.
+# Cases: hello through the built-in router (limits on), dispatch worker →
+# user worker, hello with warm reuse, JS hello (fresh instance). Each round
+# is wrk -t1 -c16 for DURATION after a 2 s warm-up; the table reports the
+# median req/s and p99 of ROUNDS rounds and head ÷ base.
+set -euo pipefail
+
+: "${BASE:?BASE=path of the base berth binary}"
+: "${HEAD:?HEAD=path of the head berth binary}"
+: "${WASM_DIR:?WASM_DIR=folder of the built guests}"
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-8s}
+WORK=$(mktemp -d)
+WASM_ABS=$(cd "$WASM_DIR" && pwd)
+trap 'kill $(cat "$WORK/pids" 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+command -v wrk >/dev/null || { echo "ab: wrk is missing (apt-get install wrk)" >&2; exit 1; }
+
+# start BIN NAME CONFIG → sets DATA and ADMIN
+start() {
+  local bin=$1 dir="$WORK/$2-$RANDOM"
+  mkdir -p "$dir"
+  printf '%s\n' "$3" > "$dir/berth.toml"
+  BERTH_ADMIN_TOKEN=bench "$bin" serve --config "$dir/berth.toml" --data-dir "$dir/data" \
+    --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 > "$dir/out" 2> "$dir/log" &
+  PID=$!
+  echo "$PID" >> "$WORK/pids"
+  for _ in $(seq 1 200); do grep -q 'admin API listening' "$dir/out" 2>/dev/null && break; sleep 0.05; done
+  DATA=$(sed -n 's/^berth: data plane listening on //p' "$dir/out")
+  ADMIN=$(sed -n 's/^berth: admin API listening on //p' "$dir/out")
+  [ -n "$ADMIN" ] || { echo "ab: $bin did not start:" >&2; cat "$dir/log" >&2; exit 1; }
+}
+
+# measure URL HOST → "rps p99"
+measure() {
+  wrk -t1 -c16 -d2s -H "Host: $2" "$1/" > /dev/null
+  local result
+  result=$(wrk -t1 -c16 -d"$DURATION" --latency -H "Host: $2" "$1/")
+  if grep -q 'Non-2xx' <<<"$result"; then echo "ab: non-2xx responses from $2" >&2; exit 1; fi
+  echo "$(awk '/^Requests\/sec:/ {print $2}' <<<"$result") $(awk '$1 == "99%" {print $2}' <<<"$result")"
+}
+
+# one_case BIN CASE → "rps p99"
+one_case() {
+  local bin=$1
+  case $2 in
+    hello)
+      start "$bin" hello ""
+      "$bin" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$ADMIN" --token bench > /dev/null
+      measure "$DATA" hello.localhost ;;
+    reuse)
+      start "$bin" reuse ""
+      "$bin" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$ADMIN" --token bench > /dev/null
+      "$bin" script settings hello '{"isolation": "reuse"}' --admin-url "$ADMIN" --token bench > /dev/null
+      measure "$DATA" hello.localhost ;;
+    dispatch)
+      start "$bin" dispatch "[[dispatch]]
+hostnames = [\"*.platform.localhost\"]
+worker = \"$WASM_ABS/dispatcher.wasm\"
+namespace = \"customers\"
+vars = { PLATFORM_DOMAIN = \"platform.localhost\" }"
+      "$bin" deploy -n customers user "$WASM_DIR/hello.wasm" --admin-url "$ADMIN" --token bench > /dev/null
+      measure "$DATA" user.platform.localhost ;;
+    js)
+      start "$bin" js ""
+      "$bin" deploy hello-js "$WASM_DIR/js_hello.wasm" --admin-url "$ADMIN" --token bench > /dev/null
+      measure "$DATA" hello-js.localhost ;;
+  esac
+  kill -TERM "$PID"; wait "$PID" 2>/dev/null || true
+}
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f\n", v}'; }
+
+CASES=${CASES:-hello dispatch reuse js}
+declare -A RPS P99
+for round in $(seq 1 "$ROUNDS"); do
+  for case in $CASES; do
+    for side in base head; do
+      bin=$BASE; [ "$side" = head ] && bin=$HEAD
+      read -r rps p99 < <(one_case "$bin" "$case")
+      echo "round $round  $case  $side  $rps req/s  p99 $p99" >&2
+      RPS[$case-$side]+="$rps "; P99[$case-$side]+="$(ms <<<"$p99") "
+    done
+  done
+done
+
+echo "| Case | base req/s | head req/s | head ÷ base | base p99 ms | head p99 ms |"
+echo "|---|---|---|---|---|---|"
+for case in $CASES; do
+  b=$(median <<<"${RPS[$case-base]}"); h=$(median <<<"${RPS[$case-head]}")
+  echo "| $case | $b | $h | $(awk -v a="$h" -v b="$b" 'BEGIN {printf "%.3f", a/b}') | $(median <<<"${P99[$case-base]}") | $(median <<<"${P99[$case-head]}") |"
+done
