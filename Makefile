@@ -96,6 +96,7 @@ build: guests js ## Build the berth binary (release) and the guests
 run: build ## Start berth on 127.0.0.1:8787 with the example dispatcher; deploy examples
 	@mkdir -p $(RUN_DIR); \
 	printf '%s\n' '# Written by `make run`: the example dispatcher serves *.platform.localhost' \
+	  '[server]' 'expose_error_details = true  # local development: traps and stderr in responses' '' \
 	  '[[dispatch]]' 'hostnames = ["*.platform.localhost"]' \
 	  'worker = "$(WASM_DIR)/dispatcher.wasm"' 'namespace = "customers"' \
 	  'vars = { PLATFORM_DOMAIN = "platform.localhost", ADMIN_TOKEN = "demo-admin", CPU_MS = "50", WALL_MS = "5000", MEMORY_MB = "64" }' \
@@ -150,14 +151,37 @@ bench-ab: build ## A/B this tree's berth against BASE_REV's (default HEAD~1), al
 	CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo build --release -p berth-host --bin berth
 	BASE=$(CACHE_DIR)/berth-base HEAD=$(BERTH) WASM_DIR=$(WASM_DIR) bench/ab.sh
 
+SOAK_SECONDS     ?= 600
+
+.PHONY: soak
+soak: build ## 100 tenants, well-behaved and hostile, for SOAK_SECONDS (default 600) on one host; prints what held. Not in `make test`
+	CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo build --release -p berth-host --example soak
+	BERTH=$(BERTH) WASM_DIR=$(WASM_DIR) SOAK_SECONDS=$(SOAK_SECONDS) $(HOST_TARGET_DIR)/release/examples/soak
+
 .PHONY: lint
 lint: ## rustfmt check and clippy with warnings denied
 	cargo fmt --all --check
 	CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo clippy --workspace --all-targets -- -D warnings
 
+CARGO_FUZZ_VER   := 0.13.2
+FUZZ_SECONDS     ?= 60
+
+.PHONY: cargo-fuzz
+cargo-fuzz: ## Install cargo-fuzz into ~/.cache/berth/tools
+	@test -x $(TOOLS_DIR)/bin/cargo-fuzz && $(TOOLS_DIR)/bin/cargo-fuzz --version | grep -q $(CARGO_FUZZ_VER) || \
+	  CARGO_TARGET_DIR=$(CACHE_DIR)/tools-target cargo install cargo-fuzz --locked \
+	    --version $(CARGO_FUZZ_VER) --root $(TOOLS_DIR)
+
+# libFuzzer, coverage-guided, on the stable toolchain: RUSTC_BOOTSTRAP lets
+# cargo-fuzz pass its instrumentation flags, and --sanitizer none needs no
+# nightly-only sanitizer runtime. `make test` replays fuzz/corpus/ without
+# this build (host/src/fuzzing.rs).
 .PHONY: fuzz
-fuzz: ## Run each fuzz target for 60 s (needs nightly + cargo-fuzz)
-	cd fuzz && for t in $$(cargo fuzz list); do cargo +nightly fuzz run $$t -- -max_total_time=60 || exit 1; done
+fuzz: cargo-fuzz ## Run every fuzz target under libFuzzer for FUZZ_SECONDS each (default 60); grows fuzz/corpus/
+	cd fuzz && for t in $$(PATH=$(TOOLS_DIR)/bin:$$PATH cargo fuzz list); do \
+	  PATH=$(TOOLS_DIR)/bin:$$PATH RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(CACHE_DIR)/fuzz-target \
+	    cargo fuzz run --sanitizer none $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 .PHONY: clean
 clean: ## Remove build/ and the local data dir of `make run`

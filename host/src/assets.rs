@@ -37,35 +37,55 @@ pub struct Hit {
     pub status: StatusCode,
 }
 
-fn decode_path(path: &str) -> String {
+/// Percent-decodes a request path, byte by byte (never slicing the text,
+/// so any byte sequence is safe). A `%` must start a two-digit hex escape
+/// and the result must be UTF-8; anything else is refused, naming why.
+fn decode_path(path: &str) -> Result<String, Invalid> {
+    let hex = |b: u8| (b as char).to_digit(16);
     let bytes = path.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&path[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
+        if bytes[i] != b'%' {
+            out.push(bytes[i]);
+            i += 1;
             continue;
         }
-        out.push(bytes[i]);
-        i += 1;
+        match (
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (Some(hi), Some(lo)) => out.push((hi * 16 + lo) as u8),
+            _ => {
+                return Err(Invalid(format!(
+                    "the path has a '%' at byte {i} that does not start a %XX escape"
+                )));
+            }
+        }
+        i += 3;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).map_err(|_| Invalid("the decoded path is not UTF-8".into()))
 }
 
-/// The asset for `path` (no query string), if any, following `config`.
+/// The asset for `path` (no query string), if any, following `config`;
+/// a path that cannot be decoded is refused.
 pub fn find(
     assets: &BTreeMap<String, AssetEntry>,
     config: &AssetConfig,
     path: &str,
-) -> Option<Hit> {
+) -> Result<Option<Hit>, Invalid> {
     if assets.is_empty() {
-        return None;
+        return Ok(None);
     }
-    let path = decode_path(path);
+    let path = decode_path(path)?;
+    Ok(find_decoded(assets, config, path))
+}
+
+fn find_decoded(
+    assets: &BTreeMap<String, AssetEntry>,
+    config: &AssetConfig,
+    path: String,
+) -> Option<Hit> {
     let ok = |p: &str| {
         assets.get(p).map(|entry| Hit {
             path: p.to_owned(),
@@ -214,6 +234,41 @@ pub fn validate_path(path: &str) -> Result<(), Invalid> {
     }
 }
 
+/// Most files per script.
+pub const MAX_ASSET_FILES: usize = 20_000;
+/// Largest single file, bytes.
+pub const MAX_ASSET_BYTES: u64 = 25 << 20;
+
+/// Checks an uploaded manifest as a whole: the file count, every path, every
+/// hash (64 lowercase hex digits) and every declared size.
+pub fn check_manifest(manifest: &BTreeMap<String, AssetEntry>) -> Result<(), Invalid> {
+    if manifest.len() > MAX_ASSET_FILES {
+        return Err(Invalid(format!(
+            "{} files; the limit is {MAX_ASSET_FILES}",
+            manifest.len()
+        )));
+    }
+    for (path, entry) in manifest {
+        validate_path(path)?;
+        let hex = entry
+            .sha256
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+        if entry.sha256.len() != 64 || !hex {
+            return Err(Invalid(format!(
+                "{path}: sha256 must be 64 lowercase hex digits"
+            )));
+        }
+        if entry.size > MAX_ASSET_BYTES {
+            return Err(Invalid(format!(
+                "{path} is {} bytes; the limit is {MAX_ASSET_BYTES}",
+                entry.size
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,7 +306,7 @@ mod tests {
             "/a b.txt",
         ]);
         let auto = config("auto-trailing-slash", "none");
-        let path = |p: &str| find(&m, &auto, p).map(|h| h.path);
+        let path = |p: &str| find(&m, &auto, p).unwrap().map(|h| h.path);
         assert_eq!(path("/").as_deref(), Some("/index.html"));
         assert_eq!(path("/about").as_deref(), Some("/about.html"));
         assert_eq!(path("/docs").as_deref(), Some("/docs/index.html"));
@@ -259,8 +314,33 @@ mod tests {
         assert_eq!(path("/a%20b.txt").as_deref(), Some("/a b.txt"));
         assert_eq!(path("/missing"), None);
         let exact = config("none", "none");
-        assert_eq!(find(&m, &exact, "/about"), None);
-        assert!(find(&m, &exact, "/app.js").is_some());
+        assert_eq!(find(&m, &exact, "/about").unwrap(), None);
+        assert!(find(&m, &exact, "/app.js").unwrap().is_some());
+    }
+
+    #[test]
+    fn broken_escapes_are_refused_on_any_byte_boundary() {
+        let m = manifest(&["/index.html", "/é.txt"]);
+        let auto = config("auto-trailing-slash", "none");
+        // The measured panic: '%', one hex digit, then a multi-byte char.
+        for bad in ["/%a\u{e9}", "/%", "/%a", "/%zz", "/%\u{e9}\u{e9}", "/%ff"] {
+            let err = find(&m, &auto, bad).unwrap_err();
+            assert!(!err.is_empty(), "{bad}");
+        }
+        assert_eq!(
+            find(&m, &auto, "/%C3%A9.txt")
+                .unwrap()
+                .map(|h| h.path)
+                .as_deref(),
+            Some("/é.txt")
+        );
+        assert_eq!(
+            find(&m, &auto, "/\u{e9}.txt")
+                .unwrap()
+                .map(|h| h.path)
+                .as_deref(),
+            Some("/é.txt")
+        );
     }
 
     #[test]
@@ -268,16 +348,20 @@ mod tests {
         let m = manifest(&["/index.html", "/404.html", "/blog/404.html"]);
         let spa = config("auto-trailing-slash", "single-page-application");
         assert_eq!(
-            find(&m, &spa, "/app/route").map(|h| (h.path, h.status)),
+            find(&m, &spa, "/app/route")
+                .unwrap()
+                .map(|h| (h.path, h.status)),
             Some(("/index.html".into(), StatusCode::OK))
         );
         let page = config("auto-trailing-slash", "404-page");
         assert_eq!(
-            find(&m, &page, "/blog/x/y").map(|h| (h.path, h.status)),
+            find(&m, &page, "/blog/x/y")
+                .unwrap()
+                .map(|h| (h.path, h.status)),
             Some(("/blog/404.html".into(), StatusCode::NOT_FOUND))
         );
         assert_eq!(
-            find(&m, &page, "/nope").map(|h| h.path),
+            find(&m, &page, "/nope").unwrap().map(|h| h.path),
             Some("/404.html".into())
         );
     }

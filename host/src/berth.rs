@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -33,8 +32,10 @@ use crate::base::names::Name;
 use crate::capabilities::http::Egress;
 use crate::config::Config;
 use crate::deploy::{DeployError, ScriptMetadata};
+use crate::listener::{self, ListenerLimits};
 use crate::routing::{self, DataPlane, DispatchTable};
 use crate::runtime::Runtime;
+use crate::store::seal::Sealer;
 use crate::store::{NamespaceRecord, NamespaceStore, ScriptRecord, SledStore, StoreError};
 
 /// A failed programmatic operation.
@@ -118,13 +119,27 @@ impl BerthBuilder {
         let config = self.config;
         config.validate()?;
         let data_dir = config.server.data_dir.clone();
-        std::fs::create_dir_all(&data_dir)
-            .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+        private_dir(&data_dir)?;
         let store = match self.store {
             Some(store) => store,
             None => {
                 let db_dir = data_dir.join("store");
-                Arc::new(tokio::task::spawn_blocking(move || SledStore::open(&db_dir)).await??)
+                private_dir(&db_dir)?;
+                let key_file = config
+                    .server
+                    .secrets_key_file
+                    .clone()
+                    .unwrap_or_else(|| data_dir.join("secrets.key"));
+                let sealer = Sealer::load_or_create(&key_file).with_context(|| {
+                    format!("cannot load the secrets key {}", key_file.display())
+                })?;
+                let store = tokio::task::spawn_blocking(move || {
+                    let store = SledStore::open_sealed(&db_dir, sealer)?;
+                    private_files(&db_dir);
+                    Ok::<_, StoreError>(store)
+                })
+                .await??;
+                Arc::new(store)
             }
         };
         // The default namespace and every namespace a [[dispatch]] entry is
@@ -162,6 +177,56 @@ impl BerthBuilder {
     }
 }
 
+/// Creates `dir` (and its parents) readable by this user only; warns when
+/// it already exists with looser permissions.
+fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %dir.display(), mode = %format!("{mode:o}"),
+                "the data dir is accessible to other users; chmod 700 it"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Makes every file under `dir` readable by this user only (the store's
+/// files, whatever the umask was when they were created).
+fn private_files(dir: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => private_files(&path),
+                Ok(t) if t.is_file() => {
+                    if let Err(error) =
+                        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    {
+                        tracing::warn!(path = %path.display(), %error, "cannot make a store file private");
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 fn resolve_token(config: &Config) -> anyhow::Result<String> {
     let (token, source) = admin::resolve_token(
         std::env::var(admin::TOKEN_ENV).ok(),
@@ -187,6 +252,9 @@ impl Berth {
             default_namespace: self.config.server.default_namespace.clone(),
             builtin_router: self.config.server.builtin_router,
             trusted_headers: Arc::new(self.config.server.trusted_headers.clone()),
+            expose_error_details: self.config.server.expose_error_details,
+            max_hops: self.config.egress.max_hops,
+            body_read_timeout: Duration::from_millis(self.config.server.body_read_timeout_ms),
         })
     }
 
@@ -275,30 +343,23 @@ impl Berth {
         let data_addr = data_listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
         let (shutdown, _) = watch::channel(false);
-        let stopped = |mut stop: watch::Receiver<bool>| async move {
-            let _ = stop.wait_for(|s| *s).await;
+        let limits = ListenerLimits {
+            max_connections: server.max_connections,
+            head_timeout: Duration::from_millis(server.request_head_timeout_ms),
+            idle_timeout: Duration::from_millis(server.idle_timeout_ms),
         };
-        // The data plane reads the peer address (`berth-client-ip`).
-        let data_app = self
-            .data_router()
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let data_task = {
-            let stop = stopped(shutdown.subscribe());
-            tokio::spawn(async move {
-                axum::serve(data_listener.tap_io(no_delay), data_app)
-                    .with_graceful_shutdown(stop)
-                    .await
-            })
-        };
-        let admin_app = self.admin_router();
-        let admin_task = {
-            let stop = stopped(shutdown.subscribe());
-            tokio::spawn(async move {
-                axum::serve(admin_listener.tap_io(no_delay), admin_app)
-                    .with_graceful_shutdown(stop)
-                    .await
-            })
-        };
+        let data_task = tokio::spawn(listener::serve(
+            data_listener,
+            self.data_router(),
+            limits,
+            shutdown.subscribe(),
+        ));
+        let admin_task = tokio::spawn(listener::serve(
+            admin_listener,
+            self.admin_router(),
+            limits,
+            shutdown.subscribe(),
+        ));
         tracing::info!(%data_addr, %admin_addr, "berth is serving");
         Ok(Serving {
             data_addr,
@@ -402,17 +463,6 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => tracing::info!("SIGINT received; draining"),
         _ = term => tracing::info!("SIGTERM received; draining"),
-    }
-}
-
-/// Sets `TCP_NODELAY` on an accepted connection. A worker's response head
-/// is sent as soon as the guest sets it and its body follows when the guest
-/// writes it, often as a second small segment; with Nagle's algorithm on,
-/// that segment waits for the client's delayed ACK (40 ms on Linux), which
-/// showed up as a 40 ms p99 on the dispatch path.
-fn no_delay(stream: &mut tokio::net::TcpStream) {
-    if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(%error, "could not set TCP_NODELAY on a connection");
     }
 }
 

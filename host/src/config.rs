@@ -204,7 +204,31 @@ pub struct ServerConfig {
     /// Static `berth-*` headers added to requests of trusted namespaces
     /// (region, PoP, …), next to `berth-client-ip` and `berth-request-id`.
     pub trusted_headers: std::collections::BTreeMap<String, String>,
+    /// Show clients a worker's trap text and stderr, and host-internal
+    /// error details, instead of a fixed message with the request id. For
+    /// local development only (`make run` turns it on): they can carry a
+    /// tenant's secrets. Logs, tail and dispatch workers always get them.
+    pub expose_error_details: bool,
+    /// Connections open at once per listener; past it a new connection is
+    /// answered `503 overloaded` and closed.
+    pub max_connections: usize,
+    /// Time a client has to send a complete request head, from opening the
+    /// connection or from the first byte of a later request on it, ms (at
+    /// most 30,000).
+    pub request_head_timeout_ms: u64,
+    /// Time a kept-alive connection may sit with no request, ms.
+    pub idle_timeout_ms: u64,
+    /// Longest wait for the next piece of a request body, ms.
+    pub body_read_timeout_ms: u64,
+    /// The key sealing script secrets at rest (32 bytes; created on first
+    /// start). Default `<data_dir>/secrets.key`; keep it apart from the
+    /// store's backups.
+    pub secrets_key_file: Option<PathBuf>,
 }
+
+/// Longest `server.request_head_timeout_ms` accepted: a slow-head client
+/// holds a connection this long at most.
+const MAX_HEAD_TIMEOUT_MS: u64 = 30_000;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -218,6 +242,12 @@ impl Default for ServerConfig {
             max_upload_mb: 64,
             shutdown_grace_secs: 30,
             trusted_headers: Default::default(),
+            expose_error_details: false,
+            max_connections: 4096,
+            request_head_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
+            body_read_timeout_ms: 30_000,
+            secrets_key_file: None,
         }
     }
 }
@@ -318,6 +348,16 @@ impl Config {
             ),
             ("limits.max_concurrency", self.limits.max_concurrency as u64),
             ("server.max_upload_mb", self.server.max_upload_mb),
+            ("server.max_connections", self.server.max_connections as u64),
+            (
+                "server.request_head_timeout_ms",
+                self.server.request_head_timeout_ms,
+            ),
+            ("server.idle_timeout_ms", self.server.idle_timeout_ms),
+            (
+                "server.body_read_timeout_ms",
+                self.server.body_read_timeout_ms,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -325,6 +365,11 @@ impl Config {
                     "{key} must be greater than 0"
                 )));
             }
+        }
+        if self.server.request_head_timeout_ms > MAX_HEAD_TIMEOUT_MS {
+            return Err(ConfigError::Invalid(format!(
+                "server.request_head_timeout_ms must be at most {MAX_HEAD_TIMEOUT_MS}"
+            )));
         }
         if self.limits.memory_mb > r.max_memory_mb {
             return Err(ConfigError::Invalid(format!(
@@ -348,6 +393,23 @@ impl Config {
                     .map_err(|e| ConfigError::Invalid(format!("dispatch[{i}].hostnames: {e}")))?;
             }
             let source = entry.source()?;
+            if let DispatchWorkerSource::Script { namespace, name } = &source
+                && *namespace == entry.namespace
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "dispatch[{i}].worker {namespace}/{name} is a script of the namespace it \
+                     dispatches to: its tenants could replace the platform's dispatch worker; \
+                     keep it in a namespace of its own"
+                )));
+            }
+            if self.server.builtin_router && entry.namespace == self.server.default_namespace {
+                return Err(ConfigError::Invalid(format!(
+                    "dispatch[{i}].namespace {:?} is also server.default_namespace, which the \
+                     built-in router serves: clients could reach its scripts without the \
+                     dispatch worker; use another namespace or set server.builtin_router = false",
+                    entry.namespace.as_str()
+                )));
+            }
             if !entry.vars.is_empty() && !matches!(source, DispatchWorkerSource::File(_)) {
                 return Err(ConfigError::Invalid(format!(
                     "dispatch[{i}].vars applies only to .wasm file workers; \
@@ -411,6 +473,67 @@ mod tests {
         assert!(err.to_string().contains("listen_addr"), "{err}");
         let err = Config::parse("[serverz]\n").unwrap_err();
         assert!(err.to_string().contains("serverz"), "{err}");
+    }
+
+    #[test]
+    fn a_dispatch_worker_cannot_live_in_the_namespace_it_serves() {
+        let err = Config::parse(
+            "[[dispatch]]\nhostnames = [\"*.p.test\"]\nworker = \"customers/router\"\nnamespace = \"customers\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("dispatch[0].worker customers/router"), "{err}");
+        assert!(err.contains("namespace of its own"), "{err}");
+        // From another namespace it is fine.
+        Config::parse(
+            "[[dispatch]]\nhostnames = [\"*.p.test\"]\nworker = \"platform/router\"\nnamespace = \"customers\"\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn the_built_in_router_cannot_bypass_a_dispatch_worker() {
+        let entry = "[[dispatch]]\nhostnames = [\"*.p.test\"]\nworker = \"d.wasm\"\nnamespace = \"default\"\n";
+        let err = Config::parse(entry).unwrap_err().to_string();
+        assert!(err.contains("server.default_namespace"), "{err}");
+        // Without the built-in router, or with another default namespace,
+        // nothing bypasses the dispatch worker.
+        Config::parse(&format!("[server]\nbuiltin_router = false\n\n{entry}")).unwrap();
+        Config::parse(&format!("[server]\ndefault_namespace = \"web\"\n\n{entry}")).unwrap();
+    }
+
+    #[test]
+    fn listener_limits_are_bounded() {
+        for (text, needle) in [
+            (
+                "[server]\nrequest_head_timeout_ms = 30001\n",
+                "at most 30000",
+            ),
+            (
+                "[server]\nrequest_head_timeout_ms = 0\n",
+                "request_head_timeout_ms",
+            ),
+            ("[server]\nmax_connections = 0\n", "max_connections"),
+            ("[server]\nidle_timeout_ms = 0\n", "idle_timeout_ms"),
+            (
+                "[server]\nbody_read_timeout_ms = 0\n",
+                "body_read_timeout_ms",
+            ),
+            ("[egress]\nports = [\"0\"]\n", "egress.ports"),
+            ("[egress]\nports = [\"443-80\"]\n", "egress.ports"),
+            ("[egress]\nmax_hops = 0\n", "max_hops"),
+            (
+                "[egress]\nnameservers = [\"not an address\"]\n",
+                "nameservers",
+            ),
+        ] {
+            let err = Config::parse(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+        let defaults = Config::default();
+        assert_eq!(defaults.server.request_head_timeout_ms, 10_000);
+        assert_eq!(defaults.egress.ports, ["80", "443"]);
+        assert!(!defaults.server.expose_error_details);
     }
 
     #[test]
@@ -552,7 +675,8 @@ mod tests {
             .hosts
             .insert("api.internal".into(), vec!["10.0.0.1".parse().unwrap()]);
         let defaults = toml::Value::try_from(config).unwrap();
-        let mut keys = vec!["admin_token".to_owned()]; // `None` by default, so not serialized
+        // `None` by default, so not serialized.
+        let mut keys = vec!["admin_token".to_owned(), "secrets_key_file".to_owned()];
         for (section, value) in defaults.as_table().unwrap() {
             let table = match value {
                 toml::Value::Array(entries) => {

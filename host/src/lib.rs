@@ -49,6 +49,7 @@ mod capabilities;
 mod config;
 mod deploy;
 mod limits;
+mod listener;
 mod observe;
 mod routing;
 mod runtime;
@@ -80,8 +81,5 @@ pub mod egress {
     pub use crate::capabilities::http::resolve::{Resolve, SystemResolver};
 }
 
-/// Parsers exposed for the fuzz targets only; not a stable API.
 #[doc(hidden)]
-pub mod fuzzing {
-    pub use crate::routing::builtin::script_for_host;
-}
+pub mod fuzzing;

@@ -36,11 +36,18 @@ pub enum ErrorCode {
     /// A `berth-dispatch-*` header of a fetch-form dispatch was unknown or
     /// invalid (400; seen by dispatch workers only).
     BadDispatchRequest,
+    /// The client's request itself is malformed: an oversized or invalid
+    /// `Host`, a request target whose authority contradicts `Host`, a path
+    /// with broken percent-encoding (400).
+    BadRequest,
+    /// A request went through workers' subrequests back into the platform
+    /// more often than `[egress] max_hops` allows (508).
+    LoopDetected,
 }
 
 impl ErrorCode {
     /// Every code, for exhaustive checks.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::WorkerNotFound,
         ErrorCode::Exception,
         ErrorCode::NoResponse,
@@ -52,6 +59,8 @@ impl ErrorCode {
         ErrorCode::RequestTooLarge,
         ErrorCode::Internal,
         ErrorCode::BadDispatchRequest,
+        ErrorCode::BadRequest,
+        ErrorCode::LoopDetected,
     ];
 
     /// The header value, e.g. `worker-not-found`.
@@ -68,6 +77,8 @@ impl ErrorCode {
             ErrorCode::RequestTooLarge => "request-too-large",
             ErrorCode::Internal => "internal",
             ErrorCode::BadDispatchRequest => "bad-dispatch-request",
+            ErrorCode::BadRequest => "bad-request",
+            ErrorCode::LoopDetected => "loop-detected",
         }
     }
 
@@ -80,7 +91,8 @@ impl ErrorCode {
             ErrorCode::Overloaded | ErrorCode::CpuLimit | ErrorCode::MemoryLimit => 503,
             ErrorCode::WallLimit => 504,
             ErrorCode::RequestTooLarge => 413,
-            ErrorCode::BadDispatchRequest => 400,
+            ErrorCode::BadDispatchRequest | ErrorCode::BadRequest => 400,
+            ErrorCode::LoopDetected => 508,
         }
     }
 

@@ -60,7 +60,7 @@ async fn invalid_components_are_rejected_and_nothing_is_stored() {
         ),
         ("core module", core_module, "component"),
         ("wrong world", wasm("cli"), "wasi:http/incoming-handler"),
-        ("empty", Vec::new(), ""),
+        ("empty", Vec::new(), "the component is empty"),
     ];
     for (what, bytes, needle) in cases {
         for name in ["app", "fresh"] {

@@ -226,3 +226,56 @@ async fn asset_content_is_deduplicated_and_checked() {
         .await;
     assert_eq!(berth.get("two.localhost", "/index.html").await.body, INDEX);
 }
+
+/// PUT a manifest (and the given contents) for `ns/script`.
+async fn upload_to(
+    berth: &Berth,
+    ns: &str,
+    script: &str,
+    manifest: Value,
+    contents: &[&[u8]],
+) -> Reply {
+    let mut form = reqwest::multipart::Form::new().text("manifest", manifest.to_string());
+    for content in contents {
+        form = form.part(
+            sha(content),
+            reqwest::multipart::Part::bytes(content.to_vec()),
+        );
+    }
+    let path = format!("/v1/namespaces/{ns}/scripts/{script}/assets");
+    berth
+        .send(berth.admin_request(Method::PUT, &path).multipart(form))
+        .await
+}
+
+#[tokio::test]
+async fn a_manifest_names_only_content_its_own_namespace_uploaded() {
+    let berth = Berth::start();
+    berth.deploy("default", "site", wasm("hello")).await;
+    let private: &[u8] = b"<h1>tenant A's private page</h1>";
+    let reply = upload(&berth, "site", &[("/private.html", private)], true).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    // Another namespace that learned the hash cannot publish the content.
+    berth.create_namespace("other").await;
+    berth.deploy("other", "thief", wasm("hello")).await;
+    let stolen = json!({"/stolen.html": {"sha256": sha(private), "size": private.len()}});
+    let refused = upload_to(&berth, "other", "thief", stolen.clone(), &[]).await;
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert_eq!(refused.json()["errors"][0]["code"], "missing_assets");
+    assert_eq!(
+        refused.json()["errors"][0]["missing"],
+        json!([sha(private)])
+    );
+
+    // Nor can any namespace serve a component's bytes by naming its hash.
+    let code = wasm("hello");
+    let component = json!({"/code.wasm": {"sha256": sha(&code), "size": code.len()}});
+    let refused = upload_to(&berth, "default", "site", component, &[]).await;
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert_eq!(refused.json()["errors"][0]["code"], "missing_assets");
+
+    // Uploading the content itself is always fine (and stored once).
+    let own = upload_to(&berth, "other", "thief", stolen, &[private]).await;
+    assert_eq!(own.status, 200, "{}", own.text());
+}

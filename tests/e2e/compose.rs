@@ -12,7 +12,7 @@ const SECURITY_HEADERS: [(&str, &str); 5] = [
     ("x-frame-options", "DENY"),
     ("strict-transport-security", "max-age=63072000"),
     ("referrer-policy", "strict-origin-when-cross-origin"),
-    ("x-berth-middleware", "security-headers"),
+    ("x-middleware", "security-headers"),
 ];
 
 /// The preamble of a component binary (a core module has version 1, layer 0).
@@ -88,7 +88,7 @@ async fn a_composed_middleware_and_tenant_deploy_and_serve_as_one_component() {
             format!("Welcome to the shop! You requested /n/{n}\n")
         );
         assert_eq!(
-            reply.header("x-berth-middleware").as_deref(),
+            reply.header("x-middleware").as_deref(),
             Some("security-headers")
         );
     }

@@ -20,13 +20,14 @@ fn start() -> Berth {
     let text = format!(
         r#"
 [egress]
+ports = ["1-65535"]
 allow_private = ["127.0.0.1/32"]
 
 [[dispatch]]
 hostnames = ["*.platform.test"]
 worker = "{dispatcher}"
 namespace = "customers"
-vars = {{ PLATFORM_DOMAIN = "platform.test", ADMIN_TOKEN = "{ADMIN_TOKEN}", CPU_MS = "200", MEMORY_MB = "32", WALL_MS = "120000" }}
+vars = {{ PLATFORM_DOMAIN = "platform.test", ADMIN_TOKEN = "{ADMIN_TOKEN}", CPU_MS = "2000", MEMORY_MB = "32", WALL_MS = "120000" }}
 
 [[dispatch]]
 hostnames = ["*.probe.test", "probe.test"]
@@ -349,10 +350,14 @@ async fn a_stored_script_can_be_the_dispatch_worker() {
     )
     .unwrap();
     let berth = Berth::start_with(dir, &["--config", config.to_str().unwrap()]);
-    // Not deployed yet: a host-side error, not a crash.
+    // Not deployed yet: a host-side error, not a crash; the client gets
+    // the request id, the log names the missing dispatch worker.
     let early = berth.get("x.stored.test", "/get?name=x").await;
     assert_eq!(early.status, 500, "{}", early.text());
-    assert!(early.text().contains("platform/router"), "{}", early.text());
+    assert_eq!(early.error_code().as_deref(), Some("internal"));
+    let id = early.header("berth-request-id").unwrap();
+    assert!(early.text().contains(&id), "{}", early.text());
+    assert!(berth.log().contains("platform/router"), "the log names it");
 
     berth.create_namespace("platform").await;
     berth.deploy("platform", "router", wasm("probe")).await;

@@ -23,7 +23,8 @@ async fn via(berth: &Berth, host: &str, path: String) -> String {
 
 #[tokio::test]
 async fn private_metadata_and_loopback_targets_are_denied_in_every_spelling() {
-    let berth = Berth::start();
+    // Every port open, so each denial below is the address policy's.
+    let berth = start_with_config("[egress]\nports = [\"1-65535\"]\n");
     berth.deploy("default", "t", wasm("tenant")).await;
     let admin_port = berth.admin.port();
     let urls = [
@@ -73,7 +74,9 @@ async fn private_metadata_and_loopback_targets_are_denied_in_every_spelling() {
 
 #[tokio::test]
 async fn a_name_resolving_to_loopback_is_denied() {
-    let berth = start_with_config("[egress]\nhosts = { \"sneaky.test\" = [\"127.0.0.1\"] }\n");
+    let berth = start_with_config(
+        "[egress]\nports = [\"1-65535\"]\nhosts = { \"sneaky.test\" = [\"127.0.0.1\"] }\n",
+    );
     berth.deploy("default", "t", wasm("tenant")).await;
     let port = berth.admin.port();
     let reply = berth
@@ -88,14 +91,15 @@ async fn a_name_resolving_to_loopback_is_denied() {
 #[tokio::test]
 async fn loopback_upstreams_need_allow_private() {
     let up = upstream(Duration::ZERO).await;
-    let closed = Berth::start();
+    let closed = start_with_config("[egress]\nports = [\"1-65535\"]\n");
     closed.deploy("default", "t", wasm("tenant")).await;
     let denied = closed
         .get("t.localhost", &fetch_path(&format!("http://{up}/")))
         .await;
     assert_eq!(denied.text(), "error\nErrorCode::HttpRequestDenied");
 
-    let open = start_with_config("[egress]\nallow_private = [\"127.0.0.1/32\"]\n");
+    let open =
+        start_with_config("[egress]\nports = [\"1-65535\"]\nallow_private = [\"127.0.0.1/32\"]\n");
     open.deploy("default", "t", wasm("tenant")).await;
     let allowed = open
         .get("t.localhost", &fetch_path(&format!("http://{up}/")))
@@ -115,7 +119,7 @@ async fn loopback_upstreams_need_allow_private() {
 async fn namespace_and_script_rules_narrow_the_policy() {
     let up = upstream(Duration::ZERO).await;
     let berth = start_with_config(
-        "[egress]\nallow_private = [\"127.0.0.1/32\"]\nhosts = { \"api.test\" = [\"127.0.0.1\"], \"other.test\" = [\"127.0.0.1\"], \"blocked.test\" = [\"127.0.0.1\"] }\n",
+        "[egress]\nports = [\"1-65535\"]\nallow_private = [\"127.0.0.1/32\"]\nhosts = { \"api.test\" = [\"127.0.0.1\"], \"other.test\" = [\"127.0.0.1\"], \"blocked.test\" = [\"127.0.0.1\"] }\n",
     );
     let port = up.port();
     let reply = berth
@@ -193,7 +197,8 @@ async fn namespace_and_script_rules_narrow_the_policy() {
 #[tokio::test]
 async fn a_guest_cannot_smuggle_another_host_header() {
     let echo = upstream_echo_host().await;
-    let berth = start_with_config("[egress]\nallow_private = [\"127.0.0.1/32\"]\n");
+    let berth =
+        start_with_config("[egress]\nports = [\"1-65535\"]\nallow_private = [\"127.0.0.1/32\"]\n");
     berth.deploy("default", "t", wasm("tenant")).await;
     let reply = berth
         .get(
@@ -221,6 +226,7 @@ async fn the_outbound_worker_sees_parameters_blocks_rewrites_and_is_filtered_its
     let berth = start_with_config(&format!(
         r#"
 [egress]
+ports = ["1-65535"]
 allow_private = ["127.0.0.1/32"]
 
 [[dispatch]]
@@ -280,7 +286,7 @@ vars = {{ PLATFORM_DOMAIN = "platform.test" }}
 async fn outbound_timeouts_cut_slow_upstreams() {
     let slow = upstream(Duration::from_secs(3600)).await;
     let berth = start_with_config(
-        "[egress]\nallow_private = [\"127.0.0.1/32\"]\nfirst_byte_timeout_ms = 300\n",
+        "[egress]\nports = [\"1-65535\"]\nallow_private = [\"127.0.0.1/32\"]\nfirst_byte_timeout_ms = 300\n",
     );
     berth.deploy("default", "t", wasm("tenant")).await;
     // The upstream accepts but never answers: the first-byte timeout fires

@@ -206,6 +206,19 @@ impl Berth {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Threads of the server process right now (Linux /proc).
+    pub fn threads(&self) -> usize {
+        let pid = self.child.as_ref().expect("server running").id();
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Threads:"))
+                    .and_then(|n| n.trim().parse().ok())
+            })
+            .expect("the server's thread count")
+    }
+
     /// The data dir the server runs on.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")

@@ -97,7 +97,7 @@ async fn js_guests_are_contained_by_limits_and_egress() {
             wasm("js_tenant"),
             json!({
                 "vars": {"PLAN": "free"},
-                "limits": {"cpu_ms": 100, "memory_mb": 48}
+                "limits": {"cpu_ms": 1000, "memory_mb": 48}
             }),
         )
         .await;
@@ -177,7 +177,8 @@ async fn js_guests_are_contained_by_limits_and_egress() {
 #[tokio::test]
 async fn js_fetch_reaches_an_allowed_upstream() {
     let (upstream, hits) = counting_upstream().await;
-    let berth = start_with_config("[egress]\nallow_private = [\"127.0.0.1/32\"]\n");
+    let berth =
+        start_with_config("[egress]\nports = [\"1-65535\"]\nallow_private = [\"127.0.0.1/32\"]\n");
     berth.deploy("default", "js", wasm("js_tenant")).await;
     let url = format!("http://{upstream}/x");
     let reply = berth

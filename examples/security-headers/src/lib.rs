@@ -43,7 +43,7 @@ const SECURITY_HEADERS: &[(&str, &str)] = &[
     ("x-frame-options", "DENY"),
     ("strict-transport-security", "max-age=63072000"),
     ("referrer-policy", "strict-origin-when-cross-origin"),
-    ("x-berth-middleware", "security-headers"),
+    ("x-middleware", "security-headers"),
 ];
 
 struct SecurityHeaders;

@@ -17,13 +17,8 @@ use sha2::{Digest, Sha256};
 use super::error::{ApiError, ApiResult, ok};
 use super::scripts::{load_script, names_and_not_found};
 use super::{AdminState, blocking};
-use crate::assets::validate_path;
+use crate::assets::{MAX_ASSET_BYTES, check_manifest};
 use crate::store::AssetEntry;
-
-/// Most files per script.
-pub const MAX_ASSET_FILES: usize = 20_000;
-/// Largest single file, bytes.
-pub const MAX_ASSET_BYTES: u64 = 25 << 20;
 
 pub(super) async fn get(
     State(state): State<AdminState>,
@@ -91,30 +86,8 @@ pub(super) async fn put(
         return Err(problem);
     }
     let manifest = manifest.ok_or_else(|| bad("the upload lacks a \"manifest\" part"))?;
-    if manifest.len() > MAX_ASSET_FILES {
-        return Err(bad(format!(
-            "{} files; the limit is {MAX_ASSET_FILES}",
-            manifest.len()
-        )));
-    }
+    check_manifest(&manifest).map_err(bad)?;
     for (path, entry) in &manifest {
-        validate_path(path).map_err(bad)?;
-        if entry.sha256.len() != 64
-            || !entry
-                .sha256
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        {
-            return Err(bad(format!(
-                "{path}: sha256 must be 64 lowercase hex digits"
-            )));
-        }
-        if entry.size > MAX_ASSET_BYTES {
-            return Err(bad(format!(
-                "{path} is {} bytes; the limit is {MAX_ASSET_BYTES}",
-                entry.size
-            )));
-        }
         if let Some(content) = files.get(&entry.sha256)
             && content.len() as u64 != entry.size
         {

@@ -47,6 +47,7 @@ pub fn resolve_token(
     let path = data_dir.join(TOKEN_FILE);
     match std::fs::read_to_string(&path) {
         Ok(token) if !token.trim().is_empty() => {
+            warn_if_shared(&path);
             return Ok((token.trim().to_owned(), TokenSource::File(path)));
         }
         Ok(_) => anyhow::bail!(
@@ -72,6 +73,23 @@ pub fn resolve_token(
     writeln!(file, "{token}")?;
     file.sync_all()?;
     Ok((token, TokenSource::File(path)))
+}
+
+/// Warns when a file that grants admin access is readable by other users.
+fn warn_if_shared(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(), mode = %format!("{mode:o}"),
+                    "the admin token file is readable by other users; chmod 600 it"
+                );
+            }
+        }
+    }
 }
 
 /// The expected token, shared by the middleware.

@@ -54,6 +54,13 @@ pub enum WorkerError {
     /// unknown or invalid `berth-dispatch-*` header or endpoint.
     #[error("Bad dispatch request: {0}")]
     BadDispatchRequest(String),
+    /// The client's request is malformed (host, authority, path).
+    #[error("Bad request: {0}")]
+    BadRequest(String),
+    /// The request has passed through workers' subrequests back into the
+    /// platform more than `[egress] max_hops` times.
+    #[error("Loop detected: the request passed through {0} hops")]
+    LoopDetected(u32),
     /// A host-side failure that is not the guest's fault.
     #[error("Internal error: {0}")]
     Internal(String),
@@ -74,6 +81,8 @@ impl WorkerError {
             Self::SubrequestLimit => ErrorCode::SubrequestLimit,
             Self::RequestTooLarge(_) => ErrorCode::RequestTooLarge,
             Self::BadDispatchRequest(_) => ErrorCode::BadDispatchRequest,
+            Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::LoopDetected(_) => ErrorCode::LoopDetected,
             Self::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -83,9 +92,28 @@ impl WorkerError {
         StatusCode::from_u16(self.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
-    /// The one-line message used as the response body.
+    /// The one-line message with every detail (logs, tail, dispatch
+    /// workers' `exception(..)`, and clients when details are exposed).
     pub fn message(&self) -> String {
         one_line(&self.to_string())
+    }
+
+    /// The message a public client sees: a guest's trap text and stderr
+    /// and host internals can carry a tenant's secrets or internals, so
+    /// they are replaced by a fixed sentence naming the request id; every
+    /// other message is the host's own and says what to fix.
+    pub fn public_message(&self, request_id: &str) -> String {
+        match self {
+            Self::Exception(_) => {
+                format!(
+                    "Worker threw an exception (request id {request_id}; details in the platform's logs)"
+                )
+            }
+            Self::Internal(_) => {
+                format!("Internal error (request id {request_id}; details in the host's logs)")
+            }
+            other => other.message(),
+        }
     }
 
     /// The response for this failure, with `body` made from the message:
@@ -93,7 +121,31 @@ impl WorkerError {
     /// `overloaded`, `Retry-After`. Every path that answers with a failure
     /// builds it here.
     pub fn to_http<B>(&self, body: impl FnOnce(String) -> B) -> http::Response<B> {
-        let mut response = http::Response::new(body(format!("{}\n", self.message())));
+        self.to_http_with(self.message(), body)
+    }
+
+    /// [`Self::to_http`] with the [public message](Self::public_message)
+    /// unless `expose_details`: what the data plane answers clients with.
+    pub fn to_public_http<B>(
+        &self,
+        request_id: &str,
+        expose_details: bool,
+        body: impl FnOnce(String) -> B,
+    ) -> http::Response<B> {
+        let message = if expose_details {
+            self.message()
+        } else {
+            self.public_message(request_id)
+        };
+        self.to_http_with(message, body)
+    }
+
+    fn to_http_with<B>(
+        &self,
+        message: String,
+        body: impl FnOnce(String) -> B,
+    ) -> http::Response<B> {
+        let mut response = http::Response::new(body(format!("{message}\n")));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(ERROR_HEADER, HeaderValue::from_static(self.code().as_str()));
@@ -150,6 +202,8 @@ pub(crate) mod tests {
             WorkerError::SubrequestLimit,
             WorkerError::RequestTooLarge(10),
             WorkerError::BadDispatchRequest("x".into()),
+            WorkerError::BadRequest("x".into()),
+            WorkerError::LoopDetected(9),
             WorkerError::Internal("x".into()),
         ]
     }
@@ -167,6 +221,8 @@ pub(crate) mod tests {
             ("subrequest-limit", 500),
             ("request-too-large", 413),
             ("bad-dispatch-request", 400),
+            ("bad-request", 400),
+            ("loop-detected", 508),
             ("internal", 500),
         ];
         let all = every_variant();
@@ -190,6 +246,29 @@ pub(crate) mod tests {
         assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
         let resp = WorkerError::CpuLimit.to_http(|_| ());
         assert!(resp.headers().get(header::RETRY_AFTER).is_none());
+    }
+
+    #[test]
+    fn public_messages_never_carry_guest_text() {
+        let trap = WorkerError::Exception("panicked: secret=hunter2; stderr: boom".into());
+        let public = trap.public_message("abc123");
+        assert!(
+            !public.contains("hunter2") && !public.contains("boom"),
+            "{public}"
+        );
+        assert!(public.contains("abc123"), "{public}");
+        let response = trap.to_public_http("abc123", false, |b| b);
+        assert!(!response.body().contains("hunter2"));
+        assert_eq!(response.headers()[ERROR_HEADER], "exception");
+        let exposed = trap.to_public_http("abc123", true, |b| b);
+        assert!(exposed.body().contains("hunter2"), "opt-in shows details");
+        let internal = WorkerError::Internal("sled: /data/store corrupt".into());
+        assert!(!internal.public_message("x").contains("sled"));
+        // Host-made messages stay as they are.
+        assert_eq!(
+            WorkerError::CpuLimit.public_message("x"),
+            WorkerError::CpuLimit.message()
+        );
     }
 
     #[test]

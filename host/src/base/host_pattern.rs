@@ -103,9 +103,56 @@ pub fn normalize_host(host: &str) -> String {
     without_port.trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// Longest host name DNS allows (RFC 1035), bytes.
+pub const MAX_HOST_LEN: usize = 253;
+/// Most labels a host name within [`MAX_HOST_LEN`] can have.
+pub const MAX_HOST_LABELS: usize = 127;
+
+/// Refuses a request's host (port allowed) that no DNS name can be: over
+/// [`MAX_HOST_LEN`] bytes or [`MAX_HOST_LABELS`] labels, or with bytes a
+/// host cannot contain. Checked before any routing, so every matcher
+/// behind it works on a bounded input.
+pub fn check_host(host: &str) -> Result<(), Invalid> {
+    let name = normalize_host(host);
+    if name.len() > MAX_HOST_LEN {
+        return Err(Invalid(format!(
+            "host is {} bytes; at most {MAX_HOST_LEN} are allowed",
+            name.len()
+        )));
+    }
+    let labels = name.split('.').count();
+    if labels > MAX_HOST_LABELS {
+        return Err(Invalid(format!(
+            "host has {labels} labels; at most {MAX_HOST_LABELS} are allowed"
+        )));
+    }
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b);
+    if let Some(bad) = name.bytes().find(|b| !allowed(*b)) {
+        return Err(Invalid(format!("host contains the byte {bad:#04x}")));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_are_bounded_before_routing() {
+        assert!(check_host("customer-a.example.com:8787").is_ok());
+        assert!(check_host("[::1]:80").is_ok());
+        assert!(check_host(&"a".repeat(MAX_HOST_LEN)).is_ok());
+        let long = "a".repeat(MAX_HOST_LEN + 1);
+        assert!(check_host(&long).unwrap_err().contains("254 bytes"));
+        // Within the length, labels are bounded too (empty ones count).
+        let many = format!("a{}a", ".".repeat(MAX_HOST_LABELS));
+        assert!(many.len() <= MAX_HOST_LEN);
+        assert!(check_host(&many).unwrap_err().contains("128 labels"));
+        // The measured attack: 150,000 labels.
+        let huge = vec!["a"; 150_000].join(".");
+        assert!(check_host(&huge).is_err());
+        assert!(check_host("a b.example.com").unwrap_err().contains("0x20"));
+    }
 
     fn p(s: &str) -> HostPattern {
         HostPattern::parse(s).unwrap()

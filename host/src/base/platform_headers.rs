@@ -20,6 +20,13 @@ use std::net::IpAddr;
 use super::Invalid;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+/// The request header counting how often a request has passed through
+/// workers' subrequests. The egress choke point sets it on every
+/// subrequest; the data plane reads it before platform headers are
+/// stripped (a client can only raise it, which only shortens its own
+/// chain).
+pub const HOP_HEADER: &str = "berth-hop-count";
+
 /// What the host knows about one client request.
 #[derive(Debug, Clone)]
 pub struct RequestMeta {
@@ -27,6 +34,9 @@ pub struct RequestMeta {
     pub id: String,
     /// The client's address.
     pub client_ip: IpAddr,
+    /// How often this request already passed through workers'
+    /// subrequests (the `berth-hop-count` it arrived with).
+    pub hops: u32,
 }
 
 impl RequestMeta {
@@ -45,6 +55,7 @@ impl RequestMeta {
         Self {
             id: hex::encode(bytes),
             client_ip,
+            hops: 0,
         }
     }
 }

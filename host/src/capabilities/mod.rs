@@ -83,6 +83,8 @@ pub struct CallOptions {
     pub outbound_worker: Option<OutboundWorker>,
     /// The id of the client request this call serves.
     pub request_id: Option<String>,
+    /// Hops the client request already made; subrequests carry one more.
+    pub hops: u32,
 }
 
 /// Runs workers on behalf of capabilities. Implemented by the runtime.

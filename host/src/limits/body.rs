@@ -5,8 +5,10 @@
 //! and raises a shared flag. For a request body the guest sees a failed
 //! read (and the client gets 413 if the guest then fails); for a response
 //! body the client's response is cut off and the request is recorded as
-//! failed. Nothing is buffered.
+//! failed. Nothing is buffered. [`ReadTimeout`] bounds the wait for each
+//! piece of a request body (`server.body_read_timeout_ms`).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,6 +81,74 @@ where
             self.remaining -= len;
         }
         Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A request body whose next frame must arrive within `timeout` of the
+/// last (or of the first poll): a client that stops sending mid-body does
+/// not hold a worker and a connection for ever. The guest sees a failed
+/// read; the wait starts only when the guest asks for data.
+pub struct ReadTimeout<B> {
+    inner: B,
+    timeout: std::time::Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<B> ReadTimeout<B> {
+    /// Wraps `inner`.
+    pub fn new(inner: B, timeout: std::time::Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            sleep: None,
+        }
+    }
+}
+
+impl<B> Body for ReadTimeout<B>
+where
+    B: Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + Unpin,
+{
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.sleep = None;
+                Poll::Ready(frame)
+            }
+            Poll::Pending => {
+                let timeout = this.timeout;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.sleep = None;
+                        Poll::Ready(Some(Err(wasmtime_wasi_http::Error::InternalError(Some(
+                            format!(
+                                "the client sent no request body data for {} ms",
+                                timeout.as_millis()
+                            ),
+                        )))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {

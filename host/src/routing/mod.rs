@@ -26,8 +26,9 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 
 use crate::base::error::WorkerError;
+use crate::base::host_pattern::check_host;
 use crate::base::names::Name;
-use crate::base::platform_headers::{self, RequestMeta};
+use crate::base::platform_headers::{self, HOP_HEADER, RequestMeta};
 use crate::capabilities::dispatcher::DispatchBinding;
 use crate::runtime::{InvokeOptions, Runtime};
 pub use table::{DispatchEntry, DispatchTable};
@@ -45,6 +46,14 @@ pub struct DataPlane {
     pub builtin_router: bool,
     /// `[server] trusted_headers`.
     pub trusted_headers: Arc<std::collections::BTreeMap<String, String>>,
+    /// `[server] expose_error_details`: trap text and stderr in responses.
+    pub expose_error_details: bool,
+    /// `[egress] max_hops`: how often a request may come back through
+    /// workers' subrequests before it is refused with `loop-detected`.
+    pub max_hops: u32,
+    /// `[server] body_read_timeout_ms`: longest wait for the next piece of
+    /// a request body.
+    pub body_read_timeout: std::time::Duration,
 }
 
 /// The data-plane router: every path and method goes to [`handle`].
@@ -61,11 +70,18 @@ async fn handle(State(plane): State<DataPlane>, request: Request) -> Response {
     let id = meta.id.clone();
     // Every log line of this request (host and guest) carries its id.
     let span = tracing::info_span!("request", request_id = %id);
-    let mut response =
-        match tracing::Instrument::instrument(serve(&plane, request, meta), span).await {
-            Ok(response) => response,
-            Err(error) => error.to_http(Body::from),
-        };
+    let mut response = match tracing::Instrument::instrument(serve(&plane, request, meta), span)
+        .await
+    {
+        Ok(response) => response,
+        Err(error) => {
+            // What the client does not see, the operator can read.
+            if matches!(error, WorkerError::Internal(_)) {
+                tracing::warn!(request_id = %id, code = error.code().as_str(), %error, "request failed");
+            }
+            error.to_public_http(&id, plane.expose_error_details, Body::from)
+        }
+    };
     if let Ok(value) = http::HeaderValue::from_str(&id) {
         response
             .headers_mut()
@@ -79,17 +95,18 @@ async fn serve(
     request: Request,
     meta: RequestMeta,
 ) -> Result<Response, WorkerError> {
-    let host = request
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri().host())
-        .unwrap_or("")
-        .to_owned();
+    let host = request_host(&request)?;
+    let hops = hop_count(request.headers());
+    if hops >= plane.max_hops {
+        return Err(WorkerError::LoopDetected(hops));
+    }
+    let timeout = plane.body_read_timeout;
     let request = request.map(|body| {
         use http_body_util::BodyExt;
-        body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
+        let body = body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())));
+        crate::limits::body::ReadTimeout::new(body, timeout)
     });
+    let meta = RequestMeta { hops, ..meta };
     if let Some(entry) = plane.dispatch.route(&host) {
         return dispatch(plane, entry, request, meta).await;
     }
@@ -99,6 +116,40 @@ async fn serve(
         )));
     }
     builtin(plane, &host, request, meta).await
+}
+
+/// The host the request is for: its `Host` header, bounded (see
+/// [`check_host`]); a request target in absolute form must name the same
+/// authority, so routing and the guest see one host.
+fn request_host(request: &Request) -> Result<String, WorkerError> {
+    let header =
+        match request.headers().get(http::header::HOST) {
+            Some(value) => Some(value.to_str().map_err(|_| {
+                WorkerError::BadRequest("the Host header is not visible ASCII".into())
+            })?),
+            None => None,
+        };
+    let target = request.uri().authority().map(|a| a.as_str());
+    let host = match (header, target) {
+        (Some(header), Some(target)) if !header.eq_ignore_ascii_case(target) => {
+            return Err(WorkerError::BadRequest(format!(
+                "the request target names {target:?} but Host is {header:?}"
+            )));
+        }
+        (Some(host), _) | (None, Some(host)) => host,
+        (None, None) => "",
+    };
+    check_host(host).map_err(|e| WorkerError::BadRequest(e.0))?;
+    Ok(host.to_owned())
+}
+
+/// The request's hop count (0 for a client's own request).
+fn hop_count(headers: &http::HeaderMap) -> u32 {
+    headers
+        .get(HOP_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(0)
 }
 
 /// A `[[dispatch]]` entry's dispatch worker serves the request.
@@ -126,6 +177,7 @@ where
     let options = InvokeOptions {
         limits: entry.limits,
         request_id: Some(meta.id),
+        hops: meta.hops,
         dispatch: Some(binding),
         ..InvokeOptions::default()
     };
@@ -167,6 +219,7 @@ where
         .await?;
     let options = InvokeOptions {
         request_id: Some(meta.id),
+        hops: meta.hops,
         ..InvokeOptions::default()
     };
     let response = plane.runtime.handle(worker, request, options).await?;

@@ -15,6 +15,7 @@
 //!
 //! All methods block (disk I/O); async callers run them on a blocking thread.
 
+pub mod seal;
 pub mod sled_store;
 
 use std::collections::BTreeMap;

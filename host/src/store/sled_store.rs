@@ -22,6 +22,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 use std::collections::BTreeMap;
 
+use super::seal::Sealer;
 use super::{
     AssetEntry, Blobs, Catalog, Hostnames, KvStore, NamespaceRecord, NewScript, ScriptRecord,
     StoreError, StoreResult, now_ms,
@@ -39,7 +40,18 @@ pub struct SledStore {
     artifacts: sled::Tree,
     hostnames: sled::Tree,
     kv: sled::Tree,
+    asset_owners: sled::Tree,
     write_lock: Mutex<()>,
+    sealer: Option<Sealer>,
+}
+
+/// Key of an asset-ownership mark: `ns\0sha256` — the namespace uploaded
+/// that content as an asset, so its manifests may name it.
+fn owner_key(namespace: &Name, sha256: &str) -> Vec<u8> {
+    let mut key = namespace.as_str().as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(sha256.as_bytes());
+    key
 }
 
 /// Key of a script's KV entry: `ns/script\0key`. The NUL cannot occur in
@@ -116,7 +128,16 @@ fn release_blob(blobs: &TransactionalTree, refs: &TransactionalTree, sha: &str) 
 }
 
 impl SledStore {
-    /// Opens (creating if needed) the store under `dir`.
+    /// Opens (creating if needed) the store under `dir`, with script
+    /// secrets sealed by `sealer` (see [`super::seal`]).
+    pub fn open_sealed(dir: &Path, sealer: Sealer) -> StoreResult<Self> {
+        let mut store = Self::open(dir)?;
+        store.sealer = Some(sealer);
+        Ok(store)
+    }
+
+    /// Opens (creating if needed) the store under `dir`; secrets are kept
+    /// as given (tests, or a backend whose disk is encrypted already).
     pub fn open(dir: &Path) -> StoreResult<Self> {
         let db = sled::Config::new()
             .path(dir)
@@ -131,11 +152,28 @@ impl SledStore {
             artifacts: db.open_tree("artifacts")?,
             hostnames: db.open_tree("hostnames")?,
             kv: db.open_tree("kv")?,
+            asset_owners: db.open_tree("asset_owners")?,
             db,
             write_lock: Mutex::new(()),
+            sealer: None,
         };
         store.sweep_orphan_artifacts()?;
         Ok(store)
+    }
+
+    fn encode_script(&self, record: &ScriptRecord) -> Vec<u8> {
+        match &self.sealer {
+            Some(sealer) => encode(&sealer.seal_record(record)),
+            None => encode(record),
+        }
+    }
+
+    fn decode_script(&self, key: &[u8], bytes: &[u8]) -> StoreResult<ScriptRecord> {
+        let record: ScriptRecord = decode(key, bytes)?;
+        match &self.sealer {
+            Some(sealer) => sealer.open_record(record),
+            None => Ok(record),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -298,6 +336,18 @@ impl Catalog for SledStore {
         for key in keys {
             self.hostnames.remove(key)?;
         }
+        // And its asset ownership: a namespace re-created under the same
+        // name cannot name the old one's content without uploading it.
+        let mut prefix = name.as_str().as_bytes().to_vec();
+        prefix.push(0);
+        let owned: Vec<sled::IVec> = self
+            .asset_owners
+            .scan_prefix(prefix)
+            .keys()
+            .collect::<Result<_, _>>()?;
+        for key in owned {
+            self.asset_owners.remove(key)?;
+        }
         self.flush()?;
         Ok(deleted)
     }
@@ -324,7 +374,7 @@ impl Catalog for SledStore {
                 }
                 let old: Option<ScriptRecord> = scripts
                     .get(&key)?
-                    .map(|v| decode(key.as_bytes(), &v))
+                    .map(|v| self.decode_script(key.as_bytes(), &v))
                     .transpose()
                     .map_err(ConflictableTransactionError::Abort)?;
                 retain_blob(blobs, refs, &script.sha256, &script.content)?;
@@ -381,7 +431,7 @@ impl Catalog for SledStore {
                         .map(|o| o.asset_config.clone())
                         .unwrap_or_default(),
                 };
-                scripts.insert(key.as_bytes(), encode(&record))?;
+                scripts.insert(key.as_bytes(), self.encode_script(&record))?;
                 Ok((record, released))
             })?;
         self.remove_artifacts_of(&released)?;
@@ -393,7 +443,7 @@ impl Catalog for SledStore {
         let key = script_key(namespace, name);
         self.scripts
             .get(&key)?
-            .map(|v| decode(key.as_bytes(), &v))
+            .map(|v| self.decode_script(key.as_bytes(), &v))
             .transpose()
     }
 
@@ -402,7 +452,7 @@ impl Catalog for SledStore {
             .scan_prefix(format!("{namespace}/"))
             .map(|entry| {
                 let (k, v) = entry?;
-                decode(&k, &v)
+                self.decode_script(&k, &v)
             })
             .collect()
     }
@@ -424,7 +474,8 @@ impl Catalog for SledStore {
         record.modified_ms = now_ms();
         // One key, one insert: atomic on its own; the write lock keeps a
         // concurrent redeploy from interleaving between read and write.
-        self.scripts.insert(key.as_bytes(), encode(&record))?;
+        self.scripts
+            .insert(key.as_bytes(), self.encode_script(&record))?;
         self.flush()?;
         Ok(Some(Ok(record)))
     }
@@ -497,26 +548,39 @@ impl Blobs for SledStore {
     ) -> StoreResult<Option<ScriptRecord>> {
         let _guard = self.lock();
         let key = script_key(namespace, name);
-        let outcome = (&self.scripts, &self.blobs, &self.blob_refs).transaction(
-            |(scripts, blobs, refs)| {
+        let outcome = (
+            &self.scripts,
+            &self.blobs,
+            &self.blob_refs,
+            &self.asset_owners,
+        )
+            .transaction(|(scripts, blobs, refs, owners)| {
                 let Some(bytes) = scripts.get(key.as_bytes())? else {
                     return Ok(None);
                 };
-                let mut record: ScriptRecord =
-                    decode(key.as_bytes(), &bytes).map_err(ConflictableTransactionError::Abort)?;
+                let mut record: ScriptRecord = self
+                    .decode_script(key.as_bytes(), &bytes)
+                    .map_err(ConflictableTransactionError::Abort)?;
                 let mut missing = Vec::new();
-                // One reference per manifest entry; identical files share a blob.
+                // One reference per manifest entry; identical files share a
+                // blob. A manifest may name only content this namespace
+                // uploaded itself: a hash alone (another tenant's asset, any
+                // component's bytes) never makes content servable.
                 for entry in manifest.values() {
+                    let owner = owner_key(namespace, &entry.sha256);
+                    let owned = owners.get(&owner)?.is_some();
                     let count = decode_count(refs.get(entry.sha256.as_bytes())?);
-                    if count == 0 {
-                        match files.get(&entry.sha256) {
-                            Some(content) => blobs
-                                .insert(entry.sha256.as_bytes(), content.as_slice())
-                                .map(|_| ())?,
-                            None => {
-                                missing.push(entry.sha256.clone());
-                                continue;
+                    match files.get(&entry.sha256) {
+                        Some(content) => {
+                            if count == 0 {
+                                blobs.insert(entry.sha256.as_bytes(), content.as_slice())?;
                             }
+                            owners.insert(owner, &[])?;
+                        }
+                        None if owned && count > 0 => {}
+                        None => {
+                            missing.push(entry.sha256.clone());
+                            continue;
                         }
                     }
                     refs.insert(entry.sha256.as_bytes(), &(count + 1).to_be_bytes())?;
@@ -531,10 +595,9 @@ impl Blobs for SledStore {
                 }
                 record.assets = manifest.clone();
                 record.modified_ms = now_ms();
-                scripts.insert(key.as_bytes(), encode(&record))?;
+                scripts.insert(key.as_bytes(), self.encode_script(&record))?;
                 Ok(Some(record))
-            },
-        )?;
+            })?;
         self.flush()?;
         Ok(outcome)
     }

@@ -41,10 +41,14 @@ impl From<WorkerError> for DispatchError {
             WorkerError::CpuLimit => DispatchError::CpuLimitExceeded,
             WorkerError::SubrequestLimit => DispatchError::SubrequestLimitExceeded,
             WorkerError::RequestTooLarge(limit) => DispatchError::RequestBodyTooLarge(limit),
-            // Only the fetch form produces it, and it answers with a response.
-            WorkerError::BadDispatchRequest(message) | WorkerError::Internal(message) => {
-                DispatchError::Internal(message)
+            // A loop is a failed subrequest chain: the platform sees why.
+            WorkerError::LoopDetected(hops) => {
+                DispatchError::Internal(format!("loop detected after {hops} hops"))
             }
+            // Only the fetch form produces it, and it answers with a response.
+            WorkerError::BadDispatchRequest(message)
+            | WorkerError::BadRequest(message)
+            | WorkerError::Internal(message) => DispatchError::Internal(message),
         }
     }
 }
@@ -74,7 +78,9 @@ mod tests {
                 DispatchError::Internal(_) => "internal",
             };
             let expected = match error {
-                WorkerError::BadDispatchRequest(_) => "internal",
+                WorkerError::BadDispatchRequest(_)
+                | WorkerError::BadRequest(_)
+                | WorkerError::LoopDetected(_) => "internal",
                 _ => code,
             };
             assert_eq!(variant, expected, "{error:?}");

@@ -146,6 +146,7 @@ impl DispatchBinding {
             outbound,
             outbound_worker: self.outbound_worker.clone(),
             request_id: self.request.as_ref().map(|c| c.meta.id.clone()),
+            hops: self.request.as_ref().map_or(0, |c| c.meta.hops),
         }
     }
 }

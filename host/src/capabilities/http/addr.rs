@@ -122,6 +122,24 @@ fn embedded_v4(ip: &Ipv6Addr) -> Option<Ipv4Addr> {
             s[7] as u8,
         ));
     }
+    // SIIT "IPv4-translated" addresses ::ffff:0:a.b.c.d (RFC 2765).
+    if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return Some(Ipv4Addr::new(
+            (s[6] >> 8) as u8,
+            s[6] as u8,
+            (s[7] >> 8) as u8,
+            s[7] as u8,
+        ));
+    }
+    // ISATAP interface identifiers (…:0:5efe:a.b.c.d, …:200:5efe:a.b.c.d).
+    if s[4] & 0xfdff == 0 && s[5] == 0x5efe {
+        return Some(Ipv4Addr::new(
+            (s[6] >> 8) as u8,
+            s[6] as u8,
+            (s[7] >> 8) as u8,
+            s[7] as u8,
+        ));
+    }
     if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         return Some(Ipv4Addr::new(
             (s[6] >> 8) as u8,
@@ -138,6 +156,11 @@ fn embedded_v4(ip: &Ipv6Addr) -> Option<Ipv4Addr> {
 pub fn denied_range(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => denied_v4(v4),
+        // Local-use NAT64 (RFC 8215) may put the IPv4 anywhere in its
+        // suffix: the whole prefix is denied, whatever it seems to embed.
+        IpAddr::V6(v6) if v6.segments()[..3] == [0x64, 0xff9b, 1] => {
+            Some("local-use NAT64 64:ff9b:1::/48 (may embed a private IPv4)")
+        }
         IpAddr::V6(v6) => match embedded_v4(&v6) {
             Some(v4) => denied_v4(v4),
             None => denied_v6(v6),
@@ -253,6 +276,31 @@ impl std::fmt::Display for Cidr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn translated_and_tunnel_forms_of_private_ipv4_are_denied() {
+        let denied = |text: &str| denied_range(text.parse().unwrap());
+        // Local-use NAT64 (RFC 8215): the IPv4 sits anywhere in the suffix.
+        assert!(denied("64:ff9b:1::a00:1").is_some());
+        assert!(denied("64:ff9b:1:ffff::1").is_some());
+        assert!(denied("64:ff9b:1::5efe:8.8.8.8").is_some());
+        // Well-known NAT64, IPv4-mapped, SIIT-translated, IPv4-compatible.
+        for text in [
+            "64:ff9b::a9fe:a9fe",
+            "::ffff:169.254.169.254",
+            "::ffff:0:10.0.0.1",
+            "::127.0.0.1",
+        ] {
+            assert!(denied(text).is_some(), "{text}");
+        }
+        // ISATAP identifiers embedding a private IPv4.
+        assert!(denied("2600::5efe:10.1.2.3").is_some());
+        assert!(denied("2600::200:5efe:192.168.0.1").is_some());
+        // Public IPv4 through the same forms stays public.
+        assert_eq!(denied("64:ff9b::808:808"), None);
+        assert_eq!(denied("::ffff:0:8.8.8.8"), None);
+        assert_eq!(denied("2606:4700::1111"), None);
+    }
 
     fn ip(s: &str) -> IpAddr {
         match parse_host(s).unwrap() {

@@ -48,6 +48,7 @@ use self::resolve::{Resolve, SystemResolver};
 use super::{BoxFuture, CallOptions, OutboundWorker};
 use crate::base::Invalid;
 use crate::base::egress_rules::CompiledRules;
+use crate::base::platform_headers::HOP_HEADER;
 use crate::base::reserved::{Target, reserved_target};
 
 type HookFuture<T> = Box<dyn Future<Output = T> + Send>;
@@ -61,23 +62,68 @@ pub struct EgressConfig {
     pub allow_private: Vec<String>,
     /// Static name → addresses overrides, consulted before DNS.
     pub hosts: BTreeMap<String, Vec<IpAddr>>,
+    /// DNS servers (`ip:port`) asked for guests' names; empty: the
+    /// system's (`/etc/resolv.conf`).
+    pub nameservers: Vec<SocketAddr>,
     /// Connect (TCP + TLS + HTTP handshake) timeout, ms.
     pub connect_timeout_ms: u64,
     /// Time to the response head, ms.
     pub first_byte_timeout_ms: u64,
     /// Longest gap between response body frames, ms.
     pub between_bytes_timeout_ms: u64,
+    /// Destination ports guests may connect to: `"443"` or ranges
+    /// `"8000-8999"`. Deny by default beyond the web's own ports, so a
+    /// tenant cannot speak to mail, database or admin ports of the hosts
+    /// it can reach.
+    pub ports: Vec<String>,
+    /// How often a request may pass through workers' subrequests back into
+    /// a Berth host (counted in `berth-hop-count`) before it is refused
+    /// with `508 loop-detected`.
+    pub max_hops: u32,
 }
+
+/// Default of `egress.ports`.
+const DEFAULT_PORTS: [&str; 2] = ["80", "443"];
 
 impl Default for EgressConfig {
     fn default() -> Self {
         Self {
             allow_private: Vec::new(),
             hosts: BTreeMap::new(),
+            nameservers: Vec::new(),
             connect_timeout_ms: 10_000,
             first_byte_timeout_ms: 30_000,
             between_bytes_timeout_ms: 30_000,
+            ports: DEFAULT_PORTS.iter().map(|p| (*p).to_owned()).collect(),
+            max_hops: 8,
         }
+    }
+}
+
+/// An inclusive range of destination ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange(u16, u16);
+
+impl PortRange {
+    /// Parses `"443"` or `"8000-8999"`.
+    pub fn parse(text: &str) -> Result<Self, Invalid> {
+        let bad = || {
+            Invalid(format!(
+                "egress.ports: {text:?} is not a port or a range like 8000-8999"
+            ))
+        };
+        let port = |p: &str| p.trim().parse::<u16>().ok().filter(|p| *p > 0);
+        match text.split_once('-') {
+            Some((lo, hi)) => match (port(lo), port(hi)) {
+                (Some(lo), Some(hi)) if lo <= hi => Ok(Self(lo, hi)),
+                _ => Err(bad()),
+            },
+            None => port(text).map(|p| Self(p, p)).ok_or_else(bad),
+        }
+    }
+
+    fn contains(&self, port: u16) -> bool {
+        self.0 <= port && port <= self.1
     }
 }
 
@@ -93,6 +139,12 @@ impl EgressConfig {
                     "egress.hosts: {name:?} is not a host name"
                 )));
             }
+        }
+        for range in &self.ports {
+            PortRange::parse(range)?;
+        }
+        if self.max_hops == 0 {
+            return Err(Invalid("egress.max_hops must be greater than 0".into()));
         }
         for (key, value) in [
             ("connect_timeout_ms", self.connect_timeout_ms),
@@ -110,6 +162,7 @@ impl EgressConfig {
 /// The shared outbound machinery: policy, resolver, connector, TLS.
 pub struct Egress {
     allow_private: Vec<Cidr>,
+    ports: Vec<PortRange>,
     resolver: Arc<dyn Resolve>,
     connector: Arc<dyn Connect>,
     tls: Arc<rustls::ClientConfig>,
@@ -125,7 +178,14 @@ impl Egress {
     pub fn new(config: &EgressConfig) -> anyhow::Result<Self> {
         Self::with_seams(
             config,
-            Arc::new(SystemResolver::new(config.hosts.clone())),
+            Arc::new(
+                SystemResolver::new(
+                    config.hosts.clone(),
+                    &config.nameservers,
+                    Duration::from_millis(config.connect_timeout_ms),
+                )
+                .map_err(|e| anyhow::anyhow!("DNS resolver: {e}"))?,
+            ),
             Arc::new(TcpConnector),
         )
     }
@@ -148,6 +208,11 @@ impl Egress {
         .with_root_certificates(roots)
         .with_no_client_auth();
         Ok(Self {
+            ports: config
+                .ports
+                .iter()
+                .map(|p| PortRange::parse(p).map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<_>>()?,
             allow_private: config
                 .allow_private
                 .iter()
@@ -191,6 +256,9 @@ impl Egress {
             level
                 .check(&host_text, port)
                 .map_err(|e| Denied(e.to_string()))?;
+        }
+        if !self.ports.iter().any(|range| range.contains(port)) {
+            return Err(Denied(format!("port {port} is not in [egress] ports")));
         }
         let candidates = match &host {
             Host::Ip(ip) => vec![*ip],
@@ -294,6 +362,9 @@ pub struct EgressHooks {
     /// Set for dispatch workers: requests to `*.dispatch.internal` go to
     /// their namespace's user workers instead of the network.
     internal: Option<Arc<dyn InternalRoute>>,
+    /// Hops of the request this invocation serves; subrequests carry one
+    /// more in `berth-hop-count`.
+    hops: u32,
 }
 
 impl EgressHooks {
@@ -316,6 +387,7 @@ impl EgressHooks {
             outbound_worker: None,
             metrics: None,
             internal: None,
+            hops: 0,
         }
     }
 
@@ -342,6 +414,12 @@ impl EgressHooks {
     /// `http://<script>.dispatch.internal/`.
     pub fn with_internal_route(mut self, route: Option<Arc<dyn InternalRoute>>) -> Self {
         self.internal = route;
+        self
+    }
+
+    /// The hop count of the request this invocation serves.
+    pub fn with_hops(mut self, hops: u32) -> Self {
+        self.hops = hops;
         self
     }
 
@@ -437,6 +515,14 @@ impl WasiHttpHooks for EgressHooks {
             );
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
+        // A subrequest that comes back into a Berth host (a worker fetching
+        // its own public hostname) carries one more hop; the data plane
+        // refuses it past `egress.max_hops`.
+        let mut request = request;
+        request.headers_mut().insert(
+            HOP_HEADER,
+            http::HeaderValue::from(self.hops.saturating_add(1)),
+        );
         if let Some(outbound) = self.outbound_worker.clone() {
             let params = self.outbound.clone();
             return Box::new(async move {
@@ -626,8 +712,17 @@ mod tests {
     }
 
     fn setup(allow_private: &[&str], answers: &[(&str, &[&[&str]])]) -> (Egress, Arc<Recorder>) {
+        setup_ports(allow_private, answers, &["1-65535"])
+    }
+
+    fn setup_ports(
+        allow_private: &[&str],
+        answers: &[(&str, &[&[&str]])],
+        ports: &[&str],
+    ) -> (Egress, Arc<Recorder>) {
         let config = EgressConfig {
             allow_private: allow_private.iter().map(|s| s.to_string()).collect(),
+            ports: ports.iter().map(|s| s.to_string()).collect(),
             ..EgressConfig::default()
         };
         let map = answers
@@ -851,6 +946,47 @@ mod tests {
         };
         assert!(rule.contains("ftp"), "{rule}");
         assert_eq!(recorder.attempts.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn only_the_configured_ports_are_reachable() {
+        let answers: &[(&str, &[&[&str]])] = &[("api.example.com", &[&["93.184.216.34"]])];
+        // The default: the web's own ports only.
+        let (egress, recorder) = setup_ports(&[], answers, &["80", "443"]);
+        for port in [25, 22, 5432, 8080] {
+            let url = format!("http://api.example.com:{port}/");
+            let denied = egress.send(&[], request(&url), None).await.err();
+            assert_eq!(
+                denied,
+                Some(Denied(format!("port {port} is not in [egress] ports"))),
+                "{url}"
+            );
+        }
+        assert!(
+            recorder.attempts.lock().unwrap().is_empty(),
+            "nothing was dialled"
+        );
+        let ok = egress
+            .send(&[], request("http://api.example.com/"), None)
+            .await;
+        assert!(ok.is_ok(), "port 80 is allowed");
+        // Ranges.
+        let (egress, _) = setup_ports(&[], answers, &["8000-8999"]);
+        assert!(
+            egress
+                .send(&[], request("http://api.example.com:8443/"), None)
+                .await
+                .is_ok()
+        );
+        assert!(
+            egress
+                .send(&[], request("http://api.example.com:9000/"), None)
+                .await
+                .is_err()
+        );
+        for bad in ["0", "70000", "9-1", "x", "80-"] {
+            assert!(PortRange::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

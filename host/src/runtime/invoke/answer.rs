@@ -20,6 +20,7 @@ use super::instance::Answer;
 use super::plan::Plan;
 use crate::base::error::WorkerError;
 use crate::base::names::Name;
+use crate::base::platform_headers::is_platform_header;
 use crate::capabilities::WorkerResponse;
 use crate::limits::body::{Direction, LimitedBody};
 use crate::runtime::{Runtime, Worker};
@@ -70,15 +71,31 @@ pub(super) async fn wait(
             Err(_) => return no_answer(finished),
         },
     };
-    let response = answer.map_err(|code| {
+    let mut response = answer.map_err(|code| {
         WorkerError::Exception(format!("worker answered with error code {code:?}"))
     })?;
+    // Only the host speaks for the platform: a guest cannot forge
+    // `x-berth-error` (which would pass its failure off as a host error) or
+    // any other `berth-*` header, on any path.
+    strip_platform_headers(response.headers_mut());
     // The guest answered without having seen the whole request body: the
     // body was refused, so the client gets 413, not a partial answer.
     if request_tripped.load(Ordering::Relaxed) {
         return Err(WorkerError::RequestTooLarge(plan.limits.max_request_body));
     }
     Ok(response)
+}
+
+/// Removes every `berth-*` and `x-berth-*` header a guest set.
+fn strip_platform_headers(headers: &mut http::HeaderMap) {
+    let forged: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|name| is_platform_header(name))
+        .cloned()
+        .collect();
+    for name in forged {
+        headers.remove(&name);
+    }
 }
 
 impl Runtime {

@@ -91,6 +91,7 @@ impl Runtime {
         .with_subrequest_limit(Some(plan.limits.subrequests))
         .with_outbound(options.outbound)
         .with_outbound_worker(options.outbound_worker)
+        .with_hops(options.hops)
         .with_internal_route(dispatch.as_ref().map(|b| b.internal_route()))
         .with_metrics(self.metrics.clone());
         let dispatch = DispatcherState { binding: dispatch };

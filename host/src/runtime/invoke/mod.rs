@@ -51,6 +51,9 @@ pub struct InvokeOptions {
     pub outbound_worker: Option<OutboundWorker>,
     /// The id of the client request this invocation serves.
     pub request_id: Option<String>,
+    /// Hops the client request already made (see `routing::HOP_HEADER`);
+    /// the guest's subrequests carry one more.
+    pub hops: u32,
 }
 
 impl From<CallOptions> for InvokeOptions {
@@ -62,6 +65,7 @@ impl From<CallOptions> for InvokeOptions {
             outbound: call.outbound,
             outbound_worker: call.outbound_worker,
             request_id: call.request_id,
+            hops: call.hops,
         }
     }
 }
@@ -85,7 +89,8 @@ impl Runtime {
         {
             return self.invoke(worker, request, options).await;
         }
-        let hit = crate::assets::find(&worker.assets, &worker.asset_config, request.uri().path());
+        let hit = crate::assets::find(&worker.assets, &worker.asset_config, request.uri().path())
+            .map_err(|e| WorkerError::BadRequest(e.0))?;
         let if_none_match = request.headers().get(http::header::IF_NONE_MATCH).cloned();
         let blobs = self.store.as_ref();
         if worker.asset_config.run_worker_first {

@@ -1,0 +1,342 @@
+//! `make soak`: 100 tenants on one Berth host for a while — well-behaved
+//! ones next to hostile ones (spin, allocate, panic, never answer, hoard
+//! host memory, flood subrequests at a loopback upstream) — and what the
+//! host looks like afterwards.
+//!
+//! Prints requests served per class, every error that is not the limit a
+//! class is expected to hit (zero is required for the well-behaved class),
+//! the server's RSS at start, middle and end, its open file descriptors and
+//! the pool slots still in use at the end (zero required). Exits non-zero
+//! when a requirement fails.
+//!
+//! ```sh
+//! BERTH=target/release/berth WASM_DIR=build/wasm SOAK_SECONDS=600 \
+//!   cargo run --release -p berth-host --example soak
+//! ```
+//! Only loopback is used: the server, its admin API and the upstream.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::sync::Mutex;
+
+/// A class of tenants: how many, what they are asked, and which
+/// `x-berth-error` codes are the limits they are expected to hit.
+struct Class {
+    name: &'static str,
+    tenants: usize,
+    component: &'static str,
+    path: &'static str,
+    expected: &'static [&'static str],
+    workers: usize,
+}
+
+const CLASSES: &[Class] = &[
+    Class {
+        name: "good-hello",
+        tenants: 30,
+        component: "hello",
+        path: "/",
+        expected: &[],
+        workers: 3,
+    },
+    Class {
+        name: "good-echo",
+        tenants: 30,
+        component: "tenant",
+        path: "/echo",
+        expected: &[],
+        workers: 3,
+    },
+    Class {
+        name: "spin",
+        tenants: 7,
+        component: "tenant",
+        path: "/spin",
+        expected: &["cpu-limit"],
+        workers: 1,
+    },
+    Class {
+        name: "allocate",
+        tenants: 7,
+        component: "tenant",
+        path: "/alloc?mb=256",
+        expected: &["memory-limit"],
+        workers: 1,
+    },
+    Class {
+        name: "panic",
+        tenants: 7,
+        component: "tenant",
+        path: "/panic",
+        expected: &["exception"],
+        workers: 1,
+    },
+    Class {
+        name: "never-answer",
+        tenants: 5,
+        component: "tenant",
+        path: "/sleep?ms=600000",
+        expected: &["wall-limit"],
+        workers: 1,
+    },
+    Class {
+        name: "hoard",
+        tenants: 7,
+        component: "tenant",
+        path: "/hoard?n=64&kb=1024",
+        expected: &["memory-limit"],
+        workers: 1,
+    },
+    Class {
+        name: "flood",
+        tenants: 7,
+        component: "tenant",
+        path: "/fetch-many?n=200&url=",
+        expected: &["subrequest-limit"],
+        workers: 1,
+    },
+];
+
+#[derive(Default)]
+struct Tally {
+    served: u64,
+    limited: u64,
+    errors: BTreeMap<String, u64>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let berth = std::env::var("BERTH").context("BERTH=path of the berth binary")?;
+    let wasm_dir = std::env::var("WASM_DIR").context("WASM_DIR=folder of the built guests")?;
+    let seconds: u64 = std::env::var("SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    let upstream = upstream().await?;
+
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("berth.toml");
+    std::fs::write(
+        &config,
+        "[limits]\ncpu_ms = 50\nwall_ms = 3000\nmemory_mb = 64\nsubrequests = 50\n\
+         [runtime]\ninstances = 200\n\
+         [egress]\nallow_private = [\"127.0.0.1/32\"]\nports = [\"1-65535\"]\n",
+    )?;
+    let mut child = Command::new(&berth)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("BERTH_ADMIN_TOKEN", "soak")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("serve.log"))?)
+        .spawn()
+        .context("starting berth")?;
+    let pid = child.id();
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let (mut data, mut admin) = (None, None);
+    while data.is_none() || admin.is_none() {
+        let line = lines.next().context("berth exited before it was ready")??;
+        if let Some(a) = line.strip_prefix("berth: data plane listening on http://") {
+            data = Some(a.parse::<SocketAddr>()?);
+        } else if let Some(a) = line.strip_prefix("berth: admin API listening on http://") {
+            admin = Some(a.parse::<SocketAddr>()?);
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let (data, admin) = (data.unwrap(), admin.unwrap());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+
+    // Deploy: one tenant after another, as a platform would.
+    for class in CLASSES {
+        let bytes = std::fs::read(format!("{wasm_dir}/{}.wasm", class.component))?;
+        for i in 0..class.tenants {
+            let reply = http
+                .put(format!(
+                    "http://{admin}/v1/namespaces/default/scripts/{}-{i}",
+                    class.name
+                ))
+                .bearer_auth("soak")
+                .header("content-type", "application/wasm")
+                .body(bytes.clone())
+                .send()
+                .await?;
+            if !reply.status().is_success() {
+                bail!("deploy {}-{i}: {}", class.name, reply.text().await?);
+            }
+        }
+    }
+    let tenants: usize = CLASSES.iter().map(|c| c.tenants).sum();
+    println!("soak: {tenants} tenants on {data}, {seconds} s");
+
+    let start_rss = rss(pid);
+    let stop = Arc::new(AtomicBool::new(false));
+    let tallies: Arc<Mutex<BTreeMap<&'static str, Tally>>> = Default::default();
+    let mut loops = Vec::new();
+    for class in CLASSES {
+        for worker in 0..class.workers {
+            let (http, stop, tallies) = (http.clone(), stop.clone(), tallies.clone());
+            let path = if class.name == "flood" {
+                format!("{}http://{upstream}/", class.path)
+            } else {
+                class.path.to_owned()
+            };
+            loops.push(tokio::spawn(async move {
+                let mut i = worker;
+                while !stop.load(Ordering::Relaxed) {
+                    i = (i + 7) % class.tenants;
+                    let url = format!("http://{data}{path}");
+                    let reply = http
+                        .get(&url)
+                        .header("host", format!("{}-{i}.localhost", class.name))
+                        .send()
+                        .await;
+                    let mut t = tallies.lock().await;
+                    let tally = t.entry(class.name).or_default();
+                    match reply {
+                        Ok(r) => {
+                            let code = r
+                                .headers()
+                                .get("x-berth-error")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned);
+                            match code {
+                                None if r.status().is_success() => tally.served += 1,
+                                Some(code) if class.expected.contains(&code.as_str()) => {
+                                    tally.limited += 1
+                                }
+                                other => {
+                                    let key =
+                                        other.unwrap_or_else(|| format!("status {}", r.status()));
+                                    *tally.errors.entry(key).or_default() += 1;
+                                }
+                            }
+                        }
+                        Err(e) => *tally.errors.entry(format!("client: {e}")).or_default() += 1,
+                    }
+                }
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(seconds / 2)).await;
+    let mid_rss = rss(pid);
+    tokio::time::sleep(Duration::from_secs(seconds - seconds / 2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for l in loops {
+        let _ = l.await;
+    }
+    let end_rss = rss(pid);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    // Let every guest finish (the longest is bounded by wall_ms).
+    let settle = Instant::now();
+    let mut stats = serde_json::Value::Null;
+    while settle.elapsed() < Duration::from_secs(10) {
+        stats = http
+            .get(format!("http://{admin}/v1/runtime"))
+            .bearer_auth("soak")
+            .send()
+            .await?
+            .json()
+            .await?;
+        if stats["pool"]["component_instances"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let slots = stats["pool"]["component_instances"]
+        .as_u64()
+        .unwrap_or(u64::MAX);
+
+    println!("\n| Class | tenants | served (2xx) | expected limit hits | other errors |");
+    println!("|---|---|---|---|---|");
+    let tallies = tallies.lock().await;
+    let mut failures = Vec::new();
+    for class in CLASSES {
+        let t = tallies.get(class.name).map_or((0, 0, String::new()), |t| {
+            let errors: Vec<String> = t.errors.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+            (t.served, t.limited, errors.join(", "))
+        });
+        if class.expected.is_empty() && !t.2.is_empty() {
+            failures.push(format!("{}: {}", class.name, t.2));
+        }
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            class.name,
+            class.tenants,
+            t.0,
+            t.1,
+            if t.2.is_empty() { "0".into() } else { t.2 }
+        );
+    }
+    let mib = |kb: u64| kb as f64 / 1024.0;
+    println!(
+        "\nRSS: start {:.0} MiB, middle {:.0} MiB, end {:.0} MiB; open fds at the end: {fds}; \
+         pool instances in use after the load: {slots}",
+        mib(start_rss),
+        mib(mid_rss),
+        mib(end_rss)
+    );
+    if slots != 0 {
+        failures.push(format!("{slots} pool instances still in use"));
+    }
+    // Settled, not climbing: the second half may not add more than a
+    // quarter of the middle figure (allocator noise) plus 64 MiB.
+    if end_rss > mid_rss + mid_rss / 4 + 64 * 1024 {
+        failures.push(format!(
+            "RSS climbed from {:.0} to {:.0} MiB in the second half",
+            mib(mid_rss),
+            mib(end_rss)
+        ));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    if failures.is_empty() {
+        println!("soak passed");
+        Ok(())
+    } else {
+        for f in &failures {
+            println!("FAILED: {f}");
+        }
+        bail!("{} soak requirement(s) failed", failures.len())
+    }
+}
+
+/// VmRSS of `pid`, KiB.
+fn rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A loopback upstream answering every request with a short body.
+async fn upstream() -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new().fallback(|| async { "upstream ok" });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr)
+}
