@@ -38,6 +38,9 @@ use crate::runtime::Runtime;
 use crate::store::seal::Sealer;
 use crate::store::{NamespaceRecord, NamespaceStore, ScriptRecord, SledStore, StoreError};
 
+/// How often idle warm instances are reaped.
+const REAP_EVERY: Duration = Duration::from_secs(1);
+
 /// A failed programmatic operation.
 #[derive(Debug, thiserror::Error)]
 pub enum BerthError {
@@ -168,6 +171,22 @@ impl BerthBuilder {
             let (entries, runtime) = (config.dispatch.clone(), runtime.clone());
             tokio::task::spawn_blocking(move || DispatchTable::load(&entries, &runtime)).await??
         };
+        // The reaper of warm instances: it holds the runtime only weakly,
+        // and ends with it.
+        let weak = Arc::downgrade(&runtime);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(REAP_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let Some(runtime) = weak.upgrade() else { break };
+                let reaped = runtime.reap_idle();
+                drop(runtime);
+                if reaped > 0 {
+                    tracing::debug!(reaped, "dropped idle warm instances");
+                }
+            }
+        });
         Ok(Berth {
             config,
             runtime,

@@ -539,3 +539,104 @@ async fn warm_reuse_keeps_globals_per_script_and_discards_failed_instances() {
     // The refused patch changed nothing.
     assert_eq!(count("warm.localhost").await, "3");
 }
+
+/// Waits (up to 30 s) until `check` holds for the runtime stats.
+async fn until_stats(berth: &Berth, what: &str, check: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = berth.runtime_stats().await;
+        if check(&stats) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {stats}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_redeploy_does_not_hand_out_fresh_concurrency_slots() {
+    // No queue: a request over the limit is refused at once.
+    let berth = start_with_config("[limits]\nmax_queue = 0\n");
+    deploy_limited(&berth, "gate", json!({"max_concurrency": 1})).await;
+    let slow = tokio::spawn(
+        berth
+            .data_request(Method::GET, "gate.localhost", "/sleep?ms=4000")
+            .send(),
+    );
+    until_stats(&berth, "the slow request runs", |s| {
+        s["pool"]["component_instances"].as_u64() >= Some(1)
+    })
+    .await;
+    // Redeploy while it runs: the worker is reloaded, the gate is not.
+    deploy_limited(&berth, "gate", json!({"max_concurrency": 1})).await;
+    let refused = berth.get("gate.localhost", "/echo").await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.error_code().as_deref(), Some("overloaded"));
+    // Once the old invocation is done, its slot is back.
+    let finished = slow.await.unwrap().unwrap();
+    assert_eq!(finished.status(), 200);
+    assert_eq!(berth.get("gate.localhost", "/echo").await.status, 200);
+}
+
+#[tokio::test]
+async fn requests_for_unknown_hosts_do_not_evict_loaded_workers() {
+    let berth = Berth::start();
+    berth.deploy("default", "kept", wasm("hello")).await;
+    assert_eq!(berth.get("kept.localhost", "/").await.status, 200);
+    let before = berth.runtime_stats().await;
+    for i in 0..1100 {
+        let reply = berth.get(&format!("nobody-{i}.localhost"), "/").await;
+        assert_eq!(reply.error_code().as_deref(), Some("worker-not-found"));
+    }
+    assert_eq!(berth.get("kept.localhost", "/").await.status, 200);
+    let after = berth.runtime_stats().await;
+    assert_eq!(
+        after["artifact_loads"], before["artifact_loads"],
+        "the worker was not loaded again: {before} → {after}"
+    );
+    assert_eq!(after["compiles"], before["compiles"]);
+}
+
+#[tokio::test]
+async fn idle_warm_instances_are_reaped_on_a_timer() {
+    let berth = Berth::start();
+    deploy_limited(&berth, "warm", json!({})).await;
+    let patch = berth
+        .send(
+            berth
+                .admin_request(
+                    Method::PATCH,
+                    "/v1/namespaces/default/scripts/warm/settings",
+                )
+                .json(&json!({"isolation": "reuse", "reuse_idle_ms": 2000})),
+        )
+        .await;
+    assert_eq!(patch.status, 200, "{}", patch.text());
+    // Warm: the second request finds the first one's instance.
+    assert_eq!(berth.get("warm.localhost", "/count").await.text(), "1");
+    assert_eq!(berth.get("warm.localhost", "/count").await.text(), "2");
+    // Idle, it is dropped by the reaper with no request needed…
+    until_stats(&berth, "the idle instance is reaped", |s| {
+        s["pool"]["component_instances"] == 0
+    })
+    .await;
+    // …so the next request starts fresh.
+    assert_eq!(berth.get("warm.localhost", "/count").await.text(), "1");
+    // Too long an idle time is refused.
+    let bad = berth
+        .send(
+            berth
+                .admin_request(
+                    Method::PATCH,
+                    "/v1/namespaces/default/scripts/warm/settings",
+                )
+                .json(&json!({"reuse_idle_ms": 3_600_000})),
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(
+        bad.text().contains("reuse_idle_ms must be at most"),
+        "{}",
+        bad.text()
+    );
+}

@@ -61,6 +61,11 @@ impl<'de> Deserialize<'de> for IsolationMode {
     }
 }
 
+/// Longest `reuse_idle_ms`: an idle warm instance holds a pool slot.
+pub const MAX_REUSE_IDLE_MS: u64 = 600_000;
+/// Most idle warm instances kept per script.
+pub const MAX_REUSE_IDLE: u64 = 64;
+
 /// How a script's instances are isolated, as stored with the script.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -96,6 +101,19 @@ impl Isolation {
         ] {
             if value == 0 {
                 return Err(Invalid(format!("{key} must be greater than 0")));
+            }
+        }
+        // Warm instances hold pool slots and memory while idle: bounded.
+        for (key, value, max) in [
+            ("reuse_idle_ms", self.reuse_idle_ms, MAX_REUSE_IDLE_MS),
+            (
+                "reuse_max_idle",
+                u64::from(self.reuse_max_idle),
+                MAX_REUSE_IDLE,
+            ),
+        ] {
+            if value > max {
+                return Err(Invalid(format!("{key} must be at most {max}")));
             }
         }
         Ok(())

@@ -15,30 +15,109 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::base::error::WorkerError;
 
-/// The admission gate of one worker.
+/// The admission gate of one script (in one role). It outlives the loaded
+/// worker: a redeploy or an eviction keeps the gate, so invocations still
+/// holding permits of the old version count against the new one too.
 #[derive(Debug)]
 pub struct Admission {
     permits: Arc<Semaphore>,
+    concurrency: AtomicU32,
+    /// Permits to destroy as they come back (after a shrink while they
+    /// were held).
+    debt: Arc<AtomicU32>,
     waiting: AtomicU32,
     max_queue: u32,
     queue_timeout: Duration,
 }
 
+/// A running request's slot; returned to the gate when dropped.
+#[derive(Debug)]
+pub struct Permit {
+    permit: Option<OwnedSemaphorePermit>,
+    debt: Arc<AtomicU32>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        // The gate shrank while this slot was held: the slot goes away
+        // instead of back.
+        let paid = self
+            .debt
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
+            .is_ok();
+        if paid {
+            permit.forget();
+        }
+    }
+}
+
 impl Admission {
     /// A gate letting `concurrency` requests run at once.
     pub fn new(concurrency: u32, max_queue: u32, queue_timeout: Duration) -> Self {
+        let concurrency = concurrency.max(1);
         Self {
-            permits: Arc::new(Semaphore::new(concurrency.max(1) as usize)),
+            permits: Arc::new(Semaphore::new(concurrency as usize)),
+            concurrency: AtomicU32::new(concurrency),
+            debt: Arc::new(AtomicU32::new(0)),
             waiting: AtomicU32::new(0),
             max_queue,
             queue_timeout,
         }
     }
 
+    /// Changes the concurrency (a settings change) without forgetting the
+    /// slots that are held: growing adds slots, shrinking removes free ones
+    /// now and held ones as they are returned.
+    pub fn resize(&self, concurrency: u32) {
+        let new = concurrency.max(1);
+        let old = self.concurrency.swap(new, Ordering::AcqRel);
+        if new > old {
+            let mut grow = new - old;
+            // Cancel outstanding debt first.
+            while grow > 0 {
+                let debt = self.debt.load(Ordering::Acquire);
+                if debt == 0 {
+                    break;
+                }
+                let cancel = debt.min(grow);
+                if self
+                    .debt
+                    .compare_exchange(debt, debt - cancel, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    grow -= cancel;
+                }
+            }
+            self.permits.add_permits(grow as usize);
+        } else if new < old {
+            let shrink = old - new;
+            let forgotten = self.permits.forget_permits(shrink as usize) as u32;
+            self.debt.fetch_add(shrink - forgotten, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether no request holds or waits for a slot (the gate can go).
+    pub fn is_idle(&self) -> bool {
+        let target = self.concurrency.load(Ordering::Acquire) as usize;
+        self.waiting.load(Ordering::Acquire) == 0
+            && self.debt.load(Ordering::Acquire) == 0
+            && self.permits.available_permits() == target
+    }
+
+    fn permit(&self, permit: OwnedSemaphorePermit) -> Permit {
+        Permit {
+            permit: Some(permit),
+            debt: self.debt.clone(),
+        }
+    }
+
     /// Waits for a slot, or refuses with [`WorkerError::Overloaded`].
-    pub async fn admit(&self) -> Result<OwnedSemaphorePermit, WorkerError> {
+    pub async fn admit(&self) -> Result<Permit, WorkerError> {
         if let Ok(permit) = self.permits.clone().try_acquire_owned() {
-            return Ok(permit);
+            return Ok(self.permit(permit));
         }
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
@@ -48,7 +127,7 @@ impl Admission {
             tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned()).await;
         self.waiting.fetch_sub(1, Ordering::AcqRel);
         match waited {
-            Ok(Ok(permit)) => Ok(permit),
+            Ok(Ok(permit)) => Ok(self.permit(permit)),
             _ => Err(WorkerError::Overloaded),
         }
     }
@@ -62,6 +141,32 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn resizing_keeps_held_slots_counted() {
+        let gate = Admission::new(2, 0, Duration::from_millis(10));
+        let a = gate.admit().await.unwrap();
+        let b = gate.admit().await.unwrap();
+        assert!(gate.admit().await.is_err(), "full");
+        // Shrink to 1 while both are held: the next returned slot vanishes.
+        gate.resize(1);
+        drop(a);
+        assert!(
+            gate.admit().await.is_err(),
+            "still one held, the limit is 1"
+        );
+        drop(b);
+        let c = gate.admit().await.unwrap();
+        assert!(gate.admit().await.is_err(), "exactly one slot now");
+        // Grow back to 3.
+        gate.resize(3);
+        let d = gate.admit().await.unwrap();
+        let e = gate.admit().await.unwrap();
+        assert!(gate.admit().await.is_err());
+        assert!(!gate.is_idle());
+        drop((c, d, e));
+        assert!(gate.is_idle());
+    }
 
     #[tokio::test]
     async fn queue_is_bounded_and_waiters_time_out() {

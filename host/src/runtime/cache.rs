@@ -76,6 +76,14 @@ impl WorkerCache {
         }
     }
 
+    /// The workers loaded right now.
+    pub fn loaded_workers(&self) -> Vec<Arc<Worker>> {
+        self.lock()
+            .iter()
+            .filter_map(|(_, slot)| slot.get().cloned())
+            .collect()
+    }
+
     /// Forgets every loaded worker (shutdown).
     pub fn clear(&self) {
         self.lock().clear();

@@ -78,8 +78,9 @@ pub struct Worker {
     pub kv_enabled: bool,
     /// Namespace and script egress rules, parsed.
     pub egress_rules: Arc<Vec<crate::base::egress_rules::CompiledRules>>,
-    /// Admission control (`max_concurrency`).
-    pub admission: Admission,
+    /// Admission control (`max_concurrency`), shared with every other load
+    /// of the same script (see [`Runtime::gate`]).
+    pub admission: Arc<Admission>,
 }
 
 /// An upload that passed validation, with the artifact to store beside it.
@@ -176,6 +177,7 @@ pub struct Runtime {
     instances_capacity: u32,
     ticker: std::sync::Mutex<Option<EpochTicker>>,
     closed: std::sync::atomic::AtomicBool,
+    gates: std::sync::Mutex<std::collections::HashMap<(Name, Name, Role), Arc<Admission>>>,
 }
 
 impl Runtime {
@@ -211,6 +213,7 @@ impl Runtime {
             instances_capacity: cfg.instances,
             ticker: std::sync::Mutex::new(Some(ticker)),
             closed: Default::default(),
+            gates: Default::default(),
         })
     }
 
@@ -393,7 +396,7 @@ impl Runtime {
             asset_config: record.asset_config.clone(),
             kv_enabled: true,
             egress_rules: Arc::new(egress_rules),
-            admission: self.admission_for(&record.limits),
+            admission: self.gate(namespace, name, role, &record.limits),
         }))
     }
 
@@ -510,8 +513,41 @@ impl Runtime {
             asset_config: Default::default(),
             kv_enabled: false,
             egress_rules: Arc::new(Vec::new()),
-            admission: self.admission_for(&ScriptLimits::default()),
+            admission: Arc::new(self.admission_for(&ScriptLimits::default())),
         }))
+    }
+
+    /// The admission gate of a script in a role: the one it already has
+    /// (resized to the script's current `max_concurrency`), or a new one.
+    /// Gates outlive loaded workers, so neither an eviction nor a redeploy
+    /// hands a tenant fresh slots while its old invocations still run.
+    fn gate(
+        &self,
+        namespace: &Name,
+        name: &Name,
+        role: Role,
+        limits: &ScriptLimits,
+    ) -> Arc<Admission> {
+        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (namespace.clone(), name.clone(), role);
+        match gates.get(&key) {
+            Some(gate) => {
+                gate.resize(self.limits.concurrency(limits));
+                gate.clone()
+            }
+            None => {
+                let gate = Arc::new(self.admission_for(limits));
+                gates.insert(key, gate.clone());
+                gate
+            }
+        }
+    }
+
+    /// Drops the gates of a script that nobody holds or waits for (a gate
+    /// in use stays, so its count survives the eviction).
+    fn prune_gates(&self, mut matches: impl FnMut(&Name, &Name) -> bool) {
+        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        gates.retain(|(ns, name, _), gate| !(matches(ns, name) && gate.is_idle()));
     }
 
     fn admission_for(&self, limits: &ScriptLimits) -> Admission {
@@ -520,6 +556,17 @@ impl Runtime {
             self.limits.max_queue,
             Duration::from_millis(self.limits.queue_timeout_ms),
         )
+    }
+
+    /// Drops warm instances idle longer than their script's
+    /// `reuse_idle_ms`; returns how many went.
+    pub fn reap_idle(&self) -> usize {
+        self.cache
+            .loaded_workers()
+            .iter()
+            .filter(|w| w.isolation.reuse())
+            .map(|w| w.pool.reap(&w.isolation))
+            .sum()
     }
 
     /// Requests waiting for a concurrency slot, across loaded workers.
@@ -540,6 +587,7 @@ impl Runtime {
     /// Forgets the loaded worker of a script (redeploy, delete).
     pub fn evict(&self, namespace: &Name, script: &Name) {
         self.cache.evict(namespace, script);
+        self.prune_gates(|ns, name| ns == namespace && name == script);
     }
 
     /// Whether a namespace is trusted (cached; a missing namespace is not).
@@ -560,6 +608,7 @@ impl Runtime {
     pub fn evict_namespace(&self, namespace: &Name) {
         self.trusted_cache().remove(namespace);
         self.cache.evict_namespace(namespace);
+        self.prune_gates(|ns, _| ns == namespace);
     }
 
     /// Counters and pool occupancy.

@@ -101,6 +101,17 @@ impl ReusePool {
         idle.pop()
     }
 
+    /// Drops idle instances older than `isolation.reuse_idle_ms` (the
+    /// runtime's reaper calls this every second, so an idle instance does
+    /// not hold its pool slot until the next request happens to come).
+    pub fn reap(&self, isolation: &Isolation) -> usize {
+        let max_idle = Duration::from_millis(isolation.reuse_idle_ms);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let before = idle.len();
+        idle.retain(|i| i.since.elapsed() <= max_idle);
+        before - idle.len()
+    }
+
     /// Returns an instance after a clean request (dropped when it is worn
     /// out or the pool is full).
     pub fn put(&self, instance: Idle, isolation: &Isolation) {

@@ -29,6 +29,7 @@ use wasmtime::component::{HasData, Linker};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtxView};
 
 pub use host::DispatchBinding;
+pub use resources::FutureResponse;
 
 use super::BoxFuture;
 use super::http::InternalRoute;

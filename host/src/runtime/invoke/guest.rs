@@ -9,11 +9,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tokio::sync::OwnedSemaphorePermit;
+use crate::limits::admission::Permit;
 use wasmtime::component::Resource;
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap};
 use wasmtime_wasi_http::p2::bindings::Proxy;
-use wasmtime_wasi_http::p2::types::HostResponseOutparam;
+use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, HostResponseOutparam};
+
+use crate::capabilities::dispatcher::FutureResponse;
 
 use super::instance::GuestCall;
 use super::plan::Plan;
@@ -34,7 +36,7 @@ impl Runtime {
         &self,
         worker: Arc<Worker>,
         call: GuestCall,
-        permit: Option<OwnedSemaphorePermit>,
+        permit: Option<Permit>,
         plan: Plan,
         status_rx: tokio::sync::oneshot::Receiver<Option<u16>>,
     ) -> GuestRun {
@@ -247,10 +249,33 @@ fn return_to_pool(
         .table()
         .get(&Resource::<HostResponseOutparam>::new_own(outparam_rep))
         .is_err();
-    if result.is_ok() && responded && is_clean(&store) && !request_tripped.load(Ordering::Relaxed) {
+    // Nothing the request started may outlive it: an instance still waiting
+    // on a subrequest (or a dispatched call) is dropped, which cancels them.
+    let idle = !work_in_flight(store.data_mut().table());
+    if result.is_ok()
+        && responded
+        && idle
+        && is_clean(&store)
+        && !request_tripped.load(Ordering::Relaxed)
+    {
         let idle = Idle::new(store, proxy, stdout, stderr, served + 1);
         worker.pool.put(idle, &worker.isolation);
     }
+}
+
+/// Whether the instance's table still holds a pending subrequest or a
+/// pending dispatched call.
+fn work_in_flight(table: &mut wasmtime::component::ResourceTable) -> bool {
+    table.iter_mut().any(|entry| {
+        let entry: &dyn std::any::Any = entry;
+        matches!(
+            entry.downcast_ref::<HostFutureIncomingResponse>(),
+            Some(HostFutureIncomingResponse::Pending(_))
+        ) || matches!(
+            entry.downcast_ref::<FutureResponse>(),
+            Some(FutureResponse::Pending(_))
+        )
+    })
 }
 
 /// Whether the instance hit no limit during the request.

@@ -6,12 +6,12 @@ use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use wasmtime_wasi_http::WasiBody;
 
 use super::InvokeOptions;
 use crate::base::error::WorkerError;
+use crate::limits::admission::Permit;
 use crate::limits::body::{Direction, LimitedBody};
 use crate::limits::{Effective, HostLimits};
 use crate::runtime::Worker;
@@ -62,10 +62,7 @@ impl Plan {
 
     /// Takes a concurrency slot of the script, waiting in its queue at
     /// most until the deadline; `None` when limits are not enforced.
-    pub async fn admit(
-        &self,
-        worker: &Worker,
-    ) -> Result<Option<OwnedSemaphorePermit>, WorkerError> {
+    pub async fn admit(&self, worker: &Worker) -> Result<Option<Permit>, WorkerError> {
         if !self.enforce {
             return Ok(None);
         }
