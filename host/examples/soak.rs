@@ -250,13 +250,14 @@ async fn main() -> anyhow::Result<()> {
     let settle = Instant::now();
     let mut stats = serde_json::Value::Null;
     while settle.elapsed() < Duration::from_secs(10) {
-        stats = http
+        let reply: serde_json::Value = http
             .get(format!("http://{admin}/v1/runtime"))
             .bearer_auth("soak")
             .send()
             .await?
             .json()
             .await?;
+        stats = reply["result"].clone();
         if stats["pool"]["component_instances"] == 0 {
             break;
         }

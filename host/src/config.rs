@@ -35,6 +35,7 @@ pub struct Config {
 /// serves, and the one namespace its `dispatcher.get` can reach.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct DispatchConfig {
     /// Hostname patterns: `example.com` (exact) or `*.example.com` (any
     /// subdomain, one or more labels deep).
@@ -65,6 +66,13 @@ pub struct DispatchConfig {
     /// request of the user workers this entry dispatches to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound_worker: Option<PathBuf>,
+    /// Requests this entry's dispatch worker serves at once (each holds a
+    /// dispatch worker instance while its user workers run). Default:
+    /// `runtime.instances`, so the pool is the bound. Not capped by
+    /// `[limits] max_concurrency`, which is per tenant: a tenant waiting on
+    /// I/O then fills its own gate, never the platform's dispatch worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
     /// Warm reuse for a file-based dispatch worker, as a script's
     /// `settings.isolation`: `"fresh"` (default: a fresh instance per
     /// request) or `"reuse"`, tuned by the `reuse_*` keys beside it. The
@@ -132,6 +140,27 @@ pub enum DispatchWorkerSource {
 }
 
 impl DispatchConfig {
+    /// An entry serving `hostnames` with `worker` (a `.wasm` path or
+    /// `namespace/script`), bound to `namespace`; every other key at its
+    /// default. Set the public fields to change them.
+    pub fn new(hostnames: Vec<String>, worker: impl Into<String>, namespace: Name) -> Self {
+        Self {
+            hostnames,
+            worker: worker.into(),
+            namespace,
+            wall_ms: None,
+            cpu_ms: None,
+            memory_mb: None,
+            vars: Default::default(),
+            outbound_worker: None,
+            max_concurrency: None,
+            isolation: None,
+            reuse_max_requests: None,
+            reuse_idle_ms: None,
+            reuse_max_idle: None,
+        }
+    }
+
     /// The entry's isolation, combining `isolation` with the `reuse_*`
     /// keys beside it (which win over the same keys inside a table).
     /// `None` when the entry sets none of them.
@@ -431,6 +460,7 @@ impl Config {
                 ("wall_ms", entry.wall_ms),
                 ("cpu_ms", entry.cpu_ms),
                 ("memory_mb", entry.memory_mb),
+                ("max_concurrency", entry.max_concurrency.map(u64::from)),
             ] {
                 if value == Some(0) {
                     return Err(ConfigError::Invalid(format!(
@@ -658,6 +688,7 @@ mod tests {
             memory_mb: Some(1),
             vars: [("PLATFORM_DOMAIN".to_string(), "example.com".to_string())].into(),
             outbound_worker: Some("outbound.wasm".into()),
+            max_concurrency: Some(1),
             isolation: Some(IsolationConfig::Mode(
                 crate::base::isolation::IsolationMode::Reuse,
             )),

@@ -8,7 +8,7 @@ use std::process::Command;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::harness::{Berth, wasm, wasm_path};
+use crate::harness::{Berth, start_with_config, wasm, wasm_path};
 
 const ADMIN_TOKEN: &str = "platform-secret";
 
@@ -495,4 +495,51 @@ async fn a_dispatch_worker_with_warm_reuse_serves_many_customers_from_one_instan
         stderr.contains("dispatch[0].isolation applies only to .wasm file workers"),
         "{stderr}"
     );
+}
+
+/// A tenant whose requests merely wait (a clock pollable, no CPU) fills
+/// its own concurrency gate, not the dispatch worker's: another tenant
+/// behind the same dispatch worker is still served.
+#[tokio::test]
+async fn a_slow_tenant_cannot_take_every_dispatch_worker_slot() {
+    let dispatcher = wasm_path("dispatcher");
+    // No queue anywhere: a request that finds no free slot is refused at
+    // once, so "served" really means a slot was free.
+    let berth = start_with_config(&format!(
+        "[limits]\nmax_queue = 0\n\n[[dispatch]]\nhostnames = [\"*.platform.test\"]\n\
+         worker = \"{}\"\nnamespace = \"customers\"\n\
+         vars = {{ PLATFORM_DOMAIN = \"platform.test\", WALL_MS = \"60000\" }}\n",
+        dispatcher.display()
+    ));
+    berth.deploy("customers", "slow", wasm("tenant")).await;
+    berth.deploy("customers", "fast", wasm("tenant")).await;
+    let slow: Vec<_> = (0..80)
+        .map(|_| {
+            tokio::spawn(
+                berth
+                    .data_request(Method::GET, "slow.platform.test", "/sleep?ms=3000")
+                    .send(),
+            )
+        })
+        .collect();
+    // Wait until the slow tenant's gate (64, the default) is full: 64 user
+    // workers and their 64 dispatch worker instances are running.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let stats = berth.runtime_stats().await;
+        if stats["pool"]["component_instances"].as_u64() >= Some(128) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{stats}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let fast = berth.get("fast.platform.test", "/echo").await;
+    assert_eq!(fast.status, 200, "{}", fast.text());
+    let mut statuses = std::collections::BTreeMap::new();
+    for request in slow {
+        let status = request.await.unwrap().unwrap().status().as_u16();
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    // The slow tenant got its share (64) and nothing more.
+    assert_eq!(statuses.get(&200), Some(&64), "{statuses:?}");
 }

@@ -58,24 +58,18 @@ async fn embedded_host_serves_in_process_and_shuts_down_cleanly() {
     config.limits.cpu_ms = 5_000;
     // A dispatch worker with warm reuse: its cached instances hold a
     // dispatch binding, which must not keep the runtime alive.
-    config.dispatch.push(berth_host::DispatchConfig {
-        hostnames: vec!["*.platform.localhost".into()],
-        worker: wasm_path("dispatcher").display().to_string(),
-        namespace: Name::new("customers").unwrap(),
-        wall_ms: None,
-        cpu_ms: None,
-        memory_mb: None,
-        vars: [(
-            "PLATFORM_DOMAIN".to_owned(),
-            "platform.localhost".to_owned(),
-        )]
-        .into(),
-        outbound_worker: None,
-        isolation: Some(IsolationConfig::Mode(IsolationMode::Reuse)),
-        reuse_max_requests: None,
-        reuse_idle_ms: None,
-        reuse_max_idle: None,
-    });
+    let mut entry = berth_host::DispatchConfig::new(
+        vec!["*.platform.localhost".into()],
+        wasm_path("dispatcher").display().to_string(),
+        Name::new("customers").unwrap(),
+    );
+    entry.vars = [(
+        "PLATFORM_DOMAIN".to_owned(),
+        "platform.localhost".to_owned(),
+    )]
+    .into();
+    entry.isolation = Some(IsolationConfig::Mode(IsolationMode::Reuse));
+    config.dispatch.push(entry);
     let before = epoch_threads();
     let berth = Berth::builder(config)
         .admin_token("in-process")

@@ -178,6 +178,7 @@ where
         limits: entry.limits,
         request_id: Some(meta.id),
         hops: meta.hops,
+        gate: Some(entry.gate.clone()),
         dispatch: Some(binding),
         ..InvokeOptions::default()
     };

@@ -13,6 +13,7 @@ use crate::base::host_pattern::{HostPattern, Specificity, normalize_host};
 use crate::base::names::Name;
 use crate::capabilities::OutboundWorker;
 use crate::config::{DispatchConfig, DispatchWorkerSource};
+use crate::limits::Admission;
 use crate::limits::CallLimits;
 use crate::runtime::{Role, Runtime, Worker};
 
@@ -40,6 +41,9 @@ pub struct DispatchEntry {
     pub limits: CallLimits,
     /// The outbound worker for the user workers it dispatches to.
     pub outbound_worker: Option<OutboundWorker>,
+    /// The entry's own admission gate (`max_concurrency`): its dispatch
+    /// worker's requests take a slot here, not in a tenant-sized gate.
+    pub gate: Arc<Admission>,
 }
 
 impl DispatchEntry {
@@ -121,6 +125,7 @@ impl DispatchTable {
                     subrequests: None,
                 },
                 outbound_worker,
+                gate: Arc::new(runtime.dispatch_gate(config.max_concurrency)),
             });
         }
         Ok(Self { entries })

@@ -550,6 +550,16 @@ impl Runtime {
         gates.retain(|(ns, name, _), gate| !(matches(ns, name) && gate.is_idle()));
     }
 
+    /// The gate of a `[[dispatch]]` entry: `max_concurrency` slots (default
+    /// the instance pool's size), the host's queue bounds.
+    pub fn dispatch_gate(&self, max_concurrency: Option<u32>) -> Admission {
+        Admission::new(
+            max_concurrency.unwrap_or(self.instances_capacity),
+            self.limits.max_queue,
+            Duration::from_millis(self.limits.queue_timeout_ms),
+        )
+    }
+
     fn admission_for(&self, limits: &ScriptLimits) -> Admission {
         Admission::new(
             self.limits.concurrency(limits),

@@ -54,6 +54,9 @@ pub struct InvokeOptions {
     /// Hops the client request already made (see `routing::HOP_HEADER`);
     /// the guest's subrequests carry one more.
     pub hops: u32,
+    /// The gate to take a slot from instead of the worker's own (a
+    /// `[[dispatch]]` entry's).
+    pub gate: Option<std::sync::Arc<crate::limits::Admission>>,
 }
 
 impl From<CallOptions> for InvokeOptions {
@@ -66,6 +69,7 @@ impl From<CallOptions> for InvokeOptions {
             outbound_worker: call.outbound_worker,
             request_id: call.request_id,
             hops: call.hops,
+            gate: None,
         }
     }
 }
@@ -149,7 +153,9 @@ impl Runtime {
     {
         let plan = Plan::new(&self.limits, &worker, &options);
         plan.check_declared_body(request.headers())?;
-        let permit = plan.admit(&worker).await?;
+        let permit = plan
+            .admit(options.gate.as_deref().unwrap_or(&worker.admission))
+            .await?;
         let (request, request_tripped) = plan.cap_request(request);
         let instance = self.instance(&worker, &plan, options);
         let call = instance.start(request, request_tripped.clone())?;

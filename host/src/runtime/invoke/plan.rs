@@ -11,6 +11,7 @@ use wasmtime_wasi_http::WasiBody;
 
 use super::InvokeOptions;
 use crate::base::error::WorkerError;
+use crate::limits::Admission;
 use crate::limits::admission::Permit;
 use crate::limits::body::{Direction, LimitedBody};
 use crate::limits::{Effective, HostLimits};
@@ -60,13 +61,14 @@ impl Plan {
         Ok(())
     }
 
-    /// Takes a concurrency slot of the script, waiting in its queue at
-    /// most until the deadline; `None` when limits are not enforced.
-    pub async fn admit(&self, worker: &Worker) -> Result<Option<Permit>, WorkerError> {
+    /// Takes a concurrency slot of `gate` (the script's, or a dispatch
+    /// entry's), waiting in its queue at most until the deadline; `None`
+    /// when limits are not enforced.
+    pub async fn admit(&self, gate: &Admission) -> Result<Option<Permit>, WorkerError> {
         if !self.enforce {
             return Ok(None);
         }
-        tokio::time::timeout_at(self.deadline, worker.admission.admit())
+        tokio::time::timeout_at(self.deadline, gate.admit())
             .await
             .map_err(|_| WorkerError::WallLimit)?
             .map(Some)
