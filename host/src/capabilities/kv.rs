@@ -28,7 +28,7 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "berth:platform/kv-client",
-        imports: { default: trappable },
+        imports: { default: async | trappable },
         require_store_data_send: true,
         with: {
             "wasi:keyvalue/store.bucket": super::Bucket,
@@ -60,6 +60,8 @@ impl KvScope {
 /// The host side of a `bucket` resource.
 pub struct Bucket {
     scope: KvScope,
+    /// Where the last `list-keys` page ended: (cursor, last key).
+    last_page: Option<(u64, String)>,
 }
 
 /// The capability's per-instance state: the bucket this invocation may
@@ -109,97 +111,157 @@ fn check_key(key: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Runs store work on a blocking thread: a `set` flushes to disk, and an
+/// async worker thread must never wait for that (other requests run there).
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> wasmtime::Result<Result<T, Error>> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| wasmtime::Error::msg(format!("KV task failed: {e}")))
+}
+
 impl store::Host for KvView<'_> {
-    fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<Bucket>, Error>> {
+    async fn open(
+        &mut self,
+        identifier: String,
+    ) -> wasmtime::Result<Result<Resource<Bucket>, Error>> {
         let Some(scope) = self.state.scope.clone() else {
             return Ok(Err(Error::AccessDenied));
         };
         if identifier != "default" && !identifier.is_empty() {
             return Ok(Err(Error::NoSuchStore));
         }
-        Ok(Ok(self.table.push(Bucket { scope })?))
+        Ok(Ok(self.table.push(Bucket {
+            scope,
+            last_page: None,
+        })?))
     }
 }
 
 impl store::HostBucket for KvView<'_> {
-    fn get(
+    async fn get(
         &mut self,
         this: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
-        let s = &self.table.get(&this)?.scope;
-        Ok(check_key(&key)
-            .and_then(|()| s.store.kv_get(&s.namespace, &s.script, &key).map_err(other)))
+        let s = self.table.get(&this)?.scope.clone();
+        if let Err(e) = check_key(&key) {
+            return Ok(Err(e));
+        }
+        blocking(move || s.store.kv_get(&s.namespace, &s.script, &key).map_err(other)).await
     }
 
-    fn set(
+    async fn set(
         &mut self,
         this: Resource<Bucket>,
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let s = &self.table.get(&this)?.scope;
+        let s = self.table.get(&this)?.scope.clone();
         if value.len() > MAX_VALUE_BYTES {
             return Ok(Err(Error::Other(format!(
                 "value is {} bytes; the limit is {MAX_VALUE_BYTES}",
                 value.len()
             ))));
         }
-        Ok(check_key(&key).and_then(|()| {
+        if let Err(e) = check_key(&key) {
+            return Ok(Err(e));
+        }
+        blocking(move || {
             s.store
                 .kv_set(&s.namespace, &s.script, &key, &value)
                 .map_err(other)
-        }))
+        })
+        .await
     }
 
-    fn delete(
+    async fn delete(
         &mut self,
         this: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let s = &self.table.get(&this)?.scope;
-        Ok(check_key(&key).and_then(|()| {
+        let s = self.table.get(&this)?.scope.clone();
+        if let Err(e) = check_key(&key) {
+            return Ok(Err(e));
+        }
+        blocking(move || {
             s.store
                 .kv_delete(&s.namespace, &s.script, &key)
                 .map(|_| ())
                 .map_err(other)
-        }))
+        })
+        .await
     }
 
-    fn exists(
+    async fn exists(
         &mut self,
         this: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<bool, Error>> {
-        let s = &self.table.get(&this)?.scope;
-        Ok(check_key(&key).and_then(|()| {
+        let s = self.table.get(&this)?.scope.clone();
+        if let Err(e) = check_key(&key) {
+            return Ok(Err(e));
+        }
+        blocking(move || {
             s.store
                 .kv_get(&s.namespace, &s.script, &key)
                 .map(|v| v.is_some())
                 .map_err(other)
-        }))
+        })
+        .await
     }
 
-    fn list_keys(
+    async fn list_keys(
         &mut self,
         this: Resource<Bucket>,
         cursor: Option<u64>,
     ) -> wasmtime::Result<Result<KeyResponse, Error>> {
-        let s = &self.table.get(&this)?.scope;
-        // The cursor is the number of keys already returned.
-        let skip = cursor.unwrap_or(0) as usize;
-        let listed = s
-            .store
-            .kv_list(&s.namespace, &s.script, None, skip + PAGE)
-            .map_err(other);
-        Ok(listed.map(|(keys, more)| {
-            let page: Vec<String> = keys.into_iter().skip(skip).collect();
-            let cursor = more.then(|| (skip + page.len()) as u64);
-            KeyResponse { keys: page, cursor }
-        }))
+        let bucket = self.table.get(&this)?;
+        let s = bucket.scope.clone();
+        // The cursor is the number of keys already returned. The bucket
+        // remembers where its last page ended, so following the cursor
+        // resumes after that key instead of rescanning from the start.
+        let skip = cursor.unwrap_or(0);
+        let resume = match (&bucket.last_page, cursor) {
+            (_, None) => Some(None),
+            (Some((position, last)), Some(c)) if *position == c => Some(Some(last.clone())),
+            _ => None,
+        };
+        let listed = match resume {
+            Some(after) => {
+                blocking(move || {
+                    s.store
+                        .kv_list(&s.namespace, &s.script, after.as_deref(), PAGE)
+                        .map_err(other)
+                })
+                .await?
+            }
+            // A cursor this bucket did not hand out: bounded by the key
+            // quota, but a rescan.
+            None => {
+                let skip = skip as usize;
+                blocking(move || {
+                    s.store
+                        .kv_list(&s.namespace, &s.script, None, skip + PAGE)
+                        .map(|(keys, more)| (keys.into_iter().skip(skip).collect(), more))
+                        .map_err(other)
+                })
+                .await?
+            }
+        };
+        let (page, more): (Vec<String>, bool) = match listed {
+            Ok(listed) => listed,
+            Err(e) => return Ok(Err(e)),
+        };
+        let position = skip + page.len() as u64;
+        let bucket = self.table.get_mut(&this)?;
+        bucket.last_page = page.last().map(|last| (position, last.clone()));
+        let cursor = more.then_some(position);
+        Ok(Ok(KeyResponse { keys: page, cursor }))
     }
 
-    fn drop(&mut self, this: Resource<Bucket>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, this: Resource<Bucket>) -> wasmtime::Result<()> {
         self.table.delete(this)?;
         Ok(())
     }

@@ -715,14 +715,21 @@ impl KvStore for SledStore {
         limit: usize,
     ) -> StoreResult<(Vec<String>, bool)> {
         let prefix = kv_prefix(namespace, script);
+        // Start right after `after` (its successor is `after` + NUL), so a
+        // page costs its own keys, not a rescan of every earlier one.
+        let mut start = prefix.clone();
+        if let Some(after) = after {
+            start.extend_from_slice(after.as_bytes());
+            start.push(0);
+        }
         let mut keys = Vec::new();
         let mut more = false;
-        for entry in self.kv.scan_prefix(&prefix).keys() {
+        for entry in self.kv.range(start..).keys() {
             let key = entry?;
-            let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-            if after.is_some_and(|a| name.as_str() <= a) {
-                continue;
+            if !key.starts_with(&prefix) {
+                break;
             }
+            let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
             if keys.len() == limit {
                 more = true;
                 break;
@@ -804,6 +811,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
         (dir, store)
+    }
+
+    #[test]
+    fn kv_pages_resume_after_the_last_key_and_stay_in_their_bucket() {
+        let (_dir, store) = open();
+        let ns = name("ns");
+        store.create_namespace(&ns).unwrap();
+        let (a, b) = (name("a"), name("ab"));
+        // Keys that are prefixes of each other, and a neighbouring bucket.
+        let keys = ["k", "k\u{1}", "ka", "kb", "l", "z"];
+        for key in keys {
+            store.kv_set(&ns, &a, key, b"v").unwrap();
+        }
+        store.kv_set(&ns, &b, "k", b"other").unwrap();
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let (page, more) = store.kv_list(&ns, &a, after.as_deref(), 2).unwrap();
+            assert!(page.len() <= 2);
+            seen.extend(page.iter().cloned());
+            after = page.last().cloned();
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(seen, keys, "every key once, in order, none of the other bucket");
+        let (rest, more) = store.kv_list(&ns, &a, Some("z"), 10).unwrap();
+        assert!(rest.is_empty() && !more);
     }
 
     #[test]
