@@ -158,18 +158,68 @@ pub fn content_type(path: &str) -> &'static str {
     }
 }
 
-/// Serves `hit` with its content from `blobs`.
+/// Asset contents shared by every request that serves them: one `Bytes`
+/// per hash (responses clone the reference, never the content), least
+/// recently used first out once `budget` bytes are held. Files over an
+/// eighth of the budget are read for each request instead of evicting
+/// everything else.
+pub struct AssetCache {
+    budget: usize,
+    inner: std::sync::Mutex<(lru::LruCache<String, Bytes>, usize)>,
+}
+
+impl AssetCache {
+    /// A cache holding at most `budget` bytes of content.
+    pub fn new(budget: usize) -> Self {
+        Self {
+            budget,
+            inner: std::sync::Mutex::new((lru::LruCache::unbounded(), 0)),
+        }
+    }
+
+    /// The content of `sha256`, from the cache or from `blobs`.
+    pub fn get(&self, blobs: &dyn Blobs, sha256: &str) -> Result<Option<Bytes>, WorkerError> {
+        let lock = || self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(content) = lock().0.get(sha256) {
+            return Ok(Some(content.clone()));
+        }
+        let Some(content) = blobs
+            .blob(sha256)
+            .map_err(|e| WorkerError::Internal(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        let content = Bytes::from(content);
+        if content.len() <= self.budget / 8 {
+            let mut guard = lock();
+            let (cache, held) = &mut *guard;
+            if let Some(old) = cache.put(sha256.to_owned(), content.clone()) {
+                *held -= old.len();
+            }
+            *held += content.len();
+            while *held > self.budget {
+                match cache.pop_lru() {
+                    Some((_, evicted)) => *held -= evicted.len(),
+                    None => break,
+                }
+            }
+        }
+        Ok(Some(content))
+    }
+}
+
+/// Serves `hit` with its content from `cache` (or `blobs`).
 pub fn serve(
+    cache: &AssetCache,
     blobs: &dyn Blobs,
     hit: &Hit,
     method: &Method,
     if_none_match: Option<&HeaderValue>,
 ) -> Result<Response<HyperOutgoingBody>, WorkerError> {
-    let content = blobs
-        .blob(&hit.entry.sha256)
-        .map_err(|e| WorkerError::Internal(e.to_string()))?
+    let content = cache
+        .get(blobs, &hit.entry.sha256)?
         .ok_or_else(|| WorkerError::Internal(format!("asset {} content is missing", hit.path)))?;
-    Ok(respond(hit, method, if_none_match, Bytes::from(content)))
+    Ok(respond(hit, method, if_none_match, content))
 }
 
 /// Builds the response for `hit` given the request's method and
@@ -316,6 +366,52 @@ mod tests {
         let exact = config("none", "none");
         assert_eq!(find(&m, &exact, "/about").unwrap(), None);
         assert!(find(&m, &exact, "/app.js").unwrap().is_some());
+    }
+
+    #[test]
+    fn cached_assets_are_shared_not_copied_and_bounded() {
+        struct One(Vec<u8>);
+        impl Blobs for One {
+            fn script_content(
+                &self,
+                _: &crate::base::names::Name,
+                _: &crate::base::names::Name,
+            ) -> crate::store::StoreResult<Option<Vec<u8>>> {
+                Ok(None)
+            }
+            fn put_assets(
+                &self,
+                _: &crate::base::names::Name,
+                _: &crate::base::names::Name,
+                _: BTreeMap<String, AssetEntry>,
+                _: BTreeMap<String, Vec<u8>>,
+            ) -> crate::store::StoreResult<Option<crate::store::ScriptRecord>> {
+                Ok(None)
+            }
+            fn blob(&self, sha256: &str) -> crate::store::StoreResult<Option<Vec<u8>>> {
+                Ok((sha256 != "missing").then(|| self.0.clone()))
+            }
+            fn get_artifact(&self, _: &str, _: &str) -> crate::store::StoreResult<Option<Vec<u8>>> {
+                Ok(None)
+            }
+            fn put_artifact(&self, _: &str, _: &str, _: &[u8]) -> crate::store::StoreResult<()> {
+                Ok(())
+            }
+        }
+        let blobs = One(vec![b'x'; 100]);
+        let cache = AssetCache::new(1000);
+        let a = cache.get(&blobs, "a").unwrap().unwrap();
+        let again = cache.get(&blobs, "a").unwrap().unwrap();
+        assert_eq!(a.as_ptr(), again.as_ptr(), "one copy, shared");
+        assert!(cache.get(&blobs, "missing").unwrap().is_none());
+        // Past the budget the least recently used content goes.
+        for i in 0..20 {
+            cache.get(&blobs, &format!("f{i}")).unwrap();
+        }
+        let held = cache.inner.lock().unwrap().1;
+        assert!(held <= 1000, "{held}");
+        let fresh = cache.get(&blobs, "a").unwrap().unwrap();
+        assert_ne!(fresh.as_ptr(), a.as_ptr(), "evicted and read again");
     }
 
     #[test]

@@ -279,3 +279,40 @@ async fn a_manifest_names_only_content_its_own_namespace_uploaded() {
     let own = upload_to(&berth, "other", "thief", stolen, &[private]).await;
     assert_eq!(own.status, 200, "{}", own.text());
 }
+
+#[tokio::test]
+async fn assets_count_against_the_scripts_concurrency() {
+    let berth = crate::harness::start_with_config("[limits]\nmax_queue = 0\n");
+    let reply = berth
+        .upload_with_metadata(
+            "default",
+            "site",
+            wasm("tenant"),
+            json!({"limits": {"max_concurrency": 1}}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let reply = upload(&berth, "site", &[("/index.html", INDEX)], true).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    // A worker request holds the script's only slot…
+    let slow = tokio::spawn(
+        berth
+            .data_request(Method::GET, "site.localhost", "/sleep?ms=3000")
+            .send(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while berth.runtime_stats().await["pool"]["component_instances"].as_u64() < Some(1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow request never ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // …so an asset of the same script waits its turn like any request.
+    let refused = berth.get("site.localhost", "/").await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.error_code().as_deref(), Some("overloaded"));
+    assert_eq!(slow.await.unwrap().unwrap().status(), 200);
+    let served = berth.get("site.localhost", "/").await;
+    assert_eq!((served.status, served.body.as_slice()), (200, INDEX));
+}

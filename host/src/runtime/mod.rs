@@ -178,7 +178,11 @@ pub struct Runtime {
     ticker: std::sync::Mutex<Option<EpochTicker>>,
     closed: std::sync::atomic::AtomicBool,
     gates: std::sync::Mutex<std::collections::HashMap<(Name, Name, Role), Arc<Admission>>>,
+    assets: crate::assets::AssetCache,
 }
+
+/// Bytes of static asset content kept in memory, shared by all scripts.
+const ASSET_CACHE_BYTES: usize = 64 << 20;
 
 impl Runtime {
     /// Builds the engine, linker and ticker.
@@ -214,6 +218,7 @@ impl Runtime {
             ticker: std::sync::Mutex::new(Some(ticker)),
             closed: Default::default(),
             gates: Default::default(),
+            assets: crate::assets::AssetCache::new(ASSET_CACHE_BYTES),
         })
     }
 

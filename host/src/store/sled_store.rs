@@ -836,7 +836,10 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(seen, keys, "every key once, in order, none of the other bucket");
+        assert_eq!(
+            seen, keys,
+            "every key once, in order, none of the other bucket"
+        );
         let (rest, more) = store.kv_list(&ns, &a, Some("z"), 10).unwrap();
         assert!(rest.is_empty() && !more);
     }

@@ -109,44 +109,31 @@ fn parse_part(part: &str) -> Option<u64> {
 
 /// The canonical IPv4 address inside an IPv6 one, if any (mapped
 /// `::ffff:a.b.c.d`, compatible `::a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`).
+/// The IPv4 address in the last 32 bits of an IPv6 address's segments.
+fn low_v4(s: &[u16; 8]) -> Ipv4Addr {
+    let [a, b] = s[6].to_be_bytes();
+    let [c, d] = s[7].to_be_bytes();
+    Ipv4Addr::new(a, b, c, d)
+}
+
 fn embedded_v4(ip: &Ipv6Addr) -> Option<Ipv4Addr> {
     if let Some(v4) = ip.to_ipv4_mapped() {
         return Some(v4);
     }
     let s = ip.segments();
     if s[..6] == [0, 0, 0, 0, 0, 0] && (s[6] != 0 || s[7] > 1) {
-        return Some(Ipv4Addr::new(
-            (s[6] >> 8) as u8,
-            s[6] as u8,
-            (s[7] >> 8) as u8,
-            s[7] as u8,
-        ));
+        return Some(low_v4(&s));
     }
     // SIIT "IPv4-translated" addresses ::ffff:0:a.b.c.d (RFC 2765).
     if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
-        return Some(Ipv4Addr::new(
-            (s[6] >> 8) as u8,
-            s[6] as u8,
-            (s[7] >> 8) as u8,
-            s[7] as u8,
-        ));
+        return Some(low_v4(&s));
     }
     // ISATAP interface identifiers (…:0:5efe:a.b.c.d, …:200:5efe:a.b.c.d).
     if s[4] & 0xfdff == 0 && s[5] == 0x5efe {
-        return Some(Ipv4Addr::new(
-            (s[6] >> 8) as u8,
-            s[6] as u8,
-            (s[7] >> 8) as u8,
-            s[7] as u8,
-        ));
+        return Some(low_v4(&s));
     }
     if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        return Some(Ipv4Addr::new(
-            (s[6] >> 8) as u8,
-            s[6] as u8,
-            (s[7] >> 8) as u8,
-            s[7] as u8,
-        ));
+        return Some(low_v4(&s));
     }
     None
 }

@@ -96,18 +96,26 @@ impl Runtime {
         let hit = crate::assets::find(&worker.assets, &worker.asset_config, request.uri().path())
             .map_err(|e| WorkerError::BadRequest(e.0))?;
         let if_none_match = request.headers().get(http::header::IF_NONE_MATCH).cloned();
-        let blobs = self.store.as_ref();
+        let asset = |hit: crate::assets::Hit, worker: Arc<Worker>| async move {
+            // Assets count against the script's concurrency like its worker.
+            let _permit = match self.limits.enforce {
+                true => Some(worker.admission.admit().await?),
+                false => None,
+            };
+            let blobs = self.store.as_ref();
+            crate::assets::serve(&self.assets, blobs, &hit, &method, if_none_match.as_ref())
+        };
         if worker.asset_config.run_worker_first {
-            let response = self.invoke(worker, request, options).await?;
+            let response = self.invoke(worker.clone(), request, options).await?;
             return match hit {
                 Some(hit) if response.status() == http::StatusCode::NOT_FOUND => {
-                    crate::assets::serve(blobs, &hit, &method, if_none_match.as_ref())
+                    asset(hit, worker).await
                 }
                 _ => Ok(response),
             };
         }
         match hit {
-            Some(hit) => crate::assets::serve(blobs, &hit, &method, if_none_match.as_ref()),
+            Some(hit) => asset(hit, worker).await,
             None => self.invoke(worker, request, options).await,
         }
     }
