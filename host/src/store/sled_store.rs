@@ -188,16 +188,14 @@ impl SledStore {
     }
 
     /// Removes every KV entry of a script (its bucket dies with it).
-    fn clear_kv(&self, namespace: &Name, script: &Name) -> StoreResult<()> {
-        let keys: Vec<sled::IVec> = self
+    /// Every KV key under `prefix` (a script's bucket, or a namespace's
+    /// `ns/`), read under the write lock before a deleting transaction.
+    fn kv_keys_under(&self, prefix: &[u8]) -> StoreResult<Vec<sled::IVec>> {
+        Ok(self
             .kv
-            .scan_prefix(kv_prefix(namespace, script))
+            .scan_prefix(prefix)
             .keys()
-            .collect::<Result<_, _>>()?;
-        for key in keys {
-            self.kv.remove(key)?;
-        }
-        Ok(())
+            .collect::<Result<_, _>>()?)
     }
 
     /// Removes artifacts whose content is no longer stored.
@@ -296,13 +294,22 @@ impl Catalog for SledStore {
                 scripts: keys.len(),
             });
         }
+        // Every KV key of the namespace's scripts goes in the same
+        // transaction: a crash can never leave a bucket that a script
+        // re-created under the same name would inherit. (KV writes take
+        // the same lock, so the list is complete.)
+        let kv_keys = self.kv_keys_under(format!("{name}/").as_bytes())?;
         let (deleted, released) = (
             &self.namespaces,
             &self.scripts,
             &self.blobs,
             &self.blob_refs,
+            &self.kv,
         )
-            .transaction(|(namespaces, scripts, blobs, refs)| {
+            .transaction(|(namespaces, scripts, blobs, refs, kv)| {
+                for key in &kv_keys {
+                    kv.remove(key)?;
+                }
                 let mut deleted = Vec::new();
                 let mut released = Vec::new();
                 for key in &keys {
@@ -323,9 +330,6 @@ impl Catalog for SledStore {
                 Ok((deleted, released))
             })?;
         self.remove_artifacts_of(&released)?;
-        for script in &deleted {
-            self.clear_kv(name, script)?;
-        }
         // Its hostname mappings go too, so a namespace re-created under the
         // same name starts clean.
         let keys: Vec<sled::IVec> = self
@@ -501,11 +505,16 @@ impl Catalog for SledStore {
     fn delete_script(&self, namespace: &Name, name: &Name) -> StoreResult<bool> {
         let _guard = self.lock();
         let key = script_key(namespace, name);
-        let released = (&self.scripts, &self.blobs, &self.blob_refs).transaction(
-            |(scripts, blobs, refs)| {
+        // Its bucket goes in the same transaction (see delete_namespace).
+        let kv_keys = self.kv_keys_under(&kv_prefix(namespace, name))?;
+        let released = (&self.scripts, &self.blobs, &self.blob_refs, &self.kv).transaction(
+            |(scripts, blobs, refs, kv)| {
                 let Some(bytes) = scripts.remove(key.as_bytes())? else {
                     return Ok(None);
                 };
+                for key in &kv_keys {
+                    kv.remove(key)?;
+                }
                 let record: ScriptRecord =
                     decode(key.as_bytes(), &bytes).map_err(ConflictableTransactionError::Abort)?;
                 for asset in record.assets.values() {
@@ -518,7 +527,6 @@ impl Catalog for SledStore {
         let Some(released) = released else {
             return Ok(false);
         };
-        self.clear_kv(namespace, name)?;
         self.remove_artifacts_of(released.as_slice())?;
         self.flush()?;
         Ok(true)
@@ -693,6 +701,8 @@ impl KvStore for SledStore {
     }
 
     fn kv_set(&self, namespace: &Name, script: &Name, key: &str, value: &[u8]) -> StoreResult<()> {
+        // Under the write lock, so a deletion's key list is complete.
+        let _guard = self.lock();
         let mut k = kv_prefix(namespace, script);
         k.extend_from_slice(key.as_bytes());
         self.kv.insert(k, value)?;
@@ -700,6 +710,7 @@ impl KvStore for SledStore {
     }
 
     fn kv_delete(&self, namespace: &Name, script: &Name, key: &str) -> StoreResult<bool> {
+        let _guard = self.lock();
         let mut k = kv_prefix(namespace, script);
         k.extend_from_slice(key.as_bytes());
         let removed = self.kv.remove(k)?.is_some();
@@ -811,6 +822,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
         (dir, store)
+    }
+
+    #[test]
+    fn deleting_a_script_or_namespace_takes_its_buckets_along() {
+        let (_dir, store) = open();
+        let ns = name("ns");
+        store.create_namespace(&ns).unwrap();
+        for app in ["app", "other"] {
+            store.put_script(&ns, &name(app), script(b"\0asm")).unwrap();
+            store.kv_set(&ns, &name(app), "k", b"v").unwrap();
+        }
+        assert!(store.delete_script(&ns, &name("app")).unwrap());
+        assert_eq!(store.kv_get(&ns, &name("app"), "k").unwrap(), None);
+        assert!(store.kv_get(&ns, &name("other"), "k").unwrap().is_some());
+        // Re-created under the same name: an empty bucket.
+        store
+            .put_script(&ns, &name("app"), script(b"\0asm"))
+            .unwrap();
+        assert_eq!(
+            store.kv_list(&ns, &name("app"), None, 10).unwrap().0.len(),
+            0
+        );
+        store.delete_namespace(&ns, true).unwrap();
+        store.create_namespace(&ns).unwrap();
+        store
+            .put_script(&ns, &name("other"), script(b"\0asm"))
+            .unwrap();
+        assert_eq!(store.kv_get(&ns, &name("other"), "k").unwrap(), None);
     }
 
     #[test]
