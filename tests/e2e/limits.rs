@@ -640,3 +640,27 @@ async fn idle_warm_instances_are_reaped_on_a_timer() {
         bad.text()
     );
 }
+
+#[tokio::test]
+async fn a_kv_bucket_holds_no_more_than_its_quota() {
+    let berth = Berth::start();
+    deploy_limited(&berth, "kvq", json!({"kv_max_keys": 2, "kv_max_mb": 1})).await;
+    let berth = &berth;
+    let kv = |path: &'static str| async move { berth.get("kvq.localhost", path).await.text() };
+    assert_eq!(kv("/kv/set?key=a&value=1").await, "ok");
+    assert_eq!(kv("/kv/set?key=b&value=2").await, "ok");
+    // The third key is refused inside the guest (its request still answers).
+    let third = kv("/kv/set?key=c&value=3").await;
+    assert!(
+        third.starts_with("error:") && third.contains("kv-limit"),
+        "{third}"
+    );
+    assert_eq!(kv("/kv/get?key=c").await, "(none)");
+    // Bytes: a 1 MiB bucket cannot take a value near 1 MiB next to others…
+    assert_eq!(kv("/kv/delete?key=b").await, "ok");
+    let big = kv("/kv/big?kb=1024").await;
+    assert!(big.contains("kv-limit"), "{big}");
+    // …and a freed key makes room again.
+    assert_eq!(kv("/kv/set?key=c&value=3").await, "ok");
+    assert_eq!(kv("/kv/keys").await, "a,c");
+}

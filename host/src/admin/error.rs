@@ -95,6 +95,7 @@ impl ApiError {
                 StoreError::NamespaceExists(_) => (S::CONFLICT, "namespace_exists"),
                 StoreError::NamespaceNotEmpty { .. } => (S::CONFLICT, "namespace_not_empty"),
                 StoreError::MissingAssets(_) => (S::BAD_REQUEST, "missing_assets"),
+                StoreError::KvQuota(_) => (S::INSUFFICIENT_STORAGE, "kv_limit"),
                 StoreError::Corrupt { .. } | StoreError::Backend(_) => {
                     (S::INTERNAL_SERVER_ERROR, "storage_error")
                 }

@@ -71,6 +71,12 @@ pub struct ScriptLimits {
     /// Requests of this script running at once.
     #[serde(default)]
     pub max_concurrency: Option<u32>,
+    /// Keys in the script's KV bucket.
+    #[serde(default)]
+    pub kv_max_keys: Option<u64>,
+    /// Bytes (keys and values) in the script's KV bucket, MiB.
+    #[serde(default)]
+    pub kv_max_mb: Option<u64>,
 }
 
 impl ScriptLimits {
@@ -83,6 +89,8 @@ impl ScriptLimits {
             ("max_request_body_mb", self.max_request_body_mb),
             ("max_response_body_mb", self.max_response_body_mb),
             ("max_concurrency", self.max_concurrency.map(u64::from)),
+            ("kv_max_keys", self.kv_max_keys),
+            ("kv_max_mb", self.kv_max_mb),
         ];
         for (key, value) in values {
             if value == Some(0) {
@@ -132,6 +140,19 @@ pub struct HostLimits {
     /// (for measuring their cost, or a trusted single tenant). The wall-clock
     /// deadline, memory cap and epoch yields stay. Never for hostile code.
     pub enforce: bool,
+    /// Keys one script's KV bucket may hold.
+    pub kv_max_keys: u64,
+    /// Bytes (keys and values) one script's KV bucket may hold, MiB.
+    pub kv_max_mb: u64,
+}
+
+/// What a script's KV bucket may hold, all levels combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvQuota {
+    /// Keys.
+    pub max_keys: u64,
+    /// Bytes of keys and values.
+    pub max_bytes: u64,
 }
 
 impl Default for HostLimits {
@@ -147,6 +168,8 @@ impl Default for HostLimits {
             max_queue: 256,
             queue_timeout_ms: 5_000,
             enforce: true,
+            kv_max_keys: 10_000,
+            kv_max_mb: 64,
         }
     }
 }
@@ -185,6 +208,15 @@ impl HostLimits {
                 .map_or(self.subrequests, |v| v.min(self.subrequests)),
             max_request_body: min(self.max_request_body_mb, script.max_request_body_mb) * MIB,
             max_response_body: min(self.max_response_body_mb, script.max_response_body_mb) * MIB,
+        }
+    }
+
+    /// The KV quota of a script: the host's, tightened by the script's.
+    pub fn kv_quota(&self, script: &ScriptLimits) -> KvQuota {
+        let min = |host: u64, other: Option<u64>| other.map_or(host, |v| v.min(host));
+        KvQuota {
+            max_keys: min(self.kv_max_keys, script.kv_max_keys),
+            max_bytes: min(self.kv_max_mb, script.kv_max_mb) * MIB,
         }
     }
 

@@ -5,7 +5,9 @@
 //! identifier is `no-such-store`, so a script can name no bucket but its
 //! own. Keys are at most [`MAX_KEY_BYTES`] and values at most
 //! [`MAX_VALUE_BYTES`]; a bigger write fails with an `other` error naming
-//! the limit. `set` is durable when it returns. The admin API lists, reads
+//! the limit. `set` is durable when it returns. A bucket holds at most
+//! `limits.kv_max_keys` keys and `limits.kv_max_mb` of keys and values; a
+//! write past either fails inside the guest with `other("kv-limit: …")`. The admin API lists, reads
 //! and deletes keys (`…/scripts/{name}/kv`); deleting a script deletes its
 //! bucket.
 
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::base::names::Name;
-use crate::store::KvStore;
+use crate::store::{KvQuota, KvStore};
 
 /// Longest key, bytes.
 pub const MAX_KEY_BYTES: usize = 512;
@@ -38,19 +40,21 @@ mod bindings {
 
 use bindings::wasi::keyvalue::store::{self, Error, KeyResponse};
 
-/// Which bucket an invocation may open.
+/// Which bucket an invocation may open, and what it may hold.
 #[derive(Clone)]
 pub struct KvScope {
     store: Arc<dyn KvStore>,
+    quota: KvQuota,
     namespace: Name,
     script: Name,
 }
 
 impl KvScope {
     /// The bucket of `namespace/script`.
-    pub fn new(store: Arc<dyn KvStore>, namespace: Name, script: Name) -> Self {
+    pub fn new(store: Arc<dyn KvStore>, namespace: Name, script: Name, quota: KvQuota) -> Self {
         Self {
             store,
+            quota,
             namespace,
             script,
         }
@@ -170,7 +174,7 @@ impl store::HostBucket for KvView<'_> {
         }
         blocking(move || {
             s.store
-                .kv_set(&s.namespace, &s.script, &key, &value)
+                .kv_set(&s.namespace, &s.script, &key, &value, s.quota)
                 .map_err(other)
         })
         .await

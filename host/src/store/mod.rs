@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 
 use crate::base::Invalid;
 use crate::base::host_pattern::normalize_host;
+pub use crate::base::limits::KvQuota;
 use crate::base::names::Name;
 pub use crate::base::records::{
     AssetConfig, AssetEntry, NamespaceRecord, NewScript, ScriptRecord, now_ms, rfc3339,
@@ -57,6 +58,9 @@ pub enum StoreError {
     /// An asset manifest names content that was neither uploaded nor stored.
     #[error("asset content missing for sha256 {0:?}; upload these files")]
     MissingAssets(Vec<String>),
+    /// A KV write would take a bucket past its quota.
+    #[error("kv-limit: {0}")]
+    KvQuota(String),
     /// The storage engine failed.
     #[error("storage error: {0}")]
     Backend(String),
@@ -176,8 +180,17 @@ pub trait Hostnames: Send + Sync + 'static {
 pub trait KvStore: Send + Sync + 'static {
     /// A value of a script's key-value bucket.
     fn kv_get(&self, namespace: &Name, script: &Name, key: &str) -> StoreResult<Option<Vec<u8>>>;
-    /// Sets a value in a script's bucket (durable when this returns).
-    fn kv_set(&self, namespace: &Name, script: &Name, key: &str, value: &[u8]) -> StoreResult<()>;
+    /// Sets a value in a script's bucket (durable when this returns),
+    /// refused with [`StoreError::KvQuota`] when the bucket would hold more
+    /// than `quota` (keys, or bytes of keys and values).
+    fn kv_set(
+        &self,
+        namespace: &Name,
+        script: &Name,
+        key: &str,
+        value: &[u8],
+        quota: KvQuota,
+    ) -> StoreResult<()>;
     /// Removes a key; `false` if there was none.
     fn kv_delete(&self, namespace: &Name, script: &Name, key: &str) -> StoreResult<bool>;
     /// Up to `limit` keys after `after` (exclusive), in order, and whether

@@ -22,6 +22,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 use std::collections::BTreeMap;
 
+use super::KvQuota;
 use super::seal::Sealer;
 use super::{
     AssetEntry, Blobs, Catalog, Hostnames, KvStore, NamespaceRecord, NewScript, ScriptRecord,
@@ -40,9 +41,40 @@ pub struct SledStore {
     artifacts: sled::Tree,
     hostnames: sled::Tree,
     kv: sled::Tree,
+    kv_usage: sled::Tree,
     asset_owners: sled::Tree,
     write_lock: Mutex<()>,
     sealer: Option<Sealer>,
+}
+
+/// Keys and bytes (keys + values) a bucket holds: kept beside it in the
+/// `kv_usage` tree, updated in the same transaction as every write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct KvUsage {
+    keys: u64,
+    bytes: u64,
+}
+
+impl KvUsage {
+    fn encode(self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.keys.to_be_bytes());
+        out[8..].copy_from_slice(&self.bytes.to_be_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Self {
+        let word = |i: usize| {
+            bytes
+                .get(i..i + 8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map_or(0, u64::from_be_bytes)
+        };
+        Self {
+            keys: word(0),
+            bytes: word(8),
+        }
+    }
 }
 
 /// Key of an asset-ownership mark: `ns\0sha256` — the namespace uploaded
@@ -152,6 +184,7 @@ impl SledStore {
             artifacts: db.open_tree("artifacts")?,
             hostnames: db.open_tree("hostnames")?,
             kv: db.open_tree("kv")?,
+            kv_usage: db.open_tree("kv_usage")?,
             asset_owners: db.open_tree("asset_owners")?,
             db,
             write_lock: Mutex::new(()),
@@ -188,6 +221,21 @@ impl SledStore {
     }
 
     /// Removes every KV entry of a script (its bucket dies with it).
+    /// A bucket's usage record; computed from the bucket once when a store
+    /// written before quotas existed has none.
+    fn kv_usage_of(&self, prefix: &[u8]) -> StoreResult<KvUsage> {
+        if let Some(bytes) = self.kv_usage.get(prefix)? {
+            return Ok(KvUsage::decode(&bytes));
+        }
+        let mut usage = KvUsage::default();
+        for entry in self.kv.scan_prefix(prefix) {
+            let (k, v) = entry?;
+            usage.keys += 1;
+            usage.bytes += (k.len() - prefix.len() + v.len()) as u64;
+        }
+        Ok(usage)
+    }
+
     /// Every KV key under `prefix` (a script's bucket, or a namespace's
     /// `ns/`), read under the write lock before a deleting transaction.
     fn kv_keys_under(&self, prefix: &[u8]) -> StoreResult<Vec<sled::IVec>> {
@@ -299,16 +347,25 @@ impl Catalog for SledStore {
         // re-created under the same name would inherit. (KV writes take
         // the same lock, so the list is complete.)
         let kv_keys = self.kv_keys_under(format!("{name}/").as_bytes())?;
+        let usage_keys: Vec<sled::IVec> = self
+            .kv_usage
+            .scan_prefix(format!("{name}/").as_bytes())
+            .keys()
+            .collect::<Result<_, _>>()?;
         let (deleted, released) = (
             &self.namespaces,
             &self.scripts,
             &self.blobs,
             &self.blob_refs,
             &self.kv,
+            &self.kv_usage,
         )
-            .transaction(|(namespaces, scripts, blobs, refs, kv)| {
+            .transaction(|(namespaces, scripts, blobs, refs, kv, kv_usage)| {
                 for key in &kv_keys {
                     kv.remove(key)?;
+                }
+                for key in &usage_keys {
+                    kv_usage.remove(key)?;
                 }
                 let mut deleted = Vec::new();
                 let mut released = Vec::new();
@@ -506,15 +563,23 @@ impl Catalog for SledStore {
         let _guard = self.lock();
         let key = script_key(namespace, name);
         // Its bucket goes in the same transaction (see delete_namespace).
-        let kv_keys = self.kv_keys_under(&kv_prefix(namespace, name))?;
-        let released = (&self.scripts, &self.blobs, &self.blob_refs, &self.kv).transaction(
-            |(scripts, blobs, refs, kv)| {
+        let prefix = kv_prefix(namespace, name);
+        let kv_keys = self.kv_keys_under(&prefix)?;
+        let released = (
+            &self.scripts,
+            &self.blobs,
+            &self.blob_refs,
+            &self.kv,
+            &self.kv_usage,
+        )
+            .transaction(|(scripts, blobs, refs, kv, kv_usage)| {
                 let Some(bytes) = scripts.remove(key.as_bytes())? else {
                     return Ok(None);
                 };
                 for key in &kv_keys {
                     kv.remove(key)?;
                 }
+                kv_usage.remove(prefix.as_slice())?;
                 let record: ScriptRecord =
                     decode(key.as_bytes(), &bytes).map_err(ConflictableTransactionError::Abort)?;
                 for asset in record.assets.values() {
@@ -522,8 +587,7 @@ impl Catalog for SledStore {
                 }
                 let gone = release_blob(blobs, refs, &record.sha256)?;
                 Ok(Some(gone.then_some(record.sha256)))
-            },
-        )?;
+            })?;
         let Some(released) = released else {
             return Ok(false);
         };
@@ -700,20 +764,66 @@ impl KvStore for SledStore {
         Ok(self.kv.get(k)?.map(|v| v.to_vec()))
     }
 
-    fn kv_set(&self, namespace: &Name, script: &Name, key: &str, value: &[u8]) -> StoreResult<()> {
-        // Under the write lock, so a deletion's key list is complete.
+    fn kv_set(
+        &self,
+        namespace: &Name,
+        script: &Name,
+        key: &str,
+        value: &[u8],
+        quota: KvQuota,
+    ) -> StoreResult<()> {
+        // Under the write lock, so a deletion's key list is complete and
+        // the usage record cannot race.
         let _guard = self.lock();
-        let mut k = kv_prefix(namespace, script);
+        let prefix = kv_prefix(namespace, script);
+        let usage = self.kv_usage_of(&prefix)?;
+        let mut k = prefix.clone();
         k.extend_from_slice(key.as_bytes());
-        self.kv.insert(k, value)?;
+        (&self.kv, &self.kv_usage).transaction(|(kv, usage_tree)| {
+            let old = kv.get(&k)?;
+            let mut next = usage;
+            match &old {
+                Some(old) => next.bytes -= (key.len() + old.len()) as u64,
+                None => next.keys += 1,
+            }
+            next.bytes += (key.len() + value.len()) as u64;
+            if next.keys > quota.max_keys {
+                return abort(StoreError::KvQuota(format!(
+                    "the bucket may hold {} keys",
+                    quota.max_keys
+                )));
+            }
+            // Growing past the byte quota is refused; shrinking never is.
+            if next.bytes > quota.max_bytes && next.bytes > usage.bytes {
+                return abort(StoreError::KvQuota(format!(
+                    "the bucket may hold {} bytes of keys and values; this write would make it {}",
+                    quota.max_bytes, next.bytes
+                )));
+            }
+            kv.insert(k.as_slice(), value)?;
+            usage_tree.insert(prefix.as_slice(), next.encode().as_slice())?;
+            Ok(())
+        })?;
         self.flush()
     }
 
     fn kv_delete(&self, namespace: &Name, script: &Name, key: &str) -> StoreResult<bool> {
         let _guard = self.lock();
-        let mut k = kv_prefix(namespace, script);
+        let prefix = kv_prefix(namespace, script);
+        let usage = self.kv_usage_of(&prefix)?;
+        let mut k = prefix.clone();
         k.extend_from_slice(key.as_bytes());
-        let removed = self.kv.remove(k)?.is_some();
+        let removed = (&self.kv, &self.kv_usage).transaction(|(kv, usage_tree)| {
+            let Some(old) = kv.remove(k.as_slice())? else {
+                return Ok(false);
+            };
+            let next = KvUsage {
+                keys: usage.keys.saturating_sub(1),
+                bytes: usage.bytes.saturating_sub((key.len() + old.len()) as u64),
+            };
+            usage_tree.insert(prefix.as_slice(), next.encode().as_slice())?;
+            Ok(true)
+        })?;
         self.flush()?;
         Ok(removed)
     }
@@ -824,6 +934,46 @@ mod tests {
         (dir, store)
     }
 
+    const ROOMY: KvQuota = KvQuota {
+        max_keys: 1000,
+        max_bytes: 1 << 20,
+    };
+
+    #[test]
+    fn kv_quotas_count_keys_and_bytes_and_free_them_on_delete() {
+        let (_dir, store) = open();
+        let ns = name("ns");
+        let app = name("app");
+        store.create_namespace(&ns).unwrap();
+        let quota = KvQuota {
+            max_keys: 2,
+            max_bytes: 100,
+        };
+        store.kv_set(&ns, &app, "a", &[0; 40], quota).unwrap();
+        store.kv_set(&ns, &app, "b", &[0; 40], quota).unwrap();
+        let err = store.kv_set(&ns, &app, "c", b"x", quota).unwrap_err();
+        assert!(matches!(err, StoreError::KvQuota(_)), "{err}");
+        assert!(err.to_string().starts_with("kv-limit: "), "{err}");
+        // Overwrites count the new value, not both.
+        store.kv_set(&ns, &app, "a", &[1; 50], quota).unwrap();
+        let err = store.kv_set(&ns, &app, "a", &[1; 60], quota).unwrap_err();
+        assert!(err.to_string().contains("100 bytes"), "{err}");
+        assert_eq!(
+            store.kv_get(&ns, &app, "a").unwrap(),
+            Some(vec![1; 50]),
+            "refused writes change nothing"
+        );
+        // Shrinking is always allowed, and a delete frees a key.
+        store.kv_set(&ns, &app, "a", b"", quota).unwrap();
+        assert!(store.kv_delete(&ns, &app, "b").unwrap());
+        store.kv_set(&ns, &app, "c", b"x", quota).unwrap();
+        // Usage survives a reopen (it is stored, not recomputed).
+        assert_eq!(
+            store.kv_usage_of(&kv_prefix(&ns, &app)).unwrap(),
+            KvUsage { keys: 2, bytes: 3 }
+        );
+    }
+
     #[test]
     fn deleting_a_script_or_namespace_takes_its_buckets_along() {
         let (_dir, store) = open();
@@ -831,7 +981,7 @@ mod tests {
         store.create_namespace(&ns).unwrap();
         for app in ["app", "other"] {
             store.put_script(&ns, &name(app), script(b"\0asm")).unwrap();
-            store.kv_set(&ns, &name(app), "k", b"v").unwrap();
+            store.kv_set(&ns, &name(app), "k", b"v", ROOMY).unwrap();
         }
         assert!(store.delete_script(&ns, &name("app")).unwrap());
         assert_eq!(store.kv_get(&ns, &name("app"), "k").unwrap(), None);
@@ -861,9 +1011,9 @@ mod tests {
         // Keys that are prefixes of each other, and a neighbouring bucket.
         let keys = ["k", "k\u{1}", "ka", "kb", "l", "z"];
         for key in keys {
-            store.kv_set(&ns, &a, key, b"v").unwrap();
+            store.kv_set(&ns, &a, key, b"v", ROOMY).unwrap();
         }
-        store.kv_set(&ns, &b, "k", b"other").unwrap();
+        store.kv_set(&ns, &b, "k", b"other", ROOMY).unwrap();
         let mut seen = Vec::new();
         let mut after: Option<String> = None;
         loop {

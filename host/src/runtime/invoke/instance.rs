@@ -114,6 +114,7 @@ impl Runtime {
                             self.store.clone(),
                             worker.namespace.clone(),
                             worker.name.clone(),
+                            self.limits.kv_quota(&worker.limits),
                         )
                     }),
                 };
