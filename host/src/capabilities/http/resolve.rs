@@ -43,7 +43,18 @@ impl SystemResolver {
             .map(|(name, ips)| (name.trim_end_matches('.').to_ascii_lowercase(), ips))
             .collect();
         let mut builder = if nameservers.is_empty() {
-            TokioResolver::builder_tokio().map_err(io::Error::other)?
+            match TokioResolver::builder_tokio() {
+                Ok(builder) => builder,
+                // No usable /etc/resolv.conf: guests' names do not resolve
+                // (their fetches fail cleanly), the host still starts.
+                Err(error) => {
+                    tracing::warn!(%error, "no system DNS configuration; guests' host names will not resolve (set [egress] nameservers)");
+                    TokioResolver::builder_with_config(
+                        ResolverConfig::from_parts(None, Vec::new(), Vec::new()),
+                        TokioRuntimeProvider::default(),
+                    )
+                }
+            }
         } else {
             let servers = nameservers
                 .iter()
