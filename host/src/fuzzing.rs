@@ -22,8 +22,11 @@ use crate::capabilities::http::PortRange;
 use crate::capabilities::http::addr::{Cidr, Host, denied_range, parse_host};
 use crate::store::{Hostnames, StoreResult};
 
+/// A fuzz target: any input, no panic.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name (the folder of its corpus).
-pub const TARGETS: [(&str, fn(&[u8])); 7] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("host_header", host_header),
     ("egress_addr", egress_addr),
     ("config", config),
@@ -327,7 +330,7 @@ mod tests {
         let seed = std::env::var("BERTH_FUZZ_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(0x5eed_0f_be27u64);
+            .unwrap_or(0x005e_edf0_be27_u64);
         for (name, target) in TARGETS {
             let inputs = corpus(name);
             assert!(inputs.len() > 1, "{name}: the corpus is empty");

@@ -185,8 +185,7 @@ async fn change_tags(
                 return Err(Invalid(format!(
                     "at most {MAX_TAGS} tags are allowed, got {}",
                     record.tags.len()
-                ))
-                .into());
+                )));
             }
             Ok(())
         })?;
