@@ -7,7 +7,9 @@
 #
 # `make bench-ab BASE_REV=<git rev>` builds the base binary and runs this.
 # Cases: hello through the built-in router (limits on), dispatch worker →
-# user worker, hello with warm reuse, JS hello (fresh instance). Each round
+# user worker, hello with warm reuse, JS hello (fresh instance), and
+# "noisy": hello while another tenant spins at concurrency 8 (cpu_ms 50) —
+# its ratio to "hello" is the noisy-neighbour figure. Each round
 # is wrk -t1 -c16 for DURATION after a 2 s warm-up; the table reports the
 # median req/s and p99 of ROUNDS rounds and head ÷ base.
 set -euo pipefail
@@ -67,6 +69,18 @@ namespace = \"customers\"
 vars = { PLATFORM_DOMAIN = \"platform.localhost\" }"
       "$bin" deploy -n customers user "$WASM_DIR/hello.wasm" --admin-url "$ADMIN" --token bench > /dev/null
       measure "$DATA" user.platform.localhost ;;
+    noisy)
+      # Another tenant loops at concurrency 8, each request cut at
+      # cpu_ms = 50: the light tenant's hello throughput next to it.
+      start "$bin" noisy "[limits]
+cpu_ms = 50"
+      "$bin" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$ADMIN" --token bench > /dev/null
+      "$bin" deploy spinner "$WASM_DIR/tenant.wasm" --admin-url "$ADMIN" --token bench > /dev/null
+      wrk -t1 -c8 -d"$(( ${DURATION%s} + 4 ))s" -H "Host: spinner.localhost" "$DATA/spin" > /dev/null &
+      local spin=$!
+      sleep 1
+      measure "$DATA" hello.localhost
+      wait "$spin" 2>/dev/null || true ;;
     js)
       start "$bin" js ""
       "$bin" deploy hello-js "$WASM_DIR/js_hello.wasm" --admin-url "$ADMIN" --token bench > /dev/null

@@ -664,3 +664,39 @@ async fn a_kv_bucket_holds_no_more_than_its_quota() {
     assert_eq!(kv("/kv/set?key=c&value=3").await, "ok");
     assert_eq!(kv("/kv/keys").await, "a,c");
 }
+
+#[tokio::test]
+async fn spinning_tenants_leave_a_core_for_light_ones() {
+    let berth = Berth::start();
+    deploy_limited(&berth, "spinner", json!({"cpu_ms": 1000})).await;
+    berth.deploy("default", "light", wasm("hello")).await;
+    let spinners: Vec<_> = (0..8)
+        .map(|_| {
+            tokio::spawn(
+                berth
+                    .data_request(Method::GET, "spinner.localhost", "/spin")
+                    .send(),
+            )
+        })
+        .collect();
+    until_stats(&berth, "the spinners run", |s| {
+        s["pool"]["component_instances"].as_u64() >= Some(8)
+    })
+    .await;
+    // Light requests go through, every one, while the spinners take turns
+    // in the heavy lane.
+    for i in 0..100 {
+        let reply = berth.get("light.localhost", "/").await;
+        assert_eq!(reply.status, 200, "light request {i}: {}", reply.text());
+    }
+    assert!(
+        spinners.iter().any(|s| !s.is_finished()),
+        "the spinners were still running while the light requests completed"
+    );
+    // And the spinners still get their limit.
+    for spinner in spinners {
+        let reply = spinner.await.unwrap().unwrap();
+        assert_eq!(reply.status(), 503);
+        assert_eq!(reply.headers()["x-berth-error"], "cpu-limit");
+    }
+}

@@ -6,6 +6,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 /// CPU time after which a running guest yields to the scheduler at every
 /// epoch tick (see [`CpuMeter::should_yield`]).
 pub const YIELD_AFTER: Duration = Duration::from_millis(10);
@@ -64,8 +66,31 @@ pub struct CpuMeter {
     used: Duration,
     running_since: Option<Stamp>,
     resumed_at: Arc<Mutex<Option<Stamp>>>,
+    /// The lane CPU-heavy guests take turns in, if any (see [`HeavyLane`]).
+    lane: Option<HeavyLane>,
+    /// The lane slot this guest holds while it runs a slice.
+    slot: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+    /// Whether the slot may be held (set when a yield into the lane was
+    /// handed out), so light guests' host calls never touch its lock.
+    maybe_in_lane: bool,
     /// Set when the budget ran out.
     pub limit_hit: bool,
+}
+
+/// The bounded lane for CPU-heavy invocations: a guest that has computed
+/// past [`YIELD_AFTER`] runs each further slice (one epoch tick) only while
+/// it holds a slot of this lane, and gives the slot back when it yields or
+/// calls the host. With fewer slots than worker threads (by default one
+/// less), light requests — which never reach `YIELD_AFTER` — always find a
+/// core, however many guests spin. Slots are handed out in arrival order.
+#[derive(Debug, Clone)]
+pub struct HeavyLane(Arc<Semaphore>);
+
+impl HeavyLane {
+    /// A lane of `slots` slots.
+    pub fn new(slots: usize) -> Self {
+        Self(Arc::new(Semaphore::new(slots.max(1))))
+    }
 }
 
 impl CpuMeter {
@@ -76,7 +101,30 @@ impl CpuMeter {
             used: Duration::ZERO,
             running_since: None,
             resumed_at: Arc::new(Mutex::new(None)),
+            lane: None,
+            slot: Arc::new(Mutex::new(None)),
+            maybe_in_lane: false,
             limit_hit: false,
+        }
+    }
+
+    /// Heavy slices of this guest run in `lane`.
+    pub fn with_lane(mut self, lane: Option<HeavyLane>) -> Self {
+        self.lane = lane;
+        self
+    }
+
+    /// Gives the lane slot back (the guest calls the host, or its request
+    /// ended): a slot is never held while the guest waits on the host, so
+    /// a dispatch worker and the user worker it waits for cannot deadlock
+    /// on the lane.
+    pub fn leave_lane(&mut self) {
+        if !self.maybe_in_lane {
+            return;
+        }
+        self.maybe_in_lane = false;
+        if let Ok(mut slot) = self.slot.lock() {
+            *slot = None;
         }
     }
 
@@ -139,11 +187,24 @@ impl CpuMeter {
 
     /// A future to yield with: it gives the scheduler a turn, then records
     /// the moment the guest resumes (on the thread that resumes it).
-    pub fn yield_now(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    pub fn yield_now(&mut self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+        self.maybe_in_lane |= self.lane.is_some();
         let resumed_at = self.resumed_at.clone();
         let precise = self.precise();
+        let (lane, slot) = (self.lane.clone(), self.slot.clone());
         Box::pin(async move {
+            // Out of the lane while parked; back in (in arrival order)
+            // before the next slice.
+            if let Ok(mut held) = slot.lock() {
+                *held = None;
+            }
             tokio::task::yield_now().await;
+            if let Some(HeavyLane(lane)) = lane
+                && let Ok(permit) = lane.acquire_owned().await
+                && let Ok(mut held) = slot.lock()
+            {
+                *held = Some(permit);
+            }
             let stamp = if precise {
                 Stamp::Cpu(thread_cpu_now())
             } else {
@@ -219,6 +280,33 @@ mod tests {
             "the computing part is charged: {charged:?}"
         );
         assert!(charged < ms(150), "the 200 ms off-CPU are not: {charged:?}");
+    }
+
+    #[tokio::test]
+    async fn heavy_slices_take_turns_in_the_lane_and_host_calls_leave_it() {
+        let lane = HeavyLane::new(1);
+        let mut a = CpuMeter::new(Duration::from_secs(1)).with_lane(Some(lane.clone()));
+        let mut b = CpuMeter::new(Duration::from_secs(1)).with_lane(Some(lane.clone()));
+        a.yield_now().await;
+        assert_eq!(
+            lane.0.available_permits(),
+            0,
+            "a runs its slice in the lane"
+        );
+        // b waits for the slot while a holds it…
+        let waiting = tokio::spawn(b.yield_now());
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        // …and gets it when a calls the host.
+        a.leave_lane();
+        waiting.await.unwrap();
+        assert_eq!(lane.0.available_permits(), 0, "b holds it now");
+        drop(b);
+        assert_eq!(
+            lane.0.available_permits(),
+            1,
+            "a dropped meter gives its slot back"
+        );
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct RuntimeConfig {
     /// Namespace/script pairs itemised in `/metrics`; later ones are
     /// aggregated as `script="_other"` (bounded label cardinality).
     pub max_script_series: usize,
+    /// Slots of the lane CPU-heavy invocations take turns in (guests past
+    /// 10 ms of CPU in one request); `0` = one less than the available
+    /// cores (at least 1), so light requests always find a core.
+    pub heavy_lanes: usize,
 }
 
 /// `runtime.mpk`: whether the pooling allocator uses memory protection keys.
@@ -81,6 +85,7 @@ impl Default for RuntimeConfig {
             component_cache_size: 1024,
             stdio_capture_kb: 64,
             max_script_series: 1000,
+            heavy_lanes: 0,
         }
     }
 }

@@ -179,6 +179,7 @@ pub struct Runtime {
     closed: std::sync::atomic::AtomicBool,
     gates: std::sync::Mutex<std::collections::HashMap<(Name, Name, Role), Arc<Admission>>>,
     assets: crate::assets::AssetCache,
+    heavy_lane: crate::limits::cpu::HeavyLane,
 }
 
 /// Bytes of static asset content kept in memory, shared by all scripts.
@@ -219,6 +220,10 @@ impl Runtime {
             closed: Default::default(),
             gates: Default::default(),
             assets: crate::assets::AssetCache::new(ASSET_CACHE_BYTES),
+            heavy_lane: crate::limits::cpu::HeavyLane::new(match cfg.heavy_lanes {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)),
+                n => n,
+            }),
         })
     }
 

@@ -50,6 +50,8 @@ impl Runtime {
                 let mut call = call;
                 let outparam_rep = call.outparam.as_ref().map_or(0, |o| o.rep());
                 let (result, proxy) = call_guest(&worker, &mut call, &plan, &metrics).await;
+                // A reused instance must not keep a heavy-lane slot while idle.
+                call.store.data_mut().cpu.leave_lane();
                 report(&worker, &call, &result, &metrics);
                 if tail.is_tailed(&worker.namespace, &worker.name) {
                     publish(&tail, &worker, &call, &result, invoked_at, status_rx);

@@ -95,7 +95,7 @@ impl Runtime {
         .with_internal_route(dispatch.as_ref().map(|b| b.internal_route()))
         .with_metrics(self.metrics.clone());
         let dispatch = DispatcherState { binding: dispatch };
-        let cpu = CpuMeter::new(plan.limits.cpu);
+        let cpu = CpuMeter::new(plan.limits.cpu).with_lane(Some(self.heavy_lane.clone()));
         let warm = if worker.isolation.reuse() {
             worker.pool.take(&worker.isolation)
         } else {
@@ -199,7 +199,10 @@ fn meter_cpu(store: &mut Store<WorkerState>) {
         let cpu = &mut ctx.data_mut().cpu;
         match hook {
             CallHook::CallingWasm | CallHook::ReturningFromHost => cpu.start(now),
-            CallHook::CallingHost | CallHook::ReturningFromWasm => cpu.stop(now),
+            CallHook::CallingHost | CallHook::ReturningFromWasm => {
+                cpu.leave_lane();
+                cpu.stop(now)
+            }
         }
         Ok(())
     });
