@@ -1,17 +1,6 @@
 //! The `berth` CLI as a client of a running server.
 
-use crate::harness::{Berth, wasm_path};
-
-fn ok(output: std::process::Output) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "berth failed: {}\nstdout: {stdout}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
+use crate::harness::{Berth, ok, wasm_path};
 
 #[tokio::test]
 async fn cli_creates_namespaces_and_deploys_scripts() {

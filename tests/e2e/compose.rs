@@ -4,7 +4,7 @@
 //! (`make composed`, part of `make guests`) deploys and serves like any other
 //! component.
 
-use crate::harness::{Berth, wasm, wasm_path};
+use crate::harness::{Berth, ok, wasm, wasm_path};
 
 /// What the middleware puts on every response.
 const SECURITY_HEADERS: [(&str, &str); 5] = [
@@ -17,17 +17,6 @@ const SECURITY_HEADERS: [(&str, &str); 5] = [
 
 /// The preamble of a component binary (a core module has version 1, layer 0).
 const COMPONENT_PREAMBLE: &[u8] = b"\0asm\x0d\x00\x01\x00";
-
-fn ok(output: std::process::Output) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "berth failed: {}\nstdout: {stdout}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
 
 #[tokio::test]
 async fn a_composed_middleware_and_tenant_deploy_and_serve_as_one_component() {

@@ -53,6 +53,19 @@ pub fn raw_head(addr: SocketAddr, head: &str) -> (u16, String) {
     (status, text)
 }
 
+/// The stdout of a `berth` CLI run that must have succeeded (its stderr
+/// in the failure message otherwise).
+pub fn ok(output: std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "berth failed: {}\nstdout: {stdout}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 /// The admin token every test server runs with.
 pub const TOKEN: &str = "e2e-test-token";
 
