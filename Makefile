@@ -120,8 +120,21 @@ run: build ## Start berth on 127.0.0.1:8787 with the example dispatcher; deploy 
 	echo "Stop with Ctrl-C."; \
 	wait $$pid
 
+# The scale-out tests and `make cluster` need a real nats-server (JetStream).
+# Debian packages it (2.9.x); CI runs as root, elsewhere sudo asks.
+.PHONY: nats-server
+nats-server: ## Install nats-server (Debian package) if missing
+	@command -v nats-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server; fi; }
+	@nats-server --version
+
+.PHONY: cluster
+cluster: build nats-server ## Start nats-server + 3 berth hosts over it on loopback (ports printed); deploy the examples
+	BERTH=$(BERTH) WASM_DIR=$(WASM_DIR) DIR=$(RUN_DIR)/cluster bench/cluster.sh
+
 .PHONY: test
-test: guests js tools ## Run every unit and end-to-end test
+test: guests js tools nats-server ## Run every unit and end-to-end test
 	BERTH_WASM_DIR=$(WASM_DIR) BERTH_WASM_TOOLS=$(WASM_TOOLS) \
 	  CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo test --workspace
 

@@ -36,7 +36,10 @@ use crate::listener::{self, ListenerLimits};
 use crate::routing::{self, DataPlane, DispatchTable};
 use crate::runtime::Runtime;
 use crate::store::seal::Sealer;
-use crate::store::{NamespaceRecord, NamespaceStore, ScriptRecord, SledStore, StoreError};
+use crate::store::{
+    NamespaceRecord, NamespaceStore, NatsStore, ScriptRecord, SledStore, StoreBackend, StoreChange,
+    StoreError,
+};
 
 /// How often idle warm instances are reaped.
 const REAP_EVERY: Duration = Duration::from_secs(1);
@@ -123,8 +126,31 @@ impl BerthBuilder {
         config.validate()?;
         let data_dir = config.server.data_dir.clone();
         private_dir(&data_dir)?;
+        let mut relay = None;
         let store = match self.store {
             Some(store) => store,
+            None if config.store.backend == StoreBackend::Nats => {
+                // The cluster's records live in NATS; data_dir holds only
+                // this host's cache of blobs and compiled artifacts.
+                let cache_dir = data_dir.join("cache");
+                private_dir(&cache_dir)?;
+                let sealer = match &config.server.secrets_key_file {
+                    Some(key_file) => {
+                        Some(Sealer::load_or_create(key_file).with_context(|| {
+                            format!("cannot load the secrets key {}", key_file.display())
+                        })?)
+                    }
+                    None => None,
+                };
+                let store_config = config.store.clone();
+                let store = tokio::task::spawn_blocking(move || {
+                    NatsStore::open(&store_config, &cache_dir, sealer)
+                })
+                .await?
+                .context("cannot open the NATS store ([store] backend = \"nats\")")?;
+                relay = Some(store.tail_relay());
+                Arc::new(store)
+            }
             None => {
                 let db_dir = data_dir.join("store");
                 private_dir(&db_dir)?;
@@ -142,9 +168,10 @@ impl BerthBuilder {
                     Ok::<_, StoreError>(store)
                 })
                 .await??;
-                Arc::new(store)
+                Arc::new(store) as Arc<dyn NamespaceStore>
             }
         };
+        let changes = store.changes();
         // The default namespace and every namespace a [[dispatch]] entry is
         // bound to exist from the first start.
         let mut wanted = vec![config.server.default_namespace.clone()];
@@ -167,6 +194,12 @@ impl BerthBuilder {
             egress,
             store,
         )?);
+        if let Some(relay) = relay {
+            runtime.tail().set_relay(Arc::new(relay));
+        }
+        if let Some(changes) = changes {
+            tokio::spawn(follow_changes(Arc::downgrade(&runtime), changes));
+        }
         let dispatch = {
             let (entries, runtime) = (config.dispatch.clone(), runtime.clone());
             tokio::task::spawn_blocking(move || DispatchTable::load(&entries, &runtime)).await??
@@ -193,6 +226,34 @@ impl BerthBuilder {
             dispatch: Arc::new(dispatch),
             token: token.into(),
         })
+    }
+}
+
+/// Drops cached workers whose records another host changed, for as long as
+/// the runtime lives. A lagging receiver (a burst of changes) evicts
+/// everything rather than serve a stale version.
+async fn follow_changes(
+    runtime: std::sync::Weak<Runtime>,
+    mut changes: tokio::sync::broadcast::Receiver<StoreChange>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let change = changes.recv().await;
+        let Some(runtime) = runtime.upgrade() else {
+            break;
+        };
+        match change {
+            Ok(StoreChange::Script { namespace, name }) => runtime.evict(&namespace, &name),
+            Ok(StoreChange::Namespace(namespace)) => runtime.evict_namespace(&namespace),
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(
+                    missed,
+                    "store changes arrived faster than applied; dropping every cached worker"
+                );
+                runtime.evict_all();
+            }
+            Err(RecvError::Closed) => break,
+        }
     }
 }
 

@@ -29,6 +29,8 @@ pub struct Config {
     pub egress: crate::capabilities::http::EgressConfig,
     /// `[[dispatch]]`: dispatch workers and the hostnames they serve.
     pub dispatch: Vec<DispatchConfig>,
+    /// `[store]`: sled on this machine (default) or a shared NATS JetStream.
+    pub store: crate::store::StoreConfig,
 }
 
 /// One `[[dispatch]]` entry: a platform's dispatch worker, the hostnames it
@@ -337,6 +339,11 @@ impl Config {
                 entry.worker = base.join(file).to_string_lossy().into_owned();
             }
         }
+        if let Some(file) = &config.store.artifact_key_file
+            && file.is_relative()
+        {
+            config.store.artifact_key_file = Some(base.join(file));
+        }
         Ok(config)
     }
 
@@ -470,6 +477,9 @@ impl Config {
             }
         }
         self.egress
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.store
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         crate::base::platform_headers::validate_trusted_headers(&self.server.trusted_headers)
@@ -707,7 +717,11 @@ mod tests {
             .insert("api.internal".into(), vec!["10.0.0.1".parse().unwrap()]);
         let defaults = toml::Value::try_from(config).unwrap();
         // `None` by default, so not serialized.
-        let mut keys = vec!["admin_token".to_owned(), "secrets_key_file".to_owned()];
+        let mut keys = vec![
+            "admin_token".to_owned(),
+            "secrets_key_file".to_owned(),
+            "artifact_key_file".to_owned(),
+        ];
         for (section, value) in defaults.as_table().unwrap() {
             let table = match value {
                 toml::Value::Array(entries) => {

@@ -69,7 +69,8 @@ pub use config::{
 pub use deploy::{DeployError, ScriptMetadata};
 pub use store::{
     AssetConfig, AssetEntry, Blobs, Catalog, Hostnames, KvStore, NamespaceRecord, NamespaceStore,
-    NewScript, ScriptRecord, SledStore, StoreError, StoreResult,
+    NatsStore, NewScript, ScriptRecord, SledStore, StoreBackend, StoreChange, StoreConfig,
+    StoreError, StoreResult,
 };
 
 /// Outbound HTTP policy and its seams (resolver, connector), for embedders

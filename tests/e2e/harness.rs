@@ -99,6 +99,8 @@ pub struct Berth {
     dir: tempfile::TempDir,
     log: PathBuf,
     http: reqwest::Client,
+    /// The extra `serve` arguments, kept for restarts.
+    extra: Vec<String>,
 }
 
 /// An HTTP answer, fully read.
@@ -182,6 +184,7 @@ impl Berth {
             dir,
             log,
             http,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         })
     }
 
@@ -203,7 +206,8 @@ impl Berth {
         child.kill().expect("kill");
         child.wait().expect("wait");
         let dir = std::mem::replace(&mut me.dir, tempfile::tempdir().expect("temp dir"));
-        Berth::start_with(dir, &[])
+        let extra = std::mem::take(&mut me.extra);
+        Berth::start_with(dir, &extra.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// Stops the server gracefully and restarts it on the same data dir.
@@ -211,7 +215,8 @@ impl Berth {
         let status = self.stop();
         assert!(status.success(), "berth exited with {status}");
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
-        Berth::start_with(dir, &[])
+        let extra = std::mem::take(&mut self.extra);
+        Berth::start_with(dir, &extra.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// The server's stderr log so far.
@@ -424,4 +429,126 @@ pub async fn upstream_echo_host() -> SocketAddr {
         let _ = axum::serve(listener, app).await;
     });
     addr
+}
+
+/// A `nats-server` with JetStream on an ephemeral loopback port, storing in
+/// a temp dir; stopped when dropped. `max_payload` is raised as
+/// docs/scale-out.md tells operators to (1 MiB guest KV values).
+pub struct Nats {
+    child: Option<Child>,
+    /// The client port.
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Nats {
+    /// Starts a server on a random port.
+    pub fn start() -> Nats {
+        Self::start_on(tempfile::tempdir().expect("temp dir"), None)
+    }
+
+    fn start_on(dir: tempfile::TempDir, port: Option<u16>) -> Nats {
+        let conf = dir.path().join("nats.conf");
+        let store = dir.path().join("js");
+        std::fs::write(
+            &conf,
+            format!(
+                "host: 127.0.0.1\nport: {}\nmax_payload: 8MB\njetstream {{ store_dir: {:?} }}\n",
+                port.map_or(-1, i32::from),
+                store.display().to_string()
+            ),
+        )
+        .expect("write nats.conf");
+        let binary = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+        let mut child = Command::new(&binary)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run {binary} ({e}); `make deps` installs nats-server")
+            });
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let mut found = None;
+        for line in lines.by_ref() {
+            let line = line.expect("nats-server log");
+            if let Some((_, addr)) = line.split_once("Listening for client connections on ") {
+                let addr: SocketAddr = addr.trim().parse().expect("nats address");
+                found = Some(addr.port());
+            }
+            if line.contains("Server is ready") {
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        let port = found.expect("nats-server printed its port");
+        Nats {
+            child: Some(child),
+            port,
+            dir,
+        }
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (SIGTERM: JetStream flushes and exits).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and store.
+    pub fn restart(mut self) -> Nats {
+        self.stop();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        Nats::start_on(dir, Some(self.port))
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A Berth host on `nats` under bucket prefix `prefix`; `extra` is more
+/// config (its own sections, or keys of `[store]`).
+pub fn cluster_host(nats: &Nats, prefix: &str, extra: &str) -> Berth {
+    start_with_config(&format!(
+        "[store]\nbackend = \"nats\"\nurl = \"{}\"\nprefix = \"{prefix}\"\n{extra}\n",
+        nats.url()
+    ))
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for up to 30 s (a
+/// generous deadline, not a timing assertion).
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -8,6 +8,7 @@ mod harness;
 mod admin;
 mod assets;
 mod cli;
+mod cluster;
 mod compose;
 mod dispatch;
 mod egress;

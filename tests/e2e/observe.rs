@@ -93,7 +93,7 @@ async fn metrics_reflect_a_known_sequence_of_requests() {
 }
 
 /// Opens a tail and waits for its greeting line.
-async fn open_tail(berth: &Berth, ns: &str, script: &str) -> reqwest::Response {
+pub(crate) async fn open_tail(berth: &Berth, ns: &str, script: &str) -> reqwest::Response {
     let mut response = berth
         .admin_request(
             Method::GET,
@@ -110,7 +110,7 @@ async fn open_tail(berth: &Berth, ns: &str, script: &str) -> reqwest::Response {
 }
 
 /// The next NDJSON event of a tail.
-async fn next_event(tail: &mut reqwest::Response, buffer: &mut Vec<u8>) -> Value {
+pub(crate) async fn next_event(tail: &mut reqwest::Response, buffer: &mut Vec<u8>) -> Value {
     loop {
         if let Some(end) = buffer.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buffer.drain(..=end).collect();

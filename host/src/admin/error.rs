@@ -99,6 +99,10 @@ impl ApiError {
                 StoreError::Corrupt { .. } | StoreError::Backend(_) => {
                     (S::INTERNAL_SERVER_ERROR, "storage_error")
                 }
+                // The cluster store is unreachable: nothing was written,
+                // and retrying later is the right move.
+                StoreError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "store-unavailable"),
+                StoreError::Conflict(_) => (S::CONFLICT, "conflict"),
             },
             Self::Deploy(DeployError::Internal(_)) | Self::Internal(_) => {
                 (S::INTERNAL_SERVER_ERROR, "internal")
@@ -135,6 +139,12 @@ impl IntoResponse for ApiError {
             "result": null,
         });
         let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+        }
         if matches!(self, Self::Unauthorized) {
             response.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,

@@ -77,15 +77,15 @@ pub(super) async fn tail(
             async move { Ok::<_, std::io::Error>(Bytes::from(format!("{hello}\n"))) },
         );
     let events = futures::stream::unfold(receiver, |mut receiver| async move {
-        let line = match receiver.recv().await {
-            Ok(event) => serde_json::to_string(&*event).unwrap_or_default(),
-            Err(RecvError::Lagged(missed)) => serde_json::json!({"lagged": missed}).to_string(),
+        let mut line = match receiver.recv().await {
+            Ok(event) => event.to_vec(),
+            Err(RecvError::Lagged(missed)) => serde_json::json!({"lagged": missed})
+                .to_string()
+                .into_bytes(),
             Err(RecvError::Closed) => return None,
         };
-        Some((
-            Ok::<_, std::io::Error>(Bytes::from(format!("{line}\n"))),
-            receiver,
-        ))
+        line.push(b'\n');
+        Some((Ok::<_, std::io::Error>(Bytes::from(line)), receiver))
     });
     let body = Body::from_stream(futures::StreamExt::chain(first, events));
     Ok(([(http::header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())

@@ -13,6 +13,7 @@
 //! - [`reserved`]: the reserved `dispatch.internal` domain.
 //! - [`platform_headers`]: the `berth-*` request headers only the host sets.
 //! - [`records`]: what the store keeps.
+//! - [`tail_relay`]: the seam through which live-tail events cross hosts.
 //!
 //! Everything above this layer may import it; it imports nothing of Berth.
 //! It must never open a file, a socket or a thread.
@@ -26,6 +27,7 @@ pub mod names;
 pub mod platform_headers;
 pub mod records;
 pub mod reserved;
+pub mod tail_relay;
 
 /// A value that failed validation, with a message naming the key and the
 /// problem (`limits.cpu_ms must be greater than 0`). The one error type of

@@ -10,14 +10,21 @@
 //! Publishing costs one map lookup when nobody tails a script. Each
 //! subscriber has a bounded buffer; a subscriber that falls behind gets a
 //! `{"lagged": n}` line instead of unbounded memory.
+//!
+//! With a [`TailRelay`] (a cluster store), a tail on any host also receives
+//! the script's events from every other host, and this host sends its own
+//! events out while some other host tails the script. Events travel as
+//! serialized JSON lines, built once per event.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::base::names::Name;
+use crate::base::tail_relay::TailRelay;
 
 /// Events buffered per subscriber.
 const BUFFER: usize = 256;
@@ -64,45 +71,82 @@ pub struct TailEvent {
 }
 
 type Key = (Name, Name);
+type Channels = HashMap<Key, broadcast::Sender<Bytes>>;
 
-/// Per-script broadcast channels.
+/// Per-script broadcast channels of JSON lines.
 #[derive(Default)]
 pub struct TailHub {
-    channels: Mutex<HashMap<Key, broadcast::Sender<Arc<TailEvent>>>>,
+    channels: Mutex<Channels>,
+    relay: OnceLock<Arc<dyn TailRelay>>,
 }
 
 impl TailHub {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, broadcast::Sender<Arc<TailEvent>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Channels> {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether anyone tails `namespace/script` (to skip building events).
+    /// Connects this hub to the other hosts of a cluster (once).
+    pub fn set_relay(&self, relay: Arc<dyn TailRelay>) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// Whether anyone, here or on another host, tails `namespace/script`
+    /// (to skip building events).
     pub fn is_tailed(&self, namespace: &Name, script: &Name) -> bool {
-        self.lock()
+        let local = self
+            .lock()
             .get(&(namespace.clone(), script.clone()))
-            .is_some_and(|tx| tx.receiver_count() > 0)
+            .is_some_and(|tx| tx.receiver_count() > 0);
+        local
+            || self
+                .relay
+                .get()
+                .is_some_and(|relay| relay.remote_interest(namespace, script))
     }
 
-    /// Starts tailing a script.
-    pub fn subscribe(
-        &self,
-        namespace: &Name,
-        script: &Name,
-    ) -> broadcast::Receiver<Arc<TailEvent>> {
-        let mut channels = self.lock();
-        let sender = channels
-            .entry((namespace.clone(), script.clone()))
-            .or_insert_with(|| broadcast::channel(BUFFER).0);
-        sender.subscribe()
-    }
-
-    /// Delivers an event to the script's tails; forgets channels nobody
-    /// listens to any more.
-    pub fn publish(&self, namespace: &Name, script: &Name, event: TailEvent) {
+    /// Starts tailing a script: one JSON line per event, from this host
+    /// and, in a cluster, from every other.
+    pub fn subscribe(&self, namespace: &Name, script: &Name) -> broadcast::Receiver<Bytes> {
         let mut channels = self.lock();
         let key = (namespace.clone(), script.clone());
         if let Some(sender) = channels.get(&key)
-            && sender.send(Arc::new(event)).is_err()
+            && sender.receiver_count() > 0
+        {
+            return sender.subscribe();
+        }
+        let (sender, receiver) = broadcast::channel(BUFFER);
+        channels.insert(key, sender.clone());
+        if let Some(relay) = self.relay.get() {
+            // Lines from other hosts go into the same channel while anyone
+            // here still listens to it.
+            relay.listen(
+                namespace,
+                script,
+                Box::new(move |line| match line {
+                    Some(line) => sender.send(line).is_ok(),
+                    None => sender.receiver_count() > 0,
+                }),
+            );
+        }
+        receiver
+    }
+
+    /// Delivers an event to the script's tails here and elsewhere; forgets
+    /// channels nobody listens to any more.
+    pub fn publish(&self, namespace: &Name, script: &Name, event: TailEvent) {
+        let line = match serde_json::to_vec(&event) {
+            Ok(json) => Bytes::from(json),
+            Err(_) => return,
+        };
+        if let Some(relay) = self.relay.get()
+            && relay.remote_interest(namespace, script)
+        {
+            relay.send(namespace, script, line.clone());
+        }
+        let mut channels = self.lock();
+        let key = (namespace.clone(), script.clone());
+        if let Some(sender) = channels.get(&key)
+            && sender.send(line).is_err()
         {
             channels.remove(&key);
         }
@@ -144,7 +188,8 @@ mod tests {
         assert!(hub.is_tailed(&ns, &a));
         hub.publish(&ns, &b, event("b"));
         hub.publish(&ns, &a, event("a"));
-        assert_eq!(rx.recv().await.unwrap().script, "a");
+        let line: serde_json::Value = serde_json::from_slice(&rx.recv().await.unwrap()).unwrap();
+        assert_eq!(line["script"], "a");
         drop(rx);
         hub.publish(&ns, &a, event("a"));
         assert!(!hub.is_tailed(&ns, &a), "an abandoned channel is dropped");

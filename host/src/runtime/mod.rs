@@ -631,6 +631,14 @@ impl Runtime {
         self.prune_gates(|ns, _| ns == namespace);
     }
 
+    /// Forgets every loaded worker and cached namespace mode (the store
+    /// changed in ways this host could not follow one by one).
+    pub fn evict_all(&self) {
+        self.trusted_cache().clear();
+        self.cache.clear();
+        self.prune_gates(|_, _| true);
+    }
+
     /// Counters and pool occupancy.
     pub fn stats(&self) -> RuntimeStats {
         let c = &self.counters;

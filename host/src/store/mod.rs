@@ -4,8 +4,12 @@
 //! The seam is four small traits by area — [`Catalog`] (namespaces and
 //! scripts), [`Blobs`] (content-addressed bytes and artifacts),
 //! [`Hostnames`] and [`KvStore`] — and [`NamespaceStore`], any type that
-//! has all four. Today's backend is [`SledStore`](sled_store::SledStore);
-//! a clustered one implements the same traits. This module depends on the
+//! has all four. Two backends: [`SledStore`](sled_store::SledStore), one
+//! machine's embedded database (the default), and
+//! [`NatsStore`](nats::NatsStore), many hosts over one NATS JetStream
+//! (`[store] backend = "nats"`, see docs/scale-out.md). A shared backend
+//! reports writes made by other hosts through [`Catalog::changes`] so the
+//! runtime can drop what it cached. This module depends on the
 //! leaf layer ([`crate::base`]) only, never on the runtime or the API. Contract for every implementation:
 //! - a mutating call returns only after its effect is durable (flushed);
 //! - a mutating call is atomic: a crash leaves either the old or the new
@@ -15,6 +19,8 @@
 //!
 //! All methods block (disk I/O); async callers run them on a blocking thread.
 
+pub mod config;
+pub mod nats;
 pub mod seal;
 pub mod sled_store;
 
@@ -28,6 +34,8 @@ pub use crate::base::records::{
     AssetConfig, AssetEntry, NamespaceRecord, NewScript, ScriptRecord, now_ms, rfc3339,
 };
 
+pub use config::{StoreBackend, StoreConfig};
+pub use nats::NatsStore;
 pub use sled_store::SledStore;
 
 /// Store failures.
@@ -64,6 +72,30 @@ pub enum StoreError {
     /// The storage engine failed.
     #[error("storage error: {0}")]
     Backend(String),
+    /// The shared store cannot be reached (a clustered backend whose
+    /// servers are down or partitioned away). Reads of what the host has
+    /// cached still work; writes fail fast with this.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Another host kept changing the same record while this write retried
+    /// (compare-and-set lost every round).
+    #[error("conflicting concurrent write to {0}; retry")]
+    Conflict(String),
+}
+
+/// A change another host (or this one) made to the shared catalog: what a
+/// host must drop from its caches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChange {
+    /// A script's record changed or it was deleted.
+    Script {
+        /// Its namespace.
+        namespace: Name,
+        /// The script.
+        name: Name,
+    },
+    /// A namespace's record changed or it was deleted.
+    Namespace(Name),
 }
 
 /// Result alias for store calls.
@@ -111,6 +143,57 @@ pub trait Catalog: Send + Sync + 'static {
     ) -> StoreResult<Option<Result<NamespaceRecord, Invalid>>>;
     /// Deletes a script; `false` if there was none.
     fn delete_script(&self, namespace: &Name, name: &Name) -> StoreResult<bool>;
+
+    /// Changes to the catalog made elsewhere, for backends shared by many
+    /// hosts (`None`: only this host writes, and it evicts as it writes).
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<StoreChange>> {
+        None
+    }
+}
+
+/// The record a new version of a script gets: what the upload says, and
+/// what it does not say kept from the previous version (secrets, settings
+/// and assets always are). Shared by every backend so they agree.
+pub fn next_script_record(
+    namespace: &Name,
+    name: &Name,
+    script: &NewScript,
+    old: Option<&ScriptRecord>,
+    now: u64,
+) -> ScriptRecord {
+    ScriptRecord {
+        namespace: namespace.clone(),
+        name: name.clone(),
+        sha256: script.sha256.clone(),
+        size: script.content.len() as u64,
+        version: old.map_or(1, |o| o.version + 1),
+        created_ms: old.map_or(now, |o| o.created_ms),
+        modified_ms: now,
+        tags: script
+            .tags
+            .clone()
+            .or_else(|| old.map(|o| o.tags.clone()))
+            .unwrap_or_default(),
+        vars: script
+            .vars
+            .clone()
+            .or_else(|| old.map(|o| o.vars.clone()))
+            .unwrap_or_default(),
+        limits: script
+            .limits
+            .or_else(|| old.map(|o| o.limits))
+            .unwrap_or_default(),
+        egress: script
+            .egress
+            .clone()
+            .or_else(|| old.map(|o| o.egress.clone()))
+            .unwrap_or_default(),
+        secrets: old.map(|o| o.secrets.clone()).unwrap_or_default(),
+        isolation: old.map(|o| o.isolation.clone()).unwrap_or_default(),
+        // Assets belong to the script, not to one build.
+        assets: old.map(|o| o.assets.clone()).unwrap_or_default(),
+        asset_config: old.map(|o| o.asset_config.clone()).unwrap_or_default(),
+    }
 }
 
 /// Content-addressed bytes: components, assets, and the host's own

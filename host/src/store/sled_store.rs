@@ -26,7 +26,7 @@ use super::KvQuota;
 use super::seal::Sealer;
 use super::{
     AssetEntry, Blobs, Catalog, Hostnames, KvStore, NamespaceRecord, NewScript, ScriptRecord,
-    StoreError, StoreResult, now_ms,
+    StoreError, StoreResult, next_script_record, now_ms,
 };
 use crate::base::Invalid;
 use crate::base::names::Name;
@@ -451,47 +451,7 @@ impl Catalog for SledStore {
                         bytes.as_slice(),
                     )?;
                 }
-                let record = ScriptRecord {
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                    sha256: script.sha256.clone(),
-                    size: script.content.len() as u64,
-                    version: old.as_ref().map_or(1, |o| o.version + 1),
-                    created_ms: old.as_ref().map_or(now, |o| o.created_ms),
-                    modified_ms: now,
-                    // What the upload does not say is kept from the previous
-                    // version; secrets always are.
-                    tags: script
-                        .tags
-                        .clone()
-                        .or_else(|| old.as_ref().map(|o| o.tags.clone()))
-                        .unwrap_or_default(),
-                    vars: script
-                        .vars
-                        .clone()
-                        .or_else(|| old.as_ref().map(|o| o.vars.clone()))
-                        .unwrap_or_default(),
-                    limits: script
-                        .limits
-                        .or_else(|| old.as_ref().map(|o| o.limits))
-                        .unwrap_or_default(),
-                    egress: script
-                        .egress
-                        .clone()
-                        .or_else(|| old.as_ref().map(|o| o.egress.clone()))
-                        .unwrap_or_default(),
-                    secrets: old.as_ref().map(|o| o.secrets.clone()).unwrap_or_default(),
-                    isolation: old
-                        .as_ref()
-                        .map(|o| o.isolation.clone())
-                        .unwrap_or_default(),
-                    // Assets belong to the script, not to one build.
-                    assets: old.as_ref().map(|o| o.assets.clone()).unwrap_or_default(),
-                    asset_config: old
-                        .as_ref()
-                        .map(|o| o.asset_config.clone())
-                        .unwrap_or_default(),
-                };
+                let record = next_script_record(namespace, name, &script, old.as_ref(), now);
                 scripts.insert(key.as_bytes(), self.encode_script(&record))?;
                 Ok((record, released))
             })?;
