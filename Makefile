@@ -152,6 +152,13 @@ bench: build wasmtime-cli ## Benchmarks vs wasmtime serve and workerd (release, 
 	workerd=$$(WORKERD_DIR=$(TOOLS_DIR)/workerd NPM_CACHE=$(CACHE_DIR)/npm bench/install-workerd.sh) && \
 	BERTH=$(BERTH) WASM_DIR=$(WASM_DIR) WASMTIME=$(WASMTIME_CLI) WORKERD=$$workerd \
 	  AXUM_HELLO=$(HOST_TARGET_DIR)/release/examples/axum_hello bench/run.sh
+	@$(MAKE) --no-print-directory bench-cluster
+
+.PHONY: bench-cluster
+bench-cluster: build nats-server ## Scale-out benchmark: deploy propagation p50/p99 and 3 hosts vs 1 (part of `make bench`)
+	CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo build --release -p berth-host --example propagation
+	BERTH=$(BERTH) WASM_DIR=$(WASM_DIR) PROPAGATION=$(HOST_TARGET_DIR)/release/examples/propagation \
+	  bench/cluster-bench.sh
 
 BASE_REV         ?= HEAD~1
 AB_BASE_DIR      := $(CACHE_DIR)/ab-base
