@@ -74,7 +74,7 @@ impl NatsTailRelay {
             };
             while let Some(message) = announcements.next().await {
                 let Some(shared) = weak.upgrade() else { break };
-                if shared.from_self(&message) {
+                if shared.sent_by_me(&message) {
                     continue;
                 }
                 let key = String::from_utf8_lossy(&message.payload).into_owned();
@@ -103,7 +103,7 @@ impl Shared {
         headers
     }
 
-    fn from_self(&self, message: &async_nats::Message) -> bool {
+    fn sent_by_me(&self, message: &async_nats::Message) -> bool {
         message
             .headers
             .as_ref()
@@ -170,7 +170,7 @@ impl TailRelay for NatsTailRelay {
                             .await;
                     }
                     message = events.next() => match message {
-                        Some(message) if shared.from_self(&message) => {}
+                        Some(message) if shared.sent_by_me(&message) => {}
                         Some(message) => {
                             if !deliver(Some(message.payload)) {
                                 break;
