@@ -700,3 +700,63 @@ async fn spinning_tenants_leave_a_core_for_light_ones() {
         assert_eq!(reply.headers()["x-berth-error"], "cpu-limit");
     }
 }
+
+/// The measured hole: 400 outgoing requests with 2 MiB written into each
+/// body, never sent, grew the host by +711 MiB under memory_mb = 64. The
+/// buffered bytes count against the instance's host-memory budget now: the
+/// request fails with `memory-limit`, the process grows by less than the
+/// budget, and every byte is given back when the instance goes.
+#[tokio::test]
+async fn host_memory_a_guest_hoards_is_counted_and_given_back() {
+    const MIB: u64 = 1 << 20;
+    let berth = start_with_config("[limits]\nmemory_mb = 64\nwall_ms = 30000\n");
+    berth.deploy("default", "hoarder", wasm("tenant")).await;
+    // Loaded and warmed up: idle from here.
+    let small = berth.get("hoarder.localhost", "/hoard?n=2&kb=64").await;
+    assert_eq!(small.text(), "hoarded 2 bodies, 131072 bytes\n");
+    until_stats(&berth, "nothing held", |s| s["host_memory_bytes"] == 0).await;
+    let idle = berth.proc_status_bytes("VmRSS");
+    berth.reset_peak_rss();
+
+    let reply = berth.get("hoarder.localhost", "/hoard?n=400&kb=2048").await;
+    assert_error(&reply, 503, "memory-limit", "Worker exceeded memory limit");
+    let peak = berth.proc_status_bytes("VmHWM");
+    assert!(
+        peak < idle + 64 * MIB,
+        "the host grew by {} MiB (idle {} MiB, peak {} MiB)",
+        (peak - idle) / MIB,
+        idle / MIB,
+        peak / MIB
+    );
+    let stats = berth.runtime_stats().await;
+    assert_eq!(stats["memory_limit_hits"], 1, "{stats}");
+    // Everything the instance held is given back with it.
+    until_stats(&berth, "the hoard given back", |s| {
+        s["host_memory_bytes"] == 0
+    })
+    .await;
+
+    // The budget is the instance's, not the host's: the next request of
+    // the same tenant gets all of it again, and a modest hoard passes.
+    let again = berth.get("hoarder.localhost", "/hoard?n=4&kb=2048").await;
+    assert_eq!(again.text(), "hoarded 4 bodies, 8388608 bytes\n");
+    // A script can lower its own budget below what it needs.
+    deploy_limited(&berth, "frugal", json!({"host_memory_mb": 4})).await;
+    let frugal = berth.get("frugal.localhost", "/hoard?n=4&kb=2048").await;
+    assert_error(&frugal, 503, "memory-limit", "Worker exceeded memory limit");
+}
+
+/// Handles are host memory too: a guest that opens header maps without
+/// end runs out of table slots (its share of the budget) and fails with
+/// `memory-limit`, not with a million entries.
+#[tokio::test]
+async fn host_memory_counts_handles() {
+    let berth = start_with_config("[limits]\nmemory_mb = 16\n");
+    berth.deploy("default", "handles", wasm("tenant")).await;
+    let reply = berth
+        .get("handles.localhost", "/hoard-fields?n=100000")
+        .await;
+    assert_error(&reply, 503, "memory-limit", "Worker exceeded memory limit");
+    let fine = berth.get("handles.localhost", "/hoard-fields?n=100").await;
+    assert_eq!(fine.text(), "kept 100 header maps\n");
+}

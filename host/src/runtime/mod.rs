@@ -137,6 +137,10 @@ pub struct RuntimeStats {
     pub response_body_limit_hits: u64,
     /// Workers currently loaded in memory.
     pub cached_workers: usize,
+    /// Bytes the host holds for instances outside their linear memory
+    /// (buffered bodies, KV values in flight, captured output), all
+    /// instances together; see `limits::host_memory`.
+    pub host_memory_bytes: u64,
     /// Pooling allocator occupancy.
     pub pool: PoolStats,
 }
@@ -174,6 +178,8 @@ pub struct Runtime {
     metrics: Arc<Metrics>,
     tail: Arc<TailHub>,
     stdio_capture_bytes: usize,
+    /// Host memory charged by every instance's meter together.
+    host_memory_total: Arc<AtomicU64>,
     instances_capacity: u32,
     ticker: std::sync::Mutex<Option<EpochTicker>>,
     closed: std::sync::atomic::AtomicBool,
@@ -215,6 +221,7 @@ impl Runtime {
             metrics: Arc::new(Metrics::new(cfg.max_script_series)),
             tail: Default::default(),
             stdio_capture_bytes: cfg.stdio_capture_kb << 10,
+            host_memory_total: Arc::default(),
             instances_capacity: cfg.instances,
             ticker: std::sync::Mutex::new(Some(ticker)),
             closed: Default::default(),
@@ -647,6 +654,7 @@ impl Runtime {
             request_body_limit_hits: c.request_body_limit_hits.load(Ordering::Relaxed),
             response_body_limit_hits: c.response_body_limit_hits.load(Ordering::Relaxed),
             cached_workers: self.cache.loaded(),
+            host_memory_bytes: self.host_memory_total.load(Ordering::Relaxed),
             pool: PoolStats {
                 component_instances: metrics.as_ref().map_or(0, |m| m.component_instances()),
                 core_instances: metrics.as_ref().map_or(0, |m| m.core_instances()),

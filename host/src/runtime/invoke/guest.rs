@@ -106,20 +106,35 @@ async fn call_guest(
             Err(WorkerError::RequestTooLarge(plan.limits.max_request_body)),
             None,
         ),
-        Ok(Err(error)) => (Err(classify(&error, call.store.data(), &call.stderr)), None),
+        Ok(Err(error)) => {
+            let state = call.store.data_mut();
+            // Out of table slots: the guest's share of its host-memory budget.
+            let table_full = state.table_full();
+            let error = classify(&error, state, table_full, &call.stderr);
+            (Err(error), None)
+        }
         Err(_) => (Err(WorkerError::WallLimit), None),
     }
 }
 
 /// Maps a failed instantiation or call to what the client is told.
-fn classify(error: &wasmtime::Error, state: &WorkerState, stderr: &OutputCapture) -> WorkerError {
+fn classify(
+    error: &wasmtime::Error,
+    state: &WorkerState,
+    table_full: bool,
+    stderr: &OutputCapture,
+) -> WorkerError {
     if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
         return WorkerError::Overloaded;
     }
     if state.cpu.limit_hit {
         return WorkerError::CpuLimit;
     }
-    if state.limiter.memory_limit_hit || state.limiter.table_limit_hit {
+    if state.limiter.memory_limit_hit
+        || state.limiter.table_limit_hit
+        || state.host_memory.limit_hit()
+        || table_full
+    {
         return WorkerError::MemoryLimit;
     }
     if state.egress.subrequest_limit_hit {
@@ -286,5 +301,6 @@ fn is_clean(store: &Store<WorkerState>) -> bool {
     !data.cpu.limit_hit
         && !data.limiter.memory_limit_hit
         && !data.limiter.table_limit_hit
+        && !data.host_memory.limit_hit()
         && !data.egress.subrequest_limit_hit
 }

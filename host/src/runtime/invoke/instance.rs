@@ -21,7 +21,8 @@ use crate::capabilities::dispatcher::DispatcherState;
 use crate::capabilities::http::EgressHooks;
 use crate::capabilities::kv::{KvScope, KvState};
 use crate::capabilities::{WorkerRequest, WorkerResponse};
-use crate::limits::CpuMeter;
+use crate::limits::host_memory::HostBudget;
+use crate::limits::{CpuMeter, HostMemory};
 use crate::runtime::reuse::Idle;
 use crate::runtime::state::{StateParams, WorkerState};
 use crate::runtime::stdio::OutputCapture;
@@ -96,19 +97,23 @@ impl Runtime {
         .with_metrics(self.metrics.clone());
         let dispatch = DispatcherState { binding: dispatch };
         let cpu = CpuMeter::new(plan.limits.cpu).with_lane(Some(self.heavy_lane.clone()));
+        let budget = HostBudget::split(plan.limits.host_memory_bytes);
         let warm = if worker.isolation.reuse() {
             worker.pool.take(&worker.isolation)
         } else {
             None
         };
         let (store, warm, stdout, stderr, served) = match warm {
-            Some(idle) => reset_warm(idle, egress, dispatch, cpu),
+            Some(idle) => reset_warm(idle, egress, dispatch, cpu, budget),
             None => {
+                let host_memory =
+                    HostMemory::new(budget.buffered_bytes, self.host_memory_total.clone());
                 let (stdout, stderr) = (
-                    OutputCapture::new(self.stdio_capture_bytes),
-                    OutputCapture::new(self.stdio_capture_bytes),
+                    OutputCapture::new(self.stdio_capture_bytes, &host_memory),
+                    OutputCapture::new(self.stdio_capture_bytes, &host_memory),
                 );
                 let kv = KvState {
+                    memory: host_memory.clone(),
                     scope: worker.kv_enabled.then(|| {
                         KvScope::new(
                             self.store.clone(),
@@ -123,6 +128,8 @@ impl Runtime {
                     stdout: stdout.clone(),
                     stderr: stderr.clone(),
                     max_memory_bytes: plan.limits.memory_bytes,
+                    host_memory,
+                    table_slots: budget.table_slots,
                     cpu,
                     egress,
                     dispatch,
@@ -163,6 +170,7 @@ fn reset_warm(
     egress: EgressHooks,
     dispatch: DispatcherState,
     cpu: CpuMeter,
+    budget: HostBudget,
 ) -> (
     Store<WorkerState>,
     Option<Proxy>,
@@ -185,6 +193,7 @@ fn reset_warm(
     data.dispatch = dispatch;
     data.cpu = cpu;
     data.limiter.reset_flags();
+    data.reset_host_memory(budget.buffered_bytes, budget.table_slots);
     store.set_epoch_deadline(1);
     (store, Some(proxy), stdout, stderr, served)
 }
