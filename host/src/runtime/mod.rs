@@ -101,6 +101,7 @@ pub struct Counters {
     wall_limit_hits: AtomicU64,
     cpu_limit_hits: AtomicU64,
     memory_limit_hits: AtomicU64,
+    fuel_limit_hits: AtomicU64,
     overloaded: AtomicU64,
     request_body_limit_hits: AtomicU64,
     response_body_limit_hits: Arc<AtomicU64>,
@@ -129,6 +130,8 @@ pub struct RuntimeStats {
     pub cpu_limit_hits: u64,
     /// Invocations that failed on their memory limit.
     pub memory_limit_hits: u64,
+    /// Invocations stopped when their fuel ran out.
+    pub fuel_limit_hits: u64,
     /// Requests refused with `overloaded` (admission queue or pool full).
     pub overloaded: u64,
     /// Requests refused for an oversized request body.
@@ -199,7 +202,7 @@ impl Runtime {
         egress: Arc<Egress>,
         store: Arc<dyn NamespaceStore>,
     ) -> anyhow::Result<Self> {
-        let engine = engine::build_engine(cfg)?;
+        let engine = engine::build_engine(cfg, limits.fuel.is_some())?;
         let linker = state::build_linker(&engine)?;
         let dispatch_linker = state::build_dispatch_linker(&engine)?;
         let ticker = EpochTicker::start(engine.clone(), Duration::from_millis(cfg.epoch_tick_ms));
@@ -650,6 +653,7 @@ impl Runtime {
             wall_limit_hits: c.wall_limit_hits.load(Ordering::Relaxed),
             cpu_limit_hits: c.cpu_limit_hits.load(Ordering::Relaxed),
             memory_limit_hits: c.memory_limit_hits.load(Ordering::Relaxed),
+            fuel_limit_hits: c.fuel_limit_hits.load(Ordering::Relaxed),
             overloaded: c.overloaded.load(Ordering::Relaxed),
             request_body_limit_hits: c.request_body_limit_hits.load(Ordering::Relaxed),
             response_body_limit_hits: c.response_body_limit_hits.load(Ordering::Relaxed),

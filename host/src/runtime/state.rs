@@ -36,6 +36,8 @@ pub struct WorkerState {
     pub host_memory: HostMemory,
     /// CPU-time accounting (epoch ticks observed while executing).
     pub cpu: CpuMeter,
+    /// The fuel this request started with, on hosts that meter fuel.
+    pub fuel_budget: Option<u64>,
     /// HTTP capability: outbound policy and accounting.
     pub egress: EgressHooks,
     /// Dispatcher capability (dispatch workers only).
@@ -91,6 +93,7 @@ impl WorkerState {
             limiter: MemoryLimiter::new(p.max_memory_bytes),
             host_memory: p.host_memory,
             cpu: p.cpu,
+            fuel_budget: None,
             egress: p.egress,
             dispatch: p.dispatch,
             kv: p.kv,

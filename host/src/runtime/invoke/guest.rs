@@ -127,6 +127,9 @@ fn classify(
     if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
         return WorkerError::Overloaded;
     }
+    if matches!(error.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)) {
+        return WorkerError::FuelLimit;
+    }
     if state.cpu.limit_hit {
         return WorkerError::CpuLimit;
     }
@@ -165,6 +168,16 @@ fn report(worker: &Worker, call: &GuestCall, result: &Result<(), WorkerError>, m
     }
     let labels = metrics.labels(worker.namespace.as_str(), worker.name.as_str());
     metrics.cpu(&labels, call.store.data().cpu.used().as_secs_f64());
+    if let Some(fuel) = fuel_used(&call.store) {
+        metrics.fuel(&labels, fuel);
+    }
+}
+
+/// Fuel the request consumed, on hosts that meter fuel.
+fn fuel_used(store: &Store<WorkerState>) -> Option<u64> {
+    let budget = store.data().fuel_budget?;
+    let left = store.get_fuel().ok()?;
+    Some(budget.saturating_sub(left))
 }
 
 /// Emits a finished invocation's captured stdout/stderr through `tracing`,
@@ -220,6 +233,7 @@ fn publish(
         },
         duration_ms: invoked_at.elapsed().as_millis() as u64,
         cpu_ms: data.cpu.used().as_secs_f64() * 1000.0,
+        fuel: fuel_used(&call.store),
         subrequests: data.egress.subrequests,
         dispatched_to: call
             .dispatched

@@ -104,7 +104,7 @@ impl Runtime {
             None
         };
         let (store, warm, stdout, stderr, served) = match warm {
-            Some(idle) => reset_warm(idle, egress, dispatch, cpu, budget),
+            Some(idle) => reset_warm(idle, egress, dispatch, cpu, budget, plan.limits.fuel),
             None => {
                 let host_memory =
                     HostMemory::new(budget.buffered_bytes, self.host_memory_total.clone());
@@ -135,7 +135,7 @@ impl Runtime {
                     dispatch,
                     kv,
                 });
-                let store = self.fresh_store(state, plan.enforce);
+                let store = self.fresh_store(state, plan);
                 (store, None, stdout, stderr, 0)
             }
         };
@@ -151,15 +151,16 @@ impl Runtime {
     }
 
     /// A new store with the memory limiter and the CPU/yield hooks.
-    fn fresh_store(&self, state: WorkerState, enforce: bool) -> Store<WorkerState> {
+    fn fresh_store(&self, state: WorkerState, plan: &Plan) -> Store<WorkerState> {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        if enforce {
+        if plan.enforce {
             meter_cpu(&mut store);
         } else {
             yield_by_ticks(&mut store);
         }
         store.set_epoch_deadline(1);
+        fill_fuel(&mut store, plan.limits.fuel);
         store
     }
 }
@@ -171,6 +172,7 @@ fn reset_warm(
     dispatch: DispatcherState,
     cpu: CpuMeter,
     budget: HostBudget,
+    fuel: Option<u64>,
 ) -> (
     Store<WorkerState>,
     Option<Proxy>,
@@ -195,7 +197,21 @@ fn reset_warm(
     data.limiter.reset_flags();
     data.reset_host_memory(budget.buffered_bytes, budget.table_slots);
     store.set_epoch_deadline(1);
+    fill_fuel(&mut store, fuel);
     (store, Some(proxy), stdout, stderr, served)
+}
+
+/// Gives the store this request's fuel (only engines that meter fuel have
+/// a budget: the host's `[limits] fuel` turns both on).
+fn fill_fuel(store: &mut Store<WorkerState>, fuel: Option<u64>) {
+    store.data_mut().fuel_budget = fuel;
+    if let Some(fuel) = fuel
+        && let Err(error) = store.set_fuel(fuel)
+    {
+        // An engine without fuel metering: nothing to count or enforce.
+        tracing::error!(%error, "fuel budget on an engine without fuel metering");
+        store.data_mut().fuel_budget = None;
+    }
 }
 
 /// CPU accounting: execution segments run from entering wasm to leaving it
