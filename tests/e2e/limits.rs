@@ -760,3 +760,27 @@ async fn host_memory_counts_handles() {
     let fine = berth.get("handles.localhost", "/hoard-fields?n=100").await;
     assert_eq!(fine.text(), "kept 100 header maps\n");
 }
+
+/// The quota counts bytes as stored: sled keeps an overwritten value on
+/// disk until it cleans its segment, so re-setting one key again and again
+/// (the measured case grew the store to 534 MiB) stops at the quota even
+/// though only one value is live.
+#[tokio::test]
+async fn a_kv_bucket_cannot_grow_the_store_by_rewriting_one_key() {
+    let berth = Berth::start();
+    deploy_limited(&berth, "rewriter", json!({"kv_max_mb": 1})).await;
+    let set = || async {
+        berth
+            .get("rewriter.localhost", "/kv/big?kb=400")
+            .await
+            .text()
+    };
+    assert_eq!(set().await, "ok", "400 KiB stored");
+    assert_eq!(set().await, "ok", "800 KiB stored, 400 KiB live");
+    let third = set().await;
+    assert!(
+        third.starts_with("error:") && third.contains("kv-limit"),
+        "1.2 MiB would be stored: {third}"
+    );
+    assert!(third.contains("overwritten or deleted"), "{third}");
+}
