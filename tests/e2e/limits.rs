@@ -784,3 +784,84 @@ async fn a_kv_bucket_cannot_grow_the_store_by_rewriting_one_key() {
     );
     assert!(third.contains("overwritten or deleted"), "{third}");
 }
+
+/// Busy processes beside the host (`yes > /dev/null`, two per core),
+/// killed when dropped.
+struct CpuPressure(Vec<std::process::Child>);
+
+impl CpuPressure {
+    fn start() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self(
+            (0..cores * 2)
+                .map(|_| {
+                    std::process::Command::new("yes")
+                        .stdout(std::process::Stdio::null())
+                        .spawn()
+                        .expect("spawn yes")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for CpuPressure {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// CPU seconds the metrics charged to `script` so far.
+async fn cpu_seconds(berth: &Berth, script: &str) -> f64 {
+    let metrics = berth.admin_get("/metrics").await.text();
+    let prefix = format!(r#"berth_cpu_seconds_total{{namespace="default",script="{script}"}} "#);
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The CPU meter charges the guest's thread CPU time (past its first few
+/// milliseconds), not wall time: when other processes keep every core
+/// busy, a request that needs about half its cpu_ms is not cut, however
+/// long it waits for a core.
+#[tokio::test]
+async fn outside_cpu_pressure_does_not_push_a_modest_request_over_its_cap() {
+    const CPU_MS: f64 = 200.0;
+    let berth = Berth::start();
+    deploy_limited(&berth, "calib", json!({"cpu_ms": 30000})).await;
+    // Calibrate on this machine: CPU per unit of work, least of three.
+    let mut per_unit = f64::MAX;
+    for _ in 0..3 {
+        let before = cpu_seconds(&berth, "calib").await;
+        let reply = berth.get("calib.localhost", "/work?n=20").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let used = cpu_seconds(&berth, "calib").await - before;
+        per_unit = per_unit.min(used * 1000.0 / 20.0);
+    }
+    let n = ((CPU_MS / 2.0) / per_unit).round().max(1.0) as u64;
+    deploy_limited(&berth, "modest", json!({"cpu_ms": CPU_MS as u64})).await;
+    let path = format!("/work?n={n}");
+    assert_eq!(berth.get("modest.localhost", &path).await.status, 200);
+
+    let pressure = CpuPressure::start();
+    // Let the scheduler see the busy processes first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..10 {
+        let reply = berth.get("modest.localhost", &path).await;
+        assert_eq!(
+            reply.status,
+            200,
+            "run {i} ({n} units at ~{per_unit:.2} ms each, under {} busy processes): {}",
+            pressure.0.len(),
+            reply.text()
+        );
+    }
+    drop(pressure);
+    let stats = berth.runtime_stats().await;
+    assert_eq!(stats["cpu_limit_hits"], 0, "{stats}");
+}
