@@ -9,7 +9,9 @@
 # Cases: hello through the built-in router (limits on), dispatch worker →
 # user worker, hello with warm reuse, JS hello (fresh instance), and
 # "noisy": hello while another tenant spins at concurrency 8 (cpu_ms 50) —
-# its ratio to "hello" is the noisy-neighbour figure. Each round
+# its ratio to "hello" is the noisy-neighbour figure; "fuel": hello with
+# [limits] fuel (the engine counts instructions; its ratio to "hello" is
+# the cost of fuel metering). Each round
 # is wrk -t1 -c16 for DURATION after a 2 s warm-up; the table reports the
 # median req/s and p99 of ROUNDS rounds and head ÷ base.
 set -euo pipefail
@@ -81,6 +83,11 @@ cpu_ms = 50"
       sleep 1
       measure "$DATA" hello.localhost
       wait "$spin" 2>/dev/null || true ;;
+    fuel)
+      start "$bin" fuel "[limits]
+fuel = 1_000_000_000"
+      "$bin" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$ADMIN" --token bench > /dev/null
+      measure "$DATA" hello.localhost ;;
     js)
       start "$bin" js ""
       "$bin" deploy hello-js "$WASM_DIR/js_hello.wasm" --admin-url "$ADMIN" --token bench > /dev/null

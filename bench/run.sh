@@ -10,7 +10,9 @@
 # Cases (numbers as in the performance issue):
 #   1  berth (built-in router, fresh instance, limits on) vs
 #      `wasmtime serve -O pooling-allocator` on the same hello component
-#   3  limits on vs off ([limits] enforce) on hello
+#   3  limits on vs off ([limits] enforce) on hello, and "fuel on": limits
+#      on plus [limits] fuel, which makes the engine count instructions
+#      (its cost is the ratio to limits on)
 #   5  cold start: upload → first response; first request after a restart
 #   6  SCRIPTS (10,000) scripts in one namespace, requests spread at random:
 #      req/s and resident memory
@@ -100,10 +102,12 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A RPS P50 P99
 for round in $(seq 1 "$ROUNDS"); do
-  for case in limits-on limits-off; do
+  for case in limits-on limits-off fuel-on; do
     enforce=true; [ "$case" = limits-off ] && enforce=false
+    fuel=; [ "$case" = fuel-on ] && fuel="fuel = 1_000_000_000"
     read -r rps p50 p99 < <(run_case "$case" "[limits]
-enforce = $enforce")
+enforce = $enforce
+$fuel")
     echo "round $round  $case  ${rps} req/s  p50 ${p50}  p99 ${p99}" >&2
     RPS[$case]+="$rps "; P50[$case]+="$p50 "; P99[$case]+="$p99 "
   done
@@ -311,11 +315,14 @@ pick() { # case field → median value (latencies keep their unit)
 on_rps=$(pick rps "${RPS[limits-on]}"); off_rps=$(pick rps "${RPS[limits-off]}")
 ratio=$(awk -v a="$on_rps" -v b="$off_rps" 'BEGIN {printf "%.3f", a/b}')
 cost=$(awk -v a="$on_rps" -v b="$off_rps" 'BEGIN {printf "%.1f", (1-a/b)*100}')
+fuel_rps=$(pick rps "${RPS[fuel-on]}")
+fuel_ratio=$(awk -v a="$fuel_rps" -v b="$on_rps" 'BEGIN {printf "%.3f", a/b}')
 
 table="| Case | req/s (median of $ROUNDS) | p50 | p99 | vs limits-off |
 |---|---|---|---|---|
 | hello, fresh instance, limits on | $on_rps | $(pick lat "${P50[limits-on]}") | $(pick lat "${P99[limits-on]}") | $ratio |
-| hello, fresh instance, limits off | $off_rps | $(pick lat "${P50[limits-off]}") | $(pick lat "${P99[limits-off]}") | 1.000 |"
+| hello, fresh instance, limits off | $off_rps | $(pick lat "${P50[limits-off]}") | $(pick lat "${P99[limits-off]}") | 1.000 |
+| hello, fresh instance, limits on + fuel (÷ limits on: $fuel_ratio) | $fuel_rps | $(pick lat "${P50[fuel-on]}") | $(pick lat "${P99[fuel-on]}") | $(awk -v a="$fuel_rps" -v b="$off_rps" 'BEGIN {printf "%.3f", a/b}') |"
 if [ -n "$WASMTIME" ]; then
   wt_rps=$(pick rps "${RPS[wasmtime]}")
   vs_wt=$(awk -v a="$on_rps" -v b="$wt_rps" 'BEGIN {printf "%.2f", a/b}')

@@ -402,6 +402,16 @@ impl Config {
                 )));
             }
         }
+        for (key, value) in [
+            ("limits.host_memory_mb", self.limits.host_memory_mb),
+            ("limits.fuel", self.limits.fuel),
+        ] {
+            if value == Some(0) {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be greater than 0 (leave it out for the default)"
+                )));
+            }
+        }
         if self.server.request_head_timeout_ms > MAX_HEAD_TIMEOUT_MS {
             return Err(ConfigError::Invalid(format!(
                 "server.request_head_timeout_ms must be at most {MAX_HEAD_TIMEOUT_MS}"

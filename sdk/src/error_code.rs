@@ -43,11 +43,14 @@ pub enum ErrorCode {
     /// A request went through workers' subrequests back into the platform
     /// more often than `[egress] max_hops` allows (508).
     LoopDetected,
+    /// The worker used up its fuel budget, the deterministic instruction
+    /// meter (503).
+    FuelLimit,
 }
 
 impl ErrorCode {
     /// Every code, for exhaustive checks.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::WorkerNotFound,
         ErrorCode::Exception,
         ErrorCode::NoResponse,
@@ -61,6 +64,7 @@ impl ErrorCode {
         ErrorCode::BadDispatchRequest,
         ErrorCode::BadRequest,
         ErrorCode::LoopDetected,
+        ErrorCode::FuelLimit,
     ];
 
     /// The header value, e.g. `worker-not-found`.
@@ -79,6 +83,7 @@ impl ErrorCode {
             ErrorCode::BadDispatchRequest => "bad-dispatch-request",
             ErrorCode::BadRequest => "bad-request",
             ErrorCode::LoopDetected => "loop-detected",
+            ErrorCode::FuelLimit => "fuel-limit",
         }
     }
 
@@ -88,7 +93,10 @@ impl ErrorCode {
             ErrorCode::WorkerNotFound => 404,
             ErrorCode::Exception | ErrorCode::Internal | ErrorCode::SubrequestLimit => 500,
             ErrorCode::NoResponse => 502,
-            ErrorCode::Overloaded | ErrorCode::CpuLimit | ErrorCode::MemoryLimit => 503,
+            ErrorCode::Overloaded
+            | ErrorCode::CpuLimit
+            | ErrorCode::MemoryLimit
+            | ErrorCode::FuelLimit => 503,
             ErrorCode::WallLimit => 504,
             ErrorCode::RequestTooLarge => 413,
             ErrorCode::BadDispatchRequest | ErrorCode::BadRequest => 400,

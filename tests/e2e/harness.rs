@@ -237,6 +237,25 @@ impl Berth {
             .expect("the server's thread count")
     }
 
+    /// A `kB` figure of the server process's `/proc/<pid>/status`
+    /// (`VmRSS`, `VmHWM`, …), in bytes.
+    pub fn proc_status_bytes(&self, field: &str) -> u64 {
+        let pid = self.child.as_ref().expect("server running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or_else(|| panic!("no {field} in the server's status"))
+    }
+
+    /// Resets the server process's peak RSS (`VmHWM`) to its current RSS.
+    pub fn reset_peak_rss(&self) {
+        let pid = self.child.as_ref().expect("server running").id();
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM");
+    }
+
     /// The data dir the server runs on.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")

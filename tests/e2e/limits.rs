@@ -700,3 +700,168 @@ async fn spinning_tenants_leave_a_core_for_light_ones() {
         assert_eq!(reply.headers()["x-berth-error"], "cpu-limit");
     }
 }
+
+/// The measured hole: 400 outgoing requests with 2 MiB written into each
+/// body, never sent, grew the host by +711 MiB under memory_mb = 64. The
+/// buffered bytes count against the instance's host-memory budget now: the
+/// request fails with `memory-limit`, the process grows by less than the
+/// budget, and every byte is given back when the instance goes.
+#[tokio::test]
+async fn host_memory_a_guest_hoards_is_counted_and_given_back() {
+    const MIB: u64 = 1 << 20;
+    let berth = start_with_config("[limits]\nmemory_mb = 64\nwall_ms = 30000\n");
+    berth.deploy("default", "hoarder", wasm("tenant")).await;
+    // Loaded and warmed up: idle from here.
+    let small = berth.get("hoarder.localhost", "/hoard?n=2&kb=64").await;
+    assert_eq!(small.text(), "hoarded 2 bodies, 131072 bytes\n");
+    until_stats(&berth, "nothing held", |s| s["host_memory_bytes"] == 0).await;
+    let idle = berth.proc_status_bytes("VmRSS");
+    berth.reset_peak_rss();
+
+    let reply = berth.get("hoarder.localhost", "/hoard?n=400&kb=2048").await;
+    assert_error(&reply, 503, "memory-limit", "Worker exceeded memory limit");
+    let peak = berth.proc_status_bytes("VmHWM");
+    assert!(
+        peak < idle + 64 * MIB,
+        "the host grew by {} MiB (idle {} MiB, peak {} MiB)",
+        (peak - idle) / MIB,
+        idle / MIB,
+        peak / MIB
+    );
+    let stats = berth.runtime_stats().await;
+    assert_eq!(stats["memory_limit_hits"], 1, "{stats}");
+    // Everything the instance held is given back with it.
+    until_stats(&berth, "the hoard given back", |s| {
+        s["host_memory_bytes"] == 0
+    })
+    .await;
+
+    // The budget is the instance's, not the host's: the next request of
+    // the same tenant gets all of it again, and a modest hoard passes.
+    let again = berth.get("hoarder.localhost", "/hoard?n=4&kb=2048").await;
+    assert_eq!(again.text(), "hoarded 4 bodies, 8388608 bytes\n");
+    // A script can lower its own budget below what it needs.
+    deploy_limited(&berth, "frugal", json!({"host_memory_mb": 4})).await;
+    let frugal = berth.get("frugal.localhost", "/hoard?n=4&kb=2048").await;
+    assert_error(&frugal, 503, "memory-limit", "Worker exceeded memory limit");
+}
+
+/// Handles are host memory too: a guest that opens header maps without
+/// end runs out of table slots (its share of the budget) and fails with
+/// `memory-limit`, not with a million entries.
+#[tokio::test]
+async fn host_memory_counts_handles() {
+    let berth = start_with_config("[limits]\nmemory_mb = 16\n");
+    berth.deploy("default", "handles", wasm("tenant")).await;
+    let reply = berth
+        .get("handles.localhost", "/hoard-fields?n=100000")
+        .await;
+    assert_error(&reply, 503, "memory-limit", "Worker exceeded memory limit");
+    let fine = berth.get("handles.localhost", "/hoard-fields?n=100").await;
+    assert_eq!(fine.text(), "kept 100 header maps\n");
+}
+
+/// The quota counts bytes as stored: sled keeps an overwritten value on
+/// disk until it cleans its segment, so re-setting one key again and again
+/// (the measured case grew the store to 534 MiB) stops at the quota even
+/// though only one value is live.
+#[tokio::test]
+async fn a_kv_bucket_cannot_grow_the_store_by_rewriting_one_key() {
+    let berth = Berth::start();
+    deploy_limited(&berth, "rewriter", json!({"kv_max_mb": 1})).await;
+    let set = || async {
+        berth
+            .get("rewriter.localhost", "/kv/big?kb=400")
+            .await
+            .text()
+    };
+    assert_eq!(set().await, "ok", "400 KiB stored");
+    assert_eq!(set().await, "ok", "800 KiB stored, 400 KiB live");
+    let third = set().await;
+    assert!(
+        third.starts_with("error:") && third.contains("kv-limit"),
+        "1.2 MiB would be stored: {third}"
+    );
+    assert!(third.contains("overwritten or deleted"), "{third}");
+}
+
+/// Busy processes beside the host (`yes > /dev/null`, two per core),
+/// killed when dropped.
+struct CpuPressure(Vec<std::process::Child>);
+
+impl CpuPressure {
+    fn start() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self(
+            (0..cores * 2)
+                .map(|_| {
+                    std::process::Command::new("yes")
+                        .stdout(std::process::Stdio::null())
+                        .spawn()
+                        .expect("spawn yes")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for CpuPressure {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// CPU seconds the metrics charged to `script` so far.
+async fn cpu_seconds(berth: &Berth, script: &str) -> f64 {
+    let metrics = berth.admin_get("/metrics").await.text();
+    let prefix = format!(r#"berth_cpu_seconds_total{{namespace="default",script="{script}"}} "#);
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The CPU meter charges the guest's thread CPU time (past its first few
+/// milliseconds), not wall time: when other processes keep every core
+/// busy, a request that needs about half its cpu_ms is not cut, however
+/// long it waits for a core.
+#[tokio::test]
+async fn outside_cpu_pressure_does_not_push_a_modest_request_over_its_cap() {
+    const CPU_MS: f64 = 200.0;
+    let berth = Berth::start();
+    deploy_limited(&berth, "calib", json!({"cpu_ms": 30000})).await;
+    // Calibrate on this machine: CPU per unit of work, least of three.
+    let mut per_unit = f64::MAX;
+    for _ in 0..3 {
+        let before = cpu_seconds(&berth, "calib").await;
+        let reply = berth.get("calib.localhost", "/work?n=20").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let used = cpu_seconds(&berth, "calib").await - before;
+        per_unit = per_unit.min(used * 1000.0 / 20.0);
+    }
+    let n = ((CPU_MS / 2.0) / per_unit).round().max(1.0) as u64;
+    deploy_limited(&berth, "modest", json!({"cpu_ms": CPU_MS as u64})).await;
+    let path = format!("/work?n={n}");
+    assert_eq!(berth.get("modest.localhost", &path).await.status, 200);
+
+    let pressure = CpuPressure::start();
+    // Let the scheduler see the busy processes first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..10 {
+        let reply = berth.get("modest.localhost", &path).await;
+        assert_eq!(
+            reply.status,
+            200,
+            "run {i} ({n} units at ~{per_unit:.2} ms each, under {} busy processes): {}",
+            pressure.0.len(),
+            reply.text()
+        );
+    }
+    drop(pressure);
+    let stats = berth.runtime_stats().await;
+    assert_eq!(stats["cpu_limit_hits"], 0, "{stats}");
+}

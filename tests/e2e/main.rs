@@ -13,6 +13,7 @@ mod compose;
 mod dispatch;
 mod egress;
 mod embed;
+mod fuel;
 mod hostile;
 mod js;
 mod lifecycle;

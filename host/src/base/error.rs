@@ -43,6 +43,9 @@ pub enum WorkerError {
     /// The guest executed longer than its CPU-time limit.
     #[error("Worker exceeded CPU time limit")]
     CpuLimit,
+    /// The guest used up its fuel (the deterministic instruction meter).
+    #[error("Worker exceeded fuel limit")]
+    FuelLimit,
     /// The guest failed after an outbound request was refused for exceeding
     /// its subrequest limit.
     #[error("Worker exceeded subrequest limit")]
@@ -78,6 +81,7 @@ impl WorkerError {
             Self::WallLimit => ErrorCode::WallLimit,
             Self::MemoryLimit => ErrorCode::MemoryLimit,
             Self::CpuLimit => ErrorCode::CpuLimit,
+            Self::FuelLimit => ErrorCode::FuelLimit,
             Self::SubrequestLimit => ErrorCode::SubrequestLimit,
             Self::RequestTooLarge(_) => ErrorCode::RequestTooLarge,
             Self::BadDispatchRequest(_) => ErrorCode::BadDispatchRequest,
@@ -205,6 +209,7 @@ pub(crate) mod tests {
             WorkerError::BadRequest("x".into()),
             WorkerError::LoopDetected(9),
             WorkerError::Internal("x".into()),
+            WorkerError::FuelLimit,
         ]
     }
 
@@ -224,6 +229,7 @@ pub(crate) mod tests {
             ("bad-request", 400),
             ("loop-detected", 508),
             ("internal", 500),
+            ("fuel-limit", 503),
         ];
         let all = every_variant();
         assert_eq!(

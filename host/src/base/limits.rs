@@ -77,6 +77,15 @@ pub struct ScriptLimits {
     /// Bytes (keys and values) in the script's KV bucket, MiB.
     #[serde(default)]
     pub kv_max_mb: Option<u64>,
+    /// Memory the host holds for one instance outside its linear memory
+    /// (buffered bodies, handles, KV values in flight, captured output),
+    /// MiB.
+    #[serde(default)]
+    pub host_memory_mb: Option<u64>,
+    /// Fuel (Wasmtime's deterministic instruction meter) per request;
+    /// effective only on hosts that meter fuel (`[limits] fuel` set).
+    #[serde(default)]
+    pub fuel: Option<u64>,
 }
 
 impl ScriptLimits {
@@ -91,6 +100,8 @@ impl ScriptLimits {
             ("max_concurrency", self.max_concurrency.map(u64::from)),
             ("kv_max_keys", self.kv_max_keys),
             ("kv_max_mb", self.kv_max_mb),
+            ("host_memory_mb", self.host_memory_mb),
+            ("fuel", self.fuel),
         ];
         for (key, value) in values {
             if value == Some(0) {
@@ -144,6 +155,18 @@ pub struct HostLimits {
     pub kv_max_keys: u64,
     /// Bytes (keys and values) one script's KV bucket may hold, MiB.
     pub kv_max_mb: u64,
+    /// Memory the host may hold for one instance outside its linear memory,
+    /// MiB (see `limits::host_memory`). Unset: the instance's own
+    /// `memory_mb`, so the host never holds more for a guest than the guest
+    /// may hold itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_memory_mb: Option<u64>,
+    /// Fuel per request. Setting it turns on Wasmtime's fuel metering for
+    /// the whole engine (compiled code counts instructions; it is off by
+    /// default because the counting costs time on every request); scripts
+    /// can then lower it with their own `fuel`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
 }
 
 /// What a script's KV bucket may hold, all levels combined.
@@ -170,6 +193,8 @@ impl Default for HostLimits {
             enforce: true,
             kv_max_keys: 10_000,
             kv_max_mb: 64,
+            host_memory_mb: None,
+            fuel: None,
         }
     }
 }
@@ -189,6 +214,10 @@ pub struct Effective {
     pub max_request_body: u64,
     /// Response body cap, bytes.
     pub max_response_body: u64,
+    /// Host memory the instance may hold outside its linear memory, bytes.
+    pub host_memory_bytes: usize,
+    /// Fuel budget, when the host meters fuel.
+    pub fuel: Option<u64>,
 }
 
 const MIB: u64 = 1 << 20;
@@ -199,15 +228,25 @@ impl HostLimits {
     pub fn effective(&self, script: &ScriptLimits, call: &CallLimits) -> Effective {
         let call = script.call().tighten(*call);
         let min = |host: u64, other: Option<u64>| other.map_or(host, |v| v.min(host));
+        let memory_mb = min(self.memory_mb, call.memory_mb);
+        // Tied to the instance's own memory unless the host says otherwise;
+        // a script can only lower it.
+        let host_memory_mb = min(
+            self.host_memory_mb.unwrap_or(memory_mb),
+            script.host_memory_mb,
+        );
         Effective {
             cpu: Duration::from_millis(min(self.cpu_ms, call.cpu_ms)),
             wall: Duration::from_millis(min(self.wall_ms, call.wall_ms)),
-            memory_bytes: (min(self.memory_mb, call.memory_mb) * MIB) as usize,
+            memory_bytes: (memory_mb * MIB) as usize,
             subrequests: call
                 .subrequests
                 .map_or(self.subrequests, |v| v.min(self.subrequests)),
             max_request_body: min(self.max_request_body_mb, script.max_request_body_mb) * MIB,
             max_response_body: min(self.max_response_body_mb, script.max_response_body_mb) * MIB,
+            host_memory_bytes: (host_memory_mb * MIB) as usize,
+            // Only a host that meters fuel can enforce a script's budget.
+            fuel: self.fuel.map(|host| min(host, script.fuel)),
         }
     }
 
@@ -295,6 +334,70 @@ mod tests {
             }),
             2
         );
+    }
+
+    #[test]
+    fn host_memory_follows_memory_unless_set_and_scripts_only_lower_it() {
+        let host = HostLimits {
+            memory_mb: 64,
+            ..HostLimits::default()
+        };
+        let none = CallLimits::default();
+        let plain = ScriptLimits::default();
+        assert_eq!(host.effective(&plain, &none).host_memory_bytes, 64 << 20);
+        // A script (or call) lowering memory_mb lowers the tied default.
+        let small = ScriptLimits {
+            memory_mb: Some(16),
+            ..Default::default()
+        };
+        assert_eq!(host.effective(&small, &none).host_memory_bytes, 16 << 20);
+        // Its own setting can lower it, never raise it past the host's.
+        let raise = ScriptLimits {
+            host_memory_mb: Some(4096),
+            ..Default::default()
+        };
+        assert_eq!(host.effective(&raise, &none).host_memory_bytes, 64 << 20);
+        let set = HostLimits {
+            host_memory_mb: Some(32),
+            ..host.clone()
+        };
+        assert_eq!(set.effective(&plain, &none).host_memory_bytes, 32 << 20);
+        assert_eq!(set.effective(&raise, &none).host_memory_bytes, 32 << 20);
+        let lower = ScriptLimits {
+            host_memory_mb: Some(8),
+            ..Default::default()
+        };
+        assert_eq!(set.effective(&lower, &none).host_memory_bytes, 8 << 20);
+    }
+
+    #[test]
+    fn fuel_is_the_minimum_of_host_and_script_and_off_without_the_host() {
+        let none = CallLimits::default();
+        let script = ScriptLimits {
+            fuel: Some(5_000),
+            ..Default::default()
+        };
+        let off = HostLimits::default();
+        assert_eq!(off.effective(&script, &none).fuel, None, "no metering");
+        let on = HostLimits {
+            fuel: Some(1_000_000),
+            ..HostLimits::default()
+        };
+        assert_eq!(on.effective(&script, &none).fuel, Some(5_000));
+        assert_eq!(
+            on.effective(&ScriptLimits::default(), &none).fuel,
+            Some(1_000_000)
+        );
+        let greedy = ScriptLimits {
+            fuel: Some(u64::MAX),
+            ..Default::default()
+        };
+        assert_eq!(on.effective(&greedy, &none).fuel, Some(1_000_000));
+        let zero = ScriptLimits {
+            fuel: Some(0),
+            ..Default::default()
+        };
+        assert!(zero.validate().unwrap_err().0.contains("fuel"));
     }
 
     #[test]

@@ -9,13 +9,17 @@
 //! `limits.kv_max_keys` keys and `limits.kv_max_mb` of keys and values; a
 //! write past either fails inside the guest with `other("kv-limit: …")`. The admin API lists, reads
 //! and deletes keys (`…/scripts/{name}/kv`); deleting a script deletes its
-//! bucket.
+//! bucket. A value in flight (read from the store for the guest, or taken
+//! from the guest to be stored) is charged to the instance's host-memory
+//! budget while the host holds it; past the budget the guest traps with
+//! `memory-limit`.
 
 use std::sync::Arc;
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::base::names::Name;
+use crate::limits::HostMemory;
 use crate::store::{KvQuota, KvStore};
 
 /// Longest key, bytes.
@@ -74,6 +78,8 @@ pub struct Bucket {
 pub struct KvState {
     /// The script's bucket.
     pub scope: Option<KvScope>,
+    /// The instance's host-memory meter, charged for values in flight.
+    pub memory: HostMemory,
 }
 
 /// What the host functions see: the capability's state and the instance's
@@ -153,7 +159,13 @@ impl store::HostBucket for KvView<'_> {
         if let Err(e) = check_key(&key) {
             return Ok(Err(e));
         }
-        blocking(move || s.store.kv_get(&s.namespace, &s.script, &key).map_err(other)).await
+        let value =
+            blocking(move || s.store.kv_get(&s.namespace, &s.script, &key).map_err(other)).await?;
+        // Held until it is copied into the guest's memory.
+        if let Ok(Some(value)) = &value {
+            let _in_flight = self.state.memory.charge(value.len())?;
+        }
+        Ok(value)
     }
 
     async fn set(
@@ -172,12 +184,15 @@ impl store::HostBucket for KvView<'_> {
         if let Err(e) = check_key(&key) {
             return Ok(Err(e));
         }
-        blocking(move || {
+        let in_flight = self.state.memory.charge(key.len() + value.len())?;
+        let stored = blocking(move || {
             s.store
                 .kv_set(&s.namespace, &s.script, &key, &value, s.quota)
                 .map_err(other)
         })
-        .await
+        .await;
+        drop(in_flight);
+        stored
     }
 
     async fn delete(

@@ -3,6 +3,8 @@
 //! its enforcement.
 //!
 //! - [`memory`]: the store's `ResourceLimiter` (linear memory, tables).
+//! - [`host_memory`]: what the host holds for an instance outside its
+//!   linear memory (handles, buffered bytes), against one budget.
 //! - [`cpu`]: the CPU meter the epoch callback consults.
 //! - [`admission`]: per-script concurrency gate with a bounded queue.
 //! - [`body`]: request and response body caps while they stream.
@@ -13,9 +15,11 @@
 pub mod admission;
 pub mod body;
 pub mod cpu;
+pub mod host_memory;
 pub mod memory;
 
 pub use crate::base::limits::{CallLimits, Effective, HostLimits, ScriptLimits};
 pub use admission::Admission;
 pub use cpu::CpuMeter;
+pub use host_memory::HostMemory;
 pub use memory::MemoryLimiter;

@@ -75,6 +75,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     duration: Family<ScriptLabels, Histogram, fn() -> Histogram>,
     cpu: Family<ScriptLabels, Counter<f64, AtomicU64>>,
+    fuel: Family<ScriptLabels, Counter>,
     limit_hits: Family<KindLabels, Counter>,
     subrequests: Family<OutcomeLabels, Counter>,
     instantiation: Histogram,
@@ -96,6 +97,7 @@ impl Metrics {
             latency_histogram,
         );
         let cpu = Family::<ScriptLabels, Counter<f64, AtomicU64>>::default();
+        let fuel = Family::<ScriptLabels, Counter>::default();
         let limit_hits = Family::<KindLabels, Counter>::default();
         let subrequests = Family::<OutcomeLabels, Counter>::default();
         let instantiation = latency_histogram();
@@ -113,6 +115,11 @@ impl Metrics {
             "cpu_seconds",
             "CPU time guests spent executing",
             cpu.clone(),
+        );
+        registry.register(
+            "fuel",
+            "Fuel guests consumed (instructions, as Wasmtime meters them; only on hosts with [limits] fuel)",
+            fuel.clone(),
         );
         registry.register(
             "limit_hits",
@@ -154,6 +161,7 @@ impl Metrics {
             requests,
             duration,
             cpu,
+            fuel,
             limit_hits,
             subrequests,
             instantiation,
@@ -207,7 +215,12 @@ impl Metrics {
         self.cpu.get_or_create(labels).inc_by(seconds);
     }
 
-    /// Records a limit hit (`cpu`, `wall`, `memory`, `subrequests`,
+    /// Records fuel a guest consumed.
+    pub fn fuel(&self, labels: &ScriptLabels, fuel: u64) {
+        self.fuel.get_or_create(labels).inc_by(fuel);
+    }
+
+    /// Records a limit hit (`cpu`, `fuel`, `wall`, `memory`, `subrequests`,
     /// `request_body`, `response_body`, `concurrency`).
     pub fn limit_hit(&self, labels: &ScriptLabels, kind: &str) {
         self.limit_hits
@@ -304,7 +317,12 @@ mod tests {
         m.request(&l, 503, "cpu-limit", 0.01);
         m.limit_hit(&l, "cpu");
         m.subrequest("ns", "app", "denied");
+        m.fuel(&l, 1234);
         let text = m.encode();
+        assert!(
+            text.contains(r#"berth_fuel_total{namespace="ns",script="app"} 1234"#),
+            "{text}"
+        );
         assert!(text.contains(r#"berth_requests_total{namespace="ns",script="app",status="503",code="cpu-limit"} 1"#), "{text}");
         assert!(
             text.contains(r#"berth_limit_hits_total{namespace="ns",script="app",kind="cpu"} 1"#),

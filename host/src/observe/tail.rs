@@ -61,6 +61,10 @@ pub struct TailEvent {
     pub duration_ms: u64,
     /// CPU time the guest spent executing, ms.
     pub cpu_ms: f64,
+    /// Fuel the guest consumed (hosts with `[limits] fuel` only): the same
+    /// figure for the same work on any machine, under any load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
     /// Outbound requests made.
     pub subrequests: u32,
     /// Scripts a dispatch worker dispatched to.
@@ -169,6 +173,7 @@ mod tests {
             outcome: "ok".into(),
             duration_ms: 1,
             cpu_ms: 0.1,
+            fuel: None,
             subrequests: 0,
             dispatched_to: vec![],
             logs: vec![],

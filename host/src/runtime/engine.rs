@@ -1,7 +1,8 @@
 //! The one `wasmtime::Engine` shared by every tenant, and its epoch ticker.
 //!
 //! The engine is configured once: pooling instance allocator sized from
-//! `[runtime]`, copy-on-write memory images, epoch interruption. A single
+//! `[runtime]`, copy-on-write memory images, epoch interruption, and fuel
+//! metering when the host has a fuel budget (`[limits] fuel`). A single
 //! background thread advances the epoch every `epoch_tick_ms`; stores use
 //! the epoch to yield back to the scheduler (and, for limits, to check their
 //! budgets). There is never a thread or timer per request.
@@ -22,8 +23,13 @@ const MAX_WASM_STACK: usize = 1 << 20;
 /// Fiber stack per instance: the wasm stack plus room for host calls.
 const ASYNC_STACK_SIZE: usize = MAX_WASM_STACK + (1 << 20);
 
-/// Builds the shared engine from `[runtime]`.
-pub fn build_engine(cfg: &RuntimeConfig) -> anyhow::Result<Engine> {
+/// Builds the shared engine from `[runtime]`. `consume_fuel` makes
+/// compiled code count its instructions (Wasmtime's fuel): that counting is
+/// compiled into every function and costs time whether or not a request
+/// has a budget, so it is on only when the host meters fuel (`[limits]
+/// fuel`); it is part of the compatibility hash, so artifacts compiled
+/// without it are never loaded with it.
+pub fn build_engine(cfg: &RuntimeConfig, consume_fuel: bool) -> anyhow::Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(cfg.instances)
         .total_core_instances(cfg.core_instances)
@@ -51,6 +57,7 @@ pub fn build_engine(cfg: &RuntimeConfig) -> anyhow::Result<Engine> {
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
+        .consume_fuel(consume_fuel)
         .memory_init_cow(true)
         .max_wasm_stack(MAX_WASM_STACK)
         .async_stack_size(ASYNC_STACK_SIZE)
@@ -133,10 +140,13 @@ mod tests {
             tables: 4,
             ..RuntimeConfig::default()
         };
-        let a = build_engine(&cfg).unwrap();
-        let b = build_engine(&cfg).unwrap();
+        let a = build_engine(&cfg, false).unwrap();
+        let b = build_engine(&cfg, false).unwrap();
         assert_eq!(compatibility_hash(&a), compatibility_hash(&b));
         assert_eq!(compatibility_hash(&a).len(), 32);
+        // Fuel changes the compiled code, so it changes the hash.
+        let fuel = build_engine(&cfg, true).unwrap();
+        assert_ne!(compatibility_hash(&a), compatibility_hash(&fuel));
     }
 
     #[test]
@@ -153,13 +163,13 @@ mod tests {
             decommit_batch_size: 8,
             ..RuntimeConfig::default()
         };
-        build_engine(&cfg).unwrap();
+        build_engine(&cfg, false).unwrap();
         if !PoolingAllocationConfig::are_memory_protection_keys_available() {
             let yes = RuntimeConfig {
                 mpk: Mpk::Yes,
                 ..cfg
             };
-            let err = build_engine(&yes).unwrap_err().to_string();
+            let err = build_engine(&yes, false).unwrap_err().to_string();
             assert!(err.contains("cannot build engine"), "{err}");
         }
     }

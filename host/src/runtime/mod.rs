@@ -101,6 +101,7 @@ pub struct Counters {
     wall_limit_hits: AtomicU64,
     cpu_limit_hits: AtomicU64,
     memory_limit_hits: AtomicU64,
+    fuel_limit_hits: AtomicU64,
     overloaded: AtomicU64,
     request_body_limit_hits: AtomicU64,
     response_body_limit_hits: Arc<AtomicU64>,
@@ -129,6 +130,8 @@ pub struct RuntimeStats {
     pub cpu_limit_hits: u64,
     /// Invocations that failed on their memory limit.
     pub memory_limit_hits: u64,
+    /// Invocations stopped when their fuel ran out.
+    pub fuel_limit_hits: u64,
     /// Requests refused with `overloaded` (admission queue or pool full).
     pub overloaded: u64,
     /// Requests refused for an oversized request body.
@@ -137,6 +140,10 @@ pub struct RuntimeStats {
     pub response_body_limit_hits: u64,
     /// Workers currently loaded in memory.
     pub cached_workers: usize,
+    /// Bytes the host holds for instances outside their linear memory
+    /// (buffered bodies, KV values in flight, captured output), all
+    /// instances together; see `limits::host_memory`.
+    pub host_memory_bytes: u64,
     /// Pooling allocator occupancy.
     pub pool: PoolStats,
 }
@@ -174,6 +181,8 @@ pub struct Runtime {
     metrics: Arc<Metrics>,
     tail: Arc<TailHub>,
     stdio_capture_bytes: usize,
+    /// Host memory charged by every instance's meter together.
+    host_memory_total: Arc<AtomicU64>,
     instances_capacity: u32,
     ticker: std::sync::Mutex<Option<EpochTicker>>,
     closed: std::sync::atomic::AtomicBool,
@@ -193,7 +202,7 @@ impl Runtime {
         egress: Arc<Egress>,
         store: Arc<dyn NamespaceStore>,
     ) -> anyhow::Result<Self> {
-        let engine = engine::build_engine(cfg)?;
+        let engine = engine::build_engine(cfg, limits.fuel.is_some())?;
         let linker = state::build_linker(&engine)?;
         let dispatch_linker = state::build_dispatch_linker(&engine)?;
         let ticker = EpochTicker::start(engine.clone(), Duration::from_millis(cfg.epoch_tick_ms));
@@ -215,6 +224,7 @@ impl Runtime {
             metrics: Arc::new(Metrics::new(cfg.max_script_series)),
             tail: Default::default(),
             stdio_capture_bytes: cfg.stdio_capture_kb << 10,
+            host_memory_total: Arc::default(),
             instances_capacity: cfg.instances,
             ticker: std::sync::Mutex::new(Some(ticker)),
             closed: Default::default(),
@@ -651,10 +661,12 @@ impl Runtime {
             wall_limit_hits: c.wall_limit_hits.load(Ordering::Relaxed),
             cpu_limit_hits: c.cpu_limit_hits.load(Ordering::Relaxed),
             memory_limit_hits: c.memory_limit_hits.load(Ordering::Relaxed),
+            fuel_limit_hits: c.fuel_limit_hits.load(Ordering::Relaxed),
             overloaded: c.overloaded.load(Ordering::Relaxed),
             request_body_limit_hits: c.request_body_limit_hits.load(Ordering::Relaxed),
             response_body_limit_hits: c.response_body_limit_hits.load(Ordering::Relaxed),
             cached_workers: self.cache.loaded(),
+            host_memory_bytes: self.host_memory_total.load(Ordering::Relaxed),
             pool: PoolStats {
                 component_instances: metrics.as_ref().map_or(0, |m| m.component_instances()),
                 core_instances: metrics.as_ref().map_or(0, |m| m.core_instances()),

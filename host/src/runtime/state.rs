@@ -21,8 +21,9 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use super::stdio::OutputCapture;
 use crate::capabilities::dispatcher::{self, DispatcherState, DispatcherView};
 use crate::capabilities::http::EgressHooks;
+use crate::capabilities::http::budget::{FIELDS_MAX_BYTES, HostMemoryView};
 use crate::capabilities::kv::{self, KvState, KvView};
-use crate::limits::{CpuMeter, MemoryLimiter};
+use crate::limits::{CpuMeter, HostMemory, MemoryLimiter};
 
 /// Store data of one invocation.
 pub struct WorkerState {
@@ -31,8 +32,12 @@ pub struct WorkerState {
     table: ResourceTable,
     /// Memory and table caps for the instance.
     pub limiter: MemoryLimiter,
+    /// What the host buffers for the instance outside its linear memory.
+    pub host_memory: HostMemory,
     /// CPU-time accounting (epoch ticks observed while executing).
     pub cpu: CpuMeter,
+    /// The fuel this request started with, on hosts that meter fuel.
+    pub fuel_budget: Option<u64>,
     /// HTTP capability: outbound policy and accounting.
     pub egress: EgressHooks,
     /// Dispatcher capability (dispatch workers only).
@@ -51,6 +56,11 @@ pub struct StateParams<'a> {
     pub stderr: OutputCapture,
     /// Total linear memory the instance may use.
     pub max_memory_bytes: usize,
+    /// The instance's host-memory meter (also charged by its stdio
+    /// captures and KV state).
+    pub host_memory: HostMemory,
+    /// Resource-table entries the instance may hold at once.
+    pub table_slots: usize,
     /// CPU budget for this invocation.
     pub cpu: CpuMeter,
     /// HTTP capability state for this invocation.
@@ -72,12 +82,18 @@ impl WorkerState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(FIELDS_MAX_BYTES);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(p.table_slots);
         Self {
             wasi,
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            http,
+            table,
             limiter: MemoryLimiter::new(p.max_memory_bytes),
+            host_memory: p.host_memory,
             cpu: p.cpu,
+            fuel_budget: None,
             egress: p.egress,
             dispatch: p.dispatch,
             kv: p.kv,
@@ -124,6 +140,32 @@ impl WasiHttpView for WorkerState {
             table: &mut self.table,
             hooks: &mut self.egress,
         }
+    }
+}
+
+impl HostMemoryView for WorkerState {
+    fn host_memory(&self) -> &HostMemory {
+        &self.host_memory
+    }
+}
+
+impl WorkerState {
+    /// Whether the resource table has no room for another entry (the
+    /// guest ran out of table slots, its share of the host-memory budget).
+    pub fn table_full(&mut self) -> bool {
+        match self.table.push(()) {
+            Ok(probe) => {
+                let _ = self.table.delete(probe);
+                false
+            }
+            Err(_) => true,
+        }
+    }
+
+    /// A new request on a warm instance: the budget of this request.
+    pub fn reset_host_memory(&mut self, buffered_bytes: usize, table_slots: usize) {
+        self.host_memory.reset(buffered_bytes);
+        self.table.set_max_capacity(table_slots);
     }
 }
 

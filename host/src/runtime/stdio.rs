@@ -3,8 +3,10 @@
 //! Guests never write to the host's terminal: each request gets its own
 //! [`OutputCapture`] per stream, which keeps the first `cap` bytes and counts
 //! the rest. Writes always succeed (a chatty guest must not trap because of
-//! logging), but memory use per request stays bounded. After the request the
-//! captured lines are emitted through `tracing`, attributed to the script.
+//! logging), but memory use per request stays bounded: the kept bytes are
+//! charged to the instance's host-memory budget, and output past the budget
+//! is dropped like output past the cap. After the request the captured
+//! lines are emitted through `tracing`, attributed to the script.
 
 use std::io;
 use std::pin::Pin;
@@ -13,6 +15,9 @@ use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+
+use crate::limits::HostMemory;
+use crate::limits::host_memory::Charge;
 
 /// One captured output stream; clones share the same buffer.
 #[derive(Clone)]
@@ -24,16 +29,19 @@ struct Captured {
     buf: Vec<u8>,
     cap: usize,
     dropped: u64,
+    /// What the kept bytes take from the instance's host-memory budget.
+    charge: Charge,
 }
 
 impl OutputCapture {
-    /// A capture keeping at most `cap` bytes.
-    pub fn new(cap: usize) -> Self {
+    /// A capture keeping at most `cap` bytes, charged to `budget`.
+    pub fn new(cap: usize, budget: &HostMemory) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Captured {
                 buf: Vec::new(),
                 cap,
                 dropped: 0,
+                charge: budget.empty_charge(),
             })),
         }
     }
@@ -41,7 +49,10 @@ impl OutputCapture {
     fn append(&self, data: &[u8]) {
         let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let room = c.cap.saturating_sub(c.buf.len());
-        let keep = room.min(data.len());
+        let mut keep = room.min(data.len());
+        if keep > 0 && c.charge.try_grow(keep).is_err() {
+            keep = 0;
+        }
         c.buf.extend_from_slice(&data[..keep]);
         c.dropped += (data.len() - keep) as u64;
     }
@@ -49,8 +60,9 @@ impl OutputCapture {
     /// Forgets what was captured (a reused instance starts a new request).
     pub fn clear(&self) {
         let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        c.buf.clear();
+        c.buf = Vec::new();
         c.dropped = 0;
+        c.charge.release();
     }
 
     /// The captured text (lossy UTF-8) and how many bytes were dropped.
@@ -106,10 +118,24 @@ mod tests {
 
     #[test]
     fn keeps_at_most_cap_bytes_and_counts_the_rest() {
-        let c = OutputCapture::new(5);
+        let budget = HostMemory::default();
+        let c = OutputCapture::new(5, &budget);
         c.append(b"hel");
         c.append(b"lo world");
         assert_eq!(c.contents(), ("hello".to_owned(), 6));
+        assert_eq!(budget.used(), 5, "the kept bytes are charged");
+        c.clear();
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn output_past_the_host_memory_budget_is_dropped_not_fatal() {
+        let budget = HostMemory::new(4, std::sync::Arc::default());
+        let c = OutputCapture::new(100, &budget);
+        c.append(b"abc");
+        c.append(b"defgh");
+        assert_eq!(c.contents(), ("abc".to_owned(), 5));
+        assert!(!budget.limit_hit(), "logging never fails the request");
     }
 
     #[test]

@@ -47,20 +47,75 @@ pub struct SledStore {
     sealer: Option<Sealer>,
 }
 
-/// Keys and bytes (keys + values) a bucket holds: kept beside it in the
-/// `kv_usage` tree, updated in the same transaction as every write.
+/// How long bytes a bucket overwrote or deleted keep counting against its
+/// byte quota: sled keeps them on disk until its segment cleaner rewrites
+/// their segment, so they are stored even though no key reaches them. A
+/// bucket can thus leave at most its quota of such garbage per window,
+/// however often it rewrites the same keys.
+pub const KV_REWRITE_WINDOW_MS: u64 = 60_000;
+
+/// What a bucket holds, kept beside it in the `kv_usage` tree and updated
+/// in the same transaction as every write: keys and bytes (keys + values)
+/// reachable now, and the bytes it overwrote or deleted in the current
+/// rewrite window. The byte quota applies to [`Self::stored`], the two
+/// together: the bytes as stored, not only as live.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct KvUsage {
     keys: u64,
     bytes: u64,
+    rewritten: u64,
+    window_start_ms: u64,
 }
 
 impl KvUsage {
-    fn encode(self) -> [u8; 16] {
-        let mut out = [0u8; 16];
+    fn encode(self) -> [u8; 32] {
+        let mut out = [0u8; 32];
         out[..8].copy_from_slice(&self.keys.to_be_bytes());
-        out[8..].copy_from_slice(&self.bytes.to_be_bytes());
+        out[8..16].copy_from_slice(&self.bytes.to_be_bytes());
+        out[16..24].copy_from_slice(&self.rewritten.to_be_bytes());
+        out[24..].copy_from_slice(&self.window_start_ms.to_be_bytes());
         out
+    }
+
+    /// Bytes the bucket takes on disk: live, plus what it overwrote or
+    /// deleted in the current window.
+    fn stored(&self) -> u64 {
+        self.bytes + self.rewritten
+    }
+
+    /// Starts a new rewrite window at `now_ms` if the current one is over.
+    fn at(mut self, now_ms: u64) -> Self {
+        if now_ms.saturating_sub(self.window_start_ms) >= KV_REWRITE_WINDOW_MS {
+            self.rewritten = 0;
+            self.window_start_ms = now_ms;
+        }
+        self
+    }
+
+    /// After `key` (replacing `old` bytes of value, if it existed) is set
+    /// to `new` bytes of value.
+    fn after_set(self, key: usize, old: Option<usize>, new: usize, now_ms: u64) -> Self {
+        let mut next = self.at(now_ms);
+        match old {
+            Some(old) => {
+                let replaced = (key + old) as u64;
+                next.bytes = next.bytes.saturating_sub(replaced);
+                next.rewritten += replaced;
+            }
+            None => next.keys += 1,
+        }
+        next.bytes += (key + new) as u64;
+        next
+    }
+
+    /// After `key` (with `old` bytes of value) is deleted.
+    fn after_delete(self, key: usize, old: usize, now_ms: u64) -> Self {
+        let mut next = self.at(now_ms);
+        let removed = (key + old) as u64;
+        next.keys = next.keys.saturating_sub(1);
+        next.bytes = next.bytes.saturating_sub(removed);
+        next.rewritten += removed;
+        next
     }
 
     fn decode(bytes: &[u8]) -> Self {
@@ -70,9 +125,12 @@ impl KvUsage {
                 .and_then(|b| <[u8; 8]>::try_from(b).ok())
                 .map_or(0, u64::from_be_bytes)
         };
+        // Records written before the rewrite window have two words.
         Self {
             keys: word(0),
             bytes: word(8),
+            rewritten: word(16),
+            window_start_ms: word(24),
         }
     }
 }
@@ -739,25 +797,29 @@ impl KvStore for SledStore {
         let usage = self.kv_usage_of(&prefix)?;
         let mut k = prefix.clone();
         k.extend_from_slice(key.as_bytes());
+        let now = now_ms();
         (&self.kv, &self.kv_usage).transaction(|(kv, usage_tree)| {
             let old = kv.get(&k)?;
-            let mut next = usage;
-            match &old {
-                Some(old) => next.bytes -= (key.len() + old.len()) as u64,
-                None => next.keys += 1,
-            }
-            next.bytes += (key.len() + value.len()) as u64;
+            let next = usage.after_set(key.len(), old.as_ref().map(|o| o.len()), value.len(), now);
             if next.keys > quota.max_keys {
                 return abort(StoreError::KvQuota(format!(
                     "the bucket may hold {} keys",
                     quota.max_keys
                 )));
             }
-            // Growing past the byte quota is refused; shrinking never is.
-            if next.bytes > quota.max_bytes && next.bytes > usage.bytes {
+            // Growing past the byte quota, as stored, is refused. Every
+            // write stores its bytes (an overwrite leaves the old value on
+            // disk until sled reclaims it), so room comes back by deleting
+            // keys and when the rewrite window ends.
+            if next.stored() > quota.max_bytes && next.stored() > usage.stored() {
                 return abort(StoreError::KvQuota(format!(
-                    "the bucket may hold {} bytes of keys and values; this write would make it {}",
-                    quota.max_bytes, next.bytes
+                    "the bucket may store {} bytes of keys and values; this write would make it {} \
+                     ({} live, {} overwritten or deleted in the last {} s)",
+                    quota.max_bytes,
+                    next.stored(),
+                    next.bytes,
+                    next.rewritten,
+                    KV_REWRITE_WINDOW_MS / 1000
                 )));
             }
             kv.insert(k.as_slice(), value)?;
@@ -773,14 +835,12 @@ impl KvStore for SledStore {
         let usage = self.kv_usage_of(&prefix)?;
         let mut k = prefix.clone();
         k.extend_from_slice(key.as_bytes());
+        let now = now_ms();
         let removed = (&self.kv, &self.kv_usage).transaction(|(kv, usage_tree)| {
             let Some(old) = kv.remove(k.as_slice())? else {
                 return Ok(false);
             };
-            let next = KvUsage {
-                keys: usage.keys.saturating_sub(1),
-                bytes: usage.bytes.saturating_sub((key.len() + old.len()) as u64),
-            };
+            let next = usage.after_delete(key.len(), old.len(), now);
             usage_tree.insert(prefix.as_slice(), next.encode().as_slice())?;
             Ok(true)
         })?;
@@ -914,24 +974,84 @@ mod tests {
         let err = store.kv_set(&ns, &app, "c", b"x", quota).unwrap_err();
         assert!(matches!(err, StoreError::KvQuota(_)), "{err}");
         assert!(err.to_string().starts_with("kv-limit: "), "{err}");
-        // Overwrites count the new value, not both.
-        store.kv_set(&ns, &app, "a", &[1; 50], quota).unwrap();
-        let err = store.kv_set(&ns, &app, "a", &[1; 60], quota).unwrap_err();
+        // An overwrite stores its bytes beside the old ones (sled keeps
+        // them until it cleans their segment): 82 live + 41 overwritten.
+        let err = store.kv_set(&ns, &app, "a", &[1; 40], quota).unwrap_err();
         assert!(err.to_string().contains("100 bytes"), "{err}");
         assert_eq!(
             store.kv_get(&ns, &app, "a").unwrap(),
-            Some(vec![1; 50]),
+            Some(vec![0; 40]),
             "refused writes change nothing"
         );
-        // Shrinking is always allowed, and a delete frees a key.
-        store.kv_set(&ns, &app, "a", b"", quota).unwrap();
+        // A delete is always allowed and frees a key, but its bytes stay
+        // stored for the window.
         assert!(store.kv_delete(&ns, &app, "b").unwrap());
         store.kv_set(&ns, &app, "c", b"x", quota).unwrap();
+        let err = store.kv_set(&ns, &app, "c", &[2; 20], quota).unwrap_err();
+        assert!(err.to_string().contains("overwritten or deleted"), "{err}");
         // Usage survives a reopen (it is stored, not recomputed).
+        let usage = store.kv_usage_of(&kv_prefix(&ns, &app)).unwrap();
+        assert_eq!((usage.keys, usage.bytes, usage.rewritten), (2, 43, 41));
+    }
+
+    #[test]
+    fn rewritten_bytes_count_until_their_window_ends() {
+        let t0 = 1_000_000;
+        let usage = KvUsage::default().after_set(1, None, 99, t0);
+        assert_eq!((usage.keys, usage.bytes, usage.stored()), (1, 100, 100));
+        // Three overwrites of the same key: 100 live, 300 as stored.
+        let mut usage = usage;
+        for _ in 0..3 {
+            usage = usage.after_set(1, Some(99), 99, t0 + 10);
+        }
+        assert_eq!((usage.keys, usage.bytes, usage.stored()), (1, 100, 400));
+        let deleted = usage.after_delete(1, 99, t0 + 20);
+        assert_eq!((deleted.keys, deleted.bytes, deleted.stored()), (0, 0, 400));
+        // A window later the garbage is forgiven (sled had a window to
+        // reclaim it); only what is live and new counts.
+        let later = usage.after_set(1, Some(99), 9, t0 + KV_REWRITE_WINDOW_MS);
+        assert_eq!((later.bytes, later.rewritten), (10, 100));
+        assert_eq!(later.window_start_ms, t0 + KV_REWRITE_WINDOW_MS);
+        // Old two-word records read as no rewrites yet.
+        let mut old = [0u8; 16];
+        old[..8].copy_from_slice(&3u64.to_be_bytes());
+        old[8..].copy_from_slice(&30u64.to_be_bytes());
         assert_eq!(
-            store.kv_usage_of(&kv_prefix(&ns, &app)).unwrap(),
-            KvUsage { keys: 2, bytes: 3 }
+            KvUsage::decode(&old),
+            KvUsage {
+                keys: 3,
+                bytes: 30,
+                ..KvUsage::default()
+            }
         );
+        assert_eq!(KvUsage::decode(&later.encode()), later);
+    }
+
+    /// The measured case, scaled down: re-setting the same keys over and
+    /// over stops at the quota instead of growing the store without bound.
+    #[test]
+    fn rewriting_the_same_keys_cannot_grow_the_store_past_the_quota() {
+        let (_dir, store) = open();
+        let (ns, app) = (name("ns"), name("app"));
+        store.create_namespace(&ns).unwrap();
+        let quota = KvQuota {
+            max_keys: 100,
+            max_bytes: 1 << 20,
+        };
+        let value = vec![7u8; 64 << 10];
+        let mut written = 0u64;
+        'rounds: for _ in 0..10 {
+            for key in ["k1", "k2", "k3", "k4"] {
+                match store.kv_set(&ns, &app, key, &value, quota) {
+                    Ok(()) => written += value.len() as u64,
+                    Err(StoreError::KvQuota(_)) => break 'rounds,
+                    Err(other) => panic!("{other}"),
+                }
+            }
+        }
+        // 256 KiB live; writes stop once 1 MiB has been stored.
+        assert!(written <= 1 << 20, "{written}");
+        assert!(written >= (1 << 20) - (64 << 10) - 64, "{written}");
     }
 
     #[test]

@@ -1,62 +1,106 @@
 //! Host bindings for `berth:platform/dispatcher`, generated from `wit/`.
 //!
 //! Only the `dispatch-client` world (the `dispatcher` import alone) is
-//! generated here; `wasi:*` types map to the bindings of wasmtime-wasi and
+//! generated here, once per package version the host links (`v0_1`,
+//! `v0_2`); `wasi:*` types map to the bindings of wasmtime-wasi and
 //! wasmtime-wasi-http, so an `outgoing-request` made through `wasi:http` is
 //! the very resource `worker.fetch` receives.
 
 #![allow(missing_docs)]
 
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "berth:platform/dispatch-client",
-    imports: {
-        "berth:platform/dispatcher.get": async | trappable,
-        "berth:platform/dispatcher.lookup-hostname": async | trappable,
-        default: trappable,
-    },
-    require_store_data_send: true,
-    with: {
-        "wasi:io": wasmtime_wasi::p2::bindings::io,
-        "wasi:http": wasmtime_wasi_http::p2::bindings::http,
-        "berth:platform/dispatcher.worker": super::resources::WorkerHandle,
-        "berth:platform/dispatcher.future-response": super::resources::FutureResponse,
-    },
-});
+/// `berth:platform@0.1.0` (`wit/`).
+pub mod v0_1 {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "berth:platform/dispatch-client",
+        imports: {
+            "berth:platform/dispatcher.get": async | trappable,
+            "berth:platform/dispatcher.lookup-hostname": async | trappable,
+            default: trappable,
+        },
+        require_store_data_send: true,
+        with: {
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "berth:platform/dispatcher.worker": crate::capabilities::dispatcher::resources::WorkerHandle,
+            "berth:platform/dispatcher.future-response": crate::capabilities::dispatcher::resources::FutureResponse,
+        },
+    });
+}
+
+/// `berth:platform@0.2.0` (`wit/v0.2/`): 0.1.0 plus `fuel-limit-exceeded`.
+pub mod v0_2 {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.2",
+        world: "berth:platform/dispatch-client",
+        imports: {
+            "berth:platform/dispatcher.get": async | trappable,
+            "berth:platform/dispatcher.lookup-hostname": async | trappable,
+            default: trappable,
+        },
+        require_store_data_send: true,
+        with: {
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "berth:platform/dispatcher.worker": crate::capabilities::dispatcher::resources::WorkerHandle,
+            "berth:platform/dispatcher.future-response": crate::capabilities::dispatcher::resources::FutureResponse,
+        },
+    });
+}
 
 use crate::base::error::WorkerError;
-use berth::platform::dispatcher::DispatchError;
 
-/// The typed error a dispatch worker sees for a failed user worker: the
-/// WIT view of the one error map in [`crate::base::error`].
-impl From<WorkerError> for DispatchError {
-    fn from(error: WorkerError) -> Self {
-        match error {
-            WorkerError::NotFound(_) => DispatchError::WorkerNotFound,
-            WorkerError::Exception(message) => DispatchError::Exception(message),
-            WorkerError::NoResponse => DispatchError::NoResponse,
-            WorkerError::Overloaded => DispatchError::Overloaded,
-            WorkerError::WallLimit => DispatchError::WallLimitExceeded,
-            WorkerError::MemoryLimit => DispatchError::MemoryLimitExceeded,
-            WorkerError::CpuLimit => DispatchError::CpuLimitExceeded,
-            WorkerError::SubrequestLimit => DispatchError::SubrequestLimitExceeded,
-            WorkerError::RequestTooLarge(limit) => DispatchError::RequestBodyTooLarge(limit),
-            // A loop is a failed subrequest chain: the platform sees why.
-            WorkerError::LoopDetected(hops) => {
-                DispatchError::Internal(format!("loop detected after {hops} hops"))
+/// Maps a failure to one version's `dispatch-error`; `$fuel` is the variant
+/// that version has for `fuel-limit`.
+macro_rules! dispatch_error_from {
+    ($error:ty, $fuel:expr) => {
+        /// The typed error a dispatch worker sees for a failed user worker:
+        /// the WIT view of the one error map in [`crate::base::error`].
+        impl From<WorkerError> for $error {
+            fn from(error: WorkerError) -> Self {
+                type E = $error;
+                match error {
+                    WorkerError::NotFound(_) => E::WorkerNotFound,
+                    WorkerError::Exception(message) => E::Exception(message),
+                    WorkerError::NoResponse => E::NoResponse,
+                    WorkerError::Overloaded => E::Overloaded,
+                    WorkerError::WallLimit => E::WallLimitExceeded,
+                    WorkerError::MemoryLimit => E::MemoryLimitExceeded,
+                    WorkerError::CpuLimit => E::CpuLimitExceeded,
+                    WorkerError::FuelLimit => $fuel,
+                    WorkerError::SubrequestLimit => E::SubrequestLimitExceeded,
+                    WorkerError::RequestTooLarge(limit) => E::RequestBodyTooLarge(limit),
+                    // A loop is a failed subrequest chain: the platform sees why.
+                    WorkerError::LoopDetected(hops) => {
+                        E::Internal(format!("loop detected after {hops} hops"))
+                    }
+                    // Only the fetch form produces it, and it answers with a response.
+                    WorkerError::BadDispatchRequest(message)
+                    | WorkerError::BadRequest(message)
+                    | WorkerError::Internal(message) => E::Internal(message),
+                }
             }
-            // Only the fetch form produces it, and it answers with a response.
-            WorkerError::BadDispatchRequest(message)
-            | WorkerError::BadRequest(message)
-            | WorkerError::Internal(message) => DispatchError::Internal(message),
         }
-    }
+    };
 }
+
+// 0.1.0 has no fuel variant: running out of fuel is running out of compute,
+// which 0.1.0 calls `cpu-limit-exceeded` (same status, 503).
+dispatch_error_from!(
+    v0_1::berth::platform::dispatcher::DispatchError,
+    v0_1::berth::platform::dispatcher::DispatchError::CpuLimitExceeded
+);
+dispatch_error_from!(
+    v0_2::berth::platform::dispatcher::DispatchError,
+    v0_2::berth::platform::dispatcher::DispatchError::FuelLimitExceeded
+);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::base::error::tests::every_variant;
+    use v0_1::berth::platform::dispatcher::DispatchError;
+    use v0_2::berth::platform::dispatcher::DispatchError as DispatchError2;
 
     /// The WIT variant of every failure names the same failure as its
     /// `x-berth-error` code (the WIT spells limits `…-limit-exceeded` and
@@ -76,6 +120,36 @@ mod tests {
                 DispatchError::SubrequestLimitExceeded => "subrequest-limit",
                 DispatchError::RequestBodyTooLarge(_) => "request-too-large",
                 DispatchError::Internal(_) => "internal",
+            };
+            let expected = match error {
+                WorkerError::BadDispatchRequest(_)
+                | WorkerError::BadRequest(_)
+                | WorkerError::LoopDetected(_) => "internal",
+                // 0.1.0's closest variant.
+                WorkerError::FuelLimit => "cpu-limit",
+                _ => code,
+            };
+            assert_eq!(variant, expected, "{error:?}");
+        }
+    }
+
+    /// 0.2.0 names every failure 0.1.0 does, and fuel as itself.
+    #[test]
+    fn v0_2_variants_follow_the_error_codes() {
+        for error in every_variant() {
+            let code = error.code().as_str();
+            let variant = match DispatchError2::from(error.clone()) {
+                DispatchError2::WorkerNotFound => "worker-not-found",
+                DispatchError2::Exception(_) => "exception",
+                DispatchError2::NoResponse => "no-response",
+                DispatchError2::Overloaded => "overloaded",
+                DispatchError2::WallLimitExceeded => "wall-limit",
+                DispatchError2::MemoryLimitExceeded => "memory-limit",
+                DispatchError2::CpuLimitExceeded => "cpu-limit",
+                DispatchError2::FuelLimitExceeded => "fuel-limit",
+                DispatchError2::SubrequestLimitExceeded => "subrequest-limit",
+                DispatchError2::RequestBodyTooLarge(_) => "request-too-large",
+                DispatchError2::Internal(_) => "internal",
             };
             let expected = match error {
                 WorkerError::BadDispatchRequest(_)

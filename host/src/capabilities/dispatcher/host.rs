@@ -7,6 +7,11 @@
 //! can be in flight. The `future-response` resolves when the user worker
 //! sets its response (or fails); the response body keeps streaming from the
 //! user worker while the dispatch worker reads it.
+//!
+//! The functions are written once, on [`DispatcherView`], with failures as
+//! [`WorkerError`]s; each linked package version (`berth:platform@0.1.0`,
+//! `@0.2.0`) gets the same trait implementations, differing only in how
+//! its `dispatch-error` spells a failure (`bindings`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,9 +28,7 @@ use wasmtime_wasi_http::p2::body::HostIncomingBody;
 use wasmtime_wasi_http::p2::types::{HostIncomingResponse, HostOutgoingRequest};
 
 use super::DispatcherView;
-use super::bindings::berth::platform::dispatcher::{
-    DispatchError, Host, HostFutureResponse, HostWorker, Options,
-};
+use super::bindings::{v0_1, v0_2};
 use super::resources::{FutureResponse, WorkerHandle};
 use crate::base::error::WorkerError;
 use crate::base::limits::CallLimits;
@@ -151,16 +154,6 @@ impl DispatchBinding {
     }
 }
 
-fn to_call_limits(options: &Options) -> CallLimits {
-    let l = &options.limits;
-    CallLimits {
-        cpu_ms: l.cpu_ms,
-        wall_ms: l.wall_ms,
-        memory_mb: l.memory_mb.map(u64::from),
-        subrequests: l.subrequests,
-    }
-}
-
 /// Builds the request the user worker receives from a guest's
 /// `outgoing-request`.
 fn user_request(request: HostOutgoingRequest, script: &Name) -> Result<WorkerRequest, String> {
@@ -206,8 +199,8 @@ fn user_request(request: HostOutgoingRequest, script: &Name) -> Result<WorkerReq
         .map_err(|e| format!("invalid request {uri:?}: {e}"))
 }
 
-impl Host for DispatcherView<'_> {
-    async fn lookup_hostname(&mut self, hostname: String) -> wasmtime::Result<Option<String>> {
+impl DispatcherView<'_> {
+    async fn lookup(&mut self, hostname: String) -> wasmtime::Result<Option<String>> {
         let Some(binding) = self.state.binding.clone() else {
             return Ok(None);
         };
@@ -222,18 +215,19 @@ impl Host for DispatcherView<'_> {
         Ok(found.ok().flatten().map(|name| name.to_string()))
     }
 
-    async fn get(
+    async fn select(
         &mut self,
         name: String,
-        options: Options,
-    ) -> wasmtime::Result<Result<Resource<WorkerHandle>, DispatchError>> {
+        limits: CallLimits,
+        outbound: Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<Resource<WorkerHandle>, WorkerError>> {
         let Some(binding) = self.state.binding.clone() else {
-            return Ok(Err(DispatchError::Internal(
+            return Ok(Err(WorkerError::Internal(
                 "this component is not running as a dispatch worker".into(),
             )));
         };
         let Ok(script) = Name::new(&name) else {
-            return Ok(Err(DispatchError::WorkerNotFound));
+            return Ok(Err(WorkerError::NotFound(name)));
         };
         binding.record(&name);
         let loaded = match binding.invoker.get() {
@@ -242,23 +236,21 @@ impl Host for DispatcherView<'_> {
         };
         let worker = match loaded {
             Ok(worker) => worker,
-            Err(error) => return Ok(Err(DispatchError::from(error))),
+            Err(error) => return Ok(Err(error)),
         };
         let handle = WorkerHandle {
             worker,
-            limits: to_call_limits(&options),
-            outbound: options.outbound,
+            limits,
+            outbound,
         };
         Ok(Ok(self.http.table.push(handle)?))
     }
-}
 
-impl HostWorker for DispatcherView<'_> {
-    fn name(&mut self, this: Resource<WorkerHandle>) -> wasmtime::Result<String> {
+    fn worker_name(&mut self, this: Resource<WorkerHandle>) -> wasmtime::Result<String> {
         Ok(self.http.table.get(&this)?.worker.name().to_string())
     }
 
-    fn fetch(
+    fn fetch_with(
         &mut self,
         this: Resource<WorkerHandle>,
         request: Resource<HostOutgoingRequest>,
@@ -292,24 +284,22 @@ impl HostWorker for DispatcherView<'_> {
         Ok(self.http.table.push(future)?)
     }
 
-    fn drop(&mut self, this: Resource<WorkerHandle>) -> wasmtime::Result<()> {
+    fn drop_worker(&mut self, this: Resource<WorkerHandle>) -> wasmtime::Result<()> {
         self.http.table.delete(this)?;
         Ok(())
     }
-}
 
-impl HostFutureResponse for DispatcherView<'_> {
-    fn subscribe(
+    fn subscribe_response(
         &mut self,
         this: Resource<FutureResponse>,
     ) -> wasmtime::Result<Resource<DynPollable>> {
         wasmtime_wasi::p2::subscribe(self.http.table, this)
     }
 
-    fn get(
+    fn take_response(
         &mut self,
         this: Resource<FutureResponse>,
-    ) -> wasmtime::Result<Option<Result<Resource<HostIncomingResponse>, DispatchError>>> {
+    ) -> wasmtime::Result<Option<Result<Resource<HostIncomingResponse>, WorkerError>>> {
         let future = self.http.table.get_mut(&this)?;
         let outcome = match std::mem::replace(future, FutureResponse::Consumed) {
             FutureResponse::Ready(outcome) => outcome,
@@ -321,14 +311,14 @@ impl HostFutureResponse for DispatcherView<'_> {
                 }
             },
             FutureResponse::Consumed => {
-                return Ok(Some(Err(DispatchError::Internal(
+                return Ok(Some(Err(WorkerError::Internal(
                     "the response was already taken".into(),
                 ))));
             }
         };
         let response = match outcome {
             Ok(response) => response,
-            Err(error) => return Ok(Some(Err(DispatchError::from(error)))),
+            Err(error) => return Ok(Some(Err(error))),
         };
         let (parts, body) = response.into_parts();
         let http = &mut self.http;
@@ -341,8 +331,93 @@ impl HostFutureResponse for DispatcherView<'_> {
         Ok(Some(Ok(http.table.push(incoming)?)))
     }
 
-    fn drop(&mut self, this: Resource<FutureResponse>) -> wasmtime::Result<()> {
+    fn drop_response(&mut self, this: Resource<FutureResponse>) -> wasmtime::Result<()> {
         self.http.table.delete(this)?;
         Ok(())
     }
 }
+
+/// The `dispatcher` traits of one package version, over the functions
+/// above: only the records and the error type differ between versions.
+macro_rules! dispatcher_version {
+    ($v:ident) => {
+        impl $v::berth::platform::dispatcher::Host for DispatcherView<'_> {
+            async fn lookup_hostname(
+                &mut self,
+                hostname: String,
+            ) -> wasmtime::Result<Option<String>> {
+                self.lookup(hostname).await
+            }
+
+            async fn get(
+                &mut self,
+                name: String,
+                options: $v::berth::platform::dispatcher::Options,
+            ) -> wasmtime::Result<
+                Result<Resource<WorkerHandle>, $v::berth::platform::dispatcher::DispatchError>,
+            > {
+                let l = &options.limits;
+                let limits = CallLimits {
+                    cpu_ms: l.cpu_ms,
+                    wall_ms: l.wall_ms,
+                    memory_mb: l.memory_mb.map(u64::from),
+                    subrequests: l.subrequests,
+                };
+                Ok(self
+                    .select(name, limits, options.outbound)
+                    .await?
+                    .map_err(Into::into))
+            }
+        }
+
+        impl $v::berth::platform::dispatcher::HostWorker for DispatcherView<'_> {
+            fn name(&mut self, this: Resource<WorkerHandle>) -> wasmtime::Result<String> {
+                self.worker_name(this)
+            }
+
+            fn fetch(
+                &mut self,
+                this: Resource<WorkerHandle>,
+                request: Resource<HostOutgoingRequest>,
+            ) -> wasmtime::Result<Resource<FutureResponse>> {
+                self.fetch_with(this, request)
+            }
+
+            fn drop(&mut self, this: Resource<WorkerHandle>) -> wasmtime::Result<()> {
+                self.drop_worker(this)
+            }
+        }
+
+        impl $v::berth::platform::dispatcher::HostFutureResponse for DispatcherView<'_> {
+            fn subscribe(
+                &mut self,
+                this: Resource<FutureResponse>,
+            ) -> wasmtime::Result<Resource<DynPollable>> {
+                self.subscribe_response(this)
+            }
+
+            fn get(
+                &mut self,
+                this: Resource<FutureResponse>,
+            ) -> wasmtime::Result<
+                Option<
+                    Result<
+                        Resource<HostIncomingResponse>,
+                        $v::berth::platform::dispatcher::DispatchError,
+                    >,
+                >,
+            > {
+                Ok(self
+                    .take_response(this)?
+                    .map(|outcome| outcome.map_err(Into::into)))
+            }
+
+            fn drop(&mut self, this: Resource<FutureResponse>) -> wasmtime::Result<()> {
+                self.drop_response(this)
+            }
+        }
+    };
+}
+
+dispatcher_version!(v0_1);
+dispatcher_version!(v0_2);

@@ -63,8 +63,12 @@ pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     view: fn(&mut T) -> DispatcherView<'_>,
 ) -> anyhow::Result<()> {
-    bindings::berth::platform::dispatcher::add_to_linker::<T, Dispatcher>(linker, view)
-        .map_err(|e| anyhow::anyhow!("linking berth:platform/dispatcher: {e:#}"))
+    // Both package versions: a dispatch worker built against 0.1.0 keeps
+    // working next to ones built against 0.2.0.
+    bindings::v0_1::berth::platform::dispatcher::add_to_linker::<T, Dispatcher>(linker, view)
+        .map_err(|e| anyhow::anyhow!("linking berth:platform/dispatcher@0.1.0: {e:#}"))?;
+    bindings::v0_2::berth::platform::dispatcher::add_to_linker::<T, Dispatcher>(linker, view)
+        .map_err(|e| anyhow::anyhow!("linking berth:platform/dispatcher@0.2.0: {e:#}"))
 }
 
 impl InternalRoute for DispatchBinding {

@@ -31,6 +31,7 @@
 //! worker runs through the [`super::Invoker`] seam.
 
 pub mod addr;
+pub mod budget;
 pub mod client;
 pub mod resolve;
 
@@ -432,12 +433,15 @@ impl EgressHooks {
 
 /// Adds `wasi:http` (types and outgoing-handler) to a linker; every
 /// outgoing request then reaches the store data's [`EgressHooks`] through
-/// its [`WasiHttpView`](wasmtime_wasi_http::WasiHttpView).
-pub fn add_to_linker<T: wasmtime_wasi_http::WasiHttpView + 'static>(
+/// its [`WasiHttpView`](wasmtime_wasi_http::WasiHttpView), and what the
+/// host buffers for the guest is charged to its host-memory budget
+/// ([`budget`]).
+pub fn add_to_linker<T: budget::HostMemoryView + 'static>(
     linker: &mut wasmtime::component::Linker<T>,
 ) -> anyhow::Result<()> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
-        .map_err(|e| anyhow::anyhow!("linking wasi:http: {e:#}"))
+        .map_err(|e| anyhow::anyhow!("linking wasi:http: {e:#}"))?;
+    budget::add_to_linker(linker)
 }
 
 /// `berth-outbound-<name>`: the header an outbound parameter travels in.

@@ -106,20 +106,38 @@ async fn call_guest(
             Err(WorkerError::RequestTooLarge(plan.limits.max_request_body)),
             None,
         ),
-        Ok(Err(error)) => (Err(classify(&error, call.store.data(), &call.stderr)), None),
+        Ok(Err(error)) => {
+            let state = call.store.data_mut();
+            // Out of table slots: the guest's share of its host-memory budget.
+            let table_full = state.table_full();
+            let error = classify(&error, state, table_full, &call.stderr);
+            (Err(error), None)
+        }
         Err(_) => (Err(WorkerError::WallLimit), None),
     }
 }
 
 /// Maps a failed instantiation or call to what the client is told.
-fn classify(error: &wasmtime::Error, state: &WorkerState, stderr: &OutputCapture) -> WorkerError {
+fn classify(
+    error: &wasmtime::Error,
+    state: &WorkerState,
+    table_full: bool,
+    stderr: &OutputCapture,
+) -> WorkerError {
     if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
         return WorkerError::Overloaded;
+    }
+    if matches!(error.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)) {
+        return WorkerError::FuelLimit;
     }
     if state.cpu.limit_hit {
         return WorkerError::CpuLimit;
     }
-    if state.limiter.memory_limit_hit || state.limiter.table_limit_hit {
+    if state.limiter.memory_limit_hit
+        || state.limiter.table_limit_hit
+        || state.host_memory.limit_hit()
+        || table_full
+    {
         return WorkerError::MemoryLimit;
     }
     if state.egress.subrequest_limit_hit {
@@ -150,6 +168,16 @@ fn report(worker: &Worker, call: &GuestCall, result: &Result<(), WorkerError>, m
     }
     let labels = metrics.labels(worker.namespace.as_str(), worker.name.as_str());
     metrics.cpu(&labels, call.store.data().cpu.used().as_secs_f64());
+    if let Some(fuel) = fuel_used(&call.store) {
+        metrics.fuel(&labels, fuel);
+    }
+}
+
+/// Fuel the request consumed, on hosts that meter fuel.
+fn fuel_used(store: &Store<WorkerState>) -> Option<u64> {
+    let budget = store.data().fuel_budget?;
+    let left = store.get_fuel().ok()?;
+    Some(budget.saturating_sub(left))
 }
 
 /// Emits a finished invocation's captured stdout/stderr through `tracing`,
@@ -205,6 +233,7 @@ fn publish(
         },
         duration_ms: invoked_at.elapsed().as_millis() as u64,
         cpu_ms: data.cpu.used().as_secs_f64() * 1000.0,
+        fuel: fuel_used(&call.store),
         subrequests: data.egress.subrequests,
         dispatched_to: call
             .dispatched
@@ -286,5 +315,6 @@ fn is_clean(store: &Store<WorkerState>) -> bool {
     !data.cpu.limit_hit
         && !data.limiter.memory_limit_hit
         && !data.limiter.table_limit_hit
+        && !data.host_memory.limit_hit()
         && !data.egress.subrequest_limit_hit
 }

@@ -21,7 +21,8 @@ use crate::capabilities::dispatcher::DispatcherState;
 use crate::capabilities::http::EgressHooks;
 use crate::capabilities::kv::{KvScope, KvState};
 use crate::capabilities::{WorkerRequest, WorkerResponse};
-use crate::limits::CpuMeter;
+use crate::limits::host_memory::HostBudget;
+use crate::limits::{CpuMeter, HostMemory};
 use crate::runtime::reuse::Idle;
 use crate::runtime::state::{StateParams, WorkerState};
 use crate::runtime::stdio::OutputCapture;
@@ -96,19 +97,23 @@ impl Runtime {
         .with_metrics(self.metrics.clone());
         let dispatch = DispatcherState { binding: dispatch };
         let cpu = CpuMeter::new(plan.limits.cpu).with_lane(Some(self.heavy_lane.clone()));
+        let budget = HostBudget::split(plan.limits.host_memory_bytes);
         let warm = if worker.isolation.reuse() {
             worker.pool.take(&worker.isolation)
         } else {
             None
         };
         let (store, warm, stdout, stderr, served) = match warm {
-            Some(idle) => reset_warm(idle, egress, dispatch, cpu),
+            Some(idle) => reset_warm(idle, egress, dispatch, cpu, budget, plan.limits.fuel),
             None => {
+                let host_memory =
+                    HostMemory::new(budget.buffered_bytes, self.host_memory_total.clone());
                 let (stdout, stderr) = (
-                    OutputCapture::new(self.stdio_capture_bytes),
-                    OutputCapture::new(self.stdio_capture_bytes),
+                    OutputCapture::new(self.stdio_capture_bytes, &host_memory),
+                    OutputCapture::new(self.stdio_capture_bytes, &host_memory),
                 );
                 let kv = KvState {
+                    memory: host_memory.clone(),
                     scope: worker.kv_enabled.then(|| {
                         KvScope::new(
                             self.store.clone(),
@@ -123,12 +128,14 @@ impl Runtime {
                     stdout: stdout.clone(),
                     stderr: stderr.clone(),
                     max_memory_bytes: plan.limits.memory_bytes,
+                    host_memory,
+                    table_slots: budget.table_slots,
                     cpu,
                     egress,
                     dispatch,
                     kv,
                 });
-                let store = self.fresh_store(state, plan.enforce);
+                let store = self.fresh_store(state, plan);
                 (store, None, stdout, stderr, 0)
             }
         };
@@ -144,15 +151,16 @@ impl Runtime {
     }
 
     /// A new store with the memory limiter and the CPU/yield hooks.
-    fn fresh_store(&self, state: WorkerState, enforce: bool) -> Store<WorkerState> {
+    fn fresh_store(&self, state: WorkerState, plan: &Plan) -> Store<WorkerState> {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        if enforce {
+        if plan.enforce {
             meter_cpu(&mut store);
         } else {
             yield_by_ticks(&mut store);
         }
         store.set_epoch_deadline(1);
+        fill_fuel(&mut store, plan.limits.fuel);
         store
     }
 }
@@ -163,6 +171,8 @@ fn reset_warm(
     egress: EgressHooks,
     dispatch: DispatcherState,
     cpu: CpuMeter,
+    budget: HostBudget,
+    fuel: Option<u64>,
 ) -> (
     Store<WorkerState>,
     Option<Proxy>,
@@ -185,8 +195,23 @@ fn reset_warm(
     data.dispatch = dispatch;
     data.cpu = cpu;
     data.limiter.reset_flags();
+    data.reset_host_memory(budget.buffered_bytes, budget.table_slots);
     store.set_epoch_deadline(1);
+    fill_fuel(&mut store, fuel);
     (store, Some(proxy), stdout, stderr, served)
+}
+
+/// Gives the store this request's fuel (only engines that meter fuel have
+/// a budget: the host's `[limits] fuel` turns both on).
+fn fill_fuel(store: &mut Store<WorkerState>, fuel: Option<u64>) {
+    store.data_mut().fuel_budget = fuel;
+    if let Some(fuel) = fuel
+        && let Err(error) = store.set_fuel(fuel)
+    {
+        // An engine without fuel metering: nothing to count or enforce.
+        tracing::error!(%error, "fuel budget on an engine without fuel metering");
+        store.data_mut().fuel_budget = None;
+    }
 }
 
 /// CPU accounting: execution segments run from entering wasm to leaving it

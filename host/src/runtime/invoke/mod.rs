@@ -198,6 +198,7 @@ impl Runtime {
         let (counter, kind) = match error {
             WorkerError::WallLimit => (Some(&c.wall_limit_hits), "wall"),
             WorkerError::CpuLimit => (Some(&c.cpu_limit_hits), "cpu"),
+            WorkerError::FuelLimit => (Some(&c.fuel_limit_hits), "fuel"),
             WorkerError::MemoryLimit => (Some(&c.memory_limit_hits), "memory"),
             WorkerError::Overloaded => (Some(&c.overloaded), "concurrency"),
             WorkerError::RequestTooLarge(_) => (Some(&c.request_body_limit_hits), "request_body"),
