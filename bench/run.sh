@@ -13,6 +13,10 @@
 #   3  limits on vs off ([limits] enforce) on hello, and "fuel on": limits
 #      on plus [limits] fuel, which makes the engine count instructions
 #      (its cost is the ratio to limits on)
+#   noisy neighbour: hello (limits on, cpu_ms = 50) while another tenant
+#      (tests/fixtures tenant, /spin) loops at concurrency 8, each request
+#      cut at cpu_ms; its ratio to "limits on" is the noisy-neighbour figure
+#      (target >= 0.5)
 #   5  cold start: upload → first response; first request after a restart
 #   6  SCRIPTS (10,000) scripts in one namespace, requests spread at random:
 #      req/s and resident memory
@@ -87,14 +91,22 @@ start_berth() {
 }
 stop_berth() { kill -TERM "$BERTH_PID"; wait "$BERTH_PID" 2>/dev/null || true; }
 
-# run_case NAME CONFIG_TEXT [reuse] → prints "req_per_sec p50 p99"
+# run_case NAME CONFIG_TEXT [reuse|noisy] → prints "req_per_sec p50 p99"
 run_case() {
   start_berth "$1" "$2"
   "$BERTH" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
   if [ "${3:-}" = reuse ]; then
     "$BERTH" script settings hello '{"isolation": "reuse"}' --admin-url "$BERTH_ADMIN" --token bench > /dev/null
   fi
+  local spin=
+  if [ "${3:-}" = noisy ]; then
+    "$BERTH" deploy spinner "$WASM_DIR/tenant.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
+    wrk -t1 -c8 -d"$(( ${DURATION%s} + 4 ))s" -H "Host: spinner.localhost" "$BERTH_DATA/spin" > /dev/null &
+    spin=$!
+    sleep 1
+  fi
   measure "$1" "$BERTH_DATA" hello.localhost
+  [ -z "$spin" ] || wait "$spin" 2>/dev/null || true
   stop_berth
 }
 
@@ -102,12 +114,14 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A RPS P50 P99
 for round in $(seq 1 "$ROUNDS"); do
-  for case in limits-on limits-off fuel-on; do
+  for case in limits-on limits-off fuel-on noisy; do
     enforce=true; [ "$case" = limits-off ] && enforce=false
     fuel=; [ "$case" = fuel-on ] && fuel="fuel = 1_000_000_000"
+    extra=; mode=; [ "$case" = noisy ] && extra="cpu_ms = 50" && mode=noisy
     read -r rps p50 p99 < <(run_case "$case" "[limits]
 enforce = $enforce
-$fuel")
+$fuel
+$extra" $mode)
     echo "round $round  $case  ${rps} req/s  p50 ${p50}  p99 ${p99}" >&2
     RPS[$case]+="$rps "; P50[$case]+="$p50 "; P99[$case]+="$p99 "
   done
@@ -317,12 +331,15 @@ ratio=$(awk -v a="$on_rps" -v b="$off_rps" 'BEGIN {printf "%.3f", a/b}')
 cost=$(awk -v a="$on_rps" -v b="$off_rps" 'BEGIN {printf "%.1f", (1-a/b)*100}')
 fuel_rps=$(pick rps "${RPS[fuel-on]}")
 fuel_ratio=$(awk -v a="$fuel_rps" -v b="$on_rps" 'BEGIN {printf "%.3f", a/b}')
+noisy_rps=$(pick rps "${RPS[noisy]}")
+noisy_ratio=$(awk -v a="$noisy_rps" -v b="$on_rps" 'BEGIN {printf "%.2f", a/b}')
 
 table="| Case | req/s (median of $ROUNDS) | p50 | p99 | vs limits-off |
 |---|---|---|---|---|
 | hello, fresh instance, limits on | $on_rps | $(pick lat "${P50[limits-on]}") | $(pick lat "${P99[limits-on]}") | $ratio |
 | hello, fresh instance, limits off | $off_rps | $(pick lat "${P50[limits-off]}") | $(pick lat "${P99[limits-off]}") | 1.000 |
-| hello, fresh instance, limits on + fuel (÷ limits on: $fuel_ratio) | $fuel_rps | $(pick lat "${P50[fuel-on]}") | $(pick lat "${P99[fuel-on]}") | $(awk -v a="$fuel_rps" -v b="$off_rps" 'BEGIN {printf "%.3f", a/b}') |"
+| hello, fresh instance, limits on + fuel (÷ limits on: $fuel_ratio) | $fuel_rps | $(pick lat "${P50[fuel-on]}") | $(pick lat "${P99[fuel-on]}") | $(awk -v a="$fuel_rps" -v b="$off_rps" 'BEGIN {printf "%.3f", a/b}') |
+| noisy neighbour: hello next to a tenant spinning at concurrency 8, cpu_ms 50 (÷ limits on: **$noisy_ratio**, target ≥ 0.5) | $noisy_rps | $(pick lat "${P50[noisy]}") | $(pick lat "${P99[noisy]}") | $(awk -v a="$noisy_rps" -v b="$off_rps" 'BEGIN {printf "%.3f", a/b}') |"
 if [ -n "$WASMTIME" ]; then
   wt_rps=$(pick rps "${RPS[wasmtime]}")
   vs_wt=$(awk -v a="$on_rps" -v b="$wt_rps" 'BEGIN {printf "%.2f", a/b}')

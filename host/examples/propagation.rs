@@ -42,7 +42,8 @@ async fn main() -> anyhow::Result<()> {
         let form = reqwest::multipart::Form::new()
             .part(
                 "metadata",
-                reqwest::multipart::Part::text(metadata.to_string()).mime_str("application/json")?,
+                reqwest::multipart::Part::text(metadata.to_string())
+                    .mime_str("application/json")?,
             )
             .part(
                 "component",
@@ -82,7 +83,11 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         });
-        for (host, ms) in futures::future::join_all(waits).await.into_iter().enumerate() {
+        for (host, ms) in futures::future::join_all(waits)
+            .await
+            .into_iter()
+            .enumerate()
+        {
             samples[host].push(ms?);
         }
     }

@@ -28,6 +28,9 @@ pub struct Admission {
     waiting: AtomicU32,
     max_queue: u32,
     queue_timeout: Duration,
+    /// The tenant's recent CPU use (how soon its guests yield into the
+    /// heavy lane); here because the gate outlives cached workers.
+    pub cpu_history: crate::limits::cpu::CpuHistory,
 }
 
 /// A running request's slot; returned to the gate when dropped.
@@ -65,6 +68,7 @@ impl Admission {
             waiting: AtomicU32::new(0),
             max_queue,
             queue_timeout,
+            cpu_history: Default::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! method and its precision. It never decides anything on its own: the
 //! runtime's epoch callback asks it at every tick.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// CPU time after which a running guest yields to the scheduler at every
 /// epoch tick (see [`CpuMeter::should_yield`]).
 pub const YIELD_AFTER: Duration = Duration::from_millis(10);
+
+/// The shorter slice of a tenant that recently ran a request past
+/// [`YIELD_AFTER`] (see [`CpuHistory`]).
+pub const HEAVY_YIELD_AFTER: Duration = Duration::from_millis(2);
+
+/// How long a tenant counts as CPU-heavy after its last heavy request.
+const HEAVY_MEMORY: Duration = Duration::from_secs(2);
 
 /// Metered time after which segments are measured on the thread's CPU
 /// clock instead of the monotonic clock (see [`CpuMeter`]).
@@ -29,6 +37,48 @@ pub fn thread_cpu_now() -> Duration {
         return Duration::ZERO;
     }
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// A tenant's recent CPU use, which decides how long its guests compute
+/// before they yield at every tick and queue for the [`HeavyLane`].
+///
+/// Every request starts with [`YIELD_AFTER`] of CPU outside the lane, so a
+/// light tenant never waits for it. A tenant whose requests ran past that
+/// within the last [`HEAVY_MEMORY`] gets only [`HEAVY_YIELD_AFTER`]: a
+/// tenant that keeps many heavy requests in flight would otherwise run each
+/// one's first slice beside the lane and take more than the lane's cores
+/// from its neighbours. Kept with the tenant's admission gate, so it
+/// survives eviction and redeploys.
+#[derive(Debug, Default)]
+pub struct CpuHistory {
+    /// Until when (ms on [`clock_ms`]) the tenant counts as heavy.
+    heavy_until_ms: AtomicU64,
+}
+
+/// Milliseconds since the first call (a process-wide monotonic base).
+fn clock_ms() -> u64 {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+impl CpuHistory {
+    /// The CPU time the tenant's next request may use before it yields
+    /// into the lane.
+    pub fn yield_after(&self) -> Duration {
+        if clock_ms() < self.heavy_until_ms.load(Ordering::Relaxed) {
+            HEAVY_YIELD_AFTER
+        } else {
+            YIELD_AFTER
+        }
+    }
+
+    /// Records a finished request's CPU time.
+    pub fn record(&self, used: Duration) {
+        if used >= YIELD_AFTER {
+            let until = clock_ms() + HEAVY_MEMORY.as_millis() as u64;
+            self.heavy_until_ms.fetch_max(until, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Where a segment of execution started.
@@ -68,6 +118,8 @@ pub struct CpuMeter {
     resumed_at: Arc<Mutex<Option<Stamp>>>,
     /// The lane CPU-heavy guests take turns in, if any (see [`HeavyLane`]).
     lane: Option<HeavyLane>,
+    /// CPU time before the guest yields at every tick.
+    yield_after: Duration,
     /// The lane slot this guest holds while it runs a slice.
     slot: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
     /// Whether the slot may be held (set when a yield into the lane was
@@ -102,6 +154,7 @@ impl CpuMeter {
             running_since: None,
             resumed_at: Arc::new(Mutex::new(None)),
             lane: None,
+            yield_after: YIELD_AFTER,
             slot: Arc::new(Mutex::new(None)),
             maybe_in_lane: false,
             limit_hit: false,
@@ -176,7 +229,14 @@ impl CpuMeter {
     /// a 2 ms median; a guest that keeps computing yields at every tick
     /// once past [`YIELD_AFTER`], so it cannot starve others.
     pub fn should_yield(&self) -> bool {
-        self.used >= YIELD_AFTER
+        self.used >= self.yield_after
+    }
+
+    /// Yields into the lane after `after` of CPU instead of
+    /// [`YIELD_AFTER`] (a CPU-heavy tenant's shorter slice).
+    pub fn with_yield_after(mut self, after: Duration) -> Self {
+        self.yield_after = after;
+        self
     }
 
     /// Keeps executing after a tick without yielding: the current segment
@@ -220,6 +280,25 @@ impl CpuMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tenant_that_ran_heavy_requests_gets_the_short_slice() {
+        let history = CpuHistory::default();
+        assert_eq!(history.yield_after(), YIELD_AFTER);
+        history.record(YIELD_AFTER / 2);
+        assert_eq!(
+            history.yield_after(),
+            YIELD_AFTER,
+            "light requests change nothing"
+        );
+        history.record(YIELD_AFTER);
+        assert_eq!(history.yield_after(), HEAVY_YIELD_AFTER);
+        let meter = CpuMeter::new(Duration::from_secs(1)).with_yield_after(history.yield_after());
+        assert_eq!(meter.yield_after, HEAVY_YIELD_AFTER);
+        // The mark expires.
+        history.heavy_until_ms.store(clock_ms(), Ordering::Relaxed);
+        assert_eq!(history.yield_after(), YIELD_AFTER);
+    }
 
     #[test]
     fn cpu_meter_counts_execution_segments_only() {

@@ -167,7 +167,9 @@ fn report(worker: &Worker, call: &GuestCall, result: &Result<(), WorkerError>, m
         );
     }
     let labels = metrics.labels(worker.namespace.as_str(), worker.name.as_str());
-    metrics.cpu(&labels, call.store.data().cpu.used().as_secs_f64());
+    let used = call.store.data().cpu.used();
+    worker.admission.cpu_history.record(used);
+    metrics.cpu(&labels, used.as_secs_f64());
     if let Some(fuel) = fuel_used(&call.store) {
         metrics.fuel(&labels, fuel);
     }

@@ -96,7 +96,9 @@ impl Runtime {
         .with_internal_route(dispatch.as_ref().map(|b| b.internal_route()))
         .with_metrics(self.metrics.clone());
         let dispatch = DispatcherState { binding: dispatch };
-        let cpu = CpuMeter::new(plan.limits.cpu).with_lane(Some(self.heavy_lane.clone()));
+        let cpu = CpuMeter::new(plan.limits.cpu)
+            .with_lane(Some(self.heavy_lane.clone()))
+            .with_yield_after(worker.admission.cpu_history.yield_after());
         let budget = HostBudget::split(plan.limits.host_memory_bytes);
         let warm = if worker.isolation.reuse() {
             worker.pool.take(&worker.isolation)
