@@ -168,6 +168,9 @@ bench-ab: build ## A/B this tree's berth against BASE_REV's (default HEAD~1), al
 	rm -rf $(AB_BASE_DIR) && git worktree prune && git worktree add --detach $(AB_BASE_DIR) $(BASE_REV)
 	cd $(AB_BASE_DIR) && CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo build --release -p berth-host --bin berth
 	cp $(HOST_TARGET_DIR)/release/berth $(CACHE_DIR)/berth-base && git worktree remove --force $(AB_BASE_DIR)
+	# The base build shares the target dir: make cargo rebuild this tree's
+	# workspace crates rather than reuse the base's (same package ids).
+	touch host/src/lib.rs sdk/src/lib.rs
 	CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo build --release -p berth-host --bin berth
 	BASE=$(CACHE_DIR)/berth-base HEAD=$(BERTH) WASM_DIR=$(WASM_DIR) bench/ab.sh
 
