@@ -188,8 +188,16 @@ impl BerthBuilder {
             Some(egress) => egress,
             None => Arc::new(Egress::new(&config.egress)?),
         };
+        // Cranelift's incremental cache lives with this host's other
+        // caches: every componentize-js upload shares the JS engine's code.
+        let mut runtime_config = config.runtime.clone();
+        if runtime_config.compile_cache_dir.is_none() {
+            let dir = data_dir.join("cache").join("compile");
+            private_dir(&dir)?;
+            runtime_config.compile_cache_dir = Some(dir);
+        }
         let runtime = Arc::new(Runtime::new(
-            &config.runtime,
+            &runtime_config,
             config.limits.clone(),
             egress,
             store,
@@ -206,6 +214,10 @@ impl BerthBuilder {
         };
         // The reaper of warm instances: it holds the runtime only weakly,
         // and ends with it.
+        tokio::spawn(preload(
+            Arc::downgrade(&runtime),
+            config.runtime.component_cache_size,
+        ));
         let weak = Arc::downgrade(&runtime);
         tokio::spawn(async move {
             let mut every = tokio::time::interval(REAP_EVERY);
@@ -226,6 +238,55 @@ impl BerthBuilder {
             dispatch: Arc::new(dispatch),
             token: token.into(),
         })
+    }
+}
+
+/// Loads the most recently deployed scripts (up to `limit`, the worker
+/// cache's size) one after another in the background, so the first request
+/// to a script after a (re)start does not pay for loading its artifact —
+/// ~30 ms for a JavaScript component. A request that arrives first shares
+/// the load in progress (the cache's per-script cell).
+async fn preload(runtime: std::sync::Weak<Runtime>, limit: usize) {
+    let Some(store) = runtime.upgrade().map(|r| r.store().clone()) else {
+        return;
+    };
+    let listed = tokio::task::spawn_blocking(move || {
+        let mut scripts = Vec::new();
+        for namespace in store.list_namespaces()? {
+            scripts.extend(store.list_scripts(&namespace.name)?);
+        }
+        Ok::<_, StoreError>(scripts)
+    })
+    .await;
+    let mut scripts = match listed {
+        Ok(Ok(scripts)) => scripts,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "cannot list scripts to preload; loading them on first use");
+            return;
+        }
+        Err(_) => return,
+    };
+    scripts.sort_by(|a, b| b.modified_ms.cmp(&a.modified_ms));
+    let started = std::time::Instant::now();
+    let mut loaded = 0usize;
+    for script in scripts.into_iter().take(limit) {
+        let Some(runtime) = runtime.upgrade() else {
+            return;
+        };
+        if runtime
+            .worker(&script.namespace, &script.name)
+            .await
+            .is_ok()
+        {
+            loaded += 1;
+        }
+    }
+    if loaded > 0 {
+        tracing::info!(
+            loaded,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "preloaded scripts"
+        );
     }
 }
 

@@ -297,3 +297,32 @@ async fn js_dispatcher_routes_to_rust_and_js_user_workers() {
     let shop = berth.get("shop.example.test", "/cart").await;
     assert_eq!(shop.text(), "Hi from Rust! You requested /cart\n");
 }
+
+#[tokio::test]
+async fn a_second_js_upload_reuses_the_engine_compiled_for_the_first() {
+    let berth = Berth::start();
+    berth.deploy("default", "first", wasm("js_hello")).await;
+    let after_first = berth.runtime_stats().await;
+    let first_misses = after_first["compile_cache_misses"].as_u64().unwrap();
+    assert!(
+        first_misses > 1000,
+        "the JS engine was compiled: {after_first}"
+    );
+
+    // A different JS script: its bytes differ, the SpiderMonkey engine in
+    // it does not, so nearly every function comes from the cache.
+    berth.deploy("default", "second", wasm("js_tenant")).await;
+    let after_second = berth.runtime_stats().await;
+    assert_eq!(
+        after_second["compiles"], 2,
+        "two distinct components: {after_second}"
+    );
+    let hits = after_second["compile_cache_hits"].as_u64().unwrap()
+        - after_first["compile_cache_hits"].as_u64().unwrap();
+    let misses = after_second["compile_cache_misses"].as_u64().unwrap() - first_misses;
+    assert!(
+        hits > 10 * misses.max(1),
+        "second upload: {hits} functions from the cache, {misses} compiled"
+    );
+    assert_eq!(berth.get("second.localhost", "/").await.status, 200);
+}

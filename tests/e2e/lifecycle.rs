@@ -95,6 +95,27 @@ async fn restart_serves_stored_scripts_without_recompiling() {
 }
 
 #[tokio::test]
+async fn a_restarted_host_loads_its_scripts_before_their_first_request() {
+    let berth = Berth::start();
+    berth.deploy("default", "hello", wasm("hello")).await;
+    berth.deploy("default", "tenant", wasm("tenant")).await;
+    let berth = berth.restart();
+    // No request yet: the preload alone fills the worker cache.
+    crate::harness::eventually("both scripts preloaded", || async {
+        let stats = berth.runtime_stats().await;
+        (stats["cached_workers"] == 2).then_some(stats)
+    })
+    .await;
+    assert_eq!(berth.get("hello.localhost", "/").await.status, 200);
+    let stats = berth.runtime_stats().await;
+    assert_eq!(stats["compiles"], 0, "{stats}");
+    assert_eq!(
+        stats["cache_hits"], 1,
+        "the first request found its worker loaded: {stats}"
+    );
+}
+
+#[tokio::test]
 async fn acknowledged_uploads_survive_a_crash() {
     let berth = Berth::start();
     berth.create_namespace("tenants").await;

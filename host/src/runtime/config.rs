@@ -51,6 +51,11 @@ pub struct RuntimeConfig {
     /// 10 ms of CPU in one request); `0` = one less than the available
     /// cores (at least 1), so light requests always find a core.
     pub heavy_lanes: usize,
+    /// Where Cranelift's incremental compilation cache lives (set by the
+    /// host to `data_dir/cache/compile`; `None`: every compile starts from
+    /// scratch). Not a `berth.toml` key.
+    #[serde(skip)]
+    pub compile_cache_dir: Option<std::path::PathBuf>,
 }
 
 /// `runtime.mpk`: whether the pooling allocator uses memory protection keys.
@@ -86,6 +91,7 @@ impl Default for RuntimeConfig {
             stdio_capture_kb: 64,
             max_script_series: 1000,
             heavy_lanes: 0,
+            compile_cache_dir: None,
         }
     }
 }

@@ -29,7 +29,14 @@ const ASYNC_STACK_SIZE: usize = MAX_WASM_STACK + (1 << 20);
 /// has a budget, so it is on only when the host meters fuel (`[limits]
 /// fuel`); it is part of the compatibility hash, so artifacts compiled
 /// without it are never loaded with it.
-pub fn build_engine(cfg: &RuntimeConfig, consume_fuel: bool) -> anyhow::Result<Engine> {
+///
+/// With `cache`, Cranelift reuses the compiled code of every function it
+/// compiled before (see [`super::compile_cache`]).
+pub fn build_engine(
+    cfg: &RuntimeConfig,
+    consume_fuel: bool,
+    cache: Option<Arc<super::compile_cache::CompileCache>>,
+) -> anyhow::Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(cfg.instances)
         .total_core_instances(cfg.core_instances)
@@ -62,6 +69,9 @@ pub fn build_engine(cfg: &RuntimeConfig, consume_fuel: bool) -> anyhow::Result<E
         .max_wasm_stack(MAX_WASM_STACK)
         .async_stack_size(ASYNC_STACK_SIZE)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    if let Some(cache) = cache {
+        config.enable_incremental_compilation(cache)?;
+    }
     Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot build engine: {e:#}"))
 }
 
@@ -140,12 +150,12 @@ mod tests {
             tables: 4,
             ..RuntimeConfig::default()
         };
-        let a = build_engine(&cfg, false).unwrap();
-        let b = build_engine(&cfg, false).unwrap();
+        let a = build_engine(&cfg, false, None).unwrap();
+        let b = build_engine(&cfg, false, None).unwrap();
         assert_eq!(compatibility_hash(&a), compatibility_hash(&b));
         assert_eq!(compatibility_hash(&a).len(), 32);
         // Fuel changes the compiled code, so it changes the hash.
-        let fuel = build_engine(&cfg, true).unwrap();
+        let fuel = build_engine(&cfg, true, None).unwrap();
         assert_ne!(compatibility_hash(&a), compatibility_hash(&fuel));
     }
 
@@ -163,13 +173,13 @@ mod tests {
             decommit_batch_size: 8,
             ..RuntimeConfig::default()
         };
-        build_engine(&cfg, false).unwrap();
+        build_engine(&cfg, false, None).unwrap();
         if !PoolingAllocationConfig::are_memory_protection_keys_available() {
             let yes = RuntimeConfig {
                 mpk: Mpk::Yes,
                 ..cfg
             };
-            let err = build_engine(&yes, false).unwrap_err().to_string();
+            let err = build_engine(&yes, false, None).unwrap_err().to_string();
             assert!(err.contains("cannot build engine"), "{err}");
         }
     }

@@ -8,6 +8,7 @@
 
 mod cache;
 pub mod compile;
+pub mod compile_cache;
 pub mod config;
 pub mod engine;
 mod invoke;
@@ -144,6 +145,10 @@ pub struct RuntimeStats {
     /// (buffered bodies, KV values in flight, captured output), all
     /// instances together; see `limits::host_memory`.
     pub host_memory_bytes: u64,
+    /// Functions the incremental compile cache supplied, since start.
+    pub compile_cache_hits: u64,
+    /// Functions compiled because the cache lacked them, since start.
+    pub compile_cache_misses: u64,
     /// Pooling allocator occupancy.
     pub pool: PoolStats,
 }
@@ -173,6 +178,8 @@ pub struct Runtime {
     engine_hash: String,
     store: Arc<dyn NamespaceStore>,
     cache: WorkerCache,
+    /// Cranelift's incremental cache, if the host gave it a directory.
+    compile_cache: Option<Arc<compile_cache::CompileCache>>,
     counters: Counters,
     limits: HostLimits,
     egress: Arc<Egress>,
@@ -202,7 +209,18 @@ impl Runtime {
         egress: Arc<Egress>,
         store: Arc<dyn NamespaceStore>,
     ) -> anyhow::Result<Self> {
-        let engine = engine::build_engine(cfg, limits.fuel.is_some())?;
+        let compile_cache = match &cfg.compile_cache_dir {
+            Some(dir) => match compile_cache::CompileCache::open(dir) {
+                Ok(cache) => Some(Arc::new(cache)),
+                Err(error) => {
+                    tracing::warn!(dir = %dir.display(), %error,
+                        "cannot open the compile cache; compiling every upload from scratch");
+                    None
+                }
+            },
+            None => None,
+        };
+        let engine = engine::build_engine(cfg, limits.fuel.is_some(), compile_cache.clone())?;
         let linker = state::build_linker(&engine)?;
         let dispatch_linker = state::build_dispatch_linker(&engine)?;
         let ticker = EpochTicker::start(engine.clone(), Duration::from_millis(cfg.epoch_tick_ms));
@@ -213,6 +231,7 @@ impl Runtime {
             dispatch_linker,
             store,
             cache: WorkerCache::new(cfg.component_cache_size),
+            compile_cache,
             counters: Counters::default(),
             limits,
             egress,
@@ -667,6 +686,8 @@ impl Runtime {
             response_body_limit_hits: c.response_body_limit_hits.load(Ordering::Relaxed),
             cached_workers: self.cache.loaded(),
             host_memory_bytes: self.host_memory_total.load(Ordering::Relaxed),
+            compile_cache_hits: self.compile_cache.as_ref().map_or(0, |c| c.stats().0),
+            compile_cache_misses: self.compile_cache.as_ref().map_or(0, |c| c.stats().1),
             pool: PoolStats {
                 component_instances: metrics.as_ref().map_or(0, |m| m.component_instances()),
                 core_instances: metrics.as_ref().map_or(0, |m| m.core_instances()),
