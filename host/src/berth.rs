@@ -266,7 +266,7 @@ async fn preload(runtime: std::sync::Weak<Runtime>, limit: usize) {
         }
         Err(_) => return,
     };
-    scripts.sort_by(|a, b| b.modified_ms.cmp(&a.modified_ms));
+    scripts.sort_by_key(|s| std::cmp::Reverse(s.modified_ms));
     let started = std::time::Instant::now();
     let mut loaded = 0usize;
     for script in scripts.into_iter().take(limit) {
