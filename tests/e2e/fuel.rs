@@ -6,10 +6,10 @@
 //! working on a host that meters fuel and see running out of fuel as
 //! `cpu-limit-exceeded`, the closest 0.1.0 variant.
 
-use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::harness::{Berth, start_with_config, wasm, wasm_path};
+use crate::observe::{next_event, open_tail};
 
 /// A host metering fuel, with CPU and wall budgets far above what the fuel
 /// budgets below allow, so fuel is what stops a spinning guest.
@@ -33,33 +33,6 @@ async fn deploy_fueled(berth: &Berth, ns: &str, name: &str) {
         )
         .await;
     assert_eq!(reply.status, 200, "deploy {ns}/{name}: {}", reply.text());
-}
-
-async fn open_tail(berth: &Berth, ns: &str, script: &str) -> reqwest::Response {
-    let mut response = berth
-        .admin_request(
-            Method::GET,
-            &format!("/v1/namespaces/{ns}/scripts/{script}/tail"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let first = response.chunk().await.unwrap().unwrap();
-    let hello: Value = serde_json::from_slice(&first).unwrap();
-    assert_eq!(hello["tail"], format!("{ns}/{script}"));
-    response
-}
-
-async fn next_event(tail: &mut reqwest::Response, buffer: &mut Vec<u8>) -> Value {
-    loop {
-        if let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buffer.drain(..=end).collect();
-            return serde_json::from_slice(&line).unwrap();
-        }
-        let chunk = tail.chunk().await.unwrap().expect("tail ended");
-        buffer.extend_from_slice(&chunk);
-    }
 }
 
 #[tokio::test]
