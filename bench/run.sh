@@ -223,6 +223,19 @@ run_berth_js() {
   stop_berth
 }
 
+# JS dispatch: examples/js-dispatcher as the [[dispatch]] worker in front of
+# js_hello (both componentize-js, both fresh per request).
+run_berth_js_dispatch() {
+  start_berth js-dispatch "[[dispatch]]
+hostnames = [\"*.platform.localhost\"]
+worker = \"$WASM_ABS/js_dispatcher.wasm\"
+namespace = \"customers\"
+vars = { PLATFORM_DOMAIN = \"platform.localhost\", CPU_MS = \"50\", WALL_MS = \"5000\", MEMORY_MB = \"64\" }"
+  "$BERTH" deploy -n customers user "$WASM_DIR/js_hello.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
+  measure berth-js-dispatch "$BERTH_DATA" user.platform.localhost
+  stop_berth
+}
+
 # record KEY "rps p50 p99" LABEL: logs one round and keeps it for the tables.
 record() {
   local key=$1 rps p50 p99
@@ -261,6 +274,7 @@ fi
 if [ -n "$CASEJS" ]; then
   for round in $(seq 1 "$ROUNDS"); do
     record js "$(run_berth_js)" berth-js
+    if [ -f "$WASM_DIR/js_dispatcher.wasm" ]; then record js-dispatch "$(run_berth_js_dispatch)" berth-js-dispatch; fi
     if [ -n "$WASMTIME" ]; then record wasmtime-js "$(run_wasmtime "$WASM_DIR/js_hello.wasm")" wasmtime-serve-js; fi
     if [ -n "$WORKERD" ]; then record workerd-hello "$(run_workerd hello)" workerd-hello; fi
   done
@@ -392,6 +406,10 @@ if [ -n "$CASEJS" ]; then
   js_table="| Case | req/s (median of $ROUNDS) | p50 | p99 | ratio |
 |---|---|---|---|---|
 $(row js "berth: js_hello.wasm, fresh instance, limits on" "1.00")"
+  if [ -n "${RPS[js-dispatch]:-}" ]; then
+    js_table="$js_table
+$(row js-dispatch "berth: js_dispatcher.wasm → js_hello.wasm (both JS, fresh)" "$(div "$(pick rps "${RPS[js-dispatch]}")" "$js_rps")")"
+  fi
   if [ -n "$WASMTIME" ]; then
     js_table="$js_table
 $(row wasmtime-js "wasmtime serve 48 -O pooling-allocator -S cli, same js_hello.wasm" "berth ÷ wasmtime: **$(div "$js_rps" "$(pick rps "${RPS[wasmtime-js]}")")**")"

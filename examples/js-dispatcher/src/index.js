@@ -26,8 +26,20 @@ import { getEnvironment } from "wasi:cli/environment@0.2.12";
 
 let env;
 
+// Plain indexed loops in the per-request path: in a fresh instance the
+// iterator protocol (`Object.fromEntries`, `for…of`, destructuring) costs
+// ~0.45 ms per request (see examples/js-hello/src/index.js).
+function readEnv() {
+  const vars = {};
+  const list = getEnvironment();
+  for (let i = 0; i < list.length; i++) {
+    vars[list[i][0]] = list[i][1];
+  }
+  return vars;
+}
+
 addEventListener("fetch", (event) => {
-  env ??= Object.fromEntries(getEnvironment());
+  env ??= readEnv();
   event.respondWith(dispatch(event.request));
 });
 
@@ -91,8 +103,9 @@ async function dispatch(request) {
   }
 
   const headers = new Headers(request.headers);
-  for (const [name, header] of LIMITS) {
-    if (env[name]) headers.set(header, env[name]);
+  for (let i = 0; i < LIMITS.length; i++) {
+    const name = LIMITS[i][0];
+    if (env[name]) headers.set(LIMITS[i][1], env[name]);
   }
   headers.set("berth-dispatch-outbound-customer", customer);
   headers.set("berth-dispatch-host", host);
@@ -113,8 +126,8 @@ async function dispatch(request) {
   if (code) return jsonError(502, code, customer);
 
   const out = new Headers();
-  for (const [name, value] of response.headers) {
+  response.headers.forEach((value, name) => {
     if (!name.startsWith("x-internal-")) out.append(name, value);
-  }
+  });
   return new Response(response.body, { status: response.status, headers: out });
 }
