@@ -16,6 +16,7 @@
 //! runtime: the runtime's `handle` asks it before running a worker.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
@@ -177,21 +178,29 @@ impl AssetCache {
         }
     }
 
-    /// The content of `sha256`, from the cache or from `blobs`.
-    pub fn get(&self, blobs: &dyn Blobs, sha256: &str) -> Result<Option<Bytes>, WorkerError> {
-        let lock = || self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(content) = lock().0.get(sha256) {
+    /// The content of `sha256`, from the cache or from `blobs`. A miss is
+    /// read on a blocking thread: a store may have to fetch it over the
+    /// network (the NATS backend), which must not stall the request's
+    /// worker thread.
+    pub async fn get(
+        &self,
+        blobs: Arc<dyn Blobs>,
+        sha256: &str,
+    ) -> Result<Option<Bytes>, WorkerError> {
+        if let Some(content) = self.lock().0.get(sha256) {
             return Ok(Some(content.clone()));
         }
-        let Some(content) = blobs
-            .blob(sha256)
-            .map_err(|e| WorkerError::Internal(e.to_string()))?
-        else {
+        let sha = sha256.to_owned();
+        let read = tokio::task::spawn_blocking(move || blobs.blob(&sha))
+            .await
+            .map_err(|e| WorkerError::Internal(format!("asset read task failed: {e}")))?
+            .map_err(|e| WorkerError::Internal(e.to_string()))?;
+        let Some(content) = read else {
             return Ok(None);
         };
         let content = Bytes::from(content);
         if content.len() <= self.budget / 8 {
-            let mut guard = lock();
+            let mut guard = self.lock();
             let (cache, held) = &mut *guard;
             if let Some(old) = cache.put(sha256.to_owned(), content.clone()) {
                 *held -= old.len();
@@ -206,18 +215,23 @@ impl AssetCache {
         }
         Ok(Some(content))
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (lru::LruCache<String, Bytes>, usize)> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Serves `hit` with its content from `cache` (or `blobs`).
-pub fn serve(
+pub async fn serve(
     cache: &AssetCache,
-    blobs: &dyn Blobs,
+    blobs: Arc<dyn Blobs>,
     hit: &Hit,
     method: &Method,
     if_none_match: Option<&HeaderValue>,
 ) -> Result<Response<HyperOutgoingBody>, WorkerError> {
     let content = cache
-        .get(blobs, &hit.entry.sha256)?
+        .get(blobs, &hit.entry.sha256)
+        .await?
         .ok_or_else(|| WorkerError::Internal(format!("asset {} content is missing", hit.path)))?;
     Ok(respond(hit, method, if_none_match, content))
 }
@@ -368,8 +382,8 @@ mod tests {
         assert!(find(&m, &exact, "/app.js").unwrap().is_some());
     }
 
-    #[test]
-    fn cached_assets_are_shared_not_copied_and_bounded() {
+    #[tokio::test]
+    async fn cached_assets_are_shared_not_copied_and_bounded() {
         struct One(Vec<u8>);
         impl Blobs for One {
             fn script_content(
@@ -398,19 +412,24 @@ mod tests {
                 Ok(())
             }
         }
-        let blobs = One(vec![b'x'; 100]);
+        let blobs: Arc<dyn Blobs> = Arc::new(One(vec![b'x'; 100]));
         let cache = AssetCache::new(1000);
-        let a = cache.get(&blobs, "a").unwrap().unwrap();
-        let again = cache.get(&blobs, "a").unwrap().unwrap();
+        let get = |sha: &str| {
+            let (blobs, sha) = (blobs.clone(), sha.to_owned());
+            let cache = &cache;
+            async move { cache.get(blobs, &sha).await.unwrap() }
+        };
+        let a = get("a").await.unwrap();
+        let again = get("a").await.unwrap();
         assert_eq!(a.as_ptr(), again.as_ptr(), "one copy, shared");
-        assert!(cache.get(&blobs, "missing").unwrap().is_none());
+        assert!(get("missing").await.is_none());
         // Past the budget the least recently used content goes.
         for i in 0..20 {
-            cache.get(&blobs, &format!("f{i}")).unwrap();
+            get(&format!("f{i}")).await;
         }
         let held = cache.inner.lock().unwrap().1;
         assert!(held <= 1000, "{held}");
-        let fresh = cache.get(&blobs, "a").unwrap().unwrap();
+        let fresh = get("a").await.unwrap();
         assert_ne!(fresh.as_ptr(), a.as_ptr(), "evicted and read again");
     }
 

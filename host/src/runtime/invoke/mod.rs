@@ -102,8 +102,8 @@ impl Runtime {
                 true => Some(worker.admission.admit().await?),
                 false => None,
             };
-            let blobs = self.store.as_ref();
-            crate::assets::serve(&self.assets, blobs, &hit, &method, if_none_match.as_ref())
+            let blobs: Arc<dyn crate::store::Blobs> = self.store.clone();
+            crate::assets::serve(&self.assets, blobs, &hit, &method, if_none_match.as_ref()).await
         };
         if worker.asset_config.run_worker_first {
             let response = self.invoke(worker.clone(), request, options).await?;
