@@ -73,6 +73,17 @@ async fn js_hello_is_served_with_its_vars() {
         )
         .await;
     assert_eq!(patch.status, 200, "{}", patch.text());
+    // The caller is told, not only the server log.
+    let warnings = patch.json()["result"]["warnings"].to_string();
+    assert!(
+        warnings.contains("is stored but not applied") && warnings.contains("componentize-js"),
+        "{}",
+        patch.text()
+    );
+    let shown = berth
+        .admin_get("/v1/namespaces/default/scripts/js-hello/settings")
+        .await;
+    assert_eq!(shown.json()["result"]["warnings"].to_string(), warnings);
     for _ in 0..4 {
         let reply = berth.get("js-hello.localhost", "/again").await;
         assert_eq!(reply.status, 200, "{}", reply.text());

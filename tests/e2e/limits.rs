@@ -500,6 +500,10 @@ async fn warm_reuse_keeps_globals_per_script_and_discards_failed_instances() {
     let shown = patch.json();
     assert_eq!(shown["result"]["isolation"], "reuse", "{shown}");
     assert_eq!(shown["result"]["reuse_max_requests"], 3, "{shown}");
+    assert!(
+        shown["result"].get("warnings").is_none(),
+        "applied as asked: {shown}"
+    );
     assert_eq!(count("warm.localhost").await, "1");
     assert_eq!(count("warm.localhost").await, "2");
     // Another script never sees this instance.

@@ -11,14 +11,14 @@ use super::scripts::{load_script, names_and_not_found};
 use super::{AdminState, blocking};
 use crate::base::names::Name;
 use crate::settings::{self, NamespaceSettings, ScriptSettings};
-use crate::store::StoreError;
+use crate::store::{ScriptRecord, StoreError};
 
 pub(super) async fn get(
     State(state): State<AdminState>,
     Path((ns, script)): Path<(String, String)>,
 ) -> ApiResult {
     let record = load_script(&state, &ns, &script).await?;
-    Ok(ok(ScriptSettings::of(&record)))
+    Ok(ok(with_warnings(&state, &record).await))
 }
 
 pub(super) async fn patch(
@@ -32,7 +32,25 @@ pub(super) async fn patch(
     let record = settings::update(&state.runtime, &ns, &script, patch)
         .await?
         .ok_or(not_found)?;
-    Ok(ok(ScriptSettings::of(&record)))
+    Ok(ok(with_warnings(&state, &record).await))
+}
+
+/// A script's settings, plus `warnings` for what is stored but not
+/// applied: `isolation = "reuse"` on a component that cannot be reused is
+/// served fresh, and the caller is told why (not only the server log).
+async fn with_warnings(state: &AdminState, record: &ScriptRecord) -> serde_json::Value {
+    let settings = ScriptSettings::of(record);
+    let mut value = serde_json::to_value(&settings).unwrap_or_default();
+    if settings.isolation.reuse()
+        && let Ok(worker) = state.runtime.worker(&record.namespace, &record.name).await
+        && let Some(reason) = worker.reuse_refused
+    {
+        value["warnings"] = serde_json::json!([format!(
+            "settings.isolation \"reuse\" is stored but not applied: {reason}; \
+             every request gets a fresh instance"
+        )]);
+    }
+    value
 }
 
 pub(super) async fn get_namespace(

@@ -82,6 +82,9 @@ pub struct Worker {
     /// Admission control (`max_concurrency`), shared with every other load
     /// of the same script (see [`Runtime::gate`]).
     pub admission: Arc<Admission>,
+    /// Why `settings.isolation = "reuse"` is not applied to this script,
+    /// if it asked for reuse and its component cannot be reused.
+    pub reuse_refused: Option<&'static str>,
 }
 
 /// An upload that passed validation, with the artifact to store beside it.
@@ -405,6 +408,7 @@ impl Runtime {
         ];
         let pre = self.prepared(&record, role)?;
         let mut isolation = record.isolation.clone();
+        let mut reuse_refused = None;
         if isolation.reuse()
             && let Some(reason) = self
                 .store
@@ -417,6 +421,7 @@ impl Runtime {
             tracing::warn!(%namespace, script = %name, reason,
                 "settings.isolation \"reuse\" ignored: serving a fresh instance per request");
             isolation.mode = IsolationMode::Fresh;
+            reuse_refused = Some(reason);
         }
         Ok(Arc::new(Worker {
             namespace: namespace.clone(),
@@ -436,6 +441,7 @@ impl Runtime {
             kv_enabled: true,
             egress_rules: Arc::new(egress_rules),
             admission: self.gate(namespace, name, role, &record.limits),
+            reuse_refused,
         }))
     }
 
@@ -523,12 +529,14 @@ impl Runtime {
         let bytes = std::fs::read(path)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
         let mut isolation = isolation;
+        let mut reuse_refused = None;
         if isolation.reuse()
             && let Some(reason) = reuse::reuse_blocker(&bytes)
         {
             tracing::warn!(path = %path.display(), reason,
                 "isolation \"reuse\" ignored: serving a fresh instance per request");
             isolation.mode = IsolationMode::Fresh;
+            reuse_refused = Some(reason);
         }
         let component = compile::compile(&self.engine, &bytes)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -553,6 +561,7 @@ impl Runtime {
             kv_enabled: false,
             egress_rules: Arc::new(Vec::new()),
             admission: Arc::new(self.admission_for(&ScriptLimits::default())),
+            reuse_refused,
         }))
     }
 
