@@ -87,6 +87,9 @@ pub struct Worker {
     pub reuse_refused: Option<&'static str>,
 }
 
+/// Per content and role, the lock a load holds (single flight).
+type PreparingMap = std::collections::HashMap<(String, Role), Arc<std::sync::Mutex<()>>>;
+
 /// An upload that passed validation, with the artifact to store beside it.
 pub struct CompiledUpload {
     /// Engine compatibility hash the artifact is valid for.
@@ -188,6 +191,8 @@ pub struct Runtime {
     egress: Arc<Egress>,
     trusted: std::sync::Mutex<std::collections::HashMap<Name, bool>>,
     prepared: std::sync::Mutex<lru::LruCache<(String, Role), ProxyPre<WorkerState>>>,
+    /// One load per content and role at a time (see [`Runtime::prepared`]).
+    preparing: std::sync::Mutex<PreparingMap>,
     metrics: Arc<Metrics>,
     tail: Arc<TailHub>,
     stdio_capture_bytes: usize,
@@ -239,6 +244,7 @@ impl Runtime {
             limits,
             egress,
             trusted: Default::default(),
+            preparing: Default::default(),
             prepared: std::sync::Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(cfg.component_cache_size)
                     .unwrap_or(std::num::NonZeroUsize::MIN),
@@ -458,6 +464,38 @@ impl Runtime {
         if let Some(pre) = self.prepared_lock().get(&key) {
             return Ok(pre.clone());
         }
+        // Scripts with the same bytes loading at once (a restart's preload
+        // and a first request, or many customers' copies of one template)
+        // wait for one load and share it instead of each deserializing
+        // the artifact.
+        let flight = self
+            .preparing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let _one_at_a_time = flight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pre) = self.prepared_lock().get(&key) {
+            return Ok(pre.clone());
+        }
+        let prepared = self.prepare_uncached(record, role, &key);
+        self.preparing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        prepared
+    }
+
+    /// Loads (or compiles) the component of `record` for `role` and caches
+    /// it under `key`; [`Runtime::prepared`] makes sure only one runs per
+    /// key.
+    fn prepare_uncached(
+        &self,
+        record: &ScriptRecord,
+        role: Role,
+        key: &(String, Role),
+    ) -> Result<ProxyPre<WorkerState>, WorkerError> {
         let internal = |e: &dyn std::fmt::Display| WorkerError::Internal(e.to_string());
         let (namespace, name) = (&record.namespace, &record.name);
         let started = Instant::now();
@@ -488,7 +526,7 @@ impl Runtime {
                 "script {namespace}/{name} cannot run as a dispatch worker: {e}"
             )),
         })?;
-        self.prepared_lock().put(key, pre.clone());
+        self.prepared_lock().put(key.clone(), pre.clone());
         Ok(pre)
     }
 
