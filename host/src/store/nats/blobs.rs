@@ -135,13 +135,18 @@ impl Blobs for NatsStore {
         }
         // A manifest may name only content this namespace uploaded itself
         // (as on one machine): a hash alone never makes content servable.
+        // Ownership is read from the mirror once it holds everything NATS
+        // had: one round trip, not one per file.
+        self.caught_up()?;
+        let owned = |sha256: &str| {
+            self.inner
+                .mirror
+                .get(&keys::asset_owner(namespace, sha256))
+                .is_some()
+        };
         let mut missing = Vec::new();
         for entry in manifest.values() {
-            if files.contains_key(&entry.sha256) {
-                continue;
-            }
-            let owner = keys::asset_owner(namespace, &entry.sha256);
-            if self.authoritative(&owner)?.0.is_none() {
+            if !files.contains_key(&entry.sha256) && !owned(&entry.sha256) {
                 missing.push(entry.sha256.clone());
             }
         }
@@ -150,16 +155,21 @@ impl Blobs for NatsStore {
             missing.dedup();
             return Err(StoreError::MissingAssets(missing));
         }
+        let named: std::collections::HashSet<&str> =
+            manifest.values().map(|e| e.sha256.as_str()).collect();
         for (sha256, content) in &files {
-            if !manifest.values().any(|e| &e.sha256 == sha256) {
+            if !named.contains(sha256.as_str()) {
                 continue;
             }
             self.put_blob(sha256, content)?;
-            let owner = keys::asset_owner(namespace, sha256);
-            let (present, revision) = self.authoritative(&owner)?;
-            if present.is_none() {
-                // Lost races are fine: someone recorded the same ownership.
-                self.compare_and_set(&owner, bytes::Bytes::new(), revision)?;
+            if !owned(sha256) {
+                // Create-if-absent; losing the race means someone recorded
+                // the same ownership.
+                self.compare_and_set(
+                    &keys::asset_owner(namespace, sha256),
+                    bytes::Bytes::new(),
+                    None,
+                )?;
             }
         }
         let updated = self.update_script(namespace, name, &mut |record| {

@@ -145,10 +145,6 @@ impl NatsStore {
         )
     }
 
-    fn decode_namespace(&self, key: &str, bytes: &[u8]) -> StoreResult<NamespaceRecord> {
-        decode(key, bytes)
-    }
-
     fn decode_script(&self, key: &str, bytes: &[u8]) -> StoreResult<ScriptRecord> {
         self.inner.sealer.open_record(decode(key, bytes)?)
     }
@@ -569,11 +565,13 @@ impl Catalog for NatsStore {
     fn create_namespace(&self, name: &Name) -> StoreResult<NamespaceRecord> {
         self.writable()?;
         let key = keys::namespace(name);
-        if self.authoritative(&key)?.0.is_some() {
+        let (existing, revision) = self.authoritative(&key)?;
+        if existing.is_some() {
             return Err(StoreError::NamespaceExists(name.clone()));
         }
         // Leftovers of an earlier namespace of this name (a deletion a
-        // crash interrupted) go first.
+        // crash interrupted) go first. They never touch the namespace's own
+        // key, so `revision` still guards the create below.
         self.remove_namespace_contents(name)?;
         let record = NamespaceRecord {
             name: name.clone(),
@@ -581,7 +579,6 @@ impl Catalog for NatsStore {
             egress: Default::default(),
             trusted: false,
         };
-        let (_, revision) = self.authoritative(&key)?;
         match self.compare_and_set(&key, encode(&record), revision)? {
             Some(_) => Ok(record),
             None => Err(StoreError::NamespaceExists(name.clone())),
@@ -596,7 +593,7 @@ impl Catalog for NatsStore {
             Err(StoreError::NamespaceExists(_)) => {
                 let key = keys::namespace(name);
                 match self.authoritative(&key)?.0 {
-                    Some(bytes) => self.decode_namespace(&key, &bytes),
+                    Some(bytes) => decode(&key, &bytes),
                     None => Err(StoreError::NamespaceNotFound(name.clone())),
                 }
             }
@@ -609,7 +606,7 @@ impl Catalog for NatsStore {
         self.inner
             .mirror
             .get(&key)
-            .map(|bytes| self.decode_namespace(&key, &bytes))
+            .map(|bytes| decode(&key, &bytes))
             .transpose()
     }
 
@@ -618,7 +615,7 @@ impl Catalog for NatsStore {
             .mirror
             .scan(keys::NAMESPACES)
             .into_iter()
-            .map(|(key, bytes)| self.decode_namespace(&key, &bytes))
+            .map(|(key, bytes)| decode(&key, &bytes))
             .collect()
     }
 
@@ -735,7 +732,7 @@ impl Catalog for NatsStore {
             let Some(bytes) = bytes else {
                 return Ok(None);
             };
-            let mut record = self.decode_namespace(&key, &bytes)?;
+            let mut record = decode(&key, &bytes)?;
             if let Err(refusal) = change(&mut record) {
                 return Ok(Some(Err(refusal)));
             }

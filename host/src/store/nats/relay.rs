@@ -59,15 +59,8 @@ impl NatsTailRelay {
             interest: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&shared);
+        let (client, subject) = (shared.client.clone(), shared.interest_subject());
         handle.spawn(async move {
-            let subject = match weak.upgrade() {
-                Some(s) => s.interest_subject(),
-                None => return,
-            };
-            let client = match weak.upgrade() {
-                Some(s) => s.client.clone(),
-                None => return,
-            };
             let Ok(mut announcements) = client.subscribe(subject).await else {
                 tracing::warn!("cannot subscribe to tail interest; other hosts' tails will miss this host's events");
                 return;
