@@ -719,6 +719,17 @@ async fn host_memory_a_guest_hoards_is_counted_and_given_back() {
     let small = berth.get("hoarder.localhost", "/hoard?n=2&kb=64").await;
     assert_eq!(small.text(), "hoarded 2 bodies, 131072 bytes\n");
     until_stats(&berth, "nothing held", |s| s["host_memory_bytes"] == 0).await;
+    // The gauge does count a live hoard: an instance that keeps its bodies
+    // after answering shows them until it goes.
+    let held = berth
+        .get("hoarder.localhost", "/hoard?n=2&kb=64&hold_ms=3000")
+        .await;
+    assert_eq!(held.text(), "hoarded 2 bodies, 131072 bytes\n");
+    until_stats(&berth, "the live hoard counted", |s| {
+        s["host_memory_bytes"].as_u64().unwrap_or(0) >= 131072
+    })
+    .await;
+    until_stats(&berth, "nothing held", |s| s["host_memory_bytes"] == 0).await;
     let idle = berth.proc_status_bytes("VmRSS");
     berth.reset_peak_rss();
 
