@@ -59,6 +59,33 @@ async fn js_hello_is_served_with_its_vars() {
         );
     }
 
+    // A fresh instance starts from the build-time snapshot: what one request
+    // left in globals and on the JS heap is gone for the next request, and
+    // for another script built from the same component (same warm slot).
+    let other = berth
+        .upload_with_metadata("default", "js-other", wasm("js_tenant"), json!({}))
+        .await;
+    assert_eq!(other.status, 200, "{}", other.text());
+    let mine = berth
+        .upload_with_metadata("default", "js-mine", wasm("js_tenant"), json!({}))
+        .await;
+    assert_eq!(mine.status, 200, "{}", mine.text());
+    for round in 0..3 {
+        let value = format!("secret-{round}");
+        let kept = berth
+            .get("js-mine.localhost", &format!("/remember?v={value}"))
+            .await;
+        assert_eq!(kept.text(), format!("remembered {value}\n"));
+        for host in ["js-mine.localhost", "js-other.localhost"] {
+            let recall = berth.get(host, "/recall").await;
+            assert_eq!(
+                recall.text(),
+                "recalled (nothing) 0\n",
+                "{host} round {round}"
+            );
+        }
+    }
+
     // StarlingMonkey handles one fetch event per instance, so warm reuse
     // is ignored for componentize-js components instead of failing every
     // second request.

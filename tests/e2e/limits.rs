@@ -880,3 +880,73 @@ async fn outside_cpu_pressure_does_not_push_a_modest_request_over_its_cap() {
     let stats = berth.runtime_stats().await;
     assert_eq!(stats["cpu_limit_hits"], 0, "{stats}");
 }
+
+/// Freed instance memory is reset (host/vendor/README.md: the pooling
+/// allocator keeps written pages resident and copies them back from the
+/// image, resuming its dirty-page scan past 32 regions). `/scatter` dirties
+/// every other page (one region per page: 256 regions at 2 MiB, all kept
+/// resident; 1,536 at 12 MiB, past the 4 MiB `memory_keep_resident_kb`, so
+/// the rest is decommitted). No later request — of the same script or of
+/// another with the same component, which takes the same warm slot — may
+/// find the marker. The reuse case proves the scan would find it.
+#[tokio::test]
+async fn freed_instance_memory_is_reset_between_requests_and_tenants() {
+    let berth = Berth::start();
+    deploy_limited(&berth, "writer", json!({})).await;
+    deploy_limited(&berth, "reader", json!({})).await;
+    let mut marker = 0x5eed_0000_0000_u64;
+    for mib in [2, 12] {
+        for round in 0..3 {
+            marker += 1;
+            let query = format!("?marker={marker}&mib={mib}");
+            let wrote = berth
+                .get("writer.localhost", &format!("/scatter{query}"))
+                .await;
+            assert_eq!(wrote.status, 200, "{}", wrote.text());
+            assert_eq!(wrote.text(), format!("scattered {} pages", mib * 128));
+            for host in ["writer.localhost", "reader.localhost"] {
+                let scan = berth.get(host, &format!("/scan{query}")).await;
+                assert_eq!(scan.status, 200, "{}", scan.text());
+                assert!(
+                    scan.text().starts_with("found 0 in "),
+                    "{mib} MiB round {round}, {host}: {}",
+                    scan.text()
+                );
+            }
+        }
+    }
+
+    // With reuse the same instance serves the scan: the marker is there.
+    deploy_limited(&berth, "keeper", json!({})).await;
+    let patch = berth
+        .send(
+            berth
+                .admin_request(
+                    Method::PATCH,
+                    "/v1/namespaces/default/scripts/keeper/settings",
+                )
+                .json(&json!({"isolation": "reuse"})),
+        )
+        .await;
+    assert_eq!(patch.status, 200, "{}", patch.text());
+    let query = "?marker=77&mib=2";
+    let wrote = berth
+        .get("keeper.localhost", &format!("/scatter{query}"))
+        .await;
+    assert_eq!(wrote.status, 200, "{}", wrote.text());
+    let scan = berth
+        .get("keeper.localhost", &format!("/scan{query}"))
+        .await;
+    let found: u64 = scan
+        .text()
+        .strip_prefix("found ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", scan.text()));
+    // The allocator may reuse a word or two of the freed block.
+    assert!(
+        found >= 128,
+        "the scan sees a reused instance's pages: {}",
+        scan.text()
+    );
+}
