@@ -55,7 +55,7 @@ $(WASM_DIR)/composed_hello.wasm: $(WASM_DIR)/security_headers.wasm $(WASM_DIR)/h
 # component is rebuilt only when its sources or the WIT change.
 JS_WIT           := $(wildcard wit/js/*.wit wit/js/deps/*/*.wit)
 COMPONENTIZE_JS  := $(CURDIR)/examples/js-hello/node_modules/.bin/componentize-js
-JS_GUESTS        := js_hello js_dispatcher js_tenant
+JS_GUESTS        := js_hello js_hello_reuse js_dispatcher js_tenant js_tenant_reuse
 
 examples/%/node_modules/.berth-installed: examples/%/package.json examples/%/package-lock.json
 	cd examples/$* && npm ci --no-audit --no-fund --cache $(CACHE_DIR)/npm
@@ -65,6 +65,10 @@ $(WASM_DIR)/js_hello.wasm: examples/js-hello/node_modules/.berth-installed $(wil
 	@mkdir -p $(WASM_DIR)
 	cd examples/js-hello && npm run --silent build
 
+$(WASM_DIR)/js_hello_reuse.wasm: examples/js-hello/node_modules/.berth-installed $(wildcard examples/js-hello/src/*.js) $(JS_WIT)
+	@mkdir -p $(WASM_DIR)
+	cd examples/js-hello && npm run --silent build:reuse
+
 $(WASM_DIR)/js_dispatcher.wasm: examples/js-dispatcher/node_modules/.berth-installed $(wildcard examples/js-dispatcher/src/*.js) $(JS_WIT)
 	@mkdir -p $(WASM_DIR)
 	cd examples/js-dispatcher && npm run --silent build
@@ -72,6 +76,10 @@ $(WASM_DIR)/js_dispatcher.wasm: examples/js-dispatcher/node_modules/.berth-insta
 $(WASM_DIR)/js_tenant.wasm: examples/js-hello/node_modules/.berth-installed $(wildcard tests/fixtures/js-tenant/src/*.js) $(JS_WIT)
 	@mkdir -p $(WASM_DIR)
 	$(COMPONENTIZE_JS) tests/fixtures/js-tenant/src/index.js --wit wit/js --world-name worker -o $@
+
+$(WASM_DIR)/js_tenant_reuse.wasm: examples/js-hello/node_modules/.berth-installed $(wildcard tests/fixtures/js-tenant/src/*.js) examples/js-hello/src/incoming-handler.js $(JS_WIT)
+	@mkdir -p $(WASM_DIR)
+	$(COMPONENTIZE_JS) tests/fixtures/js-tenant/src/reusable.js --wit wit/js --world-name worker -o $@
 
 .PHONY: js
 js: $(foreach g,$(JS_GUESTS),$(WASM_DIR)/$(g).wasm) ## Build the JavaScript examples and fixture (node + npm) into build/wasm/

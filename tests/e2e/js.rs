@@ -212,11 +212,16 @@ async fn js_guests_are_contained_by_limits_and_egress() {
     assert_eq!(ok.text(), "Hello from the JS tenant, /\n");
 }
 
+/// `fetch()` from JS, and warm reuse of a component whose module exports
+/// `incomingHandler` (examples/js-hello/src/incoming-handler.js, built into
+/// `js_tenant_reuse`). One server for both: each JS server compiles the
+/// engine once.
 #[tokio::test]
-async fn js_fetch_reaches_an_allowed_upstream() {
+async fn js_fetch_and_warm_reuse_of_an_exported_handler() {
     let (upstream, hits) = counting_upstream().await;
-    let berth =
-        start_with_config("[egress]\nports = [\"1-65535\"]\nallow_private = [\"127.0.0.1/32\"]\n");
+    let berth = start_with_config(
+        "[egress]\nports = [\"1-65535\"]\nallow_private = [\"127.0.0.1/32\"]\n[limits]\ncpu_ms = 1000\n",
+    );
     berth.deploy("default", "js", wasm("js_tenant")).await;
     let url = format!("http://{upstream}/x");
     let reply = berth
@@ -224,6 +229,96 @@ async fn js_fetch_reaches_an_allowed_upstream() {
         .await;
     assert_eq!(reply.text(), "fetched 200: upstream ok", "{}", reply.text());
     assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    for name in ["warm", "other"] {
+        berth.deploy("default", name, wasm("js_tenant_reuse")).await;
+    }
+    let berth = &berth;
+    let count = |script: &'static str| async move {
+        let reply = berth.get(&format!("{script}.localhost"), "/count").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        reply.text()
+    };
+    // Not opted in: a fresh instance per request, like every script.
+    for _ in 0..3 {
+        assert_eq!(count("warm").await, "1\n");
+    }
+    let settings = |script: &str| format!("/v1/namespaces/default/scripts/{script}/settings");
+    let patch = berth
+        .send(
+            berth
+                .admin_request(Method::PATCH, &settings("warm"))
+                .json(&json!({"isolation": "reuse"})),
+        )
+        .await;
+    assert_eq!(patch.status, 200, "{}", patch.text());
+    assert!(
+        patch.json()["result"].get("warnings").is_none(),
+        "an exported handler is reused as asked: {}",
+        patch.text()
+    );
+    // Opted in: the module's state carries over, one request at a time.
+    assert_eq!(count("warm").await, "1\n");
+    assert_eq!(count("warm").await, "2\n");
+    assert_eq!(count("warm").await, "3\n");
+    // Another script with the same component never sees that instance,
+    // opted in or not.
+    assert_eq!(count("other").await, "1\n");
+    let patch = berth
+        .send(
+            berth
+                .admin_request(Method::PATCH, &settings("other"))
+                .json(&json!({"isolation": "reuse"})),
+        )
+        .await;
+    assert_eq!(patch.status, 200, "{}", patch.text());
+    let kept = berth.get("warm.localhost", "/remember?v=warm-secret").await;
+    assert_eq!(kept.text(), "remembered warm-secret\n");
+    let recall = berth.get("other.localhost", "/recall").await;
+    assert_eq!(recall.text(), "recalled (nothing) 0\n");
+    let recall = berth.get("warm.localhost", "/recall").await;
+    assert_eq!(recall.text(), "recalled warm-secret 65536\n");
+
+    // Promises settle inside a reused instance: fetch, request bodies.
+    for round in 0..3 {
+        let reply = berth
+            .get("warm.localhost", &format!("/fetch?url={url}"))
+            .await;
+        assert_eq!(reply.text(), "fetched 200: upstream ok", "round {round}");
+        let body = "x".repeat(100_000 + round);
+        let echo = berth
+            .send(
+                berth
+                    .data_request(Method::POST, "warm.localhost", "/echo")
+                    .body(body.clone()),
+            )
+            .await;
+        assert_eq!(echo.status, 200);
+        assert_eq!(echo.header("x-method").as_deref(), Some("POST"));
+        assert_eq!(echo.text(), body, "round {round}");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 4);
+
+    // A throw or a limit ends the instance; the next request starts fresh.
+    let thrown = berth.get("warm.localhost", "/throw").await;
+    assert_eq!(thrown.status, 500, "{}", thrown.text());
+    assert_eq!(thrown.error_code().as_deref(), Some("exception"));
+    assert!(!thrown.text().contains("on purpose"), "{}", thrown.text());
+    assert_eq!(count("warm").await, "1\n");
+    assert_eq!(count("warm").await, "2\n");
+    let spun = berth.get("warm.localhost", "/loop").await;
+    assert_eq!(
+        spun.error_code().as_deref(),
+        Some("cpu-limit"),
+        "{}",
+        spun.text()
+    );
+    assert_eq!(count("warm").await, "1\n");
+
+    // Concurrent requests each get an instance of their own (StarlingMonkey
+    // must never see two requests interleave): all complete.
+    let replies = futures::future::join_all((0..12).map(|_| count("warm"))).await;
+    assert_eq!(replies.len(), 12);
 }
 
 fn start_js_dispatcher() -> Berth {

@@ -13,12 +13,18 @@
 //! visible to the next request of the *same* script, and an idle instance
 //! holds pooling-allocator slots.
 //!
-//! Not every guest runtime can take a second request: StarlingMonkey
-//! (componentize-js) keeps a single `FetchEvent` and throws on the second
-//! `respondWith`. [`reuse_blocker`] recognises such components by their
-//! producers section and the runtime serves them fresh whatever their
-//! settings say. An instance that returned without responding is never
-//! reused either (it may still hold the response outparam).
+//! Not every guest mechanism can take a second request. The decision is
+//! per mechanism, not per toolchain: a componentize-js component whose
+//! `wasi:http/incoming-handler` is StarlingMonkey's built-in fetch-event
+//! handler (`addEventListener("fetch")`) keeps a single `FetchEvent` and
+//! throws on the second `respondWith`, so [`reuse_blocker`] names it and the
+//! runtime serves it fresh whatever its settings say. The same toolchain's
+//! *exported* handler (the module exports `incomingHandler`; componentize-js
+//! then generates the export binding, with a `cabi_post_…#handle`
+//! post-return, and runs the event loop until the returned promise settles)
+//! is an ordinary call into JS and can be reused. An instance that returned
+//! without responding is never reused either (it may still hold the
+//! response outparam).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -31,24 +37,40 @@ use super::stdio::OutputCapture;
 use crate::base::isolation::Isolation;
 
 /// Why a component cannot serve several requests from one instance, if it
-/// cannot (read from its top-level `producers` custom section).
+/// cannot: a componentize-js component (its `producers` section) whose core
+/// module exports `wasi:http/incoming-handler@…#handle` without the
+/// `cabi_post_` export that componentize-js generates for a handler the
+/// JavaScript module exports itself — that is, StarlingMonkey's fetch-event
+/// handler.
 pub fn reuse_blocker(component: &[u8]) -> Option<&'static str> {
+    const HANDLE: &str = "wasi:http/incoming-handler@";
+    let mut componentize_js = false;
+    let mut handle = false;
+    let mut post_return = false;
     for payload in wasmparser::Parser::new(0).parse_all(component) {
         match payload {
             Ok(wasmparser::Payload::CustomSection(section)) if section.name() == "producers" => {
                 let data = section.data();
-                let built_by = |tool: &[u8]| data.windows(tool.len()).any(|w| w == tool);
-                if built_by(b"ComponentizeJS") {
-                    return Some(
-                        "componentize-js (StarlingMonkey) handles one fetch event per instance",
-                    );
+                let tool = b"ComponentizeJS";
+                componentize_js |= data.windows(tool.len()).any(|w| w == tool);
+            }
+            Ok(wasmparser::Payload::ExportSection(exports)) => {
+                for export in exports.into_iter().flatten() {
+                    let name = export.name;
+                    handle |= name.starts_with(HANDLE) && name.ends_with("#handle");
+                    post_return |= name
+                        .strip_prefix("cabi_post_")
+                        .is_some_and(|n| n.starts_with(HANDLE) && n.ends_with("#handle"));
                 }
             }
             Ok(_) => {}
             Err(_) => return None,
         }
     }
-    None
+    (componentize_js && handle && !post_return).then_some(
+        "componentize-js's fetch-event handler (addEventListener(\"fetch\")) serves one event \
+         per instance; export `incomingHandler` from the module to allow reuse (docs/javascript.md)",
+    )
 }
 
 /// An instance waiting for its next request.
@@ -122,5 +144,65 @@ impl ReusePool {
         if idle.len() < isolation.reuse_max_idle as usize {
             idle.push(instance);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reuse_blocker;
+    use wasm_encoder::{
+        CodeSection, CustomSection, ExportKind, ExportSection, Function, FunctionSection,
+        Instruction, Module, TypeSection,
+    };
+
+    /// A module exporting `exports` (all the same empty function), with a
+    /// producers section naming `tool`.
+    fn module(tool: &str, exports: &[&str]) -> Vec<u8> {
+        let mut module = Module::new();
+        let mut types = TypeSection::new();
+        types.ty().function([], []);
+        module.section(&types);
+        let mut functions = FunctionSection::new();
+        functions.function(0);
+        module.section(&functions);
+        let mut section = ExportSection::new();
+        for name in exports {
+            section.export(name, ExportKind::Func, 0);
+        }
+        module.section(&section);
+        let mut code = CodeSection::new();
+        let mut body = Function::new([]);
+        body.instruction(&Instruction::End);
+        code.function(&body);
+        module.section(&code);
+        let mut producers = vec![1u8, 12];
+        producers.extend_from_slice(b"processed-by");
+        producers.push(1);
+        producers.push(tool.len() as u8);
+        producers.extend_from_slice(tool.as_bytes());
+        producers.extend_from_slice(&[1, b'1']);
+        module.section(&CustomSection {
+            name: "producers".into(),
+            data: producers.into(),
+        });
+        module.finish()
+    }
+
+    const HANDLE: &str = "wasi:http/incoming-handler@0.2.10#handle";
+
+    #[test]
+    fn the_fetch_event_handler_is_refused_and_an_exported_handler_is_not() {
+        let fetch_event = module("ComponentizeJS", &["memory-less", HANDLE]);
+        let reason = reuse_blocker(&fetch_event).expect("fetch-event form refused");
+        assert!(reason.contains("incomingHandler"), "{reason}");
+
+        let post = format!("cabi_post_{HANDLE}");
+        let exported = module("ComponentizeJS", &[HANDLE, &post]);
+        assert_eq!(reuse_blocker(&exported), None);
+
+        // Other toolchains are never refused, whatever they export.
+        assert_eq!(reuse_blocker(&module("wit-component", &[HANDLE])), None);
+        // Garbage is not this check's business (the compile step refuses it).
+        assert_eq!(reuse_blocker(b"not wasm"), None);
     }
 }
