@@ -223,6 +223,16 @@ run_berth_js() {
   stop_berth
 }
 
+# JS hello with warm reuse: the same worker built as an exported
+# incomingHandler (examples/js-hello/src/reusable.js), isolation = "reuse".
+run_berth_js_reuse() {
+  start_berth js-reuse ""
+  "$BERTH" deploy hello-js "$WASM_DIR/js_hello_reuse.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
+  "$BERTH" script settings hello-js '{"isolation": "reuse"}' --admin-url "$BERTH_ADMIN" --token bench > /dev/null
+  measure berth-js-reuse "$BERTH_DATA" hello-js.localhost
+  stop_berth
+}
+
 # JS dispatch: examples/js-dispatcher as the [[dispatch]] worker in front of
 # js_hello (both componentize-js, both fresh per request).
 run_berth_js_dispatch() {
@@ -274,6 +284,7 @@ fi
 if [ -n "$CASEJS" ]; then
   for round in $(seq 1 "$ROUNDS"); do
     record js "$(run_berth_js)" berth-js
+    if [ -f "$WASM_DIR/js_hello_reuse.wasm" ]; then record js-reuse "$(run_berth_js_reuse)" berth-js-reuse; fi
     if [ -f "$WASM_DIR/js_dispatcher.wasm" ]; then record js-dispatch "$(run_berth_js_dispatch)" berth-js-dispatch; fi
     if [ -n "$WASMTIME" ]; then record wasmtime-js "$(run_wasmtime "$WASM_DIR/js_hello.wasm")" wasmtime-serve-js; fi
     if [ -n "$WORKERD" ]; then record workerd-hello "$(run_workerd hello)" workerd-hello; fi
@@ -303,6 +314,39 @@ data=$(sed -n 's/^berth: data plane listening on //p' "$cold_dir/out2")
 COLD_RESTART=$(curl -sf -o /dev/null -w '%{time_total}' -H 'Host: cold.localhost' "$data/" | awk '{printf "%.1f", $1 * 1000}')
 kill -TERM "$cold_pid"; wait "$cold_pid" 2>/dev/null || true
 echo "cold start: upload→first response ${COLD_UPLOAD} ms; first request after restart ${COLD_RESTART} ms" >&2
+
+# Case 5, JavaScript: upload → first response of a first JS script on a
+# fresh host (compiles SpiderMonkey), then of a second, different one (the
+# compile cache supplies the engine), then the first request to the second
+# after a restart (the background preload has loaded it).
+JS_UPLOAD1=; JS_UPLOAD2=; JS_RESTART=
+if [ -f "$WASM_DIR/js_hello.wasm" ] && [ -f "$WASM_DIR/js_hello_reuse.wasm" ]; then
+  jscold="$WORK/jscold"; mkdir -p "$jscold"
+  js_start() {
+    BERTH_ADMIN_TOKEN=bench "$BERTH" serve --data-dir "$jscold/data" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 > "$jscold/out" 2>> "$jscold/log" &
+    jscold_pid=$!
+    for _ in $(seq 1 200); do grep -q 'admin API listening' "$jscold/out" 2>/dev/null && break; sleep 0.05; done
+    data=$(sed -n 's/^berth: data plane listening on //p' "$jscold/out")
+    admin=$(sed -n 's/^berth: admin API listening on //p' "$jscold/out")
+  }
+  js_upload() { # NAME FILE → ms from upload start to the first response
+    local t0; t0=$(now_ms)
+    curl -sf -X PUT -H 'authorization: Bearer bench' -H 'content-type: application/wasm' \
+      --data-binary @"$2" "$admin/v1/namespaces/default/scripts/$1" > /dev/null
+    curl -sf -o /dev/null -H "Host: $1.localhost" "$data/"
+    echo $(( $(now_ms) - t0 ))
+  }
+  js_start
+  JS_UPLOAD1=$(js_upload js-one "$WASM_DIR/js_hello.wasm")
+  JS_UPLOAD2=$(js_upload js-two "$WASM_DIR/js_hello_reuse.wasm")
+  kill -TERM "$jscold_pid"; wait "$jscold_pid" 2>/dev/null || true
+  : > "$jscold/log"
+  js_start
+  for _ in $(seq 1 400); do grep -q 'preloaded scripts' "$jscold/log" 2>/dev/null && break; sleep 0.05; done
+  JS_RESTART=$(curl -sf -o /dev/null -w '%{time_total}' -H 'Host: js-two.localhost' "$data/" | awk '{printf "%.1f", $1 * 1000}')
+  kill -TERM "$jscold_pid"; wait "$jscold_pid" 2>/dev/null || true
+  echo "JS cold start: first upload ${JS_UPLOAD1} ms, second ${JS_UPLOAD2} ms, first request after restart ${JS_RESTART} ms" >&2
+fi
 
 # Case 6: many scripts, random hosts.
 many_dir="$WORK/many"; mkdir -p "$many_dir"
@@ -405,7 +449,11 @@ if [ -n "$CASEJS" ]; then
   js_rps=$(pick rps "${RPS[js]}")
   js_table="| Case | req/s (median of $ROUNDS) | p50 | p99 | ratio |
 |---|---|---|---|---|
-$(row js "berth: js_hello.wasm, fresh instance, limits on" "1.00")"
+$(row js "berth: js_hello.wasm, fresh instance, limits on" "1.00${WORKERD:+; ÷ workerd: **$(div "$js_rps" "$(pick rps "${RPS[workerd-hello]}")")** (target ≥ 0.25)}")"
+  if [ -n "${RPS[js-reuse]:-}" ]; then
+    js_table="$js_table
+$(row js-reuse "berth: js_hello_reuse.wasm (exported incomingHandler), warm reuse" "$(div "$(pick rps "${RPS[js-reuse]}")" "$js_rps")${WORKERD:+; ÷ workerd: **$(div "$(pick rps "${RPS[js-reuse]}")" "$(pick rps "${RPS[workerd-hello]}")")** (target ≥ 0.4)}")"
+  fi
   if [ -n "${RPS[js-dispatch]:-}" ]; then
     js_table="$js_table
 $(row js-dispatch "berth: js_dispatcher.wasm → js_hello.wasm (both JS, fresh)" "$(div "$(pick rps "${RPS[js-dispatch]}")" "$js_rps")")"
@@ -452,6 +500,11 @@ cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   echo "|---|---|---|"
   echo "| Upload (compile + durable store) → first response | ${COLD_UPLOAD} ms | — |"
   echo "| First request after a restart (precompiled artifact, no compile) | ${COLD_RESTART} ms | < 5 ms |"
+  if [ -n "$JS_UPLOAD1" ]; then
+    echo "| JS: upload of a first componentize-js script (js_hello) → first response | ${JS_UPLOAD1} ms | — |"
+    echo "| JS: upload of a second, different script (js_hello_reuse) → first response | ${JS_UPLOAD2} ms | < 1 s |"
+    echo "| JS: first request to it after a restart (background preload) | ${JS_RESTART} ms | < 5 ms |"
+  fi
   echo
   echo "## Many scripts (case 6)"
   echo

@@ -885,7 +885,7 @@ async fn outside_cpu_pressure_does_not_push_a_modest_request_over_its_cap() {
 /// allocator keeps written pages resident and copies them back from the
 /// image, resuming its dirty-page scan past 32 regions). `/scatter` dirties
 /// every other page (one region per page: 256 regions at 2 MiB, all kept
-/// resident; 1,536 at 12 MiB, past the 4 MiB `memory_keep_resident_kb`, so
+/// resident; 1,536 at 12 MiB, past the default 2 MiB `memory_keep_resident_kb`, so
 /// the rest is decommitted). No later request — of the same script or of
 /// another with the same component, which takes the same warm slot — may
 /// find the marker. The reuse case proves the scan would find it.
