@@ -248,7 +248,10 @@ async fn js_fetch_and_warm_reuse_of_an_exported_handler() {
         .send(
             berth
                 .admin_request(Method::PATCH, &settings("warm"))
-                .json(&json!({"isolation": "reuse"})),
+                // 2 MiB of host memory leaves 32 table slots; an instance
+                // ending a request with more than 8 is retired, so the
+                // counter below also proves the adapter drops its handles.
+                .json(&json!({"isolation": "reuse", "limits": {"host_memory_mb": 2}})),
         )
         .await;
     assert_eq!(patch.status, 200, "{}", patch.text());
@@ -261,6 +264,10 @@ async fn js_fetch_and_warm_reuse_of_an_exported_handler() {
     assert_eq!(count("warm").await, "1\n");
     assert_eq!(count("warm").await, "2\n");
     assert_eq!(count("warm").await, "3\n");
+    for _ in 0..20 {
+        count("warm").await;
+    }
+    assert_eq!(count("warm").await, "24\n");
     // Another script with the same component never sees that instance,
     // opted in or not.
     assert_eq!(count("other").await, "1\n");

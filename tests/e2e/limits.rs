@@ -950,3 +950,40 @@ async fn freed_instance_memory_is_reset_between_requests_and_tenants() {
         scan.text()
     );
 }
+
+/// A reused instance that ends a request still holding more than a quarter
+/// of its resource table (handles it never dropped) is retired instead of
+/// reused, so leaks cannot add up across requests into a `memory-limit`
+/// failure. `host_memory_mb = 2` leaves 32 table slots (half the budget at
+/// 32 KiB each): five requests leaking 6 handles each would exhaust them.
+#[tokio::test]
+async fn reused_instances_that_leak_handles_are_retired_not_failed() {
+    let berth = Berth::start();
+    deploy_limited(&berth, "leaky", json!({"host_memory_mb": 2})).await;
+    let patch = berth
+        .send(
+            berth
+                .admin_request(
+                    Method::PATCH,
+                    "/v1/namespaces/default/scripts/leaky/settings",
+                )
+                .json(&json!({"isolation": "reuse"})),
+        )
+        .await;
+    assert_eq!(patch.status, 200, "{}", patch.text());
+    let count = || async { berth.get("leaky.localhost", "/count").await.text() };
+    assert_eq!(count().await, "1");
+    assert_eq!(count().await, "2", "reused while it holds nothing");
+    for i in 0..12 {
+        let hoard = berth.get("leaky.localhost", "/hoard-fields?n=6").await;
+        assert_eq!(hoard.status, 200, "request {i}: {}", hoard.text());
+        assert_eq!(hoard.text(), "kept 6 header maps\n");
+    }
+    // Ten leaked handles is more than a quarter of 32: that instance is
+    // gone, the next request starts a new one.
+    let hoard = berth.get("leaky.localhost", "/hoard-fields?n=10").await;
+    assert_eq!(hoard.status, 200, "{}", hoard.text());
+    assert_eq!(count().await, "1");
+    let stats = berth.runtime_stats().await;
+    assert_eq!(stats["memory_limit_hits"], 0, "{stats}");
+}

@@ -18,6 +18,11 @@
 // State a request leaves in module scope is seen by the next request of
 // the same script on the same instance — that is what reuse means. Nothing
 // is shared between scripts.
+//
+// Every `wasi:http` handle is dropped as soon as it is read (the
+// `Symbol.dispose` calls): in a reused instance a handle left to the garbage
+// collector stays in the host's table across requests, and Berth retires an
+// instance that ends a request holding many.
 import { getEnvironment } from "wasi:cli/environment@0.2.12";
 import {
   Fields,
@@ -43,8 +48,10 @@ function readEnv() {
 function toRequest(incoming) {
   const m = incoming.method();
   const method = m.tag === "other" ? m.val : m.tag.toUpperCase();
+  const fields = incoming.headers();
+  const entries = fields.entries();
+  fields[Symbol.dispose]();
   const headers = new Headers();
-  const entries = incoming.headers().entries();
   for (let i = 0; i < entries.length; i++) {
     headers.append(entries[i][0], decoder.decode(entries[i][1]));
   }
@@ -62,8 +69,10 @@ function toRequest(incoming) {
       }
     }
     stream[Symbol.dispose]();
+    incomingBody[Symbol.dispose]();
     body = new Blob(parts);
   }
+  incoming[Symbol.dispose]();
   return new Request(url, { method, headers, body });
 }
 

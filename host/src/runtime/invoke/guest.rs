@@ -284,7 +284,10 @@ fn return_to_pool(
         .is_err();
     // Nothing the request started may outlive it: an instance still waiting
     // on a subrequest (or a dispatched call) is dropped, which cancels them.
-    let idle = !work_in_flight(store.data_mut().table());
+    // Nor is an instance reused that ends a request holding more than a
+    // quarter of its table (handles it never dropped): those would add up
+    // request after request until one failed with `memory-limit`.
+    let idle = table_allows_reuse(store.data_mut().table());
     if result.is_ok()
         && responded
         && idle
@@ -296,19 +299,27 @@ fn return_to_pool(
     }
 }
 
-/// Whether the instance's table still holds a pending subrequest or a
-/// pending dispatched call.
-fn work_in_flight(table: &mut wasmtime::component::ResourceTable) -> bool {
-    table.iter_mut().any(|entry| {
+/// Whether the instance's table, after a request, lets it serve another:
+/// no pending subrequest or dispatched call, and at most a quarter of the
+/// table's capacity still held.
+fn table_allows_reuse(table: &mut wasmtime::component::ResourceTable) -> bool {
+    let most = table.max_capacity() / 4;
+    let mut held = 0;
+    for entry in table.iter_mut() {
         let entry: &dyn std::any::Any = entry;
-        matches!(
+        let pending = matches!(
             entry.downcast_ref::<HostFutureIncomingResponse>(),
             Some(HostFutureIncomingResponse::Pending(_))
         ) || matches!(
             entry.downcast_ref::<FutureResponse>(),
             Some(FutureResponse::Pending(_))
-        )
-    })
+        );
+        held += 1;
+        if pending || held > most {
+            return false;
+        }
+    }
+    true
 }
 
 /// Whether the instance hit no limit during the request.
