@@ -73,11 +73,11 @@ $(WASM_DIR)/js_dispatcher.wasm: examples/js-dispatcher/node_modules/.berth-insta
 	@mkdir -p $(WASM_DIR)
 	cd examples/js-dispatcher && npm run --silent build
 
-$(WASM_DIR)/js_tenant.wasm: examples/js-hello/node_modules/.berth-installed $(wildcard tests/fixtures/js-tenant/src/*.js) $(JS_WIT)
+$(WASM_DIR)/js_tenant.wasm: examples/js-hello/node_modules/.berth-installed $(wildcard tests/fixtures/js-tenant/src/*.js) $(wildcard examples/js-hello/src/*.js) $(JS_WIT)
 	@mkdir -p $(WASM_DIR)
 	$(COMPONENTIZE_JS) tests/fixtures/js-tenant/src/index.js --wit wit/js --world-name worker -o $@
 
-$(WASM_DIR)/js_tenant_reuse.wasm: examples/js-hello/node_modules/.berth-installed $(wildcard tests/fixtures/js-tenant/src/*.js) examples/js-hello/src/incoming-handler.js $(JS_WIT)
+$(WASM_DIR)/js_tenant_reuse.wasm: examples/js-hello/node_modules/.berth-installed $(wildcard tests/fixtures/js-tenant/src/*.js) $(wildcard examples/js-hello/src/*.js) $(JS_WIT)
 	@mkdir -p $(WASM_DIR)
 	$(COMPONENTIZE_JS) tests/fixtures/js-tenant/src/reusable.js --wit wit/js --world-name worker -o $@
 

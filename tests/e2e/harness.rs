@@ -309,6 +309,16 @@ impl Berth {
             .await
     }
 
+    /// PATCHes a script's settings (RFC 7396 merge) with `patch`.
+    pub async fn patch_settings(&self, ns: &str, name: &str, patch: Value) -> Reply {
+        let path = format!("/v1/namespaces/{ns}/scripts/{name}/settings");
+        self.send(
+            self.admin_request(reqwest::Method::PATCH, &path)
+                .json(&patch),
+        )
+        .await
+    }
+
     /// Uploads `bytes` as `ns/name` (raw `application/wasm`).
     pub async fn upload(&self, ns: &str, name: &str, bytes: Vec<u8>) -> Reply {
         let request = self

@@ -243,15 +243,14 @@ async fn js_fetch_and_warm_reuse_of_an_exported_handler() {
     for _ in 0..3 {
         assert_eq!(count("warm").await, "1\n");
     }
-    let settings = |script: &str| format!("/v1/namespaces/default/scripts/{script}/settings");
+    // 2 MiB of host memory leaves 32 table slots; an instance ending a
+    // request with more than 8 is retired, so the counter below also proves
+    // the adapter drops its handles.
     let patch = berth
-        .send(
-            berth
-                .admin_request(Method::PATCH, &settings("warm"))
-                // 2 MiB of host memory leaves 32 table slots; an instance
-                // ending a request with more than 8 is retired, so the
-                // counter below also proves the adapter drops its handles.
-                .json(&json!({"isolation": "reuse", "limits": {"host_memory_mb": 2}})),
+        .patch_settings(
+            "default",
+            "warm",
+            json!({"isolation": "reuse", "limits": {"host_memory_mb": 2}}),
         )
         .await;
     assert_eq!(patch.status, 200, "{}", patch.text());
@@ -272,11 +271,7 @@ async fn js_fetch_and_warm_reuse_of_an_exported_handler() {
     // opted in or not.
     assert_eq!(count("other").await, "1\n");
     let patch = berth
-        .send(
-            berth
-                .admin_request(Method::PATCH, &settings("other"))
-                .json(&json!({"isolation": "reuse"})),
-        )
+        .patch_settings("default", "other", json!({"isolation": "reuse"}))
         .await;
     assert_eq!(patch.status, 200, "{}", patch.text());
     let kept = berth.get("warm.localhost", "/remember?v=warm-secret").await;

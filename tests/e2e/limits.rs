@@ -919,14 +919,7 @@ async fn freed_instance_memory_is_reset_between_requests_and_tenants() {
     // With reuse the same instance serves the scan: the marker is there.
     deploy_limited(&berth, "keeper", json!({})).await;
     let patch = berth
-        .send(
-            berth
-                .admin_request(
-                    Method::PATCH,
-                    "/v1/namespaces/default/scripts/keeper/settings",
-                )
-                .json(&json!({"isolation": "reuse"})),
-        )
+        .patch_settings("default", "keeper", json!({"isolation": "reuse"}))
         .await;
     assert_eq!(patch.status, 200, "{}", patch.text());
     let query = "?marker=77&mib=2";
@@ -961,14 +954,7 @@ async fn reused_instances_that_leak_handles_are_retired_not_failed() {
     let berth = Berth::start();
     deploy_limited(&berth, "leaky", json!({"host_memory_mb": 2})).await;
     let patch = berth
-        .send(
-            berth
-                .admin_request(
-                    Method::PATCH,
-                    "/v1/namespaces/default/scripts/leaky/settings",
-                )
-                .json(&json!({"isolation": "reuse"})),
-        )
+        .patch_settings("default", "leaky", json!({"isolation": "reuse"}))
         .await;
     assert_eq!(patch.status, 200, "{}", patch.text());
     let count = || async { berth.get("leaky.localhost", "/count").await.text() };

@@ -23,27 +23,18 @@
 // `Symbol.dispose` calls): in a reused instance a handle left to the garbage
 // collector stays in the host's table across requests, and Berth retires an
 // instance that ends a request holding many.
-import { getEnvironment } from "wasi:cli/environment@0.2.12";
 import {
   Fields,
   OutgoingBody,
   OutgoingResponse,
   ResponseOutparam,
 } from "wasi:http/types@0.2.10";
+import { readEnv } from "./env.js";
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 // Largest write `blocking-write-and-flush` accepts.
 const CHUNK = 4096;
-
-function readEnv() {
-  const vars = {};
-  const list = getEnvironment();
-  for (let i = 0; i < list.length; i++) {
-    vars[list[i][0]] = list[i][1];
-  }
-  return Object.freeze(vars);
-}
 
 function toRequest(incoming) {
   const m = incoming.method();
