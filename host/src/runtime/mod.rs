@@ -518,15 +518,7 @@ impl Runtime {
                 self.recompile(record).map_err(|e| internal(&e))?
             }
         };
-        // Build the copy-on-write memory image (on Linux a memfd holding
-        // the data segments: 12 MiB for a componentize-js snapshot) now,
-        // while loading, rather than inside the first request's
-        // instantiation. Runs no guest code; on failure Wasmtime builds it
-        // lazily as before.
-        if let Err(e) = component.initialize_copy_on_write_image() {
-            tracing::warn!(%namespace, script = %name, error = %e,
-                "memory image not prepared ahead; the first instance builds it");
-        }
+        compile::build_memory_image(&component, &format_args!("{namespace}/{name}"));
         let pre = compile::prepare(self.linker(role), &component).map_err(|e| match role {
             Role::User => WorkerError::Internal(format!(
                 "script {namespace}/{name} cannot run as a user worker: {e}"
@@ -588,11 +580,7 @@ impl Runtime {
         let component = compile::compile(&self.engine, &bytes)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         self.counters.compiles.fetch_add(1, Ordering::Relaxed);
-        // As in `prepare_uncached`: the memory image is built at load time.
-        if let Err(e) = component.initialize_copy_on_write_image() {
-            tracing::warn!(path = %path.display(), error = %e,
-                "memory image not prepared ahead; the first instance builds it");
-        }
+        compile::build_memory_image(&component, &path.display());
         let pre = compile::prepare(self.linker(role), &component)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let stem = path
