@@ -8,44 +8,37 @@
 
 #![allow(missing_docs)]
 
+/// One package version's `dispatch-client` bindings, with the same options
+/// for every version (only the WIT folder differs).
+macro_rules! dispatch_client {
+    ($path:literal) => {
+        wasmtime::component::bindgen!({
+            path: $path,
+            world: "berth:platform/dispatch-client",
+            imports: {
+                "berth:platform/dispatcher.get": async | trappable,
+                "berth:platform/dispatcher.lookup-hostname": async | trappable,
+                default: trappable,
+            },
+            require_store_data_send: true,
+            with: {
+                "wasi:io": wasmtime_wasi::p2::bindings::io,
+                "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+                "berth:platform/dispatcher.worker": crate::capabilities::dispatcher::resources::WorkerHandle,
+                "berth:platform/dispatcher.future-response": crate::capabilities::dispatcher::resources::FutureResponse,
+            },
+        });
+    };
+}
+
 /// `berth:platform@0.1.0` (`wit/`).
 pub mod v0_1 {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "berth:platform/dispatch-client",
-        imports: {
-            "berth:platform/dispatcher.get": async | trappable,
-            "berth:platform/dispatcher.lookup-hostname": async | trappable,
-            default: trappable,
-        },
-        require_store_data_send: true,
-        with: {
-            "wasi:io": wasmtime_wasi::p2::bindings::io,
-            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
-            "berth:platform/dispatcher.worker": crate::capabilities::dispatcher::resources::WorkerHandle,
-            "berth:platform/dispatcher.future-response": crate::capabilities::dispatcher::resources::FutureResponse,
-        },
-    });
+    dispatch_client!("../wit");
 }
 
 /// `berth:platform@0.2.0` (`wit/v0.2/`): 0.1.0 plus `fuel-limit-exceeded`.
 pub mod v0_2 {
-    wasmtime::component::bindgen!({
-        path: "../wit/v0.2",
-        world: "berth:platform/dispatch-client",
-        imports: {
-            "berth:platform/dispatcher.get": async | trappable,
-            "berth:platform/dispatcher.lookup-hostname": async | trappable,
-            default: trappable,
-        },
-        require_store_data_send: true,
-        with: {
-            "wasi:io": wasmtime_wasi::p2::bindings::io,
-            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
-            "berth:platform/dispatcher.worker": crate::capabilities::dispatcher::resources::WorkerHandle,
-            "berth:platform/dispatcher.future-response": crate::capabilities::dispatcher::resources::FutureResponse,
-        },
-    });
+    dispatch_client!("../wit/v0.2");
 }
 
 use crate::base::error::WorkerError;
