@@ -32,6 +32,7 @@ for _ in $(seq 1 100); do grep -q 'Server is ready' "$DIR/nats.log" && break; sl
 grep -q 'Server is ready' "$DIR/nats.log" || { cat "$DIR/nats.log"; exit 1; }
 
 [ -f "$DIR/artifact.key" ] || head -c 32 /dev/urandom > "$DIR/artifact.key"
+[ -f "$DIR/secrets.key" ] || { head -c 32 /dev/urandom > "$DIR/secrets.key"; chmod 600 "$DIR/secrets.key"; }
 for i in $(seq 1 "$HOSTS"); do
   port=$((BASE_PORT + i - 1)); admin=$((port + 100)); hdir="$DIR/host$i"
   mkdir -p "$hdir"
@@ -41,6 +42,7 @@ for i in $(seq 1 "$HOSTS"); do
 listen = "127.0.0.1:$port"
 admin_listen = "127.0.0.1:$admin"
 data_dir = "$hdir/data"
+secrets_key_file = "$DIR/secrets.key"
 
 [store]
 backend = "nats"

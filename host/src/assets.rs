@@ -25,6 +25,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::base::Invalid;
 use crate::base::error::WorkerError;
+use crate::base::records::{HtmlHandling, NotFoundHandling};
 use crate::store::{AssetConfig, AssetEntry, Blobs};
 
 /// What to serve for a request: the manifest path, its entry and status.
@@ -68,6 +69,36 @@ fn decode_path(path: &str) -> Result<String, Invalid> {
     String::from_utf8(out).map_err(|_| Invalid("the decoded path is not UTF-8".into()))
 }
 
+/// What answers a request to a script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// The worker (no asset matches, or the method is not GET/HEAD).
+    Worker,
+    /// This asset, without running the worker.
+    Asset(Hit),
+    /// The worker first (`run_worker_first`); this asset if it answers 404.
+    WorkerThenAsset(Hit),
+}
+
+/// Decides what answers `method path` of a script with `assets`: the one
+/// place that reads `run_worker_first`. A path that cannot be decoded is
+/// refused.
+pub fn route(
+    assets: &BTreeMap<String, AssetEntry>,
+    config: &AssetConfig,
+    method: &Method,
+    path: &str,
+) -> Result<Route, Invalid> {
+    if assets.is_empty() || !(method == Method::GET || method == Method::HEAD) {
+        return Ok(Route::Worker);
+    }
+    Ok(match find(assets, config, path)? {
+        None => Route::Worker,
+        Some(hit) if config.run_worker_first => Route::WorkerThenAsset(hit),
+        Some(hit) => Route::Asset(hit),
+    })
+}
+
 /// The asset for `path` (no query string), if any, following `config`;
 /// a path that cannot be decoded is refused.
 pub fn find(
@@ -94,41 +125,58 @@ fn find_decoded(
             status: StatusCode::OK,
         })
     };
-    let candidates: Vec<String> = if config.html_handling == "none" {
-        vec![path.clone()]
-    } else if path.ends_with('/') {
-        vec![format!("{path}index.html")]
-    } else {
-        vec![
+    let candidates: Vec<String> = match config.html_handling {
+        HtmlHandling::None => vec![path.clone()],
+        HtmlHandling::AutoTrailingSlash if path.ends_with('/') => {
+            vec![format!("{path}index.html")]
+        }
+        HtmlHandling::AutoTrailingSlash => vec![
             path.clone(),
             format!("{path}.html"),
             format!("{path}/index.html"),
-        ]
+        ],
     };
     if let Some(hit) = candidates.iter().find_map(|p| ok(p)) {
         return Some(hit);
     }
-    match config.not_found_handling.as_str() {
-        "single-page-application" => ok("/index.html"),
-        "404-page" => {
-            let mut dir = path.rsplit_once('/').map_or("", |(d, _)| d).to_owned();
-            loop {
-                let candidate = format!("{dir}/404.html");
-                if let Some(entry) = assets.get(&candidate) {
-                    return Some(Hit {
-                        path: candidate,
-                        entry: entry.clone(),
-                        status: StatusCode::NOT_FOUND,
-                    });
-                }
-                match dir.rsplit_once('/') {
-                    Some((parent, _)) => dir = parent.to_owned(),
-                    None => return None,
-                }
-            }
-        }
-        _ => None,
+    match config.not_found_handling {
+        NotFoundHandling::SinglePageApplication => ok("/index.html"),
+        NotFoundHandling::Page404 => nearest_404(assets, &path),
+        NotFoundHandling::None => None,
     }
+}
+
+/// The page a `404-page` fallback looks for in each directory.
+const PAGE_404: &str = "/404.html";
+
+/// The `404.html` of the deepest directory of `path` that has one.
+fn nearest_404(assets: &BTreeMap<String, AssetEntry>, path: &str) -> Option<Hit> {
+    let mut key = String::with_capacity(MAX_PATH_BYTES);
+    for dir in dirs_404(path) {
+        key.clear();
+        key.push_str(dir);
+        key.push_str(PAGE_404);
+        if let Some(entry) = assets.get(&key) {
+            return Some(Hit {
+                path: key,
+                entry: entry.clone(),
+                status: StatusCode::NOT_FOUND,
+            });
+        }
+    }
+    None
+}
+
+/// The directories of `path` whose `404.html` a manifest could name,
+/// deepest first: none with an empty segment (`//`, which no manifest path
+/// has), none whose page would be longer than [`MAX_PATH_BYTES`]. So the
+/// walk is bounded whatever the client sends: `GET /` followed by 65,000
+/// slashes tries one directory, not 65,000 ever-longer copies.
+fn dirs_404(path: &str) -> impl Iterator<Item = &str> {
+    let nameable = &path[..path.find("//").map_or(path.len(), |i| i + 1)];
+    let deepest = nameable.rfind('/').map(|end| &nameable[..end]);
+    std::iter::successors(deepest, |dir| dir.rfind('/').map(|end| &dir[..end]))
+        .filter(|dir| dir.len() + PAGE_404.len() <= MAX_PATH_BYTES)
 }
 
 /// The content type for a path, by extension.
@@ -162,11 +210,24 @@ pub fn content_type(path: &str) -> &'static str {
 /// Asset contents shared by every request that serves them: one `Bytes`
 /// per hash (responses clone the reference, never the content), least
 /// recently used first out once `budget` bytes are held. Files over an
-/// eighth of the budget are read for each request instead of evicting
-/// everything else.
+/// eighth of the budget are not kept (they would evict everything else),
+/// but while any response still sends one, every other request for it
+/// shares that one copy: a file is in memory once however many slow
+/// clients are reading it, never once per connection.
 pub struct AssetCache {
     budget: usize,
     inner: std::sync::Mutex<(lru::LruCache<String, Bytes>, usize)>,
+    /// Large files some response is sending right now.
+    sending: std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<Large>>>,
+}
+
+/// The bytes of a large file, owned by the responses sending it.
+struct Large(Vec<u8>);
+
+impl AsRef<[u8]> for Large {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl AssetCache {
@@ -175,6 +236,7 @@ impl AssetCache {
         Self {
             budget,
             inner: std::sync::Mutex::new((lru::LruCache::unbounded(), 0)),
+            sending: Default::default(),
         }
     }
 
@@ -190,16 +252,23 @@ impl AssetCache {
         if let Some(content) = self.lock().0.get(sha256) {
             return Ok(Some(content.clone()));
         }
+        if let Some(large) = self.sending_lock().get(sha256).and_then(|w| w.upgrade()) {
+            return Ok(Some(Bytes::from_owner(LargeRef(large))));
+        }
         let sha = sha256.to_owned();
-        let read = tokio::task::spawn_blocking(move || blobs.blob(&sha))
-            .await
-            .map_err(|e| WorkerError::Internal(format!("asset read task failed: {e}")))?
-            .map_err(|e| WorkerError::Internal(e.to_string()))?;
+        let read = crate::store::blocking(move || blobs.blob(&sha)).await?;
         let Some(content) = read else {
             return Ok(None);
         };
+        if content.len() > self.budget / 8 {
+            let large = Arc::new(Large(content));
+            let mut sending = self.sending_lock();
+            sending.retain(|_, weak| weak.strong_count() > 0);
+            sending.insert(sha256.to_owned(), Arc::downgrade(&large));
+            return Ok(Some(Bytes::from_owner(LargeRef(large))));
+        }
         let content = Bytes::from(content);
-        if content.len() <= self.budget / 8 {
+        {
             let mut guard = self.lock();
             let (cache, held) = &mut *guard;
             if let Some(old) = cache.put(sha256.to_owned(), content.clone()) {
@@ -218,6 +287,21 @@ impl AssetCache {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, (lru::LruCache<String, Bytes>, usize)> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sending_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, std::sync::Weak<Large>>> {
+        self.sending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A response's reference to a large file being sent.
+struct LargeRef(Arc<Large>);
+
+impl AsRef<[u8]> for LargeRef {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.0
     }
 }
 
@@ -284,7 +368,7 @@ pub fn respond(
 /// Checks an asset path from a manifest.
 pub fn validate_path(path: &str) -> Result<(), Invalid> {
     let ok = path.starts_with('/')
-        && path.len() <= 1024
+        && path.len() <= MAX_PATH_BYTES
         && !path.ends_with('/')
         && !path.split('/').any(|seg| seg == ".." || seg == ".")
         && !path.contains("//")
@@ -298,6 +382,8 @@ pub fn validate_path(path: &str) -> Result<(), Invalid> {
     }
 }
 
+/// Longest asset path, bytes.
+pub const MAX_PATH_BYTES: usize = 1024;
 /// Most files per script.
 pub const MAX_ASSET_FILES: usize = 20_000;
 /// Largest single file, bytes.
@@ -353,11 +439,39 @@ mod tests {
     }
 
     fn config(html: &str, not_found: &str) -> AssetConfig {
-        AssetConfig {
-            html_handling: html.into(),
-            not_found_handling: not_found.into(),
-            run_worker_first: false,
-        }
+        serde_json::from_value(serde_json::json!({
+            "html_handling": html,
+            "not_found_handling": not_found,
+        }))
+        .expect("a valid asset config")
+    }
+
+    /// The issue-25 request: a path of 65,000 slashes makes the fallback
+    /// try one directory; a deep path at most one per segment that fits.
+    #[test]
+    fn the_404_walk_is_bounded_by_what_a_manifest_can_name() {
+        let slashes = format!("/{}", "/".repeat(65_000));
+        assert_eq!(dirs_404(&slashes).collect::<Vec<_>>(), vec![""]);
+        let deep = "/a".repeat(40_000);
+        let dirs: Vec<&str> = dirs_404(&deep).collect();
+        assert!(dirs.len() <= MAX_PATH_BYTES / 2, "{}", dirs.len());
+        assert!(
+            dirs.iter()
+                .all(|d| d.len() + PAGE_404.len() <= MAX_PATH_BYTES)
+        );
+        assert_eq!(dirs.last(), Some(&""), "the root is always tried");
+        assert_eq!(
+            dirs_404("/docs/guide/page").collect::<Vec<_>>(),
+            vec!["/docs/guide", "/docs", ""]
+        );
+        let m = manifest(&["/404.html", "/docs/404.html"]);
+        let hit = find(&m, &config("auto-trailing-slash", "404-page"), &slashes)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (hit.path.as_str(), hit.status),
+            ("/404.html", StatusCode::NOT_FOUND)
+        );
     }
 
     #[test]
@@ -431,6 +545,28 @@ mod tests {
         assert!(held <= 1000, "{held}");
         let fresh = get("a").await.unwrap();
         assert_ne!(fresh.as_ptr(), a.as_ptr(), "evicted and read again");
+
+        // A file over an eighth of the budget is not kept, but every
+        // response sending it shares one copy (slow clients do not each
+        // pin their own), and it is gone with the last of them.
+        let blobs: Arc<dyn Blobs> = Arc::new(One(vec![b'L'; 500]));
+        let first = cache.get(blobs.clone(), "large").await.unwrap().unwrap();
+        let second = cache.get(blobs.clone(), "large").await.unwrap().unwrap();
+        assert_eq!(first.as_ptr(), second.as_ptr(), "one copy while sent");
+        assert_eq!(
+            cache.inner.lock().unwrap().0.get("large"),
+            None,
+            "not cached"
+        );
+        let address = first.as_ptr();
+        drop((first, second));
+        assert!(
+            cache.sending.lock().unwrap()["large"].upgrade().is_none(),
+            "freed with its last response"
+        );
+        let later = cache.get(blobs, "large").await.unwrap().unwrap();
+        assert_eq!(later.len(), 500);
+        let _ = address;
     }
 
     #[test]

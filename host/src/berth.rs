@@ -21,41 +21,81 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState, AdminToken, TokenSource};
+use crate::base::metadata::ScriptMetadata;
 use crate::base::names::Name;
 use crate::capabilities::http::Egress;
-use crate::config::Config;
-use crate::deploy::{DeployError, ScriptMetadata};
+use crate::config::{Config, ConfigError};
 use crate::listener::{self, ListenerLimits};
+use crate::ops::{NamespaceInfo, Ops, OpsError, Upload};
 use crate::routing::{self, DataPlane, DispatchTable};
 use crate::runtime::Runtime;
 use crate::store::seal::Sealer;
-use crate::store::{
-    NamespaceRecord, NamespaceStore, NatsStore, ScriptRecord, SledStore, StoreBackend, StoreChange,
-    StoreError,
-};
+use crate::store::{NamespaceStore, NatsStore, ScriptRecord, SledStore, StoreBackend, StoreError};
 
 /// How often idle warm instances are reaped.
 const REAP_EVERY: Duration = Duration::from_secs(1);
 
-/// A failed programmatic operation.
+/// Why a host could not be built, serve or stop. Operations on a running
+/// host fail with [`OpsError`] instead.
 #[derive(Debug, thiserror::Error)]
 pub enum BerthError {
-    /// The store refused or failed.
+    /// The configuration is invalid.
     #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A directory or file the host needs could not be created or read.
+    #[error("{what} {}: {source}", path.display())]
+    File {
+        /// What it is (data dir, secrets key, …).
+        what: &'static str,
+        /// Where.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
-    /// The upload was refused (invalid component or metadata).
+    /// The admin token could not be resolved.
     #[error(transparent)]
-    Deploy(#[from] DeployError),
-    /// A blocking task could not finish (the runtime is shutting down).
-    #[error("background task failed: {0}")]
-    Task(String),
+    Token(#[from] admin::TokenError),
+    /// A part of the host could not be built (egress, engine, the
+    /// `[[dispatch]]` table); names the part.
+    #[error("cannot build the {part}: {source}")]
+    Setup {
+        /// The part.
+        part: &'static str,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A start-up operation (creating the configured namespaces) failed.
+    #[error(transparent)]
+    Operation(#[from] OpsError),
+    /// A listener could not be bound, or failed while serving.
+    #[error("{what} on {addr}: {source}")]
+    Listen {
+        /// Which listener (`server.listen`, `server.admin_listen`).
+        what: &'static str,
+        /// Its address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A background task of the host died.
+    #[error("a host task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+fn setup(part: &'static str) -> impl FnOnce(anyhow::Error) -> BerthError {
+    move |error| BerthError::Setup {
+        part,
+        source: error.into(),
+    }
 }
 
 /// Builds a [`Berth`].
@@ -69,7 +109,7 @@ pub struct BerthBuilder {
 /// A Berth host: runtime, store, dispatch table and admin token.
 pub struct Berth {
     config: Config,
-    runtime: Arc<Runtime>,
+    ops: Ops,
     dispatch: Arc<DispatchTable>,
     token: Arc<str>,
 }
@@ -121,123 +161,149 @@ impl BerthBuilder {
 
     /// Validates the config, opens the store, builds the runtime and the
     /// `[[dispatch]]` table (compiling file-based dispatch workers).
-    pub async fn build(self) -> anyhow::Result<Berth> {
+    pub async fn build(self) -> Result<Berth, BerthError> {
         let config = self.config;
         config.validate()?;
-        let data_dir = config.server.data_dir.clone();
-        private_dir(&data_dir)?;
-        let mut relay = None;
-        let store = match self.store {
-            Some(store) => store,
-            None if config.store.backend == StoreBackend::Nats => {
-                // The cluster's records live in NATS; data_dir holds only
-                // this host's cache of blobs and compiled artifacts.
-                let cache_dir = data_dir.join("cache");
-                private_dir(&cache_dir)?;
-                let sealer = match &config.server.secrets_key_file {
-                    Some(key_file) => {
-                        Some(Sealer::load_or_create(key_file).with_context(|| {
-                            format!("cannot load the secrets key {}", key_file.display())
-                        })?)
-                    }
-                    None => None,
-                };
-                let store_config = config.store.clone();
-                let store = tokio::task::spawn_blocking(move || {
-                    NatsStore::open(&store_config, &cache_dir, sealer)
-                })
-                .await?
-                .context("cannot open the NATS store ([store] backend = \"nats\")")?;
-                relay = Some(store.tail_relay());
-                Arc::new(store)
-            }
-            None => {
-                let db_dir = data_dir.join("store");
-                private_dir(&db_dir)?;
-                let key_file = config
-                    .server
-                    .secrets_key_file
-                    .clone()
-                    .unwrap_or_else(|| data_dir.join("secrets.key"));
-                let sealer = Sealer::load_or_create(&key_file).with_context(|| {
-                    format!("cannot load the secrets key {}", key_file.display())
-                })?;
-                let store = tokio::task::spawn_blocking(move || {
-                    let store = SledStore::open_sealed(&db_dir, sealer)?;
-                    private_files(&db_dir);
-                    Ok::<_, StoreError>(store)
-                })
-                .await??;
-                Arc::new(store) as Arc<dyn NamespaceStore>
-            }
+        private_dir(&config.server.data_dir, "data dir")?;
+        let (store, relay) = match self.store {
+            Some(store) => (store, None),
+            None if config.store.backend == StoreBackend::Nats => open_nats(&config).await?,
+            None => (open_sled(&config).await?, None),
         };
         let changes = store.changes();
-        // The default namespace and every namespace a [[dispatch]] entry is
-        // bound to exist from the first start.
-        let mut wanted = vec![config.server.default_namespace.clone()];
-        wanted.extend(config.dispatch.iter().map(|d| d.namespace.clone()));
-        for ns in wanted {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || store.ensure_namespace(&ns)).await??;
-        }
         let token = match self.admin_token {
             Some(token) => token,
             None => resolve_token(&config)?,
         };
         let egress = match self.egress {
             Some(egress) => egress,
-            None => Arc::new(Egress::new(&config.egress)?),
+            None => Arc::new(Egress::new(&config.egress).map_err(setup("egress policy"))?),
         };
-        // Cranelift's incremental cache lives with this host's other
-        // caches: every componentize-js upload shares the JS engine's code.
-        let mut runtime_config = config.runtime.clone();
-        if runtime_config.compile_cache_dir.is_none() {
-            let dir = data_dir.join("cache").join("compile");
-            private_dir(&dir)?;
-            runtime_config.compile_cache_dir = Some(dir);
-        }
-        let runtime = Arc::new(Runtime::new(
-            &runtime_config,
+        let runtime = Runtime::new(
+            &runtime_config(&config)?,
             config.limits.clone(),
             egress,
             store,
-        )?);
+        )
+        .map_err(setup("engine"))?;
+        let runtime = Arc::new(runtime);
+        let default_namespace = config.server.default_namespace.clone();
+        let ops = Ops::new(runtime.clone(), default_namespace.clone());
+        // The default namespace and every namespace a [[dispatch]] entry is
+        // bound to exist from the first start.
+        let mut wanted = vec![default_namespace.clone()];
+        wanted.extend(config.dispatch.iter().map(|d| d.namespace.clone()));
+        for ns in wanted {
+            ops.ensure_namespace(&ns).await?;
+        }
         if let Some(relay) = relay {
             runtime.tail().set_relay(Arc::new(relay));
         }
         if let Some(changes) = changes {
-            tokio::spawn(follow_changes(Arc::downgrade(&runtime), changes));
+            let weak = Arc::downgrade(&runtime);
+            tokio::spawn(Ops::follow_changes(weak, default_namespace, changes));
         }
         let dispatch = {
             let (entries, runtime) = (config.dispatch.clone(), runtime.clone());
-            tokio::task::spawn_blocking(move || DispatchTable::load(&entries, &runtime)).await??
+            tokio::task::spawn_blocking(move || DispatchTable::load(&entries, &runtime))
+                .await?
+                .map_err(setup("[[dispatch]] table"))?
         };
-        // The reaper of warm instances: it holds the runtime only weakly,
-        // and ends with it.
         tokio::spawn(preload(
             Arc::downgrade(&runtime),
             config.runtime.component_cache_size,
         ));
-        let weak = Arc::downgrade(&runtime);
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(REAP_EVERY);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                let Some(runtime) = weak.upgrade() else { break };
-                let reaped = runtime.reap_idle();
-                drop(runtime);
-                if reaped > 0 {
-                    tracing::debug!(reaped, "dropped idle warm instances");
-                }
-            }
-        });
+        tokio::spawn(reap(Arc::downgrade(&runtime)));
         Ok(Berth {
             config,
-            runtime,
+            ops,
             dispatch: Arc::new(dispatch),
             token: token.into(),
         })
+    }
+}
+
+/// `[runtime]` with Cranelift's incremental cache beside this host's other
+/// caches unless it names one: every componentize-js upload shares the JS
+/// engine's code.
+fn runtime_config(config: &Config) -> Result<crate::config::RuntimeConfig, BerthError> {
+    let mut runtime = config.runtime.clone();
+    if runtime.compile_cache_dir.is_none() {
+        let dir = config.server.data_dir.join("cache").join("compile");
+        private_dir(&dir, "compile cache")?;
+        runtime.compile_cache_dir = Some(dir);
+    }
+    Ok(runtime)
+}
+
+/// sled under `data_dir/store`, its secrets sealed with the key file.
+async fn open_sled(config: &Config) -> Result<Arc<dyn NamespaceStore>, BerthError> {
+    let data_dir = &config.server.data_dir;
+    let db_dir = data_dir.join("store");
+    private_dir(&db_dir, "store dir")?;
+    let key_file = config
+        .server
+        .secrets_key_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join("secrets.key"));
+    let sealer = load_key(&key_file)?;
+    let store = tokio::task::spawn_blocking(move || {
+        let store = SledStore::open_sealed(&db_dir, sealer)?;
+        private_files(&db_dir);
+        Ok::<_, StoreError>(store)
+    })
+    .await??;
+    Ok(Arc::new(store))
+}
+
+/// The cluster's store: records in NATS, this host's cache of blobs and
+/// compiled artifacts in `data_dir/cache`; and its tail relay.
+async fn open_nats(
+    config: &Config,
+) -> Result<
+    (
+        Arc<dyn NamespaceStore>,
+        Option<crate::store::nats::NatsTailRelay>,
+    ),
+    BerthError,
+> {
+    let cache_dir = config.server.data_dir.join("cache");
+    private_dir(&cache_dir, "cache dir")?;
+    let sealer = match &config.server.secrets_key_file {
+        Some(key_file) => Some(load_key(key_file)?),
+        None => None,
+    };
+    let store_config = config.store.clone();
+    let store =
+        tokio::task::spawn_blocking(move || NatsStore::open(&store_config, &cache_dir, sealer))
+            .await??;
+    let relay = store.tail_relay();
+    Ok((Arc::new(store), Some(relay)))
+}
+
+fn load_key(path: &std::path::Path) -> Result<Sealer, BerthError> {
+    Sealer::load_or_create(path).map_err(|source| BerthError::File {
+        what: "secrets key",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Drops idle warm instances every [`REAP_EVERY`] for as long as the
+/// runtime lives; it holds the runtime only weakly.
+async fn reap(runtime: std::sync::Weak<Runtime>) {
+    let mut every = tokio::time::interval(REAP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(runtime) = runtime.upgrade() else {
+            break;
+        };
+        let reaped = runtime.reap_idle();
+        drop(runtime);
+        if reaped > 0 {
+            tracing::debug!(reaped, "dropped idle warm instances");
+        }
     }
 }
 
@@ -290,52 +356,30 @@ async fn preload(runtime: std::sync::Weak<Runtime>, limit: usize) {
     }
 }
 
-/// Drops cached workers whose records another host changed, for as long as
-/// the runtime lives. A lagging receiver (a burst of changes) evicts
-/// everything rather than serve a stale version.
-async fn follow_changes(
-    runtime: std::sync::Weak<Runtime>,
-    mut changes: tokio::sync::broadcast::Receiver<StoreChange>,
-) {
-    use tokio::sync::broadcast::error::RecvError;
-    loop {
-        let change = changes.recv().await;
-        let Some(runtime) = runtime.upgrade() else {
-            break;
-        };
-        match change {
-            Ok(StoreChange::Script { namespace, name }) => runtime.evict(&namespace, &name),
-            Ok(StoreChange::Namespace(namespace)) => runtime.evict_namespace(&namespace),
-            Err(RecvError::Lagged(missed)) => {
-                tracing::warn!(
-                    missed,
-                    "store changes arrived faster than applied; dropping every cached worker"
-                );
-                runtime.evict_all();
-            }
-            Err(RecvError::Closed) => break,
-        }
-    }
-}
-
-/// Creates `dir` (and its parents) readable by this user only; warns when
-/// it already exists with looser permissions.
-fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+/// Creates `dir` (and its parents) readable by this user only; an
+/// existing `dir` open to other users (say, created 0755 by a script
+/// before the host started) is made private, and the change logged.
+fn private_dir(dir: &std::path::Path, what: &'static str) -> Result<(), BerthError> {
+    let failed = |source| BerthError::File {
+        what,
+        path: dir.to_path_buf(),
+        source,
+    };
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-        .create(dir)
-        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    builder.create(dir).map_err(failed)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        let mode = std::fs::metadata(dir).map_err(failed)?.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))
+                .map_err(failed)?;
             tracing::warn!(
-                path = %dir.display(), mode = %format!("{mode:o}"),
-                "the data dir is accessible to other users; chmod 700 it"
+                path = %dir.display(), was = %format!("{mode:o}"),
+                "{what} was accessible to other users; made it private (chmod 700)"
             );
         }
     }
@@ -368,7 +412,7 @@ fn private_files(dir: &std::path::Path) {
     }
 }
 
-fn resolve_token(config: &Config) -> anyhow::Result<String> {
+fn resolve_token(config: &Config) -> Result<String, BerthError> {
     let (token, source) = admin::resolve_token(
         std::env::var(admin::TOKEN_ENV).ok(),
         config.server.admin_token.as_deref(),
@@ -388,7 +432,7 @@ impl Berth {
     /// The tenant-facing router (every path and method).
     pub fn data_router(&self) -> Router {
         routing::router(DataPlane {
-            runtime: self.runtime.clone(),
+            runtime: self.ops.runtime().clone(),
             dispatch: self.dispatch.clone(),
             default_namespace: self.config.server.default_namespace.clone(),
             builtin_router: self.config.server.builtin_router,
@@ -403,8 +447,7 @@ impl Berth {
     pub fn admin_router(&self) -> Router {
         admin::router(
             AdminState {
-                runtime: self.runtime.clone(),
-                default_namespace: self.config.server.default_namespace.clone(),
+                ops: self.ops.clone(),
                 max_upload_bytes: (self.config.server.max_upload_mb as usize) << 20,
             },
             AdminToken(self.token.clone()),
@@ -421,12 +464,16 @@ impl Berth {
         &self.config
     }
 
+    /// Every operation on namespaces and scripts (what the admin API
+    /// does, without HTTP); the methods below are shorthands for the
+    /// common ones.
+    pub fn ops(&self) -> &Ops {
+        &self.ops
+    }
+
     /// Creates a namespace.
-    pub async fn create_namespace(&self, name: &Name) -> Result<NamespaceRecord, BerthError> {
-        let (store, name) = (self.runtime.store().clone(), name.clone());
-        blocking(move || store.create_namespace(&name))
-            .await?
-            .map_err(Into::into)
+    pub async fn create_namespace(&self, name: &Name) -> Result<NamespaceInfo, OpsError> {
+        self.ops.create_namespace(name, false).await
     }
 
     /// Deploys (or redeploys) `script` in `namespace` from component bytes:
@@ -437,20 +484,21 @@ impl Berth {
         script: &Name,
         component: Vec<u8>,
         metadata: ScriptMetadata,
-    ) -> Result<ScriptRecord, BerthError> {
-        let record =
-            crate::deploy::deploy(&self.runtime, namespace, script, component, metadata).await?;
-        self.runtime.evict(namespace, script);
-        Ok(record)
+    ) -> Result<ScriptRecord, OpsError> {
+        let upload = Upload {
+            component,
+            metadata,
+        };
+        self.ops.deploy(namespace, script, upload).await
     }
 
     /// Deletes a script; `false` if there was none.
-    pub async fn delete(&self, namespace: &Name, script: &Name) -> Result<bool, BerthError> {
-        let store = self.runtime.store().clone();
-        let (ns, name) = (namespace.clone(), script.clone());
-        let deleted = blocking(move || store.delete_script(&ns, &name)).await??;
-        self.runtime.evict(namespace, script);
-        Ok(deleted)
+    pub async fn delete(&self, namespace: &Name, script: &Name) -> Result<bool, OpsError> {
+        match self.ops.delete_script(namespace, script).await {
+            Ok(()) => Ok(true),
+            Err(OpsError::ScriptNotFound { .. }) => Ok(false),
+            Err(other) => Err(other),
+        }
     }
 
     /// A script's metadata, if it exists.
@@ -458,36 +506,37 @@ impl Berth {
         &self,
         namespace: &Name,
         script: &Name,
-    ) -> Result<Option<ScriptRecord>, BerthError> {
-        let store = self.runtime.store().clone();
-        let (ns, name) = (namespace.clone(), script.clone());
-        blocking(move || store.get_script(&ns, &name))
-            .await?
-            .map_err(Into::into)
+    ) -> Result<Option<ScriptRecord>, OpsError> {
+        match self.ops.script(namespace, script).await {
+            Ok(record) => Ok(Some(record)),
+            Err(OpsError::ScriptNotFound { .. }) => Ok(None),
+            Err(other) => Err(other),
+        }
     }
 
     /// Binds `server.listen` and `server.admin_listen` and serves both
     /// routers until [`Serving::shutdown`].
-    pub async fn serve(self) -> anyhow::Result<Serving> {
+    pub async fn serve(self) -> Result<Serving, BerthError> {
         let server = &self.config.server;
-        let data_listener = TcpListener::bind(server.listen)
-            .await
-            .with_context(|| format!("cannot listen on {} (server.listen)", server.listen))?;
-        let admin_listener = TcpListener::bind(server.admin_listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {} (server.admin_listen)",
-                    server.admin_listen
-                )
+        let bind = |what: &'static str, addr: SocketAddr| async move {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| BerthError::Listen { what, addr, source })?;
+            let local = listener.local_addr().map_err(|source| BerthError::Listen {
+                what,
+                addr,
+                source,
             })?;
-        let data_addr = data_listener.local_addr()?;
-        let admin_addr = admin_listener.local_addr()?;
+            Ok::<_, BerthError>((listener, local))
+        };
+        let (data_listener, data_addr) = bind("server.listen", server.listen).await?;
+        let (admin_listener, admin_addr) = bind("server.admin_listen", server.admin_listen).await?;
         let (shutdown, _) = watch::channel(false);
         let limits = ListenerLimits {
             max_connections: server.max_connections,
             head_timeout: Duration::from_millis(server.request_head_timeout_ms),
             idle_timeout: Duration::from_millis(server.idle_timeout_ms),
+            write_timeout: Duration::from_millis(server.response_write_timeout_ms),
         };
         let data_task = tokio::spawn(listener::serve(
             data_listener,
@@ -508,7 +557,10 @@ impl Berth {
             grace: Duration::from_secs(server.shutdown_grace_secs),
             berth: self,
             shutdown,
-            tasks: vec![data_task, admin_task],
+            tasks: vec![
+                ("server.listen", data_addr, data_task),
+                ("server.admin_listen", admin_addr, admin_task),
+            ],
         })
     }
 
@@ -516,19 +568,24 @@ impl Berth {
     /// warm instances, stops the epoch thread and drops the engine (once
     /// the last router clone is dropped too).
     pub async fn shutdown(self) {
-        self.runtime.close();
-        let runtime = Arc::downgrade(&self.runtime);
+        let runtime = self.ops.runtime().clone();
+        runtime.close();
+        let weak = Arc::downgrade(&runtime);
+        drop(runtime);
         drop(self);
-        if runtime.strong_count() > 0 {
+        if weak.strong_count() > 0 {
             tracing::debug!("routers of this host are still alive; its engine goes with them");
         }
     }
 
     #[cfg(test)]
     pub(crate) fn runtime(&self) -> &Arc<Runtime> {
-        &self.runtime
+        self.ops.runtime()
     }
 }
+
+/// A listener's serving task.
+type ListenerTask = (&'static str, SocketAddr, JoinHandle<std::io::Result<()>>);
 
 /// A host serving on its own listeners.
 pub struct Serving {
@@ -539,7 +596,7 @@ pub struct Serving {
     berth: Berth,
     grace: Duration,
     shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<std::io::Result<()>>>,
+    tasks: Vec<ListenerTask>,
 }
 
 impl Serving {
@@ -550,19 +607,24 @@ impl Serving {
 
     /// Stops accepting connections, waits (up to the grace period) for
     /// in-flight requests to finish, then shuts the host down.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(self) -> Result<(), BerthError> {
         let _ = self.shutdown.send(true);
-        let drain = futures::future::join_all(self.tasks);
+        let drain = futures::future::join_all(self.tasks.into_iter().map(
+            |(what, addr, task)| async move {
+                match task.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(source)) => Err(BerthError::Listen { what, addr, source }),
+                    Err(died) => Err(BerthError::Task(died)),
+                }
+            },
+        ));
         let result = match tokio::time::timeout(self.grace, drain).await {
             Ok(results) => {
-                let mut outcome = Ok(());
-                for result in results {
-                    if let Err(error) = result.map_err(anyhow::Error::from).and_then(|r| Ok(r?)) {
-                        outcome = Err(error);
-                    }
-                }
                 tracing::info!("all in-flight requests finished; bye");
-                outcome
+                results
+                    .into_iter()
+                    .collect::<Result<Vec<()>, _>>()
+                    .map(drop)
             }
             Err(_) => {
                 tracing::warn!(
@@ -575,14 +637,6 @@ impl Serving {
         self.berth.shutdown().await;
         result
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, BerthError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| BerthError::Task(e.to_string()))
 }
 
 /// Resolves when the process receives SIGINT or SIGTERM.
@@ -664,7 +718,7 @@ mod tests {
         berth.create_namespace(&ns).await.unwrap();
         assert!(matches!(
             berth.create_namespace(&ns).await,
-            Err(BerthError::Store(StoreError::NamespaceExists(_)))
+            Err(OpsError::Store(StoreError::NamespaceExists(_)))
         ));
         let bad = berth
             .deploy(
@@ -674,7 +728,7 @@ mod tests {
                 Default::default(),
             )
             .await;
-        assert!(matches!(bad, Err(BerthError::Deploy(_))), "{bad:?}");
+        assert!(matches!(bad, Err(OpsError::Component(_))), "{bad:?}");
 
         assert!(!ticker_stopped.load(std::sync::atomic::Ordering::Relaxed));
         berth.shutdown().await;

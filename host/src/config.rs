@@ -7,6 +7,7 @@
 //! The reference for every key is `docs/config.md`; a unit test keeps the two
 //! in step.
 
+use crate::base::{Invalid, require_positive};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -199,9 +200,9 @@ impl DispatchConfig {
             return Ok(DispatchWorkerSource::File(PathBuf::from(w)));
         }
         let bad = |why: String| {
-            ConfigError::Invalid(format!(
+            ConfigError::Invalid(Invalid(format!(
                 "dispatch.worker {w:?}: {why}; use a path ending in .wasm or namespace/script"
-            ))
+            )))
         };
         let (ns, script) = w.split_once('/').ok_or_else(|| bad("no '/'".into()))?;
         Ok(DispatchWorkerSource::Script {
@@ -251,6 +252,10 @@ pub struct ServerConfig {
     pub idle_timeout_ms: u64,
     /// Longest wait for the next piece of a request body, ms.
     pub body_read_timeout_ms: u64,
+    /// A client that accepts no byte of a response for this long is
+    /// dropped (ms): a slow reader cannot hold a connection, a worker's
+    /// body and its buffers for ever.
+    pub response_write_timeout_ms: u64,
     /// The key sealing script secrets at rest (32 bytes; created on first
     /// start). Default `<data_dir>/secrets.key`; keep it apart from the
     /// store's backups.
@@ -278,6 +283,7 @@ impl Default for ServerConfig {
             request_head_timeout_ms: 10_000,
             idle_timeout_ms: 30_000,
             body_read_timeout_ms: 30_000,
+            response_write_timeout_ms: 30_000,
             secrets_key_file: None,
         }
     }
@@ -302,9 +308,9 @@ pub enum ConfigError {
         /// The parser's message, which names the key and line.
         message: String,
     },
-    /// A value is out of range.
+    /// A value is out of range; the message names the key.
     #[error("invalid config: {0}")]
-    Invalid(String),
+    Invalid(#[from] Invalid),
 }
 
 impl Config {
@@ -357,147 +363,125 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks values that types alone cannot.
+    /// Checks values that types alone cannot, section by section (each
+    /// section's own rules live beside its type), then the rules that
+    /// tie sections together.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let r = &self.runtime;
-        let positive = [
-            ("runtime.instances", r.instances as u64),
-            ("runtime.core_instances", r.core_instances as u64),
-            ("runtime.memories", r.memories as u64),
-            ("runtime.tables", r.tables as u64),
-            ("runtime.max_memory_mb", r.max_memory_mb),
-            ("runtime.epoch_tick_ms", r.epoch_tick_ms),
-            (
-                "runtime.component_cache_size",
-                r.component_cache_size as u64,
-            ),
-            ("limits.cpu_ms", self.limits.cpu_ms),
-            ("limits.wall_ms", self.limits.wall_ms),
-            ("limits.memory_mb", self.limits.memory_mb),
-            (
-                "limits.max_request_body_mb",
-                self.limits.max_request_body_mb,
-            ),
-            (
-                "limits.max_response_body_mb",
-                self.limits.max_response_body_mb,
-            ),
-            ("limits.max_concurrency", self.limits.max_concurrency as u64),
-            ("server.max_upload_mb", self.server.max_upload_mb),
-            ("server.max_connections", self.server.max_connections as u64),
-            (
-                "server.request_head_timeout_ms",
-                self.server.request_head_timeout_ms,
-            ),
-            ("server.idle_timeout_ms", self.server.idle_timeout_ms),
-            (
-                "server.body_read_timeout_ms",
-                self.server.body_read_timeout_ms,
-            ),
-        ];
-        for (key, value) in positive {
-            if value == 0 {
-                return Err(ConfigError::Invalid(format!(
-                    "{key} must be greater than 0"
-                )));
-            }
+        self.runtime.validate()?;
+        self.limits.validate()?;
+        self.server.validate()?;
+        for (i, entry) in self.dispatch.iter().enumerate() {
+            entry
+                .validate(&self.server)
+                .map_err(|e| Invalid(format!("dispatch[{i}].{e}")))?;
         }
-        for (key, value) in [
-            ("limits.host_memory_mb", self.limits.host_memory_mb),
-            ("limits.fuel", self.limits.fuel),
-        ] {
-            if value == Some(0) {
-                return Err(ConfigError::Invalid(format!(
-                    "{key} must be greater than 0 (leave it out for the default)"
-                )));
-            }
+        self.egress.validate()?;
+        self.store.validate()?;
+        if self.store.backend == crate::store::StoreBackend::Nats
+            && self.server.secrets_key_file.is_none()
+            && !self.store.shared_secrets_key
+        {
+            return Err(Invalid(
+                "a NATS host needs server.secrets_key_file (the same 32-byte key file on every \
+                 host) to seal script secrets; or set store.shared_secrets_key = true to keep \
+                 the sealing key in the NATS records bucket beside the sealed secrets (anyone \
+                 who can read that bucket can then read every secret)"
+                    .into(),
+            )
+            .into());
         }
-        if self.server.request_head_timeout_ms > MAX_HEAD_TIMEOUT_MS {
-            return Err(ConfigError::Invalid(format!(
+        if self.limits.memory_mb > self.runtime.max_memory_mb {
+            return Err(Invalid(format!(
+                "limits.memory_mb ({}) must not exceed runtime.max_memory_mb ({}), the size of a pool memory slot",
+                self.limits.memory_mb, self.runtime.max_memory_mb
+            ))
+            .into());
+        }
+        Ok(())
+    }
+}
+
+impl ServerConfig {
+    /// Checks `[server]`, naming the key.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        require_positive(
+            "server",
+            &[
+                ("max_upload_mb", self.max_upload_mb),
+                ("max_connections", self.max_connections as u64),
+                ("request_head_timeout_ms", self.request_head_timeout_ms),
+                ("idle_timeout_ms", self.idle_timeout_ms),
+                ("body_read_timeout_ms", self.body_read_timeout_ms),
+                ("response_write_timeout_ms", self.response_write_timeout_ms),
+            ],
+        )?;
+        if self.request_head_timeout_ms > MAX_HEAD_TIMEOUT_MS {
+            return Err(Invalid(format!(
                 "server.request_head_timeout_ms must be at most {MAX_HEAD_TIMEOUT_MS}"
             )));
         }
-        if self.limits.memory_mb > r.max_memory_mb {
-            return Err(ConfigError::Invalid(format!(
-                "limits.memory_mb ({}) must not exceed runtime.max_memory_mb ({}), the size of a pool memory slot",
-                self.limits.memory_mb, r.max_memory_mb
+        crate::base::platform_headers::validate_trusted_headers(&self.trusted_headers)?;
+        if self.listen == self.admin_listen && self.listen.port() != 0 {
+            return Err("server.listen and server.admin_listen must differ".into());
+        }
+        Ok(())
+    }
+}
+
+impl DispatchConfig {
+    /// Checks one `[[dispatch]]` entry against `server`; the message names
+    /// the key within the entry (the caller adds `dispatch[i].`).
+    pub fn validate(&self, server: &ServerConfig) -> Result<(), Invalid> {
+        if self.hostnames.is_empty() {
+            return Err("hostnames must list at least one hostname".into());
+        }
+        for pattern in &self.hostnames {
+            crate::base::host_pattern::HostPattern::parse(pattern)
+                .map_err(|e| Invalid(format!("hostnames: {e}")))?;
+        }
+        let source = self.source().map_err(|e| Invalid(e.to_string()))?;
+        let file = matches!(source, DispatchWorkerSource::File(_));
+        if let DispatchWorkerSource::Script { namespace, name } = &source
+            && *namespace == self.namespace
+        {
+            return Err(Invalid(format!(
+                "worker {namespace}/{name} is a script of the namespace it dispatches to: its \
+                 tenants could replace the platform's dispatch worker; keep it in a namespace \
+                 of its own"
             )));
         }
-        if r.max_memory_mb > 4096 {
-            return Err(ConfigError::Invalid(
-                "runtime.max_memory_mb must be at most 4096 (32-bit linear memories)".into(),
-            ));
+        if server.builtin_router && self.namespace == server.default_namespace {
+            return Err(Invalid(format!(
+                "namespace {:?} is also server.default_namespace, which the built-in router \
+                 serves: clients could reach its scripts without the dispatch worker; use \
+                 another namespace or set server.builtin_router = false",
+                self.namespace.as_str()
+            )));
         }
-        for (i, entry) in self.dispatch.iter().enumerate() {
-            if entry.hostnames.is_empty() {
-                return Err(ConfigError::Invalid(format!(
-                    "dispatch[{i}].hostnames must list at least one hostname"
-                )));
-            }
-            for pattern in &entry.hostnames {
-                crate::base::host_pattern::HostPattern::parse(pattern)
-                    .map_err(|e| ConfigError::Invalid(format!("dispatch[{i}].hostnames: {e}")))?;
-            }
-            let source = entry.source()?;
-            if let DispatchWorkerSource::Script { namespace, name } = &source
-                && *namespace == entry.namespace
-            {
-                return Err(ConfigError::Invalid(format!(
-                    "dispatch[{i}].worker {namespace}/{name} is a script of the namespace it \
-                     dispatches to: its tenants could replace the platform's dispatch worker; \
-                     keep it in a namespace of its own"
-                )));
-            }
-            if self.server.builtin_router && entry.namespace == self.server.default_namespace {
-                return Err(ConfigError::Invalid(format!(
-                    "dispatch[{i}].namespace {:?} is also server.default_namespace, which the \
-                     built-in router serves: clients could reach its scripts without the \
-                     dispatch worker; use another namespace or set server.builtin_router = false",
-                    entry.namespace.as_str()
-                )));
-            }
-            if !entry.vars.is_empty() && !matches!(source, DispatchWorkerSource::File(_)) {
-                return Err(ConfigError::Invalid(format!(
-                    "dispatch[{i}].vars applies only to .wasm file workers; \
-                     give a stored dispatch script its vars with `berth deploy --var`"
-                )));
-            }
-            if let Some(isolation) = &entry.resolved_isolation() {
-                if !matches!(source, DispatchWorkerSource::File(_)) {
-                    return Err(ConfigError::Invalid(format!(
-                        "dispatch[{i}].isolation applies only to .wasm file workers; \
-                         a stored dispatch script uses its settings.isolation"
-                    )));
-                }
-                isolation
-                    .validate()
-                    .map_err(|e| ConfigError::Invalid(format!("dispatch[{i}].{e}")))?;
-            }
-            for (key, value) in [
-                ("wall_ms", entry.wall_ms),
-                ("cpu_ms", entry.cpu_ms),
-                ("memory_mb", entry.memory_mb),
-                ("max_concurrency", entry.max_concurrency.map(u64::from)),
-            ] {
-                if value == Some(0) {
-                    return Err(ConfigError::Invalid(format!(
-                        "dispatch[{i}].{key} must be greater than 0"
-                    )));
-                }
-            }
+        if !self.vars.is_empty() && !file {
+            return Err(
+                "vars applies only to .wasm file workers; give a stored dispatch \
+                        script its vars with `berth deploy --var`"
+                    .into(),
+            );
         }
-        self.egress
-            .validate()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        self.store
-            .validate()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        crate::base::platform_headers::validate_trusted_headers(&self.server.trusted_headers)
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        if self.server.listen == self.server.admin_listen && self.server.listen.port() != 0 {
-            return Err(ConfigError::Invalid(
-                "server.listen and server.admin_listen must differ".into(),
-            ));
+        if let Some(isolation) = &self.resolved_isolation() {
+            if !file {
+                return Err("isolation applies only to .wasm file workers; a stored \
+                            dispatch script uses its settings.isolation"
+                    .into());
+            }
+            isolation.validate()?;
+        }
+        for (key, value) in [
+            ("wall_ms", self.wall_ms),
+            ("cpu_ms", self.cpu_ms),
+            ("memory_mb", self.memory_mb),
+            ("max_concurrency", self.max_concurrency.map(u64::from)),
+        ] {
+            if value == Some(0) {
+                return Err(Invalid(format!("{key} must be greater than 0")));
+            }
         }
         Ok(())
     }

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use crate::base::host_pattern::{HostPattern, check_host, normalize_host};
 use crate::base::names::Name;
 use crate::capabilities::dispatcher::fetch::take_options;
-use crate::capabilities::http::PortRange;
 use crate::capabilities::http::addr::{Cidr, Host, denied_range, parse_host};
+use crate::capabilities::http::config::PortRange;
 use crate::store::{Hostnames, StoreResult};
 
 /// A fuzz target: any input, no panic.
@@ -136,16 +136,18 @@ pub fn admin_json(data: &[u8]) {
     match which % 4 {
         0 => {
             if let Ok(patch) = serde_json::from_slice(body) {
-                let _ = crate::settings::ScriptSettings::default().patched(&patch);
+                let _ = crate::base::settings::ScriptSettings::default().patched(&patch);
             }
         }
         1 => {
             if let Ok(patch) = serde_json::from_slice(body) {
-                let _ = crate::settings::NamespaceSettings::default().patched(&patch);
+                let _ = crate::base::settings::NamespaceSettings::default().patched(&patch);
             }
         }
         2 => {
-            if let Ok(metadata) = serde_json::from_slice::<crate::deploy::ScriptMetadata>(body) {
+            if let Ok(metadata) =
+                serde_json::from_slice::<crate::base::metadata::ScriptMetadata>(body)
+            {
                 let _ = metadata.validate();
             }
         }
@@ -170,13 +172,14 @@ pub fn asset_path(data: &[u8]) {
             .iter()
             .map(|p| ((*p).to_owned(), entry.clone()))
             .collect();
-    for (html, not_found) in [
-        ("auto-trailing-slash", "404-page"),
-        ("none", "single-page-application"),
+    use crate::base::records::{HtmlHandling, NotFoundHandling};
+    for (html_handling, not_found_handling) in [
+        (HtmlHandling::AutoTrailingSlash, NotFoundHandling::Page404),
+        (HtmlHandling::None, NotFoundHandling::SinglePageApplication),
     ] {
         let config = crate::store::AssetConfig {
-            html_handling: html.into(),
-            not_found_handling: not_found.into(),
+            html_handling,
+            not_found_handling,
             run_worker_first: false,
         };
         if let Ok(Some(hit)) = crate::assets::find(&assets, &config, path) {

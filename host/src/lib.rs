@@ -37,7 +37,8 @@
 //! 3. `capabilities` (HTTP egress, dispatcher, KV; each with its own state
 //!    and `add_to_linker`) and `assets`.
 //! 4. `runtime`: engine, linkers, worker cache, the invoke pipeline.
-//! 5. `config`, `deploy`, `settings`, `routing` (the data plane).
+//! 5. `config`, `ops` (every operation on namespaces and scripts, and the
+//!    eviction that follows it), `routing` (the data plane).
 //! 6. `admin` (the token-protected API) and `berth` (this embedding API).
 #![deny(missing_docs)]
 
@@ -47,39 +48,45 @@ mod base;
 mod berth;
 mod capabilities;
 mod config;
-mod deploy;
 mod limits;
 mod listener;
 mod observe;
+mod ops;
 mod routing;
 mod runtime;
-mod settings;
 mod store;
 
-pub use admin::{TOKEN_ENV, TOKEN_FILE};
+pub use admin::{TOKEN_ENV, TOKEN_FILE, TokenError};
+pub use base::Invalid;
 pub use base::egress_rules::EgressRules;
-pub use base::error::{ERROR_HEADER, ErrorCode, WorkerError};
+pub use base::error::{ERROR_HEADER, ErrorCode, HostFailure, WorkerError};
 pub use base::isolation::{Isolation, IsolationMode};
-pub use base::limits::{CallLimits, HostLimits, ScriptLimits};
+pub use base::limits::{CallLimits, HostLimits, KvQuota, ScriptLimits};
+pub use base::listing::{ListQuery, TagFilter};
+pub use base::metadata::ScriptMetadata;
 pub use base::names::{Name, NameError};
+pub use base::settings::{NamespaceSettings, ScriptSettings};
 pub use berth::{Berth, BerthBuilder, BerthError, Serving, shutdown_signal};
 pub use config::{
-    Config, ConfigError, DispatchConfig, IsolationConfig, Mpk, RuntimeConfig, ServerConfig,
+    Config, ConfigError, DispatchConfig, DispatchWorkerSource, IsolationConfig, Mpk, RuntimeConfig,
+    ServerConfig,
 };
-pub use deploy::{DeployError, ScriptMetadata};
+pub use ops::{NamespaceInfo, Ops, OpsError, OpsResult, SettingsView, Upload};
+/// The error of an upload (an [`OpsError`]; the name of earlier releases).
+pub type DeployError = OpsError;
+pub use store::kv_usage::{KvUsage, Rewrites};
 pub use store::{
-    AssetConfig, AssetEntry, Blobs, Catalog, Hostnames, KvStore, NamespaceRecord, NamespaceStore,
-    NatsStore, NewScript, ScriptRecord, SledStore, StoreBackend, StoreChange, StoreConfig,
-    StoreError, StoreResult,
+    AssetConfig, AssetEntry, Blobs, Catalog, Hostnames, HtmlHandling, KvBucket, KvStore,
+    NamespaceRecord, NamespaceStore, NatsStore, NewScript, NotFoundHandling, ScriptRecord,
+    SledStore, StoreBackend, StoreChange, StoreConfig, StoreError, StoreResult, next_script_record,
 };
 
 /// Outbound HTTP policy and its seams (resolver, connector), for embedders
 /// and tests that must not reach the network.
 pub mod egress {
-    pub use crate::capabilities::http::Egress;
-    pub use crate::capabilities::http::EgressConfig;
     pub use crate::capabilities::http::client::{BoxFuture, Connect, Stream, TcpConnector};
     pub use crate::capabilities::http::resolve::{Resolve, SystemResolver};
+    pub use crate::capabilities::http::{Egress, EgressConfig, EgressError};
 }
 
 #[doc(hidden)]

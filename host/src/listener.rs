@@ -11,6 +11,13 @@
 //!   a kept-alive connection.
 //! - **Idle timeout** (`server.idle_timeout_ms`): a kept-alive connection
 //!   with no request in flight and no byte of a new one is closed after it.
+//! - **Write timeout** (`server.response_write_timeout_ms`): while a
+//!   response is in flight, a client that accepts none of it for this long
+//!   is dropped, with its response. It is seen from the body's side: a
+//!   frame handed to hyper that hyper does not come back for could not be
+//!   sent on (a full socket over HTTP/1.1, a closed window over HTTP/2); a
+//!   body still waiting for its guest is not the client's fault and does
+//!   not count.
 //!
 //! A per-connection watchdog tracks the phase (waiting for a head, busy,
 //! idle) from the bytes read and the requests started and finished, and
@@ -38,6 +45,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use crate::base::error::WorkerError;
+
 /// The limits of one listener.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenerLimits {
@@ -47,6 +56,8 @@ pub struct ListenerLimits {
     pub head_timeout: Duration,
     /// Time a kept-alive connection may sit with nothing to do.
     pub idle_timeout: Duration,
+    /// Time a client may accept no byte of a response.
+    pub write_timeout: Duration,
 }
 
 /// Accepts connections and serves `router` on them until `stop` turns
@@ -103,18 +114,33 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// The answer to a connection over the cap.
-const REFUSAL: &str = "HTTP/1.1 503 Service Unavailable\r\n\
-    x-berth-error: overloaded\r\n\
-    retry-after: 1\r\n\
-    content-type: text/plain; charset=utf-8\r\n\
-    connection: close\r\n\
-    content-length: 46\r\n\r\n\
-    Too many open connections to this host, retry\n";
+/// The answer to a connection over the cap: the error map's `overloaded`
+/// response (status, `x-berth-error`, `Retry-After`), written by hand
+/// because no HTTP connection is served for it.
+fn refusal() -> Vec<u8> {
+    let response = WorkerError::Overloaded.to_http_with_message(
+        "Too many open connections to this host, retry".into(),
+        |text| text,
+    );
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        response.status().as_u16(),
+        response.status().canonical_reason().unwrap_or("")
+    );
+    for (name, value) in response.headers() {
+        head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap_or("")));
+    }
+    let body = response.into_body();
+    head.push_str(&format!(
+        "connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    head.into_bytes()
+}
 
 async fn refuse(mut stream: TcpStream) {
     let write = async {
-        stream.write_all(REFUSAL.as_bytes()).await?;
+        stream.write_all(&refusal()).await?;
         stream.shutdown().await
     };
     // A client that does not read its refusal does not hold the task.
@@ -145,7 +171,11 @@ async fn connection(
                     .await
                     .unwrap_or_else(|never| match never {});
                 let done = Finished(Some(phase));
-                Ok::<_, std::convert::Infallible>(response.map(|body| TrackedBody { body, done }))
+                Ok::<_, std::convert::Infallible>(response.map(|body| TrackedBody {
+                    body,
+                    done,
+                    handed: false,
+                }))
             }
         })
     };
@@ -182,6 +212,12 @@ struct Phase {
 struct PhaseState {
     /// Requests whose response has not finished.
     in_flight: u32,
+    /// Response bodies that handed a frame to hyper which hyper has not
+    /// come back for: it could not send it on (a full socket, a closed
+    /// HTTP/2 window) — the client is not reading.
+    waiting_for_client: u32,
+    /// Since when some body has been waiting for the client.
+    waiting_since: Option<Instant>,
     /// When the current head started arriving (or the connection opened).
     head_since: Option<Instant>,
     /// When the connection last became idle.
@@ -195,6 +231,8 @@ impl Phase {
             limits,
             state: Mutex::new(PhaseState {
                 in_flight: 0,
+                waiting_for_client: 0,
+                waiting_since: None,
                 head_since: Some(now),
                 idle_since: now,
             }),
@@ -212,6 +250,23 @@ impl Phase {
         }
     }
 
+    /// A response body handed a frame on; until hyper asks for the next,
+    /// the connection waits for the client.
+    fn frame_handed(&self) {
+        let mut state = self.lock();
+        state.waiting_for_client += 1;
+        if state.waiting_since.is_none() {
+            state.waiting_since = Some(Instant::now());
+        }
+    }
+
+    /// Hyper came back for a body's next frame: the client took the last.
+    fn frame_taken(&self) {
+        let mut state = self.lock();
+        state.waiting_for_client = state.waiting_for_client.saturating_sub(1);
+        state.waiting_since = (state.waiting_for_client > 0).then(Instant::now);
+    }
+
     fn request_started(&self) {
         let mut state = self.lock();
         state.in_flight += 1;
@@ -226,11 +281,14 @@ impl Phase {
         }
     }
 
-    /// The current deadline and what it bounds; `None` while busy.
+    /// The current deadline and what it bounds; `None` while a response
+    /// is in flight and the client keeps accepting it.
     fn deadline(&self) -> Option<(Instant, &'static str)> {
         let state = self.lock();
         if state.in_flight > 0 {
-            return None;
+            return state
+                .waiting_since
+                .map(|since| (since + self.limits.write_timeout, "response write timeout"));
         }
         Some(match state.head_since {
             Some(since) => (since + self.limits.head_timeout, "request head timeout"),
@@ -244,9 +302,13 @@ impl Phase {
             match self.deadline() {
                 Some((deadline, reason)) if deadline <= Instant::now() => return reason,
                 Some((deadline, _)) => tokio::time::sleep_until(deadline).await,
-                // Busy: the response is bounded by the worker's limits; look
-                // again once it could have become idle.
-                None => tokio::time::sleep(self.limits.head_timeout).await,
+                // Busy and writing: the response is bounded by the worker's
+                // limits; look again in time to catch a client that stops
+                // reading (within a quarter of the write timeout).
+                None => {
+                    let check = self.limits.head_timeout.min(self.limits.write_timeout / 4);
+                    tokio::time::sleep(check).await
+                }
             }
         }
     }
@@ -269,10 +331,23 @@ impl Drop for Finished {
     }
 }
 
-/// A response body that reports its end to the connection's phase.
+/// A response body that reports its end to the connection's phase, and
+/// every frame it hands on until hyper comes back for the next.
 struct TrackedBody {
     body: Body,
     done: Finished,
+    /// A frame was handed on and hyper has not come back since.
+    handed: bool,
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        if self.handed
+            && let Some(phase) = &self.done.0
+        {
+            phase.frame_taken();
+        }
+    }
 }
 
 impl http_body::Body for TrackedBody {
@@ -283,9 +358,21 @@ impl http_body::Body for TrackedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        if std::mem::take(&mut self.handed)
+            && let Some(phase) = &self.done.0
+        {
+            phase.frame_taken();
+        }
         let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            self.done.fire();
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => {
+                if let Some(phase) = &self.done.0 {
+                    phase.frame_handed();
+                    self.handed = true;
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.done.fire(),
+            Poll::Pending => {}
         }
         polled
     }
@@ -359,6 +446,7 @@ mod tests {
             max_connections: 4,
             head_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(20),
         }
     }
 
@@ -373,6 +461,18 @@ mod tests {
         );
         phase.request_started();
         assert_eq!(phase.deadline(), None, "busy: no deadline");
+        // A frame handed on that hyper does not come back for (the
+        // client stopped reading) starts the write timeout…
+        phase.frame_handed();
+        let handed = Instant::now();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(
+            phase.deadline(),
+            Some((handed + Duration::from_secs(20), "response write timeout"))
+        );
+        // …which the client taking it ends.
+        phase.frame_taken();
+        assert_eq!(phase.deadline(), None, "reading again: no deadline");
         tokio::time::advance(Duration::from_secs(100)).await;
         phase.request_finished();
         let idle = Instant::now();
@@ -394,7 +494,8 @@ mod tests {
 
     #[test]
     fn the_refusal_is_well_formed() {
-        let (head, body) = REFUSAL.split_once("\r\n\r\n").unwrap();
+        let refusal = String::from_utf8(refusal()).unwrap();
+        let (head, body) = refusal.split_once("\r\n\r\n").unwrap();
         let length: usize = head
             .lines()
             .find_map(|l| l.strip_prefix("content-length: "))
@@ -402,6 +503,11 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(body.len(), length);
+        assert!(
+            head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{head}"
+        );
         assert!(head.contains("x-berth-error: overloaded"));
+        assert!(head.contains("retry-after: 1"));
     }
 }

@@ -361,7 +361,9 @@ async fn hosts_serve_from_cache_while_nats_is_down_and_catch_up_after() {
     // Admin writes fail fast and say why.
     let refused = a.upload("default", "app", wasm("tenant")).await;
     assert_eq!(refused.status, 503, "{}", refused.text());
-    assert_eq!(refused.json()["errors"][0]["code"], "store-unavailable");
+    assert_eq!(refused.json()["errors"][0]["code"], "store_unavailable");
+    // The code's earlier spelling, in the header every Berth error carries.
+    assert_eq!(refused.error_code().as_deref(), Some("store-unavailable"));
     assert_eq!(refused.header("retry-after").as_deref(), Some("1"));
 
     // NATS back (same port and store): a new deploy propagates.

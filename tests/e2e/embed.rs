@@ -147,23 +147,57 @@ async fn embedded_host_serves_in_process_and_shuts_down_cleanly() {
     );
 }
 
+/// An example program of this crate (built by `cargo test` next to the
+/// test binaries).
+fn example(name: &str) -> Command {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("examples").join(name))
+        .unwrap();
+    assert!(
+        path.exists(),
+        "{} is missing; `cargo test` builds examples",
+        path.display()
+    );
+    Command::new(path)
+}
+
+/// The store seam is implementable outside the crate: the example wraps
+/// `SledStore` in a store of its own (an audit trail of every write), and
+/// Berth deploys, serves, runs guest KV and deletes through it.
+#[test]
+fn a_store_of_the_embedders_own_serves_deploys_kv_and_deletes() {
+    let out = example("custom_store")
+        .arg(wasm_path("hello"))
+        .arg(wasm_path("tenant"))
+        .output()
+        .expect("run the example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "hello.localhost/: 200",
+        "notes.localhost/kv/get?key=k: 200 v1",
+        "hello.localhost/ after delete: 404",
+        "audit: put script default/hello",
+        "audit: kv set default/notes k (2 bytes)",
+        "audit: delete script default/hello",
+        "self-test passed",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+}
+
 /// The example service (its own routes + Berth for *.apps.localhost) runs
 /// and answers its self-test.
 #[test]
 fn the_embed_example_runs() {
-    // Examples are built by `cargo test` next to the test binaries.
-    let exe = std::env::current_exe().unwrap();
-    let examples = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("examples").join("embed"))
-        .unwrap();
-    assert!(
-        examples.exists(),
-        "{} is missing; `cargo test` builds examples",
-        examples.display()
-    );
-    let out = Command::new(&examples)
+    let out = example("embed")
         .arg("--self-test")
         .arg(wasm_path("hello"))
         .output()

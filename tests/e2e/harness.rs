@@ -557,7 +557,7 @@ impl Drop for Nats {
 /// config (its own sections, or keys of `[store]`).
 pub fn cluster_host(nats: &Nats, prefix: &str, extra: &str) -> Berth {
     start_with_config(&format!(
-        "[store]\nbackend = \"nats\"\nurl = \"{}\"\nprefix = \"{prefix}\"\n{extra}\n",
+        "[store]\nbackend = \"nats\"\nurl = \"{}\"\nprefix = \"{prefix}\"\nshared_secrets_key = true\n{extra}\n",
         nats.url()
     ))
 }

@@ -113,7 +113,86 @@ async fn a_guest_cannot_speak_for_the_platform() {
         assert_ne!(id, "forged", "{host}");
         assert_eq!(id.len(), 16, "{host}: {id}");
         assert_eq!(reply.header("x-kept").as_deref(), Some("yes"), "{host}");
+        // Nor in the trailers that end the body, over HTTP/1.1 (chunked,
+        // the client asked for trailers) and HTTP/2.
+        // (The example dispatch worker does not forward trailers at all:
+        // only the direct path shows the guest's own trailer arriving.)
+        let direct = host == "forger.localhost";
+        let (head, trailers) = http1_trailers(berth.data, host, "/forge");
+        assert!(head.starts_with("HTTP/1.1 503"), "{host}: {head}");
+        assert_eq!(
+            trailers.contains("x-trailer-kept: yes"),
+            direct,
+            "{host}: {trailers:?}"
+        );
+        assert!(!trailers.contains("x-berth-error"), "{host}: {trailers:?}");
+        assert!(
+            !trailers.contains("berth-request-id"),
+            "{host}: {trailers:?}"
+        );
+        let trailers = http2_trailers(berth.data, host, "/forge").await;
+        assert_eq!(
+            trailers.contains_key("x-trailer-kept"),
+            direct,
+            "{host}: {trailers:?}"
+        );
+        assert!(
+            trailers.get("x-berth-error").is_none(),
+            "{host}: {trailers:?}"
+        );
+        assert!(
+            trailers.get("berth-request-id").is_none(),
+            "{host}: {trailers:?}"
+        );
     }
+}
+
+/// A GET over HTTP/1.1 that accepts trailers: the response head, and the
+/// trailer section after the last chunk.
+fn http1_trailers(addr: std::net::SocketAddr, host: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .expect("timeout");
+    let head =
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nTE: trailers\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read to the end");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    let trailers = body
+        .rsplit_once("\r\n0\r\n")
+        .map(|(_, rest)| rest.to_ascii_lowercase())
+        .expect("a last chunk");
+    (head.to_owned(), trailers)
+}
+
+/// A GET over HTTP/2 (prior knowledge) and the trailers of its response.
+async fn http2_trailers(addr: std::net::SocketAddr, host: &str, path: &str) -> http::HeaderMap {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("an HTTP/2 connection");
+    tokio::spawn(connection);
+    let request = http::Request::builder()
+        .uri(format!("http://{host}{path}"))
+        .header("te", "trailers")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("a request");
+    let response = sender.send_request(request).await.expect("a response");
+    let collected = response.into_body().collect().await.expect("the body");
+    collected.trailers().cloned().unwrap_or_default()
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::harness::{Berth, start_with_config, wasm, wasm_path};
+use crate::harness::{Berth, eventually, start_with_config, wasm, wasm_path};
 
 const ADMIN_TOKEN: &str = "js-platform-secret";
 
@@ -234,9 +234,22 @@ async fn js_fetch_and_warm_reuse_of_an_exported_handler() {
         berth.deploy("default", name, wasm("js_tenant_reuse")).await;
     }
     let berth = &berth;
+    // A reused instance goes back to its pool once its guest has finished,
+    // which can be a moment after the client has the whole response. These
+    // requests are sequential, not a race: after each, wait until no guest
+    // runs any more (every live instance is an idle warm one).
+    let settle = || async move {
+        eventually("the last guest to finish", || async {
+            let stats = berth.runtime_stats().await;
+            let live = stats["pool"]["component_instances"].as_u64();
+            (live == stats["warm_idle_instances"].as_u64()).then_some(())
+        })
+        .await
+    };
     let count = |script: &'static str| async move {
         let reply = berth.get(&format!("{script}.localhost"), "/count").await;
         assert_eq!(reply.status, 200, "{}", reply.text());
+        settle().await;
         reply.text()
     };
     // Not opted in: a fresh instance per request, like every script.
@@ -276,8 +289,10 @@ async fn js_fetch_and_warm_reuse_of_an_exported_handler() {
     assert_eq!(patch.status, 200, "{}", patch.text());
     let kept = berth.get("warm.localhost", "/remember?v=warm-secret").await;
     assert_eq!(kept.text(), "remembered warm-secret\n");
+    settle().await;
     let recall = berth.get("other.localhost", "/recall").await;
     assert_eq!(recall.text(), "recalled (nothing) 0\n");
+    settle().await;
     let recall = berth.get("warm.localhost", "/recall").await;
     assert_eq!(recall.text(), "recalled warm-secret 65536\n");
 
@@ -287,6 +302,7 @@ async fn js_fetch_and_warm_reuse_of_an_exported_handler() {
             .get("warm.localhost", &format!("/fetch?url={url}"))
             .await;
         assert_eq!(reply.text(), "fetched 200: upstream ok", "round {round}");
+        settle().await;
         let body = "x".repeat(100_000 + round);
         let echo = berth
             .send(
@@ -298,6 +314,7 @@ async fn js_fetch_and_warm_reuse_of_an_exported_handler() {
         assert_eq!(echo.status, 200);
         assert_eq!(echo.header("x-method").as_deref(), Some("POST"));
         assert_eq!(echo.text(), body, "round {round}");
+        settle().await;
     }
     assert_eq!(hits.load(Ordering::SeqCst), 4);
 

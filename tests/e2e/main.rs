@@ -10,6 +10,7 @@ mod assets;
 mod cli;
 mod cluster;
 mod compose;
+mod containment;
 mod dispatch;
 mod egress;
 mod embed;

@@ -12,22 +12,18 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
-use sha2::{Digest, Sha256};
 
 use super::error::{ApiError, ApiResult, ok};
-use super::scripts::{load_script, names_and_not_found};
-use super::{AdminState, blocking};
-use crate::assets::{MAX_ASSET_BYTES, check_manifest};
+use super::{AdminState, names};
 use crate::store::AssetEntry;
 
 pub(super) async fn get(
     State(state): State<AdminState>,
     Path((ns, script)): Path<(String, String)>,
 ) -> ApiResult {
-    let record = load_script(&state, &ns, &script).await?;
-    Ok(ok(
-        serde_json::json!({"assets": record.assets, "config": record.asset_config}),
-    ))
+    let (ns, script) = names(&ns, &script)?;
+    let (assets, config) = state.ops.assets(&ns, &script).await?;
+    Ok(ok(serde_json::json!({"assets": assets, "config": config})))
 }
 
 fn bad(message: impl ToString) -> ApiError {
@@ -39,15 +35,26 @@ pub(super) async fn put(
     Path((ns, script)): Path<(String, String)>,
     request: Request,
 ) -> ApiResult {
-    let (ns, script, not_found) = names_and_not_found(&ns, &script)?;
+    let (ns, script) = names(&ns, &script)?;
+    let (manifest, files) = read_upload(request).await?;
+    Ok(ok(state
+        .ops
+        .put_assets(&ns, &script, manifest, files)
+        .await?))
+}
+
+/// The manifest part and every file part (each named by its hash). The
+/// whole body is read even after a problem, so the connection stays
+/// usable; the first problem is the answer.
+async fn read_upload(
+    request: Request,
+) -> Result<(BTreeMap<String, AssetEntry>, Vec<Vec<u8>>), ApiError> {
     let mut multipart = Multipart::from_request(request, &())
         .await
         .map_err(|e| bad(format!("assets upload must be multipart/form-data: {e}")))?;
     let mut manifest: Option<BTreeMap<String, AssetEntry>> = None;
-    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut files = Vec::new();
     let mut problem: Option<ApiError> = None;
-    // Every part is read even after a problem, so the connection stays
-    // usable; the first problem is reported.
     while let Some(field) = multipart
         .next_field()
         .await
@@ -68,56 +75,18 @@ pub(super) async fn put(
             }
             continue;
         }
-        let hash = hex::encode(Sha256::digest(&bytes));
+        let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
         if name != hash {
             problem = Some(bad(format!(
                 "part {name:?}: file parts must be named by their sha256; this content hashes to {hash}"
             )));
-        } else if bytes.len() as u64 > MAX_ASSET_BYTES {
-            problem = Some(bad(format!(
-                "file {hash} is {} bytes; the limit is {MAX_ASSET_BYTES}",
-                bytes.len()
-            )));
         } else {
-            files.insert(hash, bytes.to_vec());
+            files.push(bytes.to_vec());
         }
     }
     if let Some(problem) = problem {
         return Err(problem);
     }
     let manifest = manifest.ok_or_else(|| bad("the upload lacks a \"manifest\" part"))?;
-    check_manifest(&manifest).map_err(bad)?;
-    for (path, entry) in &manifest {
-        if let Some(content) = files.get(&entry.sha256)
-            && content.len() as u64 != entry.size
-        {
-            return Err(bad(format!(
-                "{path}: manifest says {} bytes, the file has {}",
-                entry.size,
-                content.len()
-            )));
-        }
-    }
-    if let Some(stray) = files
-        .keys()
-        .find(|h| !manifest.values().any(|e| &e.sha256 == *h))
-    {
-        return Err(bad(format!("file {stray} is not in the manifest")));
-    }
-    let uploaded: Vec<String> = files.keys().cloned().collect();
-    let runtime = state.runtime.clone();
-    let (namespace, name) = (ns.clone(), script.clone());
-    let count = manifest.len();
-    blocking(move || {
-        state
-            .store()
-            .put_assets(&ns, &script, manifest, files)?
-            .ok_or(not_found)
-    })
-    .await?;
-    runtime.evict(&namespace, &name);
-    tracing::info!(namespace = %namespace, script = %name, files = count, uploaded = uploaded.len(), "assets updated");
-    Ok(ok(
-        serde_json::json!({"count": count, "uploaded": uploaded}),
-    ))
+    Ok((manifest, files))
 }

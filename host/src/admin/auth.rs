@@ -33,11 +33,32 @@ pub enum TokenSource {
 
 /// Picks the admin token: env, then config, then the data-dir file
 /// (generated if missing).
+/// Why the admin token could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The token file exists but is empty.
+    #[error("{} is empty; delete it to generate a new token", .0.display())]
+    Empty(PathBuf),
+    /// The token file could not be read or created.
+    #[error("cannot {what} {}: {source}", path.display())]
+    File {
+        /// Read or create.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The system has no randomness to generate one.
+    #[error("no randomness for the admin token: {0}")]
+    Random(getrandom::Error),
+}
+
 pub fn resolve_token(
     env: Option<String>,
     config: Option<&str>,
     data_dir: &Path,
-) -> anyhow::Result<(String, TokenSource)> {
+) -> Result<(String, TokenSource), TokenError> {
     if let Some(token) = env.filter(|t| !t.trim().is_empty()) {
         return Ok((token.trim().to_owned(), TokenSource::Env));
     }
@@ -50,29 +71,38 @@ pub fn resolve_token(
             warn_if_shared(&path);
             return Ok((token.trim().to_owned(), TokenSource::File(path)));
         }
-        Ok(_) => anyhow::bail!(
-            "{} is empty; delete it to generate a new token",
-            path.display()
-        ),
+        Ok(_) => return Err(TokenError::Empty(path)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+        Err(source) => {
+            return Err(TokenError::File {
+                what: "read",
+                path,
+                source,
+            });
+        }
     }
     let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw)
-        .map_err(|e| anyhow::anyhow!("no randomness for the admin token: {e}"))?;
+    getrandom::fill(&mut raw).map_err(TokenError::Random)?;
     let token = hex::encode(raw);
-    let mut file = {
+    let file = {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        options
-            .open(&path)
-            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?
+        options.open(&path)
     };
-    writeln!(file, "{token}")?;
-    file.sync_all()?;
-    Ok((token, TokenSource::File(path)))
+    let written = file.and_then(|mut file| {
+        writeln!(file, "{token}")?;
+        file.sync_all()
+    });
+    match written {
+        Ok(()) => Ok((token, TokenSource::File(path))),
+        Err(source) => Err(TokenError::File {
+            what: "create",
+            path,
+            source,
+        }),
+    }
 }
 
 /// Warns when a file that grants admin access is readable by other users.

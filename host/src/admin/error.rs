@@ -1,9 +1,10 @@
 //! The admin API's JSON envelope and its one error type.
 //!
 //! Every admin response is `{"success", "errors": [{"code", "message"}],
-//! "result"}` (Cloudflare's shape). [`ApiError`] is the single place where
-//! internal failures become an HTTP status, a stable error `code` and a
-//! message that names the problem; details that would only confuse a client
+//! "messages", "result"}` (Cloudflare's shape). [`ApiError`] is the single
+//! place where failures become an HTTP status, a stable error `code`
+//! (snake_case; the same code kebab-cased in `x-berth-error`) and a message
+//! that names the problem; details that would only confuse a client
 //! (storage internals) go to the log instead.
 
 use axum::Json;
@@ -13,7 +14,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::base::names::NameError;
-use crate::deploy::DeployError;
+use crate::ops::OpsError;
 use crate::store::StoreError;
 
 /// An admin API failure.
@@ -30,7 +31,7 @@ pub enum ApiError {
         /// Why.
         source: NameError,
     },
-    /// The request is malformed.
+    /// The request is malformed (body, query, multipart).
     #[error("{0}")]
     BadRequest(String),
     /// The body is larger than `server.max_upload_mb`.
@@ -42,20 +43,6 @@ pub enum ApiError {
     /// Unsupported `Content-Type`.
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// No script with this name.
-    #[error("script {script:?} does not exist in namespace {namespace:?}")]
-    ScriptNotFound {
-        /// The namespace.
-        namespace: String,
-        /// The script.
-        script: String,
-    },
-    /// The server's default namespace cannot be deleted.
-    #[error("namespace {0:?} is the server's default_namespace and cannot be deleted")]
-    DefaultNamespace(String),
-    /// A named item (secret, hostname) does not exist.
-    #[error("{0}")]
-    ItemNotFound(String),
     /// No such route.
     #[error("no admin endpoint {method} {path}")]
     NoRoute {
@@ -64,55 +51,74 @@ pub enum ApiError {
         /// Path.
         path: String,
     },
-    /// A deploy failed.
+    /// The operation was refused or failed.
     #[error(transparent)]
-    Deploy(#[from] DeployError),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Anything else.
-    #[error("internal error")]
-    Internal(String),
+    Ops(#[from] OpsError),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        Self::Ops(error.into())
+    }
+}
+
+/// Status and stable code of a store failure (snake_case, like every admin
+/// code).
+fn store_status(error: &StoreError) -> (StatusCode, &'static str) {
+    use StatusCode as S;
+    match error {
+        StoreError::NamespaceNotFound(_) => (S::NOT_FOUND, "namespace_not_found"),
+        StoreError::NamespaceExists(_) => (S::CONFLICT, "namespace_exists"),
+        StoreError::NamespaceNotEmpty { .. } => (S::CONFLICT, "namespace_not_empty"),
+        StoreError::MissingAssets(_) => (S::BAD_REQUEST, "missing_assets"),
+        StoreError::KvQuota(_) => (S::INSUFFICIENT_STORAGE, "kv_limit"),
+        StoreError::BucketGone { .. } => (S::CONFLICT, "script_deleted"),
+        StoreError::Corrupt { .. } | StoreError::Backend(_) => {
+            (S::INTERNAL_SERVER_ERROR, "storage_error")
+        }
+        // The cluster store is unreachable: nothing was written, and
+        // retrying later is the right move.
+        StoreError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "store_unavailable"),
+        StoreError::Conflict(_) => (S::CONFLICT, "conflict"),
+        StoreError::Task(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+    }
 }
 
 impl ApiError {
-    /// Status and stable error code.
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    /// Status and stable error code: the one map from a failure to what
+    /// the client sees.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         use StatusCode as S;
         match self {
             Self::Unauthorized => (S::UNAUTHORIZED, "unauthorized"),
             Self::InvalidName { .. } => (S::BAD_REQUEST, "invalid_name"),
-            Self::BadRequest(_) => (S::BAD_REQUEST, "invalid_request"),
+            Self::BadRequest(_) | Self::Ops(OpsError::Invalid(_)) => {
+                (S::BAD_REQUEST, "invalid_request")
+            }
             Self::PayloadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType(_) => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-            Self::ScriptNotFound { .. } => (S::NOT_FOUND, "script_not_found"),
-            Self::DefaultNamespace(_) => (S::CONFLICT, "default_namespace"),
-            Self::NoRoute { .. } | Self::ItemNotFound(_) => (S::NOT_FOUND, "not_found"),
-            Self::Deploy(DeployError::InvalidMetadata(_)) => (S::BAD_REQUEST, "invalid_metadata"),
-            Self::Deploy(DeployError::Component(_)) => (S::BAD_REQUEST, "invalid_component"),
-            Self::Deploy(DeployError::Store(e)) | Self::Store(e) => match e {
-                StoreError::NamespaceNotFound(_) => (S::NOT_FOUND, "namespace_not_found"),
-                StoreError::NamespaceExists(_) => (S::CONFLICT, "namespace_exists"),
-                StoreError::NamespaceNotEmpty { .. } => (S::CONFLICT, "namespace_not_empty"),
-                StoreError::MissingAssets(_) => (S::BAD_REQUEST, "missing_assets"),
-                StoreError::KvQuota(_) => (S::INSUFFICIENT_STORAGE, "kv_limit"),
-                StoreError::Corrupt { .. } | StoreError::Backend(_) => {
-                    (S::INTERNAL_SERVER_ERROR, "storage_error")
-                }
-                // The cluster store is unreachable: nothing was written,
-                // and retrying later is the right move.
-                StoreError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "store-unavailable"),
-                StoreError::Conflict(_) => (S::CONFLICT, "conflict"),
-            },
-            Self::Deploy(DeployError::Internal(_)) | Self::Internal(_) => {
-                (S::INTERNAL_SERVER_ERROR, "internal")
+            Self::NoRoute { .. } | Self::Ops(OpsError::NotFound { .. }) => {
+                (S::NOT_FOUND, "not_found")
             }
+            Self::Ops(OpsError::Metadata(_)) => (S::BAD_REQUEST, "invalid_metadata"),
+            Self::Ops(OpsError::Component(_)) => (S::BAD_REQUEST, "invalid_component"),
+            Self::Ops(OpsError::ScriptNotFound { .. }) => (S::NOT_FOUND, "script_not_found"),
+            Self::Ops(OpsError::DefaultNamespace(_)) => (S::CONFLICT, "default_namespace"),
+            Self::Ops(OpsError::Store(e)) => store_status(e),
         }
     }
 
     /// Shorthand for a bad name.
     pub fn name(what: &'static str) -> impl FnOnce(NameError) -> Self {
         move |source| Self::InvalidName { what, source }
+    }
+
+    /// The message the client sees: host internals stay in the log.
+    pub fn public_message(&self) -> String {
+        match self.status_and_code() {
+            (_, "internal") | (_, "storage_error") => "internal error; see the server log".into(),
+            _ => self.to_string(),
+        }
     }
 }
 
@@ -122,31 +128,33 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = ?self, "admin request failed");
         }
-        let message = match &self {
-            Self::Internal(_) => "internal error; see the server log".to_owned(),
-            other => other.to_string(),
-        };
-        let mut error = json!({"code": code, "message": message});
+        let mut error = json!({"code": code, "message": self.public_message()});
         // Structured detail a client can act on without reading the text.
-        if let Self::Store(StoreError::MissingAssets(missing))
-        | Self::Deploy(DeployError::Store(StoreError::MissingAssets(missing))) = &self
-        {
+        if let Self::Ops(OpsError::Store(StoreError::MissingAssets(missing))) = &self {
             error["missing"] = json!(missing);
         }
         let body = json!({
             "success": false,
             "errors": [error],
+            "messages": [],
             "result": null,
         });
         let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
+            headers.insert(
                 http::header::RETRY_AFTER,
                 http::HeaderValue::from_static("1"),
             );
         }
+        // The same code in `x-berth-error` casing: the data plane's header,
+        // and the spelling this code had before every admin code became
+        // snake_case (`store-unavailable`).
+        if let Ok(value) = http::HeaderValue::from_str(&code.replace('_', "-")) {
+            headers.insert(crate::base::error::ERROR_HEADER, value);
+        }
         if matches!(self, Self::Unauthorized) {
-            response.headers_mut().insert(
+            headers.insert(
                 http::header::WWW_AUTHENTICATE,
                 http::HeaderValue::from_static("Bearer"),
             );
@@ -157,7 +165,7 @@ impl IntoResponse for ApiError {
 
 /// A successful envelope around `result`.
 pub fn ok<T: Serialize>(result: T) -> Json<Value> {
-    Json(json!({"success": true, "errors": [], "result": result}))
+    Json(json!({"success": true, "errors": [], "messages": [], "result": result}))
 }
 
 /// A successful envelope around one page of a list, with
@@ -167,6 +175,7 @@ pub fn ok_page<T: Serialize>(result: Vec<T>, cursor: Option<String>) -> Json<Val
     Json(json!({
         "success": true,
         "errors": [],
+        "messages": [],
         "result": result,
         "result_info": {"count": count, "cursor": cursor},
     }))

@@ -14,47 +14,46 @@ mod secrets;
 mod settings;
 mod tags;
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::routing::get;
 
-pub use auth::{AdminToken, TOKEN_ENV, TOKEN_FILE, TokenSource, resolve_token};
+pub use auth::{AdminToken, TOKEN_ENV, TOKEN_FILE, TokenError, TokenSource, resolve_token};
 pub use error::{ApiError, ApiResult};
 
 use crate::base::names::Name;
-use crate::runtime::Runtime;
-use crate::store::NamespaceStore;
+use crate::ops::Ops;
 
 /// Shared state of admin handlers.
 #[derive(Clone)]
 pub struct AdminState {
-    /// The runtime (for deploys, cache eviction and stats).
-    pub runtime: Arc<Runtime>,
-    /// The namespace that cannot be deleted.
-    pub default_namespace: Name,
+    /// Every operation goes through here.
+    pub ops: Ops,
     /// Largest accepted upload body.
     pub max_upload_bytes: usize,
 }
 
-impl AdminState {
-    fn store(&self) -> &Arc<dyn NamespaceStore> {
-        self.runtime.store()
-    }
+/// A namespace name from the path.
+fn namespace(ns: &str) -> Result<Name, ApiError> {
+    Name::new(ns).map_err(ApiError::name("namespace name"))
 }
 
-/// Runs blocking store work off the async reactor.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?
+/// Namespace and script names from the path.
+fn names(ns: &str, script: &str) -> Result<(Name, Name), ApiError> {
+    Ok((
+        namespace(ns)?,
+        Name::new(script).map_err(ApiError::name("script name"))?,
+    ))
+}
+
+/// A JSON body, or a clear `invalid_request` naming what was expected.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("body must be {expected}: {e}")))
 }
 
 async fn runtime_stats(State(state): State<AdminState>) -> ApiResult {
-    Ok(error::ok(state.runtime.stats()))
+    Ok(error::ok(state.ops.runtime().stats()))
 }
 
 async fn no_route(request: Request) -> ApiError {
@@ -110,7 +109,7 @@ pub fn router(state: AdminState, token: AdminToken) -> Router {
         .route("/v1/namespaces/{ns}/scripts/{name}/kv", get(kv::list))
         .route(
             "/v1/namespaces/{ns}/scripts/{name}/kv/{key}",
-            get(kv::get).delete(kv::delete),
+            get(kv::get).put(kv::put).delete(kv::delete),
         )
         .route(
             "/v1/namespaces/{ns}/scripts/{name}/secrets",

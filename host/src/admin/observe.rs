@@ -9,12 +9,11 @@ use http::StatusCode;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::error::ApiError;
-use super::scripts::names_and_not_found;
-use super::{AdminState, blocking};
+use super::{AdminState, names};
 
 /// Prometheus text exposition (OpenMetrics).
 pub(super) async fn metrics(State(state): State<AdminState>) -> Response {
-    let runtime = &state.runtime;
+    let runtime = state.ops.runtime();
     let stats = runtime.stats();
     let pool = &stats.pool;
     runtime.metrics().set_gauges(
@@ -48,10 +47,7 @@ pub(super) async fn healthz() -> Response {
 
 /// Readiness: the store answers and the engine is up.
 pub(super) async fn readyz(State(state): State<AdminState>) -> Response {
-    let store = state.runtime.store().clone();
-    let ready = tokio::task::spawn_blocking(move || store.list_namespaces().is_ok())
-        .await
-        .unwrap_or(false);
+    let ready = state.ops.store_ready().await;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -65,11 +61,9 @@ pub(super) async fn tail(
     State(state): State<AdminState>,
     Path((ns, script)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let (ns, script, not_found) = names_and_not_found(&ns, &script)?;
-    let (n, s) = (ns.clone(), script.clone());
-    let store_state = state.clone();
-    blocking(move || store_state.store().get_script(&n, &s)?.ok_or(not_found)).await?;
-    let receiver = state.runtime.tail().subscribe(&ns, &script);
+    let (ns, script) = names(&ns, &script)?;
+    state.ops.script(&ns, &script).await?;
+    let receiver = state.ops.runtime().tail().subscribe(&ns, &script);
     let hello =
         serde_json::json!({"tail": format!("{ns}/{script}"), "since_ms": crate::store::now_ms()});
     let first =

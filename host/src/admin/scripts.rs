@@ -8,9 +8,11 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use serde::Serialize;
 
 use super::error::{ApiError, ApiResult, ok};
-use super::{AdminState, blocking};
+use super::{AdminState, names};
+use crate::base::Invalid;
+use crate::base::metadata::ScriptMetadata;
 use crate::base::names::Name;
-use crate::deploy::{DeployError, ScriptMetadata, deploy};
+use crate::ops::{OpsError, Upload};
 use crate::store::{ScriptRecord, rfc3339};
 
 /// A script as the API shows it.
@@ -43,47 +45,12 @@ impl From<ScriptRecord> for ScriptInfo {
     }
 }
 
-fn names(ns: &str, script: &str) -> Result<(Name, Name), ApiError> {
-    Ok((
-        Name::new(ns).map_err(ApiError::name("namespace name"))?,
-        Name::new(script).map_err(ApiError::name("script name"))?,
-    ))
-}
-
-/// Validated names plus the error to answer if the script is missing.
-pub(super) fn names_and_not_found(
-    ns: &str,
-    script: &str,
-) -> Result<(Name, Name, ApiError), ApiError> {
-    let (ns, script) = names(ns, script)?;
-    let missing = not_found(&ns, &script);
-    Ok((ns, script, missing))
-}
-
-/// The stored record of `ns/script`, or the API's 404 for it.
-pub(super) async fn load_script(
-    state: &AdminState,
-    ns: &str,
-    script: &str,
-) -> Result<ScriptRecord, ApiError> {
-    let (ns, script, not_found) = names_and_not_found(ns, script)?;
-    let state = state.clone();
-    blocking(move || state.store().get_script(&ns, &script)?.ok_or(not_found)).await
-}
-
-fn not_found(ns: &Name, script: &Name) -> ApiError {
-    ApiError::ScriptNotFound {
-        namespace: ns.to_string(),
-        script: script.to_string(),
-    }
-}
-
 pub(super) async fn get(
     State(state): State<AdminState>,
     Path((ns, script)): Path<(String, String)>,
 ) -> ApiResult {
-    let record = load_script(&state, &ns, &script).await?;
-    Ok(ok(ScriptInfo::from(record)))
+    let (ns, script) = names(&ns, &script)?;
+    Ok(ok(ScriptInfo::from(state.ops.script(&ns, &script).await?)))
 }
 
 pub(super) async fn content(
@@ -91,13 +58,7 @@ pub(super) async fn content(
     Path((ns, script)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (ns, script) = names(&ns, &script)?;
-    let bytes = blocking(move || {
-        state
-            .store()
-            .script_content(&ns, &script)?
-            .ok_or_else(|| not_found(&ns, &script))
-    })
-    .await?;
+    let bytes = state.ops.script_content(&ns, &script).await?;
     Ok(([(CONTENT_TYPE, "application/wasm")], Body::from(bytes)).into_response())
 }
 
@@ -106,14 +67,7 @@ pub(super) async fn delete(
     Path((ns, script)): Path<(String, String)>,
 ) -> ApiResult {
     let (ns, script) = names(&ns, &script)?;
-    let runtime = state.runtime.clone();
-    let (n, s) = (ns.clone(), script.clone());
-    let deleted = blocking(move || Ok(state.store().delete_script(&n, &s)?)).await?;
-    if !deleted {
-        return Err(not_found(&ns, &script));
-    }
-    runtime.evict(&ns, &script);
-    tracing::info!(namespace = %ns, script = %script, "script deleted");
+    state.ops.delete_script(&ns, &script).await?;
     Ok(ok(serde_json::json!({"namespace": ns, "name": script})))
 }
 
@@ -125,7 +79,7 @@ pub(super) async fn upload(
     request: Request,
 ) -> ApiResult {
     let limit = state.max_upload_bytes;
-    let (ns, script) = match names(&ns, &script) {
+    let (ns, script) = match super::names(&ns, &script) {
         Ok(names) => names,
         Err(e) => return Err(drain_then(request, limit, e).await),
     };
@@ -179,10 +133,11 @@ pub(super) async fn upload(
             return Err(drain_then(request, limit, e).await);
         }
     };
-    if content.is_empty() {
-        return Err(ApiError::BadRequest("the component is empty".into()));
-    }
-    let record = deploy(&state.runtime, &ns, &script, content, metadata).await?;
+    let upload = Upload {
+        component: content,
+        metadata,
+    };
+    let record = state.ops.deploy(&ns, &script, upload).await?;
     Ok(ok(ScriptInfo::from(record)))
 }
 
@@ -190,7 +145,7 @@ pub(super) async fn upload(
 /// `error`, so the client's keep-alive connection stays usable: a server that
 /// answers early and leaves the body unread must close the connection, and
 /// the client's next request on it fails.
-async fn drain_then(request: Request, limit: usize, error: ApiError) -> ApiError {
+pub(super) async fn drain_then(request: Request, limit: usize, error: ApiError) -> ApiError {
     let _ = axum::body::to_bytes(request.into_body(), limit).await;
     error
 }
@@ -225,11 +180,11 @@ async fn read_multipart(
                 match serde_path_to_error::deserialize(&mut json) {
                     Ok(parsed) => metadata = Some(parsed),
                     Err(e) => {
-                        problem = Some(ApiError::Deploy(DeployError::InvalidMetadata(format!(
+                        problem = Some(ApiError::Ops(OpsError::Metadata(Invalid(format!(
                             "metadata.{}: {}",
                             e.path(),
                             e.inner()
-                        ))));
+                        )))));
                     }
                 }
             }

@@ -10,10 +10,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use serde::Deserialize;
 
-use super::error::{ApiError, ApiResult, ok};
-use super::scripts::{load_script, names_and_not_found};
-use super::{AdminState, blocking};
-use crate::deploy::{MAX_VARS_BYTES, validate_var_name};
+use super::error::{ApiResult, ok};
+use super::{AdminState, json_body, names};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,14 +23,15 @@ pub(super) async fn list(
     State(state): State<AdminState>,
     Path((ns, script)): Path<(String, String)>,
 ) -> ApiResult {
-    let record = load_script(&state, &ns, &script).await?;
-    let names: Vec<&String> = record.secrets.keys().collect();
-    Ok(ok(serde_json::json!(
-        names
-            .iter()
-            .map(|n| serde_json::json!({"name": n}))
-            .collect::<Vec<_>>()
-    )))
+    let (ns, script) = names(&ns, &script)?;
+    let names: Vec<_> = state
+        .ops
+        .secret_names(&ns, &script)
+        .await?
+        .into_iter()
+        .map(|name| serde_json::json!({"name": name}))
+        .collect();
+    Ok(ok(names))
 }
 
 pub(super) async fn put(
@@ -40,72 +39,20 @@ pub(super) async fn put(
     Path((ns, script, key)): Path<(String, String, String)>,
     body: Bytes,
 ) -> ApiResult {
-    let (ns, script, not_found) = names_and_not_found(&ns, &script)?;
-    validate_var_name(&key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let SecretBody { value } = serde_json::from_slice(&body)
-        .map_err(|_| ApiError::BadRequest("body must be {\"value\": \"…\"}".into()))?;
-    if value.contains('\0') {
-        return Err(ApiError::BadRequest(format!(
-            "secret {key:?} contains a NUL character"
-        )));
-    }
-    let runtime = state.runtime.clone();
-    let (namespace, name, secret) = (ns.clone(), script.clone(), key.clone());
-    blocking(move || {
-        let outcome = state.store().update_script(&ns, &script, &mut |record| {
-            if record.vars.contains_key(&key) {
-                return Err(format!(
-                    "{key:?} is already a var of this script; remove the var first"
-                )
-                .into());
-            }
-            record.secrets.insert(key.clone(), value.clone());
-            let total: usize = record.secrets.iter().map(|(k, v)| k.len() + v.len()).sum();
-            if total > MAX_VARS_BYTES {
-                return Err(
-                    format!("secrets total {total} bytes; the limit is {MAX_VARS_BYTES}").into(),
-                );
-            }
-            Ok(())
-        })?;
-        match outcome {
-            None => Err(not_found),
-            Some(Err(message)) => Err(ApiError::BadRequest(message.0)),
-            Some(Ok(_)) => Ok(()),
-        }
-    })
-    .await?;
-    runtime.evict(&namespace, &name);
-    tracing::info!(namespace = %namespace, script = %name, secret = %secret, "secret set");
-    Ok(ok(serde_json::json!({"name": secret})))
+    let (ns, script) = names(&ns, &script)?;
+    let SecretBody { value } = json_body(&body, "{\"value\": \"…\"}")?;
+    state
+        .ops
+        .put_secret(&ns, &script, key.clone(), value)
+        .await?;
+    Ok(ok(serde_json::json!({"name": key})))
 }
 
 pub(super) async fn delete(
     State(state): State<AdminState>,
     Path((ns, script, key)): Path<(String, String, String)>,
 ) -> ApiResult {
-    let (ns, script, not_found) = names_and_not_found(&ns, &script)?;
-    let runtime = state.runtime.clone();
-    let (namespace, name, secret) = (ns.clone(), script.clone(), key.clone());
-    blocking(move || {
-        let outcome = state
-            .store()
-            .update_script(
-                &ns,
-                &script,
-                &mut |record| match record.secrets.remove(&key) {
-                    Some(_) => Ok(()),
-                    None => Err(format!("no secret {key:?}").into()),
-                },
-            )?;
-        match outcome {
-            None => Err(not_found),
-            Some(Err(message)) => Err(ApiError::ItemNotFound(message.0)),
-            Some(Ok(_)) => Ok(()),
-        }
-    })
-    .await?;
-    runtime.evict(&namespace, &name);
-    tracing::info!(namespace = %namespace, script = %name, secret = %secret, "secret deleted");
-    Ok(ok(serde_json::json!({"name": secret})))
+    let (ns, script) = names(&ns, &script)?;
+    state.ops.delete_secret(&ns, &script, key.clone()).await?;
+    Ok(ok(serde_json::json!({"name": key})))
 }

@@ -1,24 +1,21 @@
 //! `GET|PATCH /v1/namespaces/{ns}/scripts/{name}/settings` (a script's
-//! limits, vars and egress rules) and `GET|PATCH /v1/namespaces/{ns}/settings`
-//! (a namespace's egress rules), changed without a redeploy (JSON merge
-//! patch).
+//! limits, vars, egress rules, assets options and isolation) and
+//! `GET|PATCH /v1/namespaces/{ns}/settings` (a namespace's egress rules and
+//! trust), changed without a redeploy (JSON merge patch, validated as a
+//! whole; see `base::settings`).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 
-use super::error::{ApiError, ApiResult, ok};
-use super::scripts::{load_script, names_and_not_found};
-use super::{AdminState, blocking};
-use crate::base::names::Name;
-use crate::settings::{self, NamespaceSettings, ScriptSettings};
-use crate::store::{ScriptRecord, StoreError};
+use super::error::{ApiResult, ok};
+use super::{AdminState, json_body, names, namespace};
 
 pub(super) async fn get(
     State(state): State<AdminState>,
     Path((ns, script)): Path<(String, String)>,
 ) -> ApiResult {
-    let record = load_script(&state, &ns, &script).await?;
-    Ok(ok(with_warnings(&state, &record).await))
+    let (ns, script) = names(&ns, &script)?;
+    Ok(ok(state.ops.script_settings(&ns, &script).await?))
 }
 
 pub(super) async fn patch(
@@ -26,46 +23,19 @@ pub(super) async fn patch(
     Path((ns, script)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
-    let (ns, script, not_found) = names_and_not_found(&ns, &script)?;
-    let patch: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("body must be a JSON object: {e}")))?;
-    let record = settings::update(&state.runtime, &ns, &script, patch)
-        .await?
-        .ok_or(not_found)?;
-    Ok(ok(with_warnings(&state, &record).await))
-}
-
-/// A script's settings, plus `warnings` for what is stored but not
-/// applied: `isolation = "reuse"` on a component that cannot be reused is
-/// served fresh, and the caller is told why (not only the server log).
-async fn with_warnings(state: &AdminState, record: &ScriptRecord) -> serde_json::Value {
-    let settings = ScriptSettings::of(record);
-    let mut value = serde_json::to_value(&settings).unwrap_or_default();
-    if settings.isolation.reuse()
-        && let Ok(worker) = state.runtime.worker(&record.namespace, &record.name).await
-        && let Some(reason) = worker.reuse_refused
-    {
-        value["warnings"] = serde_json::json!([format!(
-            "settings.isolation \"reuse\" is stored but not applied: {reason}; \
-             every request gets a fresh instance"
-        )]);
-    }
-    value
+    let (ns, script) = names(&ns, &script)?;
+    let patch = json_body(&body, "a JSON object")?;
+    Ok(ok(state
+        .ops
+        .patch_script_settings(&ns, &script, patch)
+        .await?))
 }
 
 pub(super) async fn get_namespace(
     State(state): State<AdminState>,
     Path(ns): Path<String>,
 ) -> ApiResult {
-    let ns = Name::new(&ns).map_err(ApiError::name("namespace name"))?;
-    let record = blocking(move || {
-        Ok(state
-            .store()
-            .get_namespace(&ns)?
-            .ok_or(StoreError::NamespaceNotFound(ns))?)
-    })
-    .await?;
-    Ok(ok(NamespaceSettings::of(&record)))
+    Ok(ok(state.ops.namespace_settings(&namespace(&ns)?).await?))
 }
 
 pub(super) async fn patch_namespace(
@@ -73,11 +43,7 @@ pub(super) async fn patch_namespace(
     Path(ns): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let ns = Name::new(&ns).map_err(ApiError::name("namespace name"))?;
-    let patch: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("body must be a JSON object: {e}")))?;
-    let record = settings::update_namespace(&state.runtime, &ns, patch)
-        .await?
-        .ok_or(ApiError::Store(StoreError::NamespaceNotFound(ns)))?;
-    Ok(ok(NamespaceSettings::of(&record)))
+    let ns = namespace(&ns)?;
+    let patch = json_body(&body, "a JSON object")?;
+    Ok(ok(state.ops.patch_namespace_settings(&ns, patch).await?))
 }

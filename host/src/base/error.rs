@@ -67,7 +67,43 @@ pub enum WorkerError {
     /// A host-side failure that is not the guest's fault.
     #[error("Internal error: {0}")]
     Internal(String),
+    /// A failure of another layer of the host (the store, a blocking
+    /// task), kept with its cause; answered like [`Self::Internal`].
+    #[error("Internal error: {0}")]
+    Host(HostFailure),
 }
+
+/// The cause of a [`WorkerError::Host`]: the lower layer's own error,
+/// shared so the failure can be cloned into every place that reports it.
+#[derive(Debug, Clone)]
+pub struct HostFailure(std::sync::Arc<dyn std::error::Error + Send + Sync>);
+
+impl HostFailure {
+    /// Wraps `error`.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(error))
+    }
+
+    /// The lower layer's error.
+    pub fn cause(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl std::fmt::Display for HostFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Two failures are the same failure when they say the same thing.
+impl PartialEq for HostFailure {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for HostFailure {}
 
 impl WorkerError {
     /// The stable code of this failure: the one map from failure to
@@ -87,7 +123,7 @@ impl WorkerError {
             Self::BadDispatchRequest(_) => ErrorCode::BadDispatchRequest,
             Self::BadRequest(_) => ErrorCode::BadRequest,
             Self::LoopDetected(_) => ErrorCode::LoopDetected,
-            Self::Internal(_) => ErrorCode::Internal,
+            Self::Internal(_) | Self::Host(_) => ErrorCode::Internal,
         }
     }
 
@@ -113,7 +149,7 @@ impl WorkerError {
                     "Worker threw an exception (request id {request_id}; details in the platform's logs)"
                 )
             }
-            Self::Internal(_) => {
+            Self::Internal(_) | Self::Host(_) => {
                 format!("Internal error (request id {request_id}; details in the host's logs)")
             }
             other => other.message(),
@@ -144,6 +180,16 @@ impl WorkerError {
         self.to_http_with(message, body)
     }
 
+    /// [`Self::to_http`] with a message of the caller's (status, code and
+    /// headers still from the map).
+    pub fn to_http_with_message<B>(
+        &self,
+        message: String,
+        body: impl FnOnce(String) -> B,
+    ) -> http::Response<B> {
+        self.to_http_with(message, body)
+    }
+
     fn to_http_with<B>(
         &self,
         message: String,
@@ -162,6 +208,24 @@ impl WorkerError {
         }
         response
     }
+}
+
+/// The limit a failure with `code` hit, as the `kind` label of
+/// `berth_limit_hits_total` names it; `None` for failures that are not a
+/// limit.
+pub fn limit_kind(code: ErrorCode) -> Option<&'static str> {
+    Some(match code {
+        ErrorCode::WallLimit => "wall",
+        ErrorCode::CpuLimit => "cpu",
+        ErrorCode::FuelLimit => "fuel",
+        ErrorCode::MemoryLimit => "memory",
+        ErrorCode::Overloaded => "concurrency",
+        ErrorCode::RequestTooLarge => "request_body",
+        ErrorCode::SubrequestLimit => "subrequests",
+        // Not a limit: not found, exceptions, no response, bad requests,
+        // loops, the host's own failures.
+        _ => return None,
+    })
 }
 
 /// Longest message body we generate; guest-provided text is cut to fit.

@@ -4,7 +4,7 @@
 //!
 //! The mode is an enum, parsed once; the reuse knobs live beside it. The API
 //! shows it flat (`settings.isolation` = the mode, `settings.reuse_*` beside
-//! it; see `crate::settings`).
+//! it; see `crate::base::settings`).
 
 use std::fmt;
 use std::str::FromStr;

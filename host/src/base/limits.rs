@@ -178,6 +178,31 @@ pub struct KvQuota {
     pub max_bytes: u64,
 }
 
+impl HostLimits {
+    /// Checks `[limits]`, naming the key.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        super::require_positive(
+            "limits",
+            &[
+                ("cpu_ms", self.cpu_ms),
+                ("wall_ms", self.wall_ms),
+                ("memory_mb", self.memory_mb),
+                ("max_request_body_mb", self.max_request_body_mb),
+                ("max_response_body_mb", self.max_response_body_mb),
+                ("max_concurrency", self.max_concurrency as u64),
+            ],
+        )?;
+        for (key, value) in [("host_memory_mb", self.host_memory_mb), ("fuel", self.fuel)] {
+            if value == Some(0) {
+                return Err(Invalid(format!(
+                    "limits.{key} must be greater than 0 (leave it out for the default)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for HostLimits {
     fn default() -> Self {
         Self {
@@ -218,6 +243,8 @@ pub struct Effective {
     pub host_memory_bytes: usize,
     /// Fuel budget, when the host meters fuel.
     pub fuel: Option<u64>,
+    /// The script's KV bucket quota.
+    pub kv: KvQuota,
 }
 
 const MIB: u64 = 1 << 20;
@@ -247,6 +274,7 @@ impl HostLimits {
             host_memory_bytes: (host_memory_mb * MIB) as usize,
             // Only a host that meters fuel can enforce a script's budget.
             fuel: self.fuel.map(|host| min(host, script.fuel)),
+            kv: self.kv_quota(script),
         }
     }
 

@@ -13,6 +13,9 @@
 //! - [`reserved`]: the reserved `dispatch.internal` domain.
 //! - [`platform_headers`]: the `berth-*` request headers only the host sets.
 //! - [`records`]: what the store keeps.
+//! - [`metadata`]: upload metadata and the rules for tags, vars, secrets.
+//! - [`settings`]: script and namespace settings and their merge patches.
+//! - [`listing`]: tag filters, name search and pages of script lists.
 //! - [`tail_relay`]: the seam through which live-tail events cross hosts.
 //!
 //! Everything above this layer may import it; it imports nothing of Berth.
@@ -23,11 +26,37 @@ pub mod error;
 pub mod host_pattern;
 pub mod isolation;
 pub mod limits;
+pub mod listing;
+pub mod metadata;
 pub mod names;
 pub mod platform_headers;
 pub mod records;
 pub mod reserved;
+pub mod settings;
 pub mod tail_relay;
+
+/// Refuses a zero among `values`, naming `section.key`: the check every
+/// count and timeout of the configuration shares.
+pub fn require_positive(section: &str, values: &[(&str, u64)]) -> Result<(), Invalid> {
+    match values.iter().find(|(_, value)| *value == 0) {
+        Some((key, _)) => Err(Invalid(format!("{section}.{key} must be greater than 0"))),
+        None => Ok(()),
+    }
+}
+
+/// A boxed, sendable future: the one alias every seam of the crate uses
+/// (the invoker, the egress connector, the budgeted streams).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// What a loaded component serves as; decides which capabilities it is
+/// linked with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A tenant's worker: `wasi:http/proxy` (and KV) only.
+    User,
+    /// A platform's dispatch worker: also imports `berth:platform/dispatcher`.
+    Dispatch,
+}
 
 /// A value that failed validation, with a message naming the key and the
 /// problem (`limits.cpu_ms must be greater than 0`). The one error type of

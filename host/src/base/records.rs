@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::Invalid;
 use super::egress_rules::EgressRules;
 use super::isolation::Isolation;
 use super::limits::ScriptLimits;
@@ -88,48 +87,64 @@ pub struct AssetEntry {
 }
 
 /// How a script's assets are served (`settings.assets`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AssetConfig {
-    /// `auto-trailing-slash` (default: `/about` also finds `/about.html`
-    /// and `/about/index.html`) or `none` (exact paths only).
-    pub html_handling: String,
-    /// When no asset matches: `none` (default: the worker runs),
-    /// `404-page` (the nearest `404.html`, status 404) or
-    /// `single-page-application` (`/index.html`, status 200).
-    pub not_found_handling: String,
+    /// How a path finds an HTML page.
+    pub html_handling: HtmlHandling,
+    /// What answers when no asset matches.
+    pub not_found_handling: NotFoundHandling,
     /// Run the worker first; assets are served only when it answers 404.
     pub run_worker_first: bool,
 }
 
-impl Default for AssetConfig {
-    fn default() -> Self {
-        Self {
-            html_handling: "auto-trailing-slash".into(),
-            not_found_handling: "none".into(),
-            run_worker_first: false,
-        }
-    }
+/// `settings.assets.html_handling`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HtmlHandling {
+    /// `/about` also finds `/about.html` and `/about/index.html` (default).
+    #[default]
+    AutoTrailingSlash,
+    /// Exact paths only.
+    None,
 }
 
-impl AssetConfig {
-    /// Checks the enumerations, naming the bad value.
-    pub fn validate(&self) -> Result<(), Invalid> {
-        if !["auto-trailing-slash", "none"].contains(&self.html_handling.as_str()) {
-            return Err(Invalid(format!(
-                "assets.html_handling must be \"auto-trailing-slash\" or \"none\", got {:?}",
-                self.html_handling
-            )));
+/// `settings.assets.not_found_handling`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotFoundHandling {
+    /// The worker runs (default).
+    #[default]
+    None,
+    /// The nearest `404.html`, status 404.
+    #[serde(rename = "404-page")]
+    Page404,
+    /// `/index.html`, status 200.
+    SinglePageApplication,
+}
+
+/// A script's key-value bucket: the script and its generation (the
+/// record's `created_ms`). A script deleted and created again under the
+/// same name has a new generation, so it never reads, and is never charged
+/// for, what its predecessor's instances wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KvBucket {
+    /// Namespace of the script.
+    pub namespace: Name,
+    /// The script.
+    pub script: Name,
+    /// The script's `created_ms`.
+    pub generation: u64,
+}
+
+impl ScriptRecord {
+    /// The script's KV bucket.
+    pub fn kv_bucket(&self) -> KvBucket {
+        KvBucket {
+            namespace: self.namespace.clone(),
+            script: self.name.clone(),
+            generation: self.created_ms,
         }
-        if !["none", "404-page", "single-page-application"]
-            .contains(&self.not_found_handling.as_str())
-        {
-            return Err(Invalid(format!(
-                "assets.not_found_handling must be \"none\", \"404-page\" or \"single-page-application\", got {:?}",
-                self.not_found_handling
-            )));
-        }
-        Ok(())
     }
 }
 

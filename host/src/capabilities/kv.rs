@@ -9,18 +9,22 @@
 //! `limits.kv_max_keys` keys and `limits.kv_max_mb` of keys and values; a
 //! write past either fails inside the guest with `other("kv-limit: …")`. The admin API lists, reads
 //! and deletes keys (`…/scripts/{name}/kv`); deleting a script deletes its
-//! bucket. A value in flight (read from the store for the guest, or taken
+//! bucket, and an instance of a deleted script can no longer write (the
+//! bucket is scoped by the script's generation). A value in flight (read from the store for the guest, or taken
 //! from the guest to be stored) is charged to the instance's host-memory
 //! budget while the host holds it; past the budget the guest traps with
 //! `memory-limit`.
 
 use std::sync::Arc;
 
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable, WasmList, WasmStr};
 
-use crate::base::names::Name;
+use super::{CallContext, Capability, CapabilityHost, HostParts};
+use crate::base::Role;
+use crate::base::limits::KvQuota;
+use crate::base::records::KvBucket;
 use crate::limits::HostMemory;
-use crate::store::{KvQuota, KvStore};
+use crate::store::{KvStore, StoreError};
 
 /// Longest key, bytes.
 pub const MAX_KEY_BYTES: usize = 512;
@@ -49,20 +53,7 @@ use bindings::wasi::keyvalue::store::{self, Error, KeyResponse};
 pub struct KvScope {
     store: Arc<dyn KvStore>,
     quota: KvQuota,
-    namespace: Name,
-    script: Name,
-}
-
-impl KvScope {
-    /// The bucket of `namespace/script`.
-    pub fn new(store: Arc<dyn KvStore>, namespace: Name, script: Name, quota: KvQuota) -> Self {
-        Self {
-            store,
-            quota,
-            namespace,
-            script,
-        }
-    }
+    bucket: KvBucket,
 }
 
 /// The host side of a `bucket` resource.
@@ -97,14 +88,75 @@ impl HasData for Kv {
     type Data<'a> = KvView<'a>;
 }
 
-/// Adds `wasi:keyvalue/store` to a linker whose store data hands out a
-/// [`KvView`] through `view`.
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    view: fn(&mut T) -> KvView<'_>,
-) -> anyhow::Result<()> {
-    store::add_to_linker::<T, Kv>(linker, view)
-        .map_err(|e| anyhow::anyhow!("linking wasi:keyvalue: {e:#}"))
+impl Capability for KvState {
+    fn for_call(cx: &CallContext<'_>) -> Self {
+        Self {
+            memory: cx.host_memory.clone(),
+            scope: cx.worker.kv.clone().map(|bucket| KvScope {
+                store: cx.services.kv.clone(),
+                quota: cx.limits.kv,
+                bucket,
+            }),
+        }
+    }
+
+    /// `wasi:keyvalue/store` for every role: a platform component links
+    /// it too (so one built against it instantiates), but has no bucket.
+    fn add_to_linker<T: CapabilityHost>(linker: &mut Linker<T>, _role: Role) -> anyhow::Result<()> {
+        let view: fn(&mut T) -> KvView<'_> = view::<T>;
+        store::add_to_linker::<T, Kv>(linker, view)
+            .map_err(|e| anyhow::anyhow!("linking wasi:keyvalue: {e:#}"))?;
+        linker.allow_shadowing(true);
+        let shadowed = checked_set(linker);
+        linker.allow_shadowing(false);
+        shadowed.map_err(|e| anyhow::anyhow!("linking wasi:keyvalue set: {e:#}"))
+    }
+}
+
+/// `bucket.set`, with its key and value looked at in the guest's memory
+/// and refused past their limits before the host copies them: a 64 MiB
+/// value costs the host no 64 MiB buffer, nor the guest's budget.
+fn checked_set<T: CapabilityHost>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    let mut store_interface = linker.instance(STORE)?;
+    store_interface.func_wrap_async(
+        "[method]bucket.set",
+        |mut store: wasmtime::StoreContextMut<'_, T>,
+         (this, key, value): (Resource<Bucket>, WasmStr, WasmList<u8>)| {
+            Box::new(async move {
+                if value.len() > MAX_VALUE_BYTES {
+                    let too_big = format!(
+                        "value is {} bytes; the limit is {MAX_VALUE_BYTES}",
+                        value.len()
+                    );
+                    return Ok((Err(Error::Other(too_big)),));
+                }
+                let key = match key.to_str(&store) {
+                    Ok(key) if key.len() <= MAX_KEY_BYTES => key.into_owned(),
+                    Ok(key) => return Ok((check_key(&key).map(drop),)),
+                    Err(e) => return Ok((Err(other(e)),)),
+                };
+                let bytes = value.as_le_slice(&store).to_vec();
+                let mut view = view::<T>(store.data_mut());
+                Ok((store::HostBucket::set(&mut view, this, key, bytes).await?,))
+            })
+        },
+    )
+}
+
+/// The `wasi:keyvalue/store` instance Berth links.
+const STORE: &str = "wasi:keyvalue/store@0.2.0-draft";
+
+/// The KV capability's view of an instance.
+fn view<T: CapabilityHost>(host: &mut T) -> KvView<'_> {
+    let HostParts {
+        capabilities,
+        table,
+        ..
+    } = host.parts();
+    KvView {
+        state: &mut capabilities.kv,
+        table,
+    }
 }
 
 fn other(e: impl std::fmt::Display) -> Error {
@@ -121,14 +173,12 @@ fn check_key(key: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Runs store work on a blocking thread: a `set` flushes to disk, and an
-/// async worker thread must never wait for that (other requests run there).
+/// Runs store work on a blocking thread (a `set` flushes to disk), its
+/// failure becoming the guest's `other` error.
 async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> wasmtime::Result<Result<T, Error>> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| wasmtime::Error::msg(format!("KV task failed: {e}")))
+    Ok(crate::store::blocking(work).await.map_err(other))
 }
 
 impl store::Host for KvView<'_> {
@@ -159,8 +209,7 @@ impl store::HostBucket for KvView<'_> {
         if let Err(e) = check_key(&key) {
             return Ok(Err(e));
         }
-        let value =
-            blocking(move || s.store.kv_get(&s.namespace, &s.script, &key).map_err(other)).await?;
+        let value = blocking(move || s.store.kv_get(&s.bucket, &key)).await?;
         // Held until it is copied into the guest's memory.
         if let Ok(Some(value)) = &value {
             let _in_flight = self.state.memory.charge(value.len())?;
@@ -185,12 +234,7 @@ impl store::HostBucket for KvView<'_> {
             return Ok(Err(e));
         }
         let in_flight = self.state.memory.charge(key.len() + value.len())?;
-        let stored = blocking(move || {
-            s.store
-                .kv_set(&s.namespace, &s.script, &key, &value, s.quota)
-                .map_err(other)
-        })
-        .await;
+        let stored = blocking(move || s.store.kv_set(&s.bucket, &key, &value, s.quota)).await;
         drop(in_flight);
         stored
     }
@@ -204,13 +248,7 @@ impl store::HostBucket for KvView<'_> {
         if let Err(e) = check_key(&key) {
             return Ok(Err(e));
         }
-        blocking(move || {
-            s.store
-                .kv_delete(&s.namespace, &s.script, &key)
-                .map(|_| ())
-                .map_err(other)
-        })
-        .await
+        blocking(move || s.store.kv_delete(&s.bucket, &key).map(|_| ())).await
     }
 
     async fn exists(
@@ -222,13 +260,7 @@ impl store::HostBucket for KvView<'_> {
         if let Err(e) = check_key(&key) {
             return Ok(Err(e));
         }
-        blocking(move || {
-            s.store
-                .kv_get(&s.namespace, &s.script, &key)
-                .map(|v| v.is_some())
-                .map_err(other)
-        })
-        .await
+        blocking(move || s.store.kv_get(&s.bucket, &key).map(|v| v.is_some())).await
     }
 
     async fn list_keys(
@@ -249,12 +281,7 @@ impl store::HostBucket for KvView<'_> {
         };
         let listed = match resume {
             Some(after) => {
-                blocking(move || {
-                    s.store
-                        .kv_list(&s.namespace, &s.script, after.as_deref(), PAGE)
-                        .map_err(other)
-                })
-                .await?
+                blocking(move || s.store.kv_list(&s.bucket, after.as_deref(), PAGE)).await?
             }
             // A cursor this bucket did not hand out: bounded by the key
             // quota, but a rescan.
@@ -262,9 +289,8 @@ impl store::HostBucket for KvView<'_> {
                 let skip = skip as usize;
                 blocking(move || {
                     s.store
-                        .kv_list(&s.namespace, &s.script, None, skip + PAGE)
+                        .kv_list(&s.bucket, None, skip + PAGE)
                         .map(|(keys, more)| (keys.into_iter().skip(skip).collect(), more))
-                        .map_err(other)
                 })
                 .await?
             }

@@ -1,139 +1,175 @@
 //! Capabilities: what a guest can reach beyond its own sandbox, each as a
-//! module with its own per-instance state and its own `add_to_linker`, in
-//! the shape of Wasmtime's wasi-http and Spin's factors.
+//! module with its own per-instance state, its own constructor and its
+//! own `add_to_linker`, in the shape of Wasmtime's wasi-http and Spin's
+//! factors.
 //!
 //! - [`http`]: outbound HTTP through one egress choke point (policy,
 //!   resolver/connector seams, client, outbound worker hand-off).
 //! - [`dispatcher`]: `berth:platform/dispatcher` for dispatch workers, and
 //!   its fetch form (`*.dispatch.internal`).
-//! - [`kv`]: `wasi:keyvalue/store`, one bucket per script.
+//! - [`kv`]: `wasi:keyvalue/store`, one bucket per script generation.
 //!
-//! A capability that must run another worker (the dispatcher, the fetch
-//! form, the outbound worker) does so through the [`Invoker`] seam defined
-//! here, never by importing the runtime: the runtime implements it, and
-//! capabilities hold it weakly so a cached instance never keeps its own
-//! runtime alive. The per-instance state (`runtime::state`) only
-//! aggregates the capabilities' states.
+//! Every capability implements [`Capability`]: `for_call` builds its state
+//! for one invocation from a [`CallContext`] (the worker, the host's
+//! services, the call's options and limits), `reset` readies a warm
+//! instance's state for its next call, `add_to_linker` links its
+//! interfaces for a [`Role`]. The runtime never names a capability: it
+//! builds [`Capabilities`] — the one list below — and links them all.
+//! Adding a capability is a folder here plus one line in that list.
+//!
+//! A capability that must run another worker does so through the
+//! [`Invoker`] seam ([`invoker`]), never by importing the runtime.
 
 pub mod dispatcher;
 pub mod http;
+mod invoker;
 pub mod kv;
 
-use std::any::Any;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use tokio::time::Instant;
-use wasmtime_wasi_http::WasiBody;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
-use crate::base::error::WorkerError;
-use crate::base::limits::CallLimits;
+pub use crate::base::BoxFuture;
+pub use invoker::{
+    CallOptions, Invoker, InvokerRef, OutboundWorker, WorkerRef, WorkerRequest, WorkerResponse,
+};
+
+use crate::base::Role;
+use crate::base::egress_rules::CompiledRules;
+use crate::base::limits::Effective;
 use crate::base::names::Name;
-use crate::store::Hostnames;
+use crate::base::records::KvBucket;
+use crate::limits::HostMemory;
+use crate::observe::metrics::Metrics;
+use crate::store::KvStore;
 
-/// A boxed, sendable future.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// A request handed to a worker (its body may still be streaming).
-pub type WorkerRequest = ::http::Request<WasiBody>;
-
-/// The response a worker produced; its body may still be streaming.
-pub type WorkerResponse = ::http::Response<WasiBody>;
-
-/// A loaded worker, opaque above the runtime: capabilities can name it and
-/// hand it back to the [`Invoker`], nothing else.
+/// What the host gives every capability, built once with the runtime.
 #[derive(Clone)]
-pub struct WorkerRef {
-    name: Name,
-    inner: Arc<dyn Any + Send + Sync>,
+pub struct HostServices {
+    /// The egress choke point.
+    pub egress: Arc<http::Egress>,
+    /// Where scripts' KV buckets live.
+    pub kv: Arc<dyn KvStore>,
+    /// Metrics (bounded labels).
+    pub metrics: Arc<Metrics>,
 }
 
-impl WorkerRef {
-    /// Wraps the runtime's own worker type.
-    pub fn new<W: Any + Send + Sync>(name: Name, worker: Arc<W>) -> Self {
-        Self {
-            name,
-            inner: worker,
+/// What capabilities know of a loaded worker: fixed when it is loaded.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    /// Namespace of the script (for a platform component from a file, the
+    /// namespace it serves).
+    pub namespace: Name,
+    /// Script name.
+    pub name: Name,
+    /// The script's KV bucket (none for platform components).
+    pub kv: Option<KvBucket>,
+    /// Namespace and script egress rules, compiled.
+    pub egress_rules: Arc<Vec<CompiledRules>>,
+}
+
+/// Everything one invocation's capability state is built from.
+pub struct CallContext<'a> {
+    /// The worker the instance runs.
+    pub worker: &'a WorkerSpec,
+    /// The host's services.
+    pub services: &'a HostServices,
+    /// How the call runs: outbound parameters and worker, hops, request id.
+    pub call: &'a CallOptions,
+    /// For dispatch workers: the namespace their dispatcher reaches.
+    pub dispatch: Option<&'a dispatcher::DispatchBinding>,
+    /// Every limit level combined.
+    pub limits: &'a Effective,
+    /// When the invocation must be over.
+    pub deadline: Instant,
+    /// The instance's host-memory meter.
+    pub host_memory: &'a HostMemory,
+}
+
+impl CallContext<'_> {
+    /// Where the instance's requests to `*.dispatch.internal` go: its
+    /// dispatcher, if it is a dispatch worker (the HTTP capability asks,
+    /// so it never imports the dispatcher).
+    pub fn internal_route(&self) -> Option<Arc<dyn http::InternalRoute>> {
+        self.dispatch
+            .map(|binding| Arc::new(binding.clone().with_deadline(self.deadline)) as _)
+    }
+}
+
+/// The instance state a capability's host functions reach, handed out by
+/// the store data ([`CapabilityHost::parts`]).
+pub struct HostParts<'a> {
+    /// Every capability's state.
+    pub capabilities: &'a mut Capabilities,
+    /// The instance's resource table.
+    pub table: &'a mut ResourceTable,
+    /// Wasmtime's `wasi:http` context.
+    pub http: &'a mut WasiHttpCtx,
+    /// The instance's host-memory meter.
+    pub host_memory: &'a HostMemory,
+}
+
+/// Store data that holds [`Capabilities`]: what capabilities are linked
+/// against.
+pub trait CapabilityHost: WasiHttpView + Send + 'static {
+    /// The parts the capabilities' host functions use.
+    fn parts(&mut self) -> HostParts<'_>;
+}
+
+/// One capability: its per-instance state, how it is built and linked.
+pub trait Capability: Sized + Send + 'static {
+    /// The state for one invocation.
+    fn for_call(cx: &CallContext<'_>) -> Self;
+
+    /// Readies a warm instance's state for its next invocation; by default
+    /// the state is built afresh.
+    fn reset(&mut self, cx: &CallContext<'_>) {
+        *self = Self::for_call(cx);
+    }
+
+    /// Links the capability's interfaces for components serving as `role`.
+    fn add_to_linker<T: CapabilityHost>(linker: &mut Linker<T>, role: Role) -> anyhow::Result<()>;
+}
+
+/// Declares the capabilities every instance gets: the struct holding
+/// their states and the three operations over all of them.
+macro_rules! capabilities {
+    ($($(#[doc = $doc:literal])* $field:ident: $ty:ty,)*) => {
+        /// Every capability's state for one instance.
+        pub struct Capabilities {
+            $($(#[doc = $doc])* pub $field: $ty,)*
         }
-    }
 
-    /// The script's name.
-    pub fn name(&self) -> &Name {
-        &self.name
-    }
+        impl Capabilities {
+            /// Each capability's state for one invocation.
+            pub fn for_call(cx: &CallContext<'_>) -> Self {
+                Self { $($field: <$ty as Capability>::for_call(cx),)* }
+            }
 
-    /// The runtime's worker, if this reference holds one of type `W`.
-    pub fn downcast<W: Any + Send + Sync>(&self) -> Option<Arc<W>> {
-        self.inner.clone().downcast::<W>().ok()
-    }
+            /// Readies a warm instance for its next invocation.
+            pub fn reset(&mut self, cx: &CallContext<'_>) {
+                $(<$ty as Capability>::reset(&mut self.$field, cx);)*
+            }
+
+            /// Links every capability for components serving as `role`.
+            pub fn add_to_linker<T: CapabilityHost>(
+                linker: &mut Linker<T>,
+                role: Role,
+            ) -> anyhow::Result<()> {
+                $(<$ty as Capability>::add_to_linker(linker, role)?;)*
+                Ok(())
+            }
+        }
+    };
 }
 
-/// How a worker called by a capability runs, beyond the worker itself.
-#[derive(Clone, Default)]
-pub struct CallOptions {
-    /// Per-call limits; combined with the script's and the host's, the
-    /// minimum winning.
-    pub limits: CallLimits,
-    /// An outer deadline this call may not outlive (the caller's).
-    pub deadline_cap: Option<Instant>,
-    /// Outbound parameters from the dispatch worker, for the egress layer.
-    pub outbound: Vec<(String, String)>,
-    /// The outbound worker every subrequest goes to first, if any.
-    pub outbound_worker: Option<OutboundWorker>,
-    /// The id of the client request this call serves.
-    pub request_id: Option<String>,
-    /// Hops the client request already made; subrequests carry one more.
-    pub hops: u32,
-}
-
-/// Runs workers on behalf of capabilities. Implemented by the runtime.
-pub trait Invoker: Send + Sync + 'static {
-    /// The loaded user worker `script` of `namespace` (loading it on first
-    /// use); `worker-not-found` if there is none.
-    fn user_worker(
-        self: Arc<Self>,
-        namespace: Name,
-        script: Name,
-    ) -> BoxFuture<'static, Result<WorkerRef, WorkerError>>;
-
-    /// Serves `request` with `worker`: its static assets where they match,
-    /// otherwise a fresh (or clean warm) instance of the guest.
-    fn serve(
-        self: Arc<Self>,
-        worker: WorkerRef,
-        request: WorkerRequest,
-        options: CallOptions,
-    ) -> BoxFuture<'static, Result<WorkerResponse, WorkerError>>;
-
-    /// The store's hostname tables (for `lookup-hostname`).
-    fn hostnames(&self) -> Arc<dyn Hostnames>;
-}
-
-/// A weak handle on the [`Invoker`]: what capabilities keep in instance
-/// state. Upgrading fails only while the host shuts down.
-#[derive(Clone)]
-pub struct InvokerRef(Weak<dyn Invoker>);
-
-impl InvokerRef {
-    /// A weak reference to `invoker`.
-    pub fn new(invoker: &Arc<dyn Invoker>) -> Self {
-        Self(Arc::downgrade(invoker))
-    }
-
-    /// The invoker, or `internal` if the host is shutting down.
-    pub fn get(&self) -> Result<Arc<dyn Invoker>, WorkerError> {
-        self.0
-            .upgrade()
-            .ok_or_else(|| WorkerError::Internal("the host is shutting down".into()))
-    }
-}
-
-/// The outbound worker of a namespace, with the invoker to run it on.
-#[derive(Clone)]
-pub struct OutboundWorker {
-    /// Where to run it.
-    pub invoker: InvokerRef,
-    /// The worker.
-    pub worker: WorkerRef,
+capabilities! {
+    /// Outbound HTTP.
+    http: http::EgressHooks,
+    /// The dispatcher (dispatch workers only).
+    dispatcher: dispatcher::DispatcherState,
+    /// The script's KV bucket.
+    kv: kv::KvState,
 }

@@ -57,6 +57,27 @@ impl Drop for Permit {
     }
 }
 
+/// A place in a gate's queue, given back when dropped.
+struct Queued<'a>(&'a AtomicU32);
+
+impl<'a> Queued<'a> {
+    /// Takes a place if fewer than `max` are taken.
+    fn join(waiting: &'a AtomicU32, max: u32) -> Option<Self> {
+        waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(waiting))
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Admission {
     /// A gate letting `concurrency` requests run at once.
     pub fn new(concurrency: u32, max_queue: u32, queue_timeout: Duration) -> Self {
@@ -119,17 +140,22 @@ impl Admission {
     }
 
     /// Waits for a slot, or refuses with [`WorkerError::Overloaded`].
+    ///
+    /// A waiter's place in the queue is a guard: it is given back however
+    /// the wait ends — a slot, the queue timeout, or the future being
+    /// dropped (a client that gave up, a shorter deadline, a dispatch
+    /// worker's call abandoned). Otherwise every abandoned wait would
+    /// shrink the queue for good, and any client could close a tenant's
+    /// queue by walking away from requests.
     pub async fn admit(&self) -> Result<Permit, WorkerError> {
         if let Ok(permit) = self.permits.clone().try_acquire_owned() {
             return Ok(self.permit(permit));
         }
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let Some(_place) = Queued::join(&self.waiting, self.max_queue) else {
             return Err(WorkerError::Overloaded);
-        }
+        };
         let waited =
             tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned()).await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
         match waited {
             Ok(Ok(permit)) => Ok(self.permit(permit)),
             _ => Err(WorkerError::Overloaded),
@@ -190,6 +216,35 @@ mod tests {
         let _held = gate.admit().await.unwrap();
         // max_queue 0: no waiting at all, even with a long timeout.
         assert_eq!(gate.admit().await.unwrap_err(), WorkerError::Overloaded);
+    }
+
+    /// The issue-25 leak: waiters that give up (their future dropped while
+    /// queued) must give their place back, or the queue closes for good.
+    #[tokio::test]
+    async fn abandoned_waits_give_their_place_back() {
+        let gate = Arc::new(Admission::new(1, 4, Duration::from_secs(3600)));
+        let held = gate.admit().await.unwrap();
+        for _ in 0..12 {
+            let abandoned = tokio::time::timeout(Duration::from_millis(5), gate.admit()).await;
+            assert!(abandoned.is_err(), "it waited, then its client gave up");
+        }
+        assert_eq!(gate.queued(), 0, "no place is left taken");
+        // The queue still takes four waiters: they are admitted in turn.
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let gate = gate.clone();
+                tokio::spawn(async move { gate.admit().await.map(drop) })
+            })
+            .collect();
+        while gate.queued() < 4 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(gate.admit().await.unwrap_err(), WorkerError::Overloaded);
+        drop(held);
+        for waiter in waiters {
+            assert_eq!(waiter.await.unwrap(), Ok(()));
+        }
+        assert!(gate.is_idle());
     }
 
     #[tokio::test]

@@ -1,8 +1,10 @@
-//! The CPU meter: time a guest spends executing wasm, excluding host calls
-//! (I/O waits) and time parked after yielding; see `docs/limits.md` for the
-//! method and its precision. It never decides anything on its own: the
-//! runtime's epoch callback asks it at every tick.
+//! The CPU meter: time a guest spends executing wasm or in host calls that
+//! work for it, excluding host calls that wait (I/O, other workers) and
+//! time parked after yielding; see `docs/limits.md` for the method and its
+//! precision. It never decides anything on its own: the runtime's call
+//! hook and epoch callback ask it.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -107,7 +109,7 @@ enum Stamp {
 /// on every segment is measured on the thread's CPU clock, so a busy
 /// machine (another service, a build, a second host) does not make a guest
 /// pay for time it was not running: at most `PRECISE_AFTER` of wall time
-/// can be charged. The budget is checked at every epoch tick the guest
+/// can be charged (a monotonic segment is cut at what is left of it). The budget is checked at every epoch tick the guest
 /// observes, so a spinning guest is stopped at most one tick
 /// (`runtime.epoch_tick_ms`) after its budget ran out.
 #[derive(Debug)]
@@ -127,6 +129,12 @@ pub struct CpuMeter {
     maybe_in_lane: bool,
     /// Set when the budget ran out.
     pub limit_hit: bool,
+    /// How often the invocation's future has been polled (see
+    /// [`Polled`]): a host call that returns in the poll it started in
+    /// never waited.
+    polls: Arc<AtomicU64>,
+    /// When the current host call began, and the poll it began in.
+    in_host: Option<(Stamp, u64)>,
 }
 
 /// The bounded lane for CPU-heavy invocations: a guest that has computed
@@ -158,7 +166,48 @@ impl CpuMeter {
             slot: Arc::new(Mutex::new(None)),
             maybe_in_lane: false,
             limit_hit: false,
+            polls: Arc::default(),
+            in_host: None,
         }
+    }
+
+    /// The counter the invocation's future counts its polls in.
+    pub fn polls(&self) -> Arc<AtomicU64> {
+        self.polls.clone()
+    }
+
+    /// The guest calls the host at `now`: its wasm segment ends, and the
+    /// host call's time starts.
+    pub fn enter_host(&mut self, now: Instant) {
+        self.stop(now);
+        self.in_host = Some((self.stamp(now), self.polls.load(Ordering::Relaxed)));
+    }
+
+    /// The host call returns at `now`. Its time is the guest's when it
+    /// never waited — it returned in the poll it started in, so the thread
+    /// was working for the guest all along (copying its arguments, writing
+    /// its headers); a call that waited (I/O, another worker) is not
+    /// charged. Then the guest executes wasm again. Returns whether it
+    /// must queue for the heavy lane before it computes on: it is past its
+    /// slice and the call waited, which gave its lane slot back (see
+    /// [`Polled`]); a call that did not wait kept the slot.
+    pub fn leave_host(&mut self, now: Instant) -> bool {
+        let waited = match self.in_host.take() {
+            Some((since, poll)) if poll == self.polls.load(Ordering::Relaxed) => {
+                self.charge(since, now);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        };
+        self.start(now);
+        waited && self.lane.is_some() && self.should_yield()
+    }
+
+    /// The lane slot this guest may hold, for [`Polled`] to give back
+    /// whenever the guest waits.
+    pub fn lane_slot(&self) -> Arc<Mutex<Option<OwnedSemaphorePermit>>> {
+        self.slot.clone()
     }
 
     /// Heavy slices of this guest run in `lane`.
@@ -206,10 +255,22 @@ impl CpuMeter {
     /// The guest stops executing wasm at `now` (host call, return, yield).
     pub fn stop(&mut self, now: Instant) {
         let resumed = self.resumed_at.lock().map(|mut r| r.take()).unwrap_or(None);
-        self.used += match self.running_since.take().or(resumed) {
-            Some(Stamp::Wall(since)) => now.saturating_duration_since(since),
-            Some(Stamp::Cpu(since)) => thread_cpu_now().saturating_sub(since),
-            None => Duration::ZERO,
+        if let Some(since) = self.running_since.take().or(resumed) {
+            self.charge(since, now);
+        }
+    }
+
+    /// Charges the segment from `since` to `now`. A segment measured on the
+    /// monotonic clock counts only up to what is left of [`PRECISE_AFTER`]:
+    /// one preemption by another process inside an early segment (a busy
+    /// machine can take the thread away for tens of milliseconds) costs
+    /// the guest at most that, and then the thread's own clock takes over.
+    fn charge(&mut self, since: Stamp, now: Instant) {
+        self.used += match since {
+            Stamp::Wall(since) => now
+                .saturating_duration_since(since)
+                .min(PRECISE_AFTER.saturating_sub(self.used)),
+            Stamp::Cpu(since) => thread_cpu_now().saturating_sub(since),
         };
     }
 
@@ -277,9 +338,131 @@ impl CpuMeter {
     }
 }
 
+/// An invocation's future, seen by its [`CpuMeter`]: it counts its polls,
+/// so the meter can tell a host call that returned within one poll (work)
+/// from one that waited across polls (I/O, another worker); and whenever
+/// it waits, it gives back the guest's heavy-lane slot, so a guest never
+/// holds the lane while it waits (a dispatch worker waiting for the user
+/// worker it called cannot deadlock with it), yet keeps it through the
+/// host calls that do not wait — a spinner cannot leave the lane by
+/// calling the host.
+pub struct Polled<F> {
+    inner: F,
+    polls: Arc<AtomicU64>,
+    slot: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+}
+
+/// What a [`Polled`] shares with its meter.
+pub struct MeterLink {
+    polls: Arc<AtomicU64>,
+    slot: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+}
+
+impl CpuMeter {
+    /// The counters a [`Polled`] future shares with this meter.
+    pub fn link(&self) -> MeterLink {
+        MeterLink {
+            polls: self.polls(),
+            slot: self.lane_slot(),
+        }
+    }
+}
+
+impl<F> Polled<F> {
+    /// Wraps `inner` for the meter `link` came from.
+    pub fn new(inner: F, link: MeterLink) -> Self {
+        Self {
+            inner,
+            polls: link.polls,
+            slot: link.slot,
+        }
+    }
+}
+
+impl<F: Future + Unpin> Future for Polled<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        self.polls.fetch_add(1, Ordering::Relaxed);
+        let polled = std::pin::Pin::new(&mut self.inner).poll(cx);
+        if polled.is_pending()
+            && let Ok(mut slot) = self.slot.lock()
+        {
+            *slot = None;
+        }
+        polled
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The issue-25 holes: time inside host calls is the guest's unless
+    /// the call waited, and a heavy guest coming back from one must queue
+    /// for the lane again.
+    #[test]
+    fn host_calls_that_never_wait_are_charged_and_send_heavy_guests_back_to_the_lane() {
+        // Below PRECISE_AFTER the meter uses the instants it is given.
+        let t0 = Instant::now();
+        let us = Duration::from_micros;
+        let mut meter = CpuMeter::new(us(100_000))
+            .with_lane(Some(HeavyLane::new(1)))
+            .with_yield_after(us(1000));
+        meter.start(t0);
+        meter.enter_host(t0 + us(100));
+        // Returned in the same poll: 300 µs of host work, charged.
+        assert!(
+            !meter.leave_host(t0 + us(400)),
+            "400 µs: still in its slice"
+        );
+        meter.enter_host(t0 + us(500));
+        meter.polls.fetch_add(1, Ordering::Relaxed); // it waited: another poll
+        meter.leave_host(t0 + us(50_000));
+        meter.stop(t0 + us(50_100));
+        assert_eq!(
+            meter.used(),
+            us(600),
+            "100 + 300 + 100 + 100; the wait is free"
+        );
+        // Past its slice: a host call that did not wait kept the lane slot,
+        // one that waited gave it back and must queue again.
+        meter.start(t0 + us(60_000));
+        meter.enter_host(t0 + us(60_500));
+        assert!(
+            !meter.leave_host(t0 + us(60_510)),
+            "kept its slot: compute on"
+        );
+        meter.enter_host(t0 + us(60_600));
+        meter.polls.fetch_add(1, Ordering::Relaxed);
+        assert!(
+            meter.leave_host(t0 + us(70_000)),
+            "waited: queue for the lane"
+        );
+        let mut unlaned = CpuMeter::new(us(100_000)).with_yield_after(us(1000));
+        unlaned.start(t0);
+        unlaned.enter_host(t0 + us(2000));
+        unlaned.polls.fetch_add(1, Ordering::Relaxed);
+        assert!(
+            !unlaned.leave_host(t0 + us(2010)),
+            "no lane, nothing to queue for"
+        );
+    }
+
+    /// A preemption inside an early (monotonic-clock) segment costs the
+    /// guest at most PRECISE_AFTER, whatever its length.
+    #[test]
+    fn wall_clock_segments_charge_at_most_precise_after() {
+        let t0 = Instant::now();
+        let mut meter = CpuMeter::new(Duration::from_secs(1));
+        meter.start(t0);
+        meter.stop(t0 + Duration::from_millis(80)); // descheduled 80 ms
+        assert_eq!(meter.used(), PRECISE_AFTER);
+        assert!(meter.precise(), "the thread's own clock from now on");
+    }
 
     #[test]
     fn a_tenant_that_ran_heavy_requests_gets_the_short_slice() {
@@ -305,7 +488,8 @@ mod tests {
         // Below PRECISE_AFTER the meter uses the instants it is given.
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let mut meter = CpuMeter::new(ms(6));
+        let us = Duration::from_micros;
+        let mut meter = CpuMeter::new(us(4500));
         meter.start(t0);
         meter.stop(t0 + ms(2)); // 2 ms of wasm, then a host call…
         meter.start(t0 + ms(1000)); // …that waited ~1 s for I/O
@@ -313,9 +497,9 @@ mod tests {
         assert_eq!(meter.used(), ms(4));
         // Parked after yielding: the time until the recorded resume is free.
         *meter.resumed_at.lock().unwrap() = Some(Stamp::Wall(t0 + ms(2000)));
-        assert!(!meter.tick(t0 + ms(2003))); // 7 ms > 6 ms
+        assert!(!meter.tick(t0 + us(2_000_800))); // 4.8 ms > 4.5 ms
         assert!(meter.limit_hit);
-        assert_eq!(meter.used(), ms(7));
+        assert_eq!(meter.used(), us(4800));
     }
 
     #[test]
@@ -324,11 +508,11 @@ mod tests {
         let ms = Duration::from_millis;
         let mut meter = CpuMeter::new(ms(1000));
         meter.start(t0);
+        assert!(meter.tick(t0 + ms(2)));
+        assert!(!meter.should_yield(), "2 ms of CPU: keep going");
+        meter.resume(t0 + ms(2));
         assert!(meter.tick(t0 + ms(4)));
-        assert!(!meter.should_yield(), "4 ms of CPU: keep going");
-        meter.resume(t0 + ms(4));
-        assert!(meter.tick(t0 + ms(8)));
-        assert_eq!(meter.used(), ms(8), "the resumed segment is counted");
+        assert_eq!(meter.used(), ms(4), "the resumed segment is counted");
         assert!(!meter.should_yield());
     }
 
@@ -362,7 +546,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn heavy_slices_take_turns_in_the_lane_and_host_calls_leave_it() {
+    async fn heavy_slices_take_turns_in_the_lane_and_waiting_leaves_it() {
         let lane = HeavyLane::new(1);
         let mut a = CpuMeter::new(Duration::from_secs(1)).with_lane(Some(lane.clone()));
         let mut b = CpuMeter::new(Duration::from_secs(1)).with_lane(Some(lane.clone()));

@@ -5,7 +5,11 @@
 //! by outcome. Host-wide: instantiation and compile time, worker cache
 //! hits/misses, pooling-allocator slots in use, admission queue depth.
 //!
-//! **Cardinality is bounded**: the first `max_script_series` distinct
+//! **Cardinality is bounded**, whatever guests do. Label values come from
+//! fixed sets — status *class* (`1xx`…`5xx`, `other`; never the status a
+//! guest chose), `x-berth-error` code (the SDK's table, or empty), limit
+//! kind, subrequest outcome — except namespace and script: the first
+//! `max_script_series` distinct
 //! namespace/script pairs get their own label values; every later script
 //! is reported as `script="_other"` in its namespace (and a namespace
 //! beyond the bound as `namespace="_other"`). With 10,000 scripts and the
@@ -37,8 +41,24 @@ pub struct ScriptLabels {
 struct RequestLabels {
     namespace: String,
     script: String,
-    status: u16,
-    code: String,
+    /// The status class (`2xx`…`5xx`, `other`): a guest picks any status,
+    /// and 900 possible values per script would let one tenant multiply
+    /// the series of every scrape.
+    status: &'static str,
+    /// The `x-berth-error` code (a fixed table) or empty.
+    code: &'static str,
+}
+
+/// The class of an HTTP status: the label value of `status`.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -197,14 +217,15 @@ impl Metrics {
         }
     }
 
-    /// Records one request's outcome.
-    pub fn request(&self, labels: &ScriptLabels, status: u16, code: &str, seconds: f64) {
+    /// Records one request's outcome: its status (by class) and its
+    /// `x-berth-error` code (empty when the guest answered).
+    pub fn request(&self, labels: &ScriptLabels, status: u16, code: &'static str, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
                 namespace: labels.namespace.clone(),
                 script: labels.script.clone(),
-                status,
-                code: code.to_owned(),
+                status: status_class(status),
+                code,
             })
             .inc();
         self.duration.get_or_create(labels).observe(seconds);
@@ -310,6 +331,23 @@ mod tests {
         );
     }
 
+    /// The issue-25 measurement, as a bound: 900 distinct statuses from
+    /// one script make at most one series per class.
+    #[test]
+    fn guest_chosen_statuses_cannot_multiply_series() {
+        let m = Metrics::new(10);
+        let l = m.labels("ns", "app");
+        for status in 100..1000 {
+            m.request(&l, status, "", 0.001);
+        }
+        let series = m
+            .encode()
+            .lines()
+            .filter(|line| line.starts_with("berth_requests_total{"))
+            .count();
+        assert_eq!(series, 6, "1xx-5xx and other");
+    }
+
     #[test]
     fn exposition_has_the_recorded_series() {
         let m = Metrics::new(10);
@@ -323,7 +361,7 @@ mod tests {
             text.contains(r#"berth_fuel_total{namespace="ns",script="app"} 1234"#),
             "{text}"
         );
-        assert!(text.contains(r#"berth_requests_total{namespace="ns",script="app",status="503",code="cpu-limit"} 1"#), "{text}");
+        assert!(text.contains(r#"berth_requests_total{namespace="ns",script="app",status="5xx",code="cpu-limit"} 1"#), "{text}");
         assert!(
             text.contains(r#"berth_limit_hits_total{namespace="ns",script="app",kind="cpu"} 1"#),
             "{text}"

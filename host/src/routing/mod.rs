@@ -29,6 +29,7 @@ use crate::base::error::WorkerError;
 use crate::base::host_pattern::check_host;
 use crate::base::names::Name;
 use crate::base::platform_headers::{self, HOP_HEADER, RequestMeta};
+use crate::capabilities::CallOptions;
 use crate::capabilities::dispatcher::DispatchBinding;
 use crate::runtime::{InvokeOptions, Runtime};
 pub use table::{DispatchEntry, DispatchTable};
@@ -175,12 +176,14 @@ where
         .with_outbound_worker(entry.outbound_worker.clone())
         .with_request(meta.clone(), trusted, plane.trusted_headers.clone());
     let options = InvokeOptions {
-        limits: entry.limits,
-        request_id: Some(meta.id),
-        hops: meta.hops,
+        call: CallOptions {
+            limits: entry.limits,
+            request_id: Some(meta.id),
+            hops: meta.hops,
+            ..CallOptions::default()
+        },
         gate: Some(entry.gate.clone()),
         dispatch: Some(binding),
-        ..InvokeOptions::default()
     };
     let response = plane.runtime.invoke(worker, request, options).await?;
     Ok(response.map(Body::new))
@@ -201,8 +204,7 @@ where
     let mapped = plane
         .runtime
         .store()
-        .lookup(&plane.default_namespace, host)
-        .map_err(|e| WorkerError::Internal(e.to_string()))?;
+        .lookup(&plane.default_namespace, host)?;
     let script = match mapped {
         Some(script) => script,
         None => builtin::script_for_host(host).map_err(|e| WorkerError::NotFound(e.to_string()))?,
@@ -218,11 +220,11 @@ where
         .runtime
         .worker(&plane.default_namespace, &script)
         .await?;
-    let options = InvokeOptions {
+    let options = InvokeOptions::from(CallOptions {
         request_id: Some(meta.id),
         hops: meta.hops,
-        ..InvokeOptions::default()
-    };
+        ..CallOptions::default()
+    });
     let response = plane.runtime.handle(worker, request, options).await?;
     Ok(response.map(Body::new))
 }

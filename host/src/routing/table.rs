@@ -82,13 +82,17 @@ impl DispatchTable {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| anyhow::anyhow!("dispatch[{i}]: {e}"))?;
             let worker = match config.source()? {
-                DispatchWorkerSource::File(path) => DispatchWorker::Loaded(runtime.load_file(
-                    &path,
-                    &config.namespace,
-                    &config.vars,
-                    Role::Dispatch,
-                    config.resolved_isolation().unwrap_or_default(),
-                )?),
+                DispatchWorkerSource::File(path) => DispatchWorker::Loaded(
+                    runtime
+                        .load_file(
+                            &path,
+                            &config.namespace,
+                            &config.vars,
+                            Role::Dispatch,
+                            config.resolved_isolation().unwrap_or_default(),
+                        )
+                        .map_err(|e| anyhow::anyhow!("dispatch[{i}].worker: {e}"))?,
+                ),
                 DispatchWorkerSource::Script { namespace, name } => {
                     DispatchWorker::Stored { namespace, name }
                 }
@@ -96,7 +100,7 @@ impl DispatchTable {
             let outbound_worker = match &config.outbound_worker {
                 Some(path) => Some(OutboundWorker {
                     invoker: runtime.invoker(),
-                    worker: Runtime::worker_ref(
+                    worker: Worker::into_ref(
                         runtime
                             .load_file(
                                 path,

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::base::{Invalid, require_positive};
+
 /// `[runtime]`: the shared engine and its pooling instance allocator.
 ///
 /// The pool is sized up front: every slot is virtual address space reserved
@@ -93,5 +95,29 @@ impl Default for RuntimeConfig {
             heavy_lanes: 0,
             compile_cache_dir: None,
         }
+    }
+}
+
+impl RuntimeConfig {
+    /// Checks `[runtime]`, naming the key.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        require_positive(
+            "runtime",
+            &[
+                ("instances", self.instances as u64),
+                ("core_instances", self.core_instances as u64),
+                ("memories", self.memories as u64),
+                ("tables", self.tables as u64),
+                ("max_memory_mb", self.max_memory_mb),
+                ("epoch_tick_ms", self.epoch_tick_ms),
+                ("component_cache_size", self.component_cache_size as u64),
+            ],
+        )?;
+        if self.max_memory_mb > 4096 {
+            return Err(
+                "runtime.max_memory_mb must be at most 4096 (32-bit linear memories)".into(),
+            );
+        }
+        Ok(())
     }
 }

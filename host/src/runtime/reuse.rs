@@ -134,6 +134,16 @@ impl ReusePool {
         before - idle.len()
     }
 
+    /// Instances idle right now.
+    pub fn len(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no instance is idle.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Returns an instance after a clean request (dropped when it is worn
     /// out or the pool is full).
     pub fn put(&self, instance: Idle, isolation: &Isolation) {

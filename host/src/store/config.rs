@@ -45,6 +45,12 @@ pub struct StoreConfig {
     pub artifact_key_file: Option<PathBuf>,
     /// How long to wait for NATS at start-up and for each request, ms.
     pub timeout_ms: u64,
+    /// `backend = "nats"` without `server.secrets_key_file`: keep the key
+    /// that seals script secrets in the records bucket, beside the sealed
+    /// secrets (anyone who can read the bucket can read every secret). Off
+    /// by default: a NATS host without a key file refuses to start unless
+    /// the operator opts into this weaker mode here.
+    pub shared_secrets_key: bool,
 }
 
 impl Default for StoreConfig {
@@ -56,6 +62,7 @@ impl Default for StoreConfig {
             replicas: 1,
             artifact_key_file: None,
             timeout_ms: 5_000,
+            shared_secrets_key: false,
         }
     }
 }

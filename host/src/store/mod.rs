@@ -20,9 +20,10 @@
 //! All methods block (disk I/O); async callers run them on a blocking thread.
 
 pub mod config;
+pub mod kv_usage;
 pub mod nats;
 pub mod seal;
-pub mod sled_store;
+pub mod sled;
 
 use std::collections::BTreeMap;
 
@@ -31,12 +32,13 @@ use crate::base::host_pattern::normalize_host;
 pub use crate::base::limits::KvQuota;
 use crate::base::names::Name;
 pub use crate::base::records::{
-    AssetConfig, AssetEntry, NamespaceRecord, NewScript, ScriptRecord, now_ms, rfc3339,
+    AssetConfig, AssetEntry, HtmlHandling, KvBucket, NamespaceRecord, NewScript, NotFoundHandling,
+    ScriptRecord, now_ms, rfc3339,
 };
 
 pub use config::{StoreBackend, StoreConfig};
 pub use nats::NatsStore;
-pub use sled_store::SledStore;
+pub use sled::SledStore;
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,15 @@ pub enum StoreError {
     /// A KV write would take a bucket past its quota.
     #[error("kv-limit: {0}")]
     KvQuota(String),
+    /// A KV write to the bucket of a script that was deleted (or deleted
+    /// and created again) since the writing instance started.
+    #[error("the KV bucket of {namespace}/{script} is gone: the script was deleted")]
+    BucketGone {
+        /// The script's namespace.
+        namespace: Name,
+        /// The script.
+        script: Name,
+    },
     /// The storage engine failed.
     #[error("storage error: {0}")]
     Backend(String),
@@ -81,6 +92,33 @@ pub enum StoreError {
     /// (compare-and-set lost every round).
     #[error("conflicting concurrent write to {0}; retry")]
     Conflict(String),
+    /// The blocking thread running the store call died (a panic, or the
+    /// runtime shutting down).
+    #[error("the store task failed")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+/// Runs blocking store work on tokio's blocking pool: every store call may
+/// touch the disk or the network, and an async worker thread must never
+/// wait for that (other requests run there). The one such helper; a failed
+/// task becomes [`StoreError::Task`] in the caller's error type.
+pub async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(failed) => Err(StoreError::Task(failed).into()),
+    }
+}
+
+/// A store failure reaching a request: answered as `internal`, with the
+/// store's error kept as the cause.
+impl From<StoreError> for crate::base::error::WorkerError {
+    fn from(error: StoreError) -> Self {
+        Self::Host(crate::base::error::HostFailure::new(error))
+    }
 }
 
 /// A change another host (or this one) made to the shared catalog: what a
@@ -259,29 +297,27 @@ pub trait Hostnames: Send + Sync + 'static {
     }
 }
 
-/// Scripts' key-value buckets (`wasi:keyvalue`).
+/// Scripts' key-value buckets (`wasi:keyvalue`), one per script
+/// *generation* ([`KvBucket`]): a script deleted and created again under
+/// the same name starts with an empty bucket, and an instance of the
+/// deleted one can neither read the new bucket nor write anywhere.
 pub trait KvStore: Send + Sync + 'static {
-    /// A value of a script's key-value bucket.
-    fn kv_get(&self, namespace: &Name, script: &Name, key: &str) -> StoreResult<Option<Vec<u8>>>;
-    /// Sets a value in a script's bucket (durable when this returns),
-    /// refused with [`StoreError::KvQuota`] when the bucket would hold more
-    /// than `quota` (keys, or bytes of keys and values).
-    fn kv_set(
-        &self,
-        namespace: &Name,
-        script: &Name,
-        key: &str,
-        value: &[u8],
-        quota: KvQuota,
-    ) -> StoreResult<()>;
+    /// A value of a bucket.
+    fn kv_get(&self, bucket: &KvBucket, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Sets a value (durable when this returns). Refused with
+    /// [`StoreError::KvQuota`] when the bucket would hold more than `quota`
+    /// (keys, or bytes of keys and values; see [`kv_usage`]), and with
+    /// [`StoreError::BucketGone`] when the bucket's generation is not the
+    /// script's current one.
+    fn kv_set(&self, bucket: &KvBucket, key: &str, value: &[u8], quota: KvQuota)
+    -> StoreResult<()>;
     /// Removes a key; `false` if there was none.
-    fn kv_delete(&self, namespace: &Name, script: &Name, key: &str) -> StoreResult<bool>;
+    fn kv_delete(&self, bucket: &KvBucket, key: &str) -> StoreResult<bool>;
     /// Up to `limit` keys after `after` (exclusive), in order, and whether
     /// more follow.
     fn kv_list(
         &self,
-        namespace: &Name,
-        script: &Name,
+        bucket: &KvBucket,
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<(Vec<String>, bool)>;

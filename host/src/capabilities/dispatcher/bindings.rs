@@ -71,6 +71,7 @@ macro_rules! dispatch_error_from {
                     WorkerError::BadDispatchRequest(message)
                     | WorkerError::BadRequest(message)
                     | WorkerError::Internal(message) => E::Internal(message),
+                    WorkerError::Host(failure) => E::Internal(failure.to_string()),
                 }
             }
         }

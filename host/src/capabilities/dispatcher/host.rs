@@ -150,6 +150,7 @@ impl DispatchBinding {
             outbound_worker: self.outbound_worker.clone(),
             request_id: self.request.as_ref().map(|c| c.meta.id.clone()),
             hops: self.request.as_ref().map_or(0, |c| c.meta.hops),
+            on_behalf_of: None,
         }
     }
 }

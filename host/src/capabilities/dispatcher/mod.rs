@@ -23,16 +23,15 @@ pub mod fetch;
 mod host;
 mod resources;
 
-use std::sync::Arc;
-
 use wasmtime::component::{HasData, Linker};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtxView};
 
 pub use host::DispatchBinding;
 pub use resources::FutureResponse;
 
-use super::BoxFuture;
 use super::http::InternalRoute;
+use super::{BoxFuture, CallContext, Capability, CapabilityHost, HostParts};
+use crate::base::Role;
 use crate::base::reserved::Target;
 
 /// The capability's per-instance state: set for dispatch workers only.
@@ -57,18 +56,47 @@ impl HasData for Dispatcher {
     type Data<'a> = DispatcherView<'a>;
 }
 
-/// Adds `berth:platform/dispatcher` to a linker whose store data hands out
-/// a [`DispatcherView`] through `view`.
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    view: fn(&mut T) -> DispatcherView<'_>,
-) -> anyhow::Result<()> {
-    // Both package versions: a dispatch worker built against 0.1.0 keeps
-    // working next to ones built against 0.2.0.
-    bindings::v0_1::berth::platform::dispatcher::add_to_linker::<T, Dispatcher>(linker, view)
-        .map_err(|e| anyhow::anyhow!("linking berth:platform/dispatcher@0.1.0: {e:#}"))?;
-    bindings::v0_2::berth::platform::dispatcher::add_to_linker::<T, Dispatcher>(linker, view)
-        .map_err(|e| anyhow::anyhow!("linking berth:platform/dispatcher@0.2.0: {e:#}"))
+impl Capability for DispatcherState {
+    fn for_call(cx: &CallContext<'_>) -> Self {
+        Self {
+            binding: cx
+                .dispatch
+                .map(|binding| binding.clone().with_deadline(cx.deadline)),
+        }
+    }
+
+    /// `berth:platform/dispatcher`, both package versions (a dispatch
+    /// worker built against 0.1.0 keeps working next to ones built against
+    /// 0.2.0); user workers get neither.
+    fn add_to_linker<T: CapabilityHost>(linker: &mut Linker<T>, role: Role) -> anyhow::Result<()> {
+        if role != Role::Dispatch {
+            return Ok(());
+        }
+        let view: fn(&mut T) -> DispatcherView<'_> = view::<T>;
+        bindings::v0_1::berth::platform::dispatcher::add_to_linker::<T, Dispatcher>(linker, view)
+            .map_err(|e| anyhow::anyhow!("linking berth:platform/dispatcher@0.1.0: {e:#}"))?;
+        bindings::v0_2::berth::platform::dispatcher::add_to_linker::<T, Dispatcher>(linker, view)
+            .map_err(|e| anyhow::anyhow!("linking berth:platform/dispatcher@0.2.0: {e:#}"))
+    }
+}
+
+/// The dispatcher's view of an instance: its own state and the instance's
+/// `wasi:http` parts.
+fn view<T: CapabilityHost>(host: &mut T) -> DispatcherView<'_> {
+    let HostParts {
+        capabilities,
+        table,
+        http,
+        ..
+    } = host.parts();
+    DispatcherView {
+        state: &mut capabilities.dispatcher,
+        http: WasiHttpCtxView {
+            ctx: http,
+            table,
+            hooks: &mut capabilities.http,
+        },
+    }
 }
 
 impl InternalRoute for DispatchBinding {
@@ -79,12 +107,5 @@ impl InternalRoute for DispatchBinding {
     ) -> BoxFuture<'static, http::Response<WasiBody>> {
         let binding = self.clone();
         Box::pin(fetch::serve(binding, target, request))
-    }
-}
-
-impl DispatchBinding {
-    /// This binding as the HTTP capability's route for `dispatch.internal`.
-    pub fn internal_route(&self) -> Arc<dyn InternalRoute> {
-        Arc::new(self.clone())
     }
 }

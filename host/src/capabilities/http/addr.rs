@@ -148,10 +148,10 @@ pub fn denied_range(ip: IpAddr) -> Option<&'static str> {
         IpAddr::V6(v6) if v6.segments()[..3] == [0x64, 0xff9b, 1] => {
             Some("local-use NAT64 64:ff9b:1::/48 (may embed a private IPv4)")
         }
-        IpAddr::V6(v6) => match embedded_v4(&v6) {
-            Some(v4) => denied_v4(v4),
-            None => denied_v6(v6),
-        },
+        // An address is judged as itself *and* as the IPv4 it embeds: an
+        // ISATAP identifier under a unique-local prefix
+        // (`fd00::5efe:808:808`) is not public because 8.8.8.8 is.
+        IpAddr::V6(v6) => denied_v6(v6).or_else(|| embedded_v4(&v6).and_then(denied_v4)),
     }
 }
 
@@ -282,6 +282,11 @@ mod tests {
         }
         // ISATAP identifiers embedding a private IPv4.
         assert!(denied("2600::5efe:10.1.2.3").is_some());
+        // Judged as itself too: a unique-local ISATAP address embedding a
+        // public IPv4 is still unique-local.
+        assert!(denied("fd00::5efe:808:808").is_some());
+        assert!(denied("fe80::5efe:8.8.8.8").is_some());
+        assert!(denied("2600::5efe:8.8.8.8").is_none());
         assert!(denied("2600::200:5efe:192.168.0.1").is_some());
         // Public IPv4 through the same forms stays public.
         assert_eq!(denied("64:ff9b::808:808"), None);

@@ -23,12 +23,11 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
+pub use crate::base::BoxFuture;
+
 /// A byte stream to an upstream.
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
-
-/// Boxed future used by the seams.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Opens connections (the test seam for "where would we have connected").
 pub trait Connect: Send + Sync {

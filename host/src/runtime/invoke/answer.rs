@@ -76,8 +76,19 @@ pub(super) async fn wait(
     })?;
     // Only the host speaks for the platform: a guest cannot forge
     // `x-berth-error` (which would pass its failure off as a host error) or
-    // any other `berth-*` header, on any path.
+    // any other `berth-*` header, on any path — in the head, nor in the
+    // trailers that end its body (HTTP/1.1 chunked, HTTP/2, a dispatch
+    // worker reading the response).
     strip_platform_headers(response.headers_mut());
+    let response = response.map(|body| {
+        body.map_frame(|mut frame| {
+            if let Some(trailers) = frame.trailers_mut() {
+                strip_platform_headers(trailers);
+            }
+            frame
+        })
+        .boxed_unsync()
+    });
     // The guest answered without having seen the whole request body: the
     // body was refused, so the client gets 413, not a partial answer.
     if request_tripped.load(Ordering::Relaxed) {
@@ -113,10 +124,10 @@ impl Runtime {
         let tripped = Arc::new(AtomicBool::new(false));
         let guard = ResponseBodyGuard {
             tripped: tripped.clone(),
-            namespace: worker.namespace.clone(),
-            script: worker.name.clone(),
+            namespace: worker.spec.namespace.clone(),
+            script: worker.spec.name.clone(),
             limit: plan.limits.max_response_body,
-            counter: self.counters.response_body_limit_hits_handle(),
+            counter: self.counters.response_body_limit_hits.clone(),
         };
         response.map(move |body| {
             let inner = LimitedBody::new(body, guard.limit, Direction::Response, tripped);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::limits::admission::Permit;
+use crate::limits::cpu::Polled;
 use wasmtime::component::Resource;
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap};
 use wasmtime_wasi_http::p2::bindings::Proxy;
@@ -40,7 +41,7 @@ impl Runtime {
         plan: Plan,
         status_rx: tokio::sync::oneshot::Receiver<Option<u16>>,
     ) -> GuestRun {
-        let metrics = self.metrics.clone();
+        let metrics = self.services.metrics.clone();
         let tail = self.tail.clone();
         let span = tracing::Span::current();
         Box::pin(tracing::Instrument::instrument(
@@ -53,7 +54,7 @@ impl Runtime {
                 // A reused instance must not keep a heavy-lane slot while idle.
                 call.store.data_mut().cpu.leave_lane();
                 report(&worker, &call, &result, &metrics);
-                if tail.is_tailed(&worker.namespace, &worker.name) {
+                if tail.is_tailed(&worker.spec.namespace, &worker.spec.name) {
                     publish(&tail, &worker, &call, &result, invoked_at, status_rx);
                 }
                 if let Some(proxy) = proxy {
@@ -84,6 +85,7 @@ async fn call_guest(
         );
     };
     let warm = call.warm.take();
+    let link = store.data().cpu.link();
     let run = async {
         let proxy = match warm {
             Some(proxy) => proxy,
@@ -100,6 +102,9 @@ async fn call_guest(
             .await?;
         Ok::<_, wasmtime::Error>(proxy)
     };
+    // The CPU meter sees the run's polls: host calls that worked for the
+    // guest are told from ones that waited, and waiting leaves the lane.
+    let run = Polled::new(Box::pin(run), link);
     match tokio::time::timeout_at(plan.deadline, run).await {
         Ok(Ok(proxy)) => (Ok(()), Some(proxy)),
         Ok(Err(_)) if call.request_tripped.load(Ordering::Relaxed) => (
@@ -140,7 +145,7 @@ fn classify(
     {
         return WorkerError::MemoryLimit;
     }
-    if state.egress.subrequest_limit_hit {
+    if state.capabilities.http.subrequest_limit_hit {
         return WorkerError::SubrequestLimit;
     }
     let reason = match error.downcast_ref::<Trap>() {
@@ -162,11 +167,11 @@ fn report(worker: &Worker, call: &GuestCall, result: &Result<(), WorkerError>, m
     emit_output(worker, &call.stdout, &call.stderr);
     if let Err(error) = result {
         tracing::warn!(
-            namespace = %worker.namespace, script = %worker.name,
+            namespace = %worker.spec.namespace, script = %worker.spec.name,
             code = error.code().as_str(), %error, "worker invocation failed"
         );
     }
-    let labels = metrics.labels(worker.namespace.as_str(), worker.name.as_str());
+    let labels = metrics.labels(worker.spec.namespace.as_str(), worker.spec.name.as_str());
     let used = call.store.data().cpu.used();
     worker.admission.cpu_history.record(used);
     metrics.cpu(&labels, used.as_secs_f64());
@@ -189,14 +194,14 @@ fn emit_output(worker: &Worker, stdout: &OutputCapture, stderr: &OutputCapture) 
         let (text, dropped) = capture.contents();
         for line in text.lines().filter(|l| !l.is_empty()) {
             tracing::info!(
-                target: "berth::guest", namespace = %worker.namespace,
-                script = %worker.name, stream, "{line}"
+                target: "berth::guest", namespace = %worker.spec.namespace,
+                script = %worker.spec.name, stream, "{line}"
             );
         }
         if dropped > 0 {
             tracing::warn!(
-                target: "berth::guest", namespace = %worker.namespace,
-                script = %worker.name, stream, dropped, "guest output over the capture limit was dropped"
+                target: "berth::guest", namespace = %worker.spec.namespace,
+                script = %worker.spec.name, stream, dropped, "guest output over the capture limit was dropped"
             );
         }
     }
@@ -223,8 +228,8 @@ fn publish(
     let data = call.store.data();
     let mut event = TailEvent {
         timestamp_ms: crate::store::now_ms(),
-        namespace: worker.namespace.to_string(),
-        script: worker.name.to_string(),
+        namespace: worker.spec.namespace.to_string(),
+        script: worker.spec.name.to_string(),
         request_id: call.request_id.clone(),
         method: call.method.clone(),
         path: call.path.clone(),
@@ -236,7 +241,7 @@ fn publish(
         duration_ms: invoked_at.elapsed().as_millis() as u64,
         cpu_ms: data.cpu.used().as_secs_f64() * 1000.0,
         fuel: fuel_used(&call.store),
-        subrequests: data.egress.subrequests,
+        subrequests: data.capabilities.http.subrequests,
         dispatched_to: call
             .dispatched
             .as_ref()
@@ -250,7 +255,7 @@ fn publish(
         if event.status.is_none() && event.outcome == "ok" {
             event.outcome = "no-response".into();
         }
-        tail.publish(&worker.namespace, &worker.name, event);
+        tail.publish(&worker.spec.namespace, &worker.spec.name, event);
     });
 }
 
@@ -329,5 +334,5 @@ fn is_clean(store: &Store<WorkerState>) -> bool {
         && !data.limiter.memory_limit_hit
         && !data.limiter.table_limit_hit
         && !data.host_memory.limit_hit()
-        && !data.egress.subrequest_limit_hit
+        && !data.capabilities.http.subrequest_limit_hit
 }

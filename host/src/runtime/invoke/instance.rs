@@ -1,8 +1,10 @@
 //! Step 3 of an invocation: the `Store` a request runs in — fresh, or a
 //! clean warm one of the same worker with its per-request state reset —
-//! holding each capability's state for this request, the memory limiter and
-//! the CPU meter with its hooks; then the request and response-outparam
-//! resources the guest is called with.
+//! holding what the capabilities built for this call
+//! ([`Capabilities::for_call`] / [`Capabilities::reset`]), the memory
+//! limiter and the CPU meter with its hooks; then the request and
+//! response-outparam resources the guest is called with. It never names a
+//! capability.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -17,14 +19,11 @@ use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 use super::InvokeOptions;
 use super::plan::Plan;
 use crate::base::error::{WorkerError, one_line};
-use crate::capabilities::dispatcher::DispatcherState;
-use crate::capabilities::http::EgressHooks;
-use crate::capabilities::kv::{KvScope, KvState};
-use crate::capabilities::{WorkerRequest, WorkerResponse};
+use crate::capabilities::{CallContext, Capabilities, WorkerRequest, WorkerResponse};
 use crate::limits::host_memory::HostBudget;
 use crate::limits::{CpuMeter, HostMemory};
 use crate::runtime::reuse::Idle;
-use crate::runtime::state::{StateParams, WorkerState};
+use crate::runtime::state::{Sandbox, WorkerState};
 use crate::runtime::stdio::OutputCapture;
 use crate::runtime::{Runtime, Worker};
 
@@ -77,25 +76,8 @@ impl Runtime {
         &self,
         worker: &Worker,
         plan: &Plan,
-        options: InvokeOptions,
+        options: &InvokeOptions,
     ) -> Instance {
-        let dispatch = options
-            .dispatch
-            .map(|binding| binding.with_deadline(plan.deadline));
-        let dispatched = dispatch.as_ref().map(|b| b.dispatched());
-        let egress = EgressHooks::new(
-            worker.namespace.as_str(),
-            worker.name.as_str(),
-            self.egress.clone(),
-            worker.egress_rules.clone(),
-        )
-        .with_subrequest_limit(Some(plan.limits.subrequests))
-        .with_outbound(options.outbound)
-        .with_outbound_worker(options.outbound_worker)
-        .with_hops(options.hops)
-        .with_internal_route(dispatch.as_ref().map(|b| b.internal_route()))
-        .with_metrics(self.metrics.clone());
-        let dispatch = DispatcherState { binding: dispatch };
         let cpu = CpuMeter::new(plan.limits.cpu)
             .with_lane(Some(self.heavy_lane.clone()))
             .with_yield_after(worker.admission.cpu_history.yield_after());
@@ -106,55 +88,76 @@ impl Runtime {
             None
         };
         let (store, warm, stdout, stderr, served) = match warm {
-            Some(idle) => reset_warm(idle, egress, dispatch, cpu, budget, plan.limits.fuel),
+            Some(idle) => self.reset_warm(idle, worker, plan, options, cpu, budget),
             None => {
-                let host_memory =
-                    HostMemory::new(budget.buffered_bytes, self.host_memory_total.clone());
-                let (stdout, stderr) = (
-                    OutputCapture::new(self.stdio_capture_bytes, &host_memory),
-                    OutputCapture::new(self.stdio_capture_bytes, &host_memory),
-                );
-                let kv = KvState {
-                    memory: host_memory.clone(),
-                    scope: worker.kv_enabled.then(|| {
-                        KvScope::new(
-                            self.store.clone(),
-                            worker.namespace.clone(),
-                            worker.name.clone(),
-                            self.limits.kv_quota(&worker.limits),
-                        )
-                    }),
-                };
-                let state = WorkerState::new(StateParams {
-                    env: &worker.env,
-                    stdout: stdout.clone(),
-                    stderr: stderr.clone(),
-                    max_memory_bytes: plan.limits.memory_bytes,
-                    host_memory,
-                    table_slots: budget.table_slots,
-                    cpu,
-                    egress,
-                    dispatch,
-                    kv,
-                });
-                let store = self.fresh_store(state, plan);
+                let (store, stdout, stderr) = self.fresh(worker, plan, options, cpu, budget);
                 (store, None, stdout, stderr, 0)
             }
         };
+        let dispatched = store
+            .data()
+            .capabilities
+            .dispatcher
+            .binding
+            .as_ref()
+            .map(|b| b.dispatched());
         Instance {
             store,
             warm,
             stdout,
             stderr,
             served,
-            request_id: options.request_id,
+            request_id: options.call.request_id.clone(),
             dispatched,
         }
     }
 
-    /// A new store with the memory limiter and the CPU/yield hooks.
-    fn fresh_store(&self, state: WorkerState, plan: &Plan) -> Store<WorkerState> {
-        let mut store = Store::new(&self.engine, state);
+    /// What the capabilities build this call's state from.
+    fn call_context<'a>(
+        &'a self,
+        worker: &'a Worker,
+        plan: &'a Plan,
+        options: &'a InvokeOptions,
+        host_memory: &'a HostMemory,
+    ) -> CallContext<'a> {
+        CallContext {
+            worker: &worker.spec,
+            services: &self.services,
+            call: &options.call,
+            dispatch: options.dispatch.as_ref(),
+            limits: &plan.limits,
+            deadline: plan.deadline,
+            host_memory,
+        }
+    }
+
+    /// A new store: the sandbox, every capability's state for this call,
+    /// the memory limiter and the CPU/yield hooks.
+    fn fresh(
+        &self,
+        worker: &Worker,
+        plan: &Plan,
+        options: &InvokeOptions,
+        cpu: CpuMeter,
+        budget: HostBudget,
+    ) -> (Store<WorkerState>, OutputCapture, OutputCapture) {
+        let host_memory = HostMemory::new(budget.buffered_bytes, self.host_memory_total.clone());
+        let (stdout, stderr) = (
+            OutputCapture::new(self.stdio_capture_bytes, &host_memory),
+            OutputCapture::new(self.stdio_capture_bytes, &host_memory),
+        );
+        let capabilities =
+            Capabilities::for_call(&self.call_context(worker, plan, options, &host_memory));
+        let sandbox = Sandbox {
+            env: &worker.env,
+            stdout: stdout.clone(),
+            stderr: stderr.clone(),
+            max_memory_bytes: plan.limits.memory_bytes,
+            host_memory,
+            table_slots: budget.table_slots,
+            cpu,
+        };
+        let mut store = Store::new(&self.engine, WorkerState::new(sandbox, capabilities));
         store.limiter(|s| &mut s.limiter);
         if plan.enforce {
             meter_cpu(&mut store);
@@ -163,44 +166,47 @@ impl Runtime {
         }
         store.set_epoch_deadline(1);
         fill_fuel(&mut store, plan.limits.fuel);
-        store
+        (store, stdout, stderr)
     }
-}
 
-/// A warm instance with this request's per-request state.
-fn reset_warm(
-    idle: Idle,
-    egress: EgressHooks,
-    dispatch: DispatcherState,
-    cpu: CpuMeter,
-    budget: HostBudget,
-    fuel: Option<u64>,
-) -> (
-    Store<WorkerState>,
-    Option<Proxy>,
-    OutputCapture,
-    OutputCapture,
-    u32,
-) {
-    let Idle {
-        mut store,
-        proxy,
-        stdout,
-        stderr,
-        served,
-        ..
-    } = idle;
-    stdout.clear();
-    stderr.clear();
-    let data = store.data_mut();
-    data.egress = egress;
-    data.dispatch = dispatch;
-    data.cpu = cpu;
-    data.limiter.reset_flags();
-    data.reset_host_memory(budget.buffered_bytes, budget.table_slots);
-    store.set_epoch_deadline(1);
-    fill_fuel(&mut store, fuel);
-    (store, Some(proxy), stdout, stderr, served)
+    /// A warm instance readied for this request: its captures cleared, its
+    /// limits' state and every capability's state reset for this call.
+    fn reset_warm(
+        &self,
+        idle: Idle,
+        worker: &Worker,
+        plan: &Plan,
+        options: &InvokeOptions,
+        cpu: CpuMeter,
+        budget: HostBudget,
+    ) -> (
+        Store<WorkerState>,
+        Option<Proxy>,
+        OutputCapture,
+        OutputCapture,
+        u32,
+    ) {
+        let Idle {
+            mut store,
+            proxy,
+            stdout,
+            stderr,
+            served,
+            ..
+        } = idle;
+        stdout.clear();
+        stderr.clear();
+        let data = store.data_mut();
+        data.cpu = cpu;
+        data.limiter.reset_flags();
+        data.reset_host_memory(budget.buffered_bytes, budget.table_slots);
+        let host_memory = data.host_memory.clone();
+        data.capabilities
+            .reset(&self.call_context(worker, plan, options, &host_memory));
+        store.set_epoch_deadline(1);
+        fill_fuel(&mut store, plan.limits.fuel);
+        (store, Some(proxy), stdout, stderr, served)
+    }
 }
 
 /// Gives the store this request's fuel (only engines that meter fuel have
@@ -217,16 +223,26 @@ fn fill_fuel(store: &mut Store<WorkerState>, fuel: Option<u64>) {
 }
 
 /// CPU accounting: execution segments run from entering wasm to leaving it
-/// (host call, return) or yielding at an epoch tick. At every tick the
-/// guest observes while executing, check the budget, then yield so a busy
-/// guest cannot starve other requests on its worker thread.
+/// (host call, return) or yielding at an epoch tick, and host calls that
+/// never waited count too (`CpuMeter::leave_host`). At every tick the guest
+/// observes while executing, check the budget, then yield so a busy guest
+/// cannot starve other requests on its worker thread.
 fn meter_cpu(store: &mut Store<WorkerState>) {
     store.call_hook(|mut ctx, hook| {
         let now = std::time::Instant::now();
         let cpu = &mut ctx.data_mut().cpu;
         match hook {
-            CallHook::CallingWasm | CallHook::ReturningFromHost => cpu.start(now),
-            CallHook::CallingHost | CallHook::ReturningFromWasm => {
+            CallHook::CallingWasm => cpu.start(now),
+            CallHook::ReturningFromHost => {
+                // A heavy guest whose host call waited gave its lane slot
+                // back meanwhile: it queues for the lane again at the next
+                // epoch check instead of computing on beside it.
+                if cpu.leave_host(now) {
+                    ctx.set_epoch_deadline(0);
+                }
+            }
+            CallHook::CallingHost => cpu.enter_host(now),
+            CallHook::ReturningFromWasm => {
                 cpu.leave_lane();
                 cpu.stop(now)
             }

@@ -15,8 +15,8 @@
 //!    body capped while it streams ([`answer`]).
 //!
 //! One deadline (`tokio::time::timeout_at`) bounds the whole invocation,
-//! whatever the guest is doing. Static assets are not served here but by
-//! [`Runtime::handle`] in front of it.
+//! whatever the guest is doing. [`Runtime::handle`] in front of it answers
+//! from a script's static assets where [`assets::route`] says so.
 
 mod answer;
 mod guest;
@@ -24,59 +24,42 @@ mod instance;
 mod plan;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
 use super::{Runtime, Worker};
-use crate::base::error::WorkerError;
-use crate::base::limits::CallLimits;
+use crate::assets;
+use crate::base::error::{WorkerError, limit_kind};
 use crate::capabilities::dispatcher::DispatchBinding;
-use crate::capabilities::{CallOptions, OutboundWorker, WorkerResponse};
+use crate::capabilities::{CallOptions, WorkerResponse};
 use plan::Plan;
 
-/// How one invocation runs, beyond the worker itself.
+/// How one invocation runs, beyond the worker itself: what a capability's
+/// call says ([`CallOptions`]), plus what only the data plane gives.
 #[derive(Default)]
 pub struct InvokeOptions {
-    /// Per-call limits (from a dispatch worker or a `[[dispatch]]` entry);
-    /// combined with the script's and the host's, the minimum winning.
-    pub limits: CallLimits,
-    /// An outer deadline this call may not outlive (the dispatch worker's).
-    pub deadline_cap: Option<tokio::time::Instant>,
+    /// Limits, deadline cap, outbound parameters and worker, request id,
+    /// hops.
+    pub call: CallOptions,
     /// For dispatch workers: the namespace their `dispatcher.get` reaches.
     pub dispatch: Option<DispatchBinding>,
-    /// Outbound parameters from the dispatch worker, for the egress layer.
-    pub outbound: Vec<(String, String)>,
-    /// The outbound worker every subrequest goes to first, if any.
-    pub outbound_worker: Option<OutboundWorker>,
-    /// The id of the client request this invocation serves.
-    pub request_id: Option<String>,
-    /// Hops the client request already made (see `routing::HOP_HEADER`);
-    /// the guest's subrequests carry one more.
-    pub hops: u32,
     /// The gate to take a slot from instead of the worker's own (a
     /// `[[dispatch]]` entry's).
-    pub gate: Option<std::sync::Arc<crate::limits::Admission>>,
+    pub gate: Option<Arc<crate::limits::Admission>>,
 }
 
 impl From<CallOptions> for InvokeOptions {
     fn from(call: CallOptions) -> Self {
         Self {
-            limits: call.limits,
-            deadline_cap: call.deadline_cap,
-            dispatch: None,
-            outbound: call.outbound,
-            outbound_worker: call.outbound_worker,
-            request_id: call.request_id,
-            hops: call.hops,
-            gate: None,
+            call,
+            ..Self::default()
         }
     }
 }
 
 impl Runtime {
     /// Serves a request for a stored script: from its static assets where
-    /// they match (see [`crate::assets`]), otherwise with the worker.
+    /// [`assets::route`] says so, otherwise with the worker.
     pub async fn handle<B>(
         &self,
         worker: Arc<Worker>,
@@ -88,35 +71,33 @@ impl Runtime {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let method = request.method().clone();
-        if worker.assets.is_empty()
-            || !(method == http::Method::GET || method == http::Method::HEAD)
-        {
-            return self.invoke(worker, request, options).await;
-        }
-        let hit = crate::assets::find(&worker.assets, &worker.asset_config, request.uri().path())
-            .map_err(|e| WorkerError::BadRequest(e.0))?;
+        let route = assets::route(
+            &worker.assets,
+            &worker.asset_config,
+            &method,
+            request.uri().path(),
+        )
+        .map_err(|e| WorkerError::BadRequest(e.0))?;
         let if_none_match = request.headers().get(http::header::IF_NONE_MATCH).cloned();
-        let asset = |hit: crate::assets::Hit, worker: Arc<Worker>| async move {
+        let asset = |hit: assets::Hit, worker: Arc<Worker>| async move {
             // Assets count against the script's concurrency like its worker.
             let _permit = match self.limits.enforce {
                 true => Some(worker.admission.admit().await?),
                 false => None,
             };
             let blobs: Arc<dyn crate::store::Blobs> = self.store.clone();
-            crate::assets::serve(&self.assets, blobs, &hit, &method, if_none_match.as_ref()).await
+            assets::serve(&self.assets, blobs, &hit, &method, if_none_match.as_ref()).await
         };
-        if worker.asset_config.run_worker_first {
-            let response = self.invoke(worker.clone(), request, options).await?;
-            return match hit {
-                Some(hit) if response.status() == http::StatusCode::NOT_FOUND => {
-                    asset(hit, worker).await
+        match route {
+            assets::Route::Worker => self.invoke(worker, request, options).await,
+            assets::Route::Asset(hit) => asset(hit, worker).await,
+            assets::Route::WorkerThenAsset(hit) => {
+                let response = self.invoke(worker.clone(), request, options).await?;
+                match response.status() {
+                    http::StatusCode::NOT_FOUND => asset(hit, worker).await,
+                    _ => Ok(response),
                 }
-                _ => Ok(response),
-            };
-        }
-        match hit {
-            Some(hit) => asset(hit, worker).await,
-            None => self.invoke(worker, request, options).await,
+            }
         }
     }
 
@@ -133,8 +114,9 @@ impl Runtime {
     {
         let started = std::time::Instant::now();
         let labels = self
+            .services
             .metrics
-            .labels(worker.namespace.as_str(), worker.name.as_str());
+            .labels(worker.namespace().as_str(), worker.name().as_str());
         let (status_tx, status_rx) = tokio::sync::oneshot::channel();
         let result = self.run(worker, request, options, status_rx).await;
         let status = match &result {
@@ -165,7 +147,7 @@ impl Runtime {
             .admit(options.gate.as_deref().unwrap_or(&worker.admission))
             .await?;
         let (request, request_tripped) = plan.cap_request(request);
-        let instance = self.instance(&worker, &plan, options);
+        let instance = self.instance(&worker, &plan, &options);
         let call = instance.start(request, request_tripped.clone())?;
         let receiver = call.receiver;
         let guest = self.guest(worker.clone(), call.run, permit, plan, status_rx);
@@ -173,43 +155,28 @@ impl Runtime {
         Ok(self.cap_response(&worker, &plan, answer))
     }
 
-    /// Counts a finished invocation in the metrics and counters.
+    /// Counts a finished invocation in the metrics and counters: its
+    /// status and code, and for a limit, which one (both derived from the
+    /// one error map).
     fn account(
         &self,
         labels: &crate::observe::metrics::ScriptLabels,
         result: &Result<WorkerResponse, WorkerError>,
         elapsed: f64,
     ) {
+        let metrics = &self.services.metrics;
         let error = match result {
             Ok(response) => {
-                self.metrics
-                    .request(labels, response.status().as_u16(), "", elapsed);
+                metrics.request(labels, response.status().as_u16(), "", elapsed);
                 return;
             }
             Err(error) => error,
         };
-        self.metrics.request(
-            labels,
-            error.status().as_u16(),
-            error.code().as_str(),
-            elapsed,
-        );
-        let c = &self.counters;
-        let (counter, kind) = match error {
-            WorkerError::WallLimit => (Some(&c.wall_limit_hits), "wall"),
-            WorkerError::CpuLimit => (Some(&c.cpu_limit_hits), "cpu"),
-            WorkerError::FuelLimit => (Some(&c.fuel_limit_hits), "fuel"),
-            WorkerError::MemoryLimit => (Some(&c.memory_limit_hits), "memory"),
-            WorkerError::Overloaded => (Some(&c.overloaded), "concurrency"),
-            WorkerError::RequestTooLarge(_) => (Some(&c.request_body_limit_hits), "request_body"),
-            WorkerError::SubrequestLimit => (None, "subrequests"),
-            _ => (None, ""),
-        };
-        if let Some(counter) = counter {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-        if !kind.is_empty() {
-            self.metrics.limit_hit(labels, kind);
+        let code = error.code();
+        metrics.request(labels, error.status().as_u16(), code.as_str(), elapsed);
+        self.counters.count_failure(code);
+        if let Some(kind) = limit_kind(code) {
+            metrics.limit_hit(labels, kind);
         }
     }
 }

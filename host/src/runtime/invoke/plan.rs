@@ -35,9 +35,9 @@ impl Plan {
     /// The plan for `worker` called with `options` on a host with `host`
     /// limits.
     pub fn new(host: &HostLimits, worker: &Worker, options: &InvokeOptions) -> Self {
-        let limits = host.effective(&worker.limits, &options.limits);
+        let limits = host.effective(&worker.limits, &options.call.limits);
         let mut deadline = Instant::now() + limits.wall;
-        if let Some(cap) = options.deadline_cap {
+        if let Some(cap) = options.call.deadline_cap {
             deadline = deadline.min(cap);
         }
         Self {

@@ -22,6 +22,7 @@
 //! the artifact). Names ([`Name`]) are `[a-z0-9-]`, safe as subject tokens.
 
 use crate::base::names::Name;
+use crate::base::records::KvBucket;
 
 /// Key of a namespace record.
 pub fn namespace(ns: &Name) -> String {
@@ -65,17 +66,18 @@ pub fn asset_owners_of(ns: &Name) -> String {
 pub const SEALING_KEY: &str = "sys.sealing-key";
 
 /// Key of a guest KV value.
-pub fn kv_value(ns: &Name, script: &Name, generation: u64, key: &str) -> String {
-    format!(
-        "{}k{}",
-        kv_values_of(ns, script, generation),
-        hex::encode(key)
-    )
+pub fn kv_value(bucket: &KvBucket, key: &str) -> String {
+    format!("{}k{}", kv_values_of(bucket), hex::encode(key))
 }
 
 /// Prefix of one bucket's values.
-pub fn kv_values_of(ns: &Name, script: &Name, generation: u64) -> String {
-    format!("d.{ns}.{script}.{generation}.")
+pub fn kv_values_of(bucket: &KvBucket) -> String {
+    let KvBucket {
+        namespace,
+        script,
+        generation,
+    } = bucket;
+    format!("d.{namespace}.{script}.{generation}.")
 }
 
 /// The guest key of a stored KV key under `prefix`, if it is one.
@@ -85,8 +87,13 @@ pub fn kv_key_from(prefix: &str, stored: &str) -> Option<String> {
 }
 
 /// Key of a bucket's usage record.
-pub fn kv_usage(ns: &Name, script: &Name, generation: u64) -> String {
-    format!("u.{ns}.{script}.{generation}")
+pub fn kv_usage(bucket: &KvBucket) -> String {
+    let KvBucket {
+        namespace,
+        script,
+        generation,
+    } = bucket;
+    format!("u.{namespace}.{script}.{generation}")
 }
 
 /// Subject filter (inside the KV stream) of everything a script's buckets
@@ -142,11 +149,15 @@ mod tests {
 
     #[test]
     fn kv_keys_round_trip_and_keep_order() {
-        let (ns, s) = (Name::new("ns").unwrap(), Name::new("s").unwrap());
-        let prefix = kv_values_of(&ns, &s, 7);
+        let bucket = KvBucket {
+            namespace: Name::new("ns").unwrap(),
+            script: Name::new("s").unwrap(),
+            generation: 7,
+        };
+        let prefix = kv_values_of(&bucket);
         let mut stored: Vec<String> = ["b", "", "a/b c", "a", "ü*>."]
             .iter()
-            .map(|k| kv_value(&ns, &s, 7, k))
+            .map(|k| kv_value(&bucket, k))
             .collect();
         stored.sort();
         let keys: Vec<String> = stored

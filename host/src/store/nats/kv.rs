@@ -2,12 +2,17 @@
 //! shared by every host.
 //!
 //! Each script's bucket is a key range (`keys.rs`), scoped by the script's
-//! generation so a re-created script never inherits old keys. Quotas are
-//! kept in a usage record per bucket, updated by compare-and-set *before*
-//! the value is written: two hosts writing at once cannot both pass the
-//! quota, and a crash between the two writes can only over-count (the
-//! bucket looks fuller than it is), never let a tenant past its quota. The
-//! bucket keeps one revision per key, so bytes stored are bytes live.
+//! generation so a re-created script never inherits old keys, and a write
+//! to a generation that is no longer the script's is refused. Quotas
+//! follow the one rule of [`crate::store::kv_usage`], kept in a usage record
+//! per bucket, updated by compare-and-set *before* the value is written;
+//! the value is then written only if it is still the revision the usage
+//! counted (else the reservation is given back and the write retried), and
+//! a delete removes only the revision it read. So two hosts writing or
+//! deleting at once cannot both pass the quota nor both subtract, and a
+//! crash between the two writes can only over-count (the bucket looks
+//! fuller than it is), never let a tenant past its quota. The bucket keeps
+//! one revision per key, so bytes stored are bytes live.
 //! Deleting a script or namespace purges its range from the stream in one
 //! call.
 
@@ -16,30 +21,36 @@ use async_nats::jetstream::consumer::push::OrderedConfig;
 use async_nats::jetstream::kv::{Operation, UpdateErrorKind};
 use bytes::Bytes;
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 
 use super::{CAS_ROUNDS, Inner, NatsStore, keys};
-use crate::base::names::Name;
-use crate::store::{Catalog, KvQuota, KvStore, StoreError, StoreResult};
+use crate::base::limits::KvQuota;
+use crate::store::kv_usage::{KvUsage, Rewrites};
+use crate::store::{Catalog, KvBucket, KvStore, StoreError, StoreResult, now_ms};
 
 /// The `max_payload` below which the servers refuse the largest guest
 /// values (1 MiB plus key and headers) and big script records.
 pub(super) const NEEDED_PAYLOAD: usize = 2 << 20;
 
-/// Keys and bytes a bucket holds.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-struct Usage {
-    keys: u64,
-    bytes: u64,
+/// NATS keeps one revision per key: a replaced value is gone at once.
+const REWRITES: Rewrites = Rewrites::Dropped;
+
+/// A value's size and revision, as read before a revision-checked write.
+struct Stored {
+    len: usize,
+    revision: u64,
 }
 
 impl NatsStore {
-    /// The generation of a script's bucket (its `created_ms`; 0 for a
-    /// script the catalog does not know).
-    fn generation(&self, namespace: &Name, script: &Name) -> StoreResult<u64> {
-        Ok(self
-            .get_script(namespace, script)?
-            .map_or(0, |record| record.created_ms))
+    /// Refuses a write to a bucket that is not its script's current one
+    /// (as this host's mirror of the catalog knows it).
+    fn current(&self, bucket: &KvBucket) -> StoreResult<()> {
+        match self.get_script(&bucket.namespace, &bucket.script)? {
+            Some(record) if record.created_ms == bucket.generation => Ok(()),
+            _ => Err(StoreError::BucketGone {
+                namespace: bucket.namespace.clone(),
+                script: bucket.script.clone(),
+            }),
+        }
     }
 
     /// Purges every guest KV message matching `filter` (a subject pattern
@@ -62,7 +73,7 @@ impl NatsStore {
 
 impl Inner {
     /// A bucket's usage and the revision to compare-and-set against.
-    async fn usage(&self, key: &str) -> StoreResult<(Usage, Option<u64>)> {
+    async fn usage(&self, key: &str) -> StoreResult<(KvUsage, Option<u64>)> {
         let entry = self
             .guest_kv
             .entry(key.to_owned())
@@ -76,13 +87,13 @@ impl Inner {
                 })?,
                 Some(e.revision),
             ),
-            Some(e) => (Usage::default(), Some(e.revision)),
-            None => (Usage::default(), None),
+            Some(e) => (KvUsage::default(), Some(e.revision)),
+            None => (KvUsage::default(), None),
         })
     }
 
-    /// The stored size of a value, if present.
-    async fn value_len(&self, key: &str) -> StoreResult<Option<usize>> {
+    /// A value's size and revision, if it is present.
+    async fn stored(&self, key: &str) -> StoreResult<Option<Stored>> {
         let entry = self
             .guest_kv
             .entry(key.to_owned())
@@ -90,13 +101,15 @@ impl Inner {
             .map_err(|e| self.failure("reading KV", e))?;
         Ok(entry
             .filter(|e| e.operation == Operation::Put)
-            .map(|e| e.value.len()))
+            .map(|e| Stored {
+                len: e.value.len(),
+                revision: e.revision,
+            }))
     }
 
-    /// Writes a usage record if its revision is still `revision`; `false`
-    /// when another writer came first.
-    async fn set_usage(&self, key: &str, usage: Usage, revision: Option<u64>) -> StoreResult<bool> {
-        let bytes = Bytes::from(serde_json::to_vec(&usage).expect("usage serializes"));
+    /// Writes `bytes` under `key` if its revision is still `revision`
+    /// (`None`: if it has none); `false` when another writer came first.
+    async fn put_if(&self, key: &str, bytes: Bytes, revision: Option<u64>) -> StoreResult<bool> {
         let result = match revision {
             Some(revision) => self
                 .guest_kv
@@ -118,14 +131,71 @@ impl Inner {
         match result {
             Ok(_) => Ok(true),
             Err((true, _)) => Ok(false),
-            Err((false, message)) => Err(self.failure("writing KV usage", message)),
+            Err((false, message)) => Err(self.failure("writing KV", message)),
         }
+    }
+
+    /// Changes a bucket's usage with `change` by compare-and-set, retrying
+    /// while other writers come first; `change` may refuse.
+    async fn adjust_usage(
+        &self,
+        usage_key: &str,
+        change: impl Fn(KvUsage) -> StoreResult<KvUsage>,
+    ) -> StoreResult<()> {
+        for _ in 0..CAS_ROUNDS {
+            let (usage, revision) = self.usage(usage_key).await?;
+            let next = change(usage)?;
+            let bytes = Bytes::from(serde_json::to_vec(&next).expect("usage serializes"));
+            if self.put_if(usage_key, bytes, revision).await? {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Conflict(usage_key.to_owned()))
+    }
+
+    /// One attempt at a quota-checked write: reserve the usage, then write
+    /// the value only if it is still the one the reservation counted;
+    /// `false` (with the reservation given back) when it changed meanwhile.
+    async fn try_set(
+        &self,
+        (stored, usage_key): (&str, &str),
+        key_len: usize,
+        value: &Bytes,
+        quota: KvQuota,
+    ) -> StoreResult<bool> {
+        let old = self.stored(stored).await?;
+        let old_len = old.as_ref().map(|o| o.len);
+        let now = now_ms();
+        self.adjust_usage(usage_key, |usage| {
+            let next = usage.after_set(key_len, old_len, value.len(), now, REWRITES);
+            next.check(&usage, quota).map(|()| next)
+        })
+        .await?;
+        if self
+            .put_if(stored, value.clone(), old.as_ref().map(|o| o.revision))
+            .await?
+        {
+            return Ok(true);
+        }
+        // Another write of this key came first: give back what this one
+        // counted (a crash here over-counts, never under-counts).
+        self.adjust_usage(usage_key, |usage| {
+            let mut back = usage;
+            back.bytes = back.bytes.saturating_sub((key_len + value.len()) as u64);
+            match old_len {
+                Some(old) => back.bytes += (key_len + old) as u64,
+                None => back.keys = back.keys.saturating_sub(1),
+            }
+            Ok(back)
+        })
+        .await?;
+        Ok(false)
     }
 }
 
 impl KvStore for NatsStore {
-    fn kv_get(&self, namespace: &Name, script: &Name, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        let stored = keys::kv_value(namespace, script, self.generation(namespace, script)?, key);
+    fn kv_get(&self, bucket: &KvBucket, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let stored = keys::kv_value(bucket, key);
         let inner = self.inner.clone();
         self.run(async move {
             inner
@@ -139,8 +209,7 @@ impl KvStore for NatsStore {
 
     fn kv_set(
         &self,
-        namespace: &Name,
-        script: &Name,
+        bucket: &KvBucket,
         key: &str,
         value: &[u8],
         quota: KvQuota,
@@ -153,91 +222,67 @@ impl KvStore for NatsStore {
                 self.inner.max_payload
             )));
         }
-        let generation = self.generation(namespace, script)?;
-        let stored = keys::kv_value(namespace, script, generation, key);
-        let usage_key = keys::kv_usage(namespace, script, generation);
+        self.current(bucket)?;
+        let stored = keys::kv_value(bucket, key);
+        let usage_key = keys::kv_usage(bucket);
         let inner = self.inner.clone();
-        let (key_len, value) = (key.len() as u64, Bytes::copy_from_slice(value));
+        let (key_len, value) = (key.len(), Bytes::copy_from_slice(value));
         self.run(async move {
-            let mut reserved = false;
             for _ in 0..CAS_ROUNDS {
-                let (usage, revision) = inner.usage(&usage_key).await?;
-                let old = inner.value_len(&stored).await?;
-                let mut next = usage;
-                match old {
-                    Some(old) => next.bytes = next.bytes.saturating_sub(key_len + old as u64),
-                    None => next.keys += 1,
-                }
-                next.bytes += key_len + value.len() as u64;
-                if next.keys > quota.max_keys {
-                    return Err(StoreError::KvQuota(format!(
-                        "the bucket may hold {} keys",
-                        quota.max_keys
-                    )));
-                }
-                if next.bytes > quota.max_bytes && next.bytes > usage.bytes {
-                    return Err(StoreError::KvQuota(format!(
-                        "the bucket may hold {} bytes of keys and values; this write would make it {}",
-                        quota.max_bytes, next.bytes
-                    )));
-                }
-                if inner.set_usage(&usage_key, next, revision).await? {
-                    reserved = true;
-                    break;
+                if inner
+                    .try_set((&stored, &usage_key), key_len, &value, quota)
+                    .await?
+                {
+                    return Ok(());
                 }
             }
-            if !reserved {
-                return Err(StoreError::Conflict(usage_key));
-            }
-            inner
-                .guest_kv
-                .put(&stored, value)
-                .await
-                .map(|_| ())
-                .map_err(|e| inner.failure("writing KV", e))
+            Err(StoreError::Conflict(stored))
         })
     }
 
-    fn kv_delete(&self, namespace: &Name, script: &Name, key: &str) -> StoreResult<bool> {
+    fn kv_delete(&self, bucket: &KvBucket, key: &str) -> StoreResult<bool> {
         self.writable()?;
-        let generation = self.generation(namespace, script)?;
-        let stored = keys::kv_value(namespace, script, generation, key);
-        let usage_key = keys::kv_usage(namespace, script, generation);
+        let stored = keys::kv_value(bucket, key);
+        let usage_key = keys::kv_usage(bucket);
         let inner = self.inner.clone();
-        let key_len = key.len() as u64;
+        let key_len = key.len();
         self.run(async move {
-            let Some(old) = inner.value_len(&stored).await? else {
-                return Ok(false);
-            };
-            // The value goes first: a crash before the usage update
-            // over-counts, never under-counts.
-            inner
-                .guest_kv
-                .delete(&stored)
-                .await
-                .map_err(|e| inner.failure("deleting KV", e))?;
             for _ in 0..CAS_ROUNDS {
-                let (usage, revision) = inner.usage(&usage_key).await?;
-                let next = Usage {
-                    keys: usage.keys.saturating_sub(1),
-                    bytes: usage.bytes.saturating_sub(key_len + old as u64),
+                let Some(old) = inner.stored(&stored).await? else {
+                    return Ok(false);
                 };
-                if inner.set_usage(&usage_key, next, revision).await? {
-                    return Ok(true);
+                // Only the delete that removes this very revision gives its
+                // bytes back: two deletes of one key cannot both subtract.
+                // The value goes first, so a crash before the usage update
+                // over-counts, never under-counts.
+                match inner
+                    .guest_kv
+                    .delete_expect_revision(&stored, Some(old.revision))
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
+                    Err(e) => return Err(inner.failure("deleting KV", e)),
                 }
+                let now = now_ms();
+                inner
+                    .adjust_usage(&usage_key, |usage| {
+                        Ok(usage.after_delete(key_len, old.len, now, REWRITES))
+                    })
+                    .await?;
+                return Ok(true);
             }
-            Err(StoreError::Conflict(usage_key))
+            Err(StoreError::Conflict(stored))
         })
     }
 
     fn kv_list(
         &self,
-        namespace: &Name,
-        script: &Name,
+        bucket: &KvBucket,
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<(Vec<String>, bool)> {
-        let prefix = keys::kv_values_of(namespace, script, self.generation(namespace, script)?);
+        let prefix = keys::kv_values_of(bucket);
         let inner = self.inner.clone();
         let after = after.map(str::to_owned);
         self.run(async move {

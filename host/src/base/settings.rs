@@ -1,28 +1,25 @@
-//! Script settings: the part of a script that can change without a
-//! redeploy (`GET|PATCH /v1/namespaces/{ns}/scripts/{name}/settings`).
+//! Script and namespace settings: the part of a record that can change
+//! without a redeploy, and how a JSON merge patch (RFC 7396) changes it.
 //!
 //! Settings are `{"limits": {...}, "vars": {...}, "egress": {"allow": [...], "deny": [...]},
-//! "assets": {...}, "isolation": "fresh", "reuse_max_requests": 1000, ...}`. A PATCH is a JSON merge
-//! patch (RFC 7396): objects merge key by key, `null` removes a key, so
+//! "assets": {...}, "isolation": "fresh", "reuse_max_requests": 1000, ...}`. A patch
+//! merges objects key by key, `null` removes a key, so
 //! `{"limits": {"cpu_ms": 50}}` changes one limit and keeps the rest. The
-//! merged result is validated as a whole (unknown keys are named) before
-//! anything is stored; the script's cached worker is then evicted so the
-//! next request runs with the new settings.
+//! merged result is validated as a whole (unknown keys are named) before the
+//! caller stores anything. Pure: the operations layer stores the result and
+//! evicts what it changed.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::base::Invalid;
-use crate::base::egress_rules::EgressRules;
-use crate::base::isolation::Isolation;
-use crate::base::names::Name;
-use crate::deploy::{DeployError, validate_vars};
-use crate::limits::ScriptLimits;
-use crate::runtime::Runtime;
-use crate::store::{NamespaceRecord, ScriptRecord};
+use super::Invalid;
+use super::egress_rules::EgressRules;
+use super::isolation::Isolation;
+use super::limits::ScriptLimits;
+use super::metadata::validate_vars;
+use super::records::{AssetConfig, NamespaceRecord, ScriptRecord};
 
 /// A script's settings as the API shows and patches them. On the wire the
 /// isolation settings are flat (`"isolation": "reuse"` beside
@@ -37,7 +34,7 @@ pub struct ScriptSettings {
     /// Outbound rules (they only narrow the host policy).
     pub egress: EgressRules,
     /// How static assets are served.
-    pub assets: crate::store::AssetConfig,
+    pub assets: AssetConfig,
     /// Fresh instance per request (default) or warm reuse.
     pub isolation: Isolation,
 }
@@ -52,9 +49,9 @@ struct ScriptSettingsWire {
     limits: ScriptLimits,
     vars: BTreeMap<String, String>,
     egress: EgressRules,
-    assets: crate::store::AssetConfig,
+    assets: AssetConfig,
     /// `"fresh"` or `"reuse"`.
-    isolation: crate::base::isolation::IsolationMode,
+    isolation: super::isolation::IsolationMode,
     reuse_max_requests: u32,
     reuse_idle_ms: u64,
     reuse_max_idle: u32,
@@ -149,15 +146,23 @@ impl ScriptSettings {
         }
     }
 
+    /// Writes these settings into a script's record.
+    pub fn apply_to(self, record: &mut ScriptRecord) {
+        record.vars = self.vars;
+        record.limits = self.limits;
+        record.egress = self.egress;
+        record.asset_config = self.assets;
+        record.isolation = self.isolation;
+    }
+
     /// Applies a JSON merge patch, validating the result.
     pub fn patched(&self, patch: &Value) -> Result<Self, Invalid> {
         let patch = flatten_isolation(patch)?;
         if let Some(Value::String(mode)) = patch.get("isolation") {
-            mode.parse::<crate::base::isolation::IsolationMode>()
+            mode.parse::<super::isolation::IsolationMode>()
                 .map_err(|e| format!("settings.isolation {e}"))?;
         }
         let settings: ScriptSettings = merge_into(self, &patch)?;
-        settings.assets.validate()?;
         settings
             .isolation
             .validate()
@@ -213,36 +218,6 @@ fn merge_into<T: Serialize + serde::de::DeserializeOwned>(
         .map_err(|e| Invalid(format!("settings.{}: {}", e.path(), e.inner())))
 }
 
-/// Applies `patch` to a namespace's settings, stores them and evicts its
-/// cached workers. `Ok(None)` if the namespace does not exist.
-pub async fn update_namespace(
-    runtime: &Arc<Runtime>,
-    namespace: &Name,
-    patch: Value,
-) -> Result<Option<NamespaceRecord>, DeployError> {
-    let store = runtime.store().clone();
-    let ns = namespace.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        store.update_namespace(&ns, &mut |record| {
-            let settings = NamespaceSettings::of(record).patched(&patch)?;
-            record.egress = settings.egress;
-            record.trusted = settings.trusted;
-            Ok(())
-        })
-    })
-    .await
-    .map_err(|e| DeployError::Internal(e.to_string()))??;
-    match outcome {
-        None => Ok(None),
-        Some(Ok(record)) => {
-            runtime.evict_namespace(namespace);
-            tracing::info!(%namespace, "namespace settings updated");
-            Ok(Some(record))
-        }
-        Some(Err(message)) => Err(DeployError::InvalidMetadata(message.0)),
-    }
-}
-
 /// RFC 7396 JSON merge patch.
 fn merge(target: &mut Value, patch: &Value) {
     let Value::Object(patch) = patch else {
@@ -261,49 +236,6 @@ fn merge(target: &mut Value, patch: &Value) {
             }
         }
     }
-}
-
-/// Applies `patch` to a script's settings, stores them and evicts its
-/// cached worker. `Ok(None)` if the script does not exist.
-pub async fn update(
-    runtime: &Arc<Runtime>,
-    namespace: &Name,
-    name: &Name,
-    patch: Value,
-) -> Result<Option<ScriptRecord>, DeployError> {
-    let store = runtime.store().clone();
-    let (ns, n) = (namespace.clone(), name.clone());
-    let record =
-        tokio::task::spawn_blocking(move || -> Result<Option<ScriptRecord>, DeployError> {
-            let outcome = store.update_script(&ns, &n, &mut |record| {
-                let settings = ScriptSettings::of(record).patched(&patch)?;
-                if let Some(clash) = settings
-                    .vars
-                    .keys()
-                    .find(|k| record.secrets.contains_key(*k))
-                {
-                    return Err(format!("{clash:?} is already a secret of this script").into());
-                }
-                record.vars = settings.vars;
-                record.limits = settings.limits;
-                record.egress = settings.egress;
-                record.asset_config = settings.assets;
-                record.isolation = settings.isolation;
-                Ok(())
-            })?;
-            match outcome {
-                None => Ok(None),
-                Some(Ok(record)) => Ok(Some(record)),
-                Some(Err(message)) => Err(DeployError::InvalidMetadata(message.0)),
-            }
-        })
-        .await
-        .map_err(|e| DeployError::Internal(e.to_string()))??;
-    if record.is_some() {
-        runtime.evict(namespace, name);
-        tracing::info!(%namespace, script = %name, "settings updated");
-    }
-    Ok(record)
 }
 
 #[cfg(test)]

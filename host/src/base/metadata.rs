@@ -1,20 +1,14 @@
-//! The upload pipeline, independent of HTTP: validate metadata, compile and
-//! check the component, then store bytes, metadata and precompiled artifact
-//! in one durable transaction and evict the old version from memory.
-//!
-//! The admin API calls this; so can a Rust service embedding Berth.
+//! Upload metadata and the rules for what a script may carry: tags, vars
+//! and secret names, with the limits on their number and size. Pure
+//! validation; every failure is an [`Invalid`] naming the offending entry.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
-use crate::base::Invalid;
-use crate::base::names::Name;
-use crate::limits::ScriptLimits;
-use crate::runtime::{CompileError, Runtime};
-use crate::store::{NewScript, ScriptRecord, StoreError};
+use super::Invalid;
+use super::egress_rules::EgressRules;
+use super::limits::ScriptLimits;
 
 /// At most this many tags per script.
 pub const MAX_TAGS: usize = 8;
@@ -41,55 +35,37 @@ pub struct ScriptMetadata {
     pub limits: Option<ScriptLimits>,
     /// The script's egress rules (they only narrow the host policy).
     #[serde(default)]
-    pub egress: Option<crate::base::egress_rules::EgressRules>,
-}
-
-/// Why a deploy failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DeployError {
-    /// The metadata is invalid.
-    #[error("{0}")]
-    InvalidMetadata(String),
-    /// The component is not servable.
-    #[error(transparent)]
-    Component(#[from] CompileError),
-    /// The store refused or failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A background task died.
-    #[error("internal error: {0}")]
-    Internal(String),
+    pub egress: Option<EgressRules>,
 }
 
 impl ScriptMetadata {
-    /// Checks tag and var rules, naming the offending entry.
-    pub fn validate(&self) -> Result<(), DeployError> {
-        let bad = |m: String| Err(DeployError::InvalidMetadata(m));
-        let tags = self.tags.as_deref().unwrap_or_default();
-        if tags.len() > MAX_TAGS {
-            return bad(format!(
-                "at most {MAX_TAGS} tags are allowed, got {}",
-                tags.len()
-            ));
-        }
-        for tag in tags {
-            validate_tag(tag).map_err(|e| DeployError::InvalidMetadata(e.to_string()))?;
+    /// Checks tag, var, egress and limit rules, naming the offending entry.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if let Some(tags) = &self.tags {
+            validate_tags(tags)?;
         }
         if let Some(vars) = &self.vars {
-            validate_vars(vars).map_err(|e| DeployError::InvalidMetadata(e.to_string()))?;
+            validate_vars(vars)?;
         }
         if let Some(egress) = &self.egress {
-            egress
-                .validate()
-                .map_err(|e| DeployError::InvalidMetadata(e.to_string()))?;
+            egress.validate()?;
         }
         if let Some(limits) = &self.limits {
-            limits
-                .validate()
-                .map_err(|e| DeployError::InvalidMetadata(e.0))?;
+            limits.validate()?;
         }
         Ok(())
     }
+}
+
+/// Checks a script's whole tag list: at most [`MAX_TAGS`], each valid.
+pub fn validate_tags(tags: &[String]) -> Result<(), Invalid> {
+    if tags.len() > MAX_TAGS {
+        return Err(Invalid(format!(
+            "at most {MAX_TAGS} tags are allowed, got {}",
+            tags.len()
+        )));
+    }
+    tags.iter().try_for_each(|tag| validate_tag(tag))
 }
 
 /// Checks an environment variable name (vars and secrets).
@@ -148,61 +124,6 @@ pub fn validate_tag(tag: &str) -> Result<(), Invalid> {
         return Err(Invalid(format!("tag {tag:?} must not contain {c:?}")));
     }
     Ok(())
-}
-
-/// Validates, compiles and durably stores a new version of a script.
-pub async fn deploy(
-    runtime: &Arc<Runtime>,
-    namespace: &Name,
-    name: &Name,
-    content: Vec<u8>,
-    metadata: ScriptMetadata,
-) -> Result<ScriptRecord, DeployError> {
-    metadata.validate()?;
-    let store = runtime.store().clone();
-    // Fail fast before spending CPU on compilation.
-    let ns = namespace.clone();
-    let exists = tokio::task::spawn_blocking(move || store.get_namespace(&ns))
-        .await
-        .map_err(|e| DeployError::Internal(e.to_string()))??;
-    if exists.is_none() {
-        return Err(StoreError::NamespaceNotFound(namespace.clone()).into());
-    }
-
-    let sha256 = hex::encode(Sha256::digest(&content));
-    let rt = runtime.clone();
-    let digest = sha256.clone();
-    let (content, compiled) = tokio::task::spawn_blocking(move || {
-        // Identical bytes were validated and compiled before (platforms
-        // deploy the same template for many customers): this engine's
-        // artifact is already stored, so there is nothing to compile.
-        if rt.has_artifact(&digest) {
-            return (content, Ok(None));
-        }
-        let compiled = rt.compile_upload(&content).map(Some);
-        (content, compiled)
-    })
-    .await
-    .map_err(|e| DeployError::Internal(e.to_string()))?;
-    let compiled = compiled?;
-
-    let script = NewScript {
-        sha256,
-        content,
-        tags: metadata.tags,
-        vars: metadata.vars,
-        limits: metadata.limits,
-        egress: metadata.egress,
-        artifact: compiled.map(|c| (c.engine_hash, c.artifact)),
-    };
-    let store = runtime.store().clone();
-    let (ns, n) = (namespace.clone(), name.clone());
-    let record = tokio::task::spawn_blocking(move || store.put_script(&ns, &n, script))
-        .await
-        .map_err(|e| DeployError::Internal(e.to_string()))??;
-    runtime.evict(namespace, name);
-    tracing::info!(%namespace, script = %name, version = record.version, sha256 = %record.sha256, "deployed");
-    Ok(record)
 }
 
 #[cfg(test)]

@@ -1,0 +1,59 @@
+//! A loaded worker: a script (or a platform component from a file) ready to
+//! serve — its pre-instantiated component and everything an invocation
+//! derives from its record. Plain data, built by the loader.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use super::reuse::ReusePool;
+use super::state::WorkerState;
+use crate::base::isolation::Isolation;
+use crate::base::names::Name;
+use crate::capabilities::{WorkerRef, WorkerSpec};
+use crate::limits::{Admission, ScriptLimits};
+use crate::store::{AssetConfig, AssetEntry};
+
+/// A script ready to serve.
+pub struct Worker {
+    /// What capabilities know of it (names, KV bucket, egress rules).
+    pub spec: WorkerSpec,
+    /// Pre-instantiated component.
+    pub pre: ProxyPre<WorkerState>,
+    /// Environment variables the guest sees (vars and secrets).
+    pub env: Vec<(String, String)>,
+    /// The script's own limits.
+    pub limits: ScriptLimits,
+    /// Fresh instance per request, or warm reuse.
+    pub isolation: Isolation,
+    /// Warm instances (only used with `isolation.mode = "reuse"`).
+    pub pool: ReusePool,
+    /// Static assets of the script.
+    pub assets: Arc<BTreeMap<String, AssetEntry>>,
+    /// How its assets are served.
+    pub asset_config: AssetConfig,
+    /// Admission control (`max_concurrency`), shared with every other load
+    /// of the same script (see the runtime's gates).
+    pub admission: Arc<Admission>,
+    /// Why `settings.isolation = "reuse"` is not applied to this script,
+    /// if it asked for reuse and its component cannot be reused.
+    pub reuse_refused: Option<&'static str>,
+}
+
+impl Worker {
+    /// Namespace of the script.
+    pub fn namespace(&self) -> &Name {
+        &self.spec.namespace
+    }
+
+    /// Script name.
+    pub fn name(&self) -> &Name {
+        &self.spec.name
+    }
+
+    /// This worker as capabilities see it.
+    pub fn into_ref(self: Arc<Self>) -> WorkerRef {
+        WorkerRef::new(self.spec.name.clone(), self)
+    }
+}
