@@ -1,7 +1,9 @@
 //! `make soak`: 100 tenants on one Berth host for a while — well-behaved
 //! ones next to hostile ones (spin, allocate, panic, never answer, hoard
-//! host memory, flood subrequests at a loopback upstream) — and what the
-//! host looks like afterwards.
+//! host memory, flood subrequests at a loopback upstream) and hostile
+//! clients and guests of containment part 3 (clients that give up in the
+//! queue, slow readers, forged trailers, sprayed status codes, spinning in
+//! host calls, huge arguments) — and what the host looks like afterwards.
 //!
 //! Prints requests served per class, every error that is not the limit a
 //! class is expected to hit (zero is required for the well-behaved class),
@@ -35,73 +37,102 @@ struct Class {
     path: &'static str,
     expected: &'static [&'static str],
     workers: usize,
+    /// Settings patched onto each tenant after its deploy.
+    settings: Option<&'static str>,
+    /// How long its clients wait before they give up (`None`: 30 s).
+    client_timeout_ms: Option<u64>,
+    /// Answers without `x-berth-error` count as served whatever their
+    /// status (the guest chose it).
+    any_status: bool,
+}
+
+impl Class {
+    const fn new(
+        name: &'static str,
+        tenants: usize,
+        component: &'static str,
+        path: &'static str,
+        expected: &'static [&'static str],
+        workers: usize,
+    ) -> Self {
+        Self {
+            name,
+            tenants,
+            component,
+            path,
+            expected,
+            workers,
+            settings: None,
+            client_timeout_ms: None,
+            any_status: false,
+        }
+    }
 }
 
 const CLASSES: &[Class] = &[
+    Class::new("good-hello", 30, "hello", "/", &[], 3),
+    Class::new("good-echo", 26, "tenant", "/echo", &[], 3),
+    Class::new("spin", 6, "tenant", "/spin", &["cpu-limit"], 1),
+    Class::new(
+        "allocate",
+        5,
+        "tenant",
+        "/alloc?mb=256",
+        &["memory-limit"],
+        1,
+    ),
+    Class::new("panic", 5, "tenant", "/panic", &["exception"], 1),
+    Class::new(
+        "never-answer",
+        4,
+        "tenant",
+        "/sleep?ms=600000",
+        &["wall-limit"],
+        1,
+    ),
+    Class::new(
+        "hoard",
+        5,
+        "tenant",
+        "/hoard?n=64&kb=1024",
+        &["memory-limit"],
+        1,
+    ),
+    Class::new(
+        "flood",
+        5,
+        "tenant",
+        "/fetch-many?n=200&url=",
+        &["subrequest-limit"],
+        1,
+    ),
+    // Containment, part 3.
     Class {
-        name: "good-hello",
-        tenants: 30,
-        component: "hello",
-        path: "/",
-        expected: &[],
-        workers: 3,
+        // Clients that queue behind one slot and give up after 100 ms.
+        settings: Some(r#"{"limits": {"max_concurrency": 1}}"#),
+        client_timeout_ms: Some(100),
+        ..Class::new(
+            "quitters",
+            2,
+            "tenant",
+            "/sleep?ms=400",
+            &["overloaded", "gave-up"],
+            6,
+        )
     },
     Class {
-        name: "good-echo",
-        tenants: 30,
-        component: "tenant",
-        path: "/echo",
-        expected: &[],
-        workers: 3,
+        any_status: true,
+        ..Class::new("status-spray", 3, "tenant", "/status?code=", &[], 1)
     },
     Class {
-        name: "spin",
-        tenants: 7,
-        component: "tenant",
-        path: "/spin",
-        expected: &["cpu-limit"],
-        workers: 1,
+        any_status: true,
+        ..Class::new("forge-trailers", 2, "tenant", "/forge", &[], 1)
     },
-    Class {
-        name: "allocate",
-        tenants: 7,
-        component: "tenant",
-        path: "/alloc?mb=256",
-        expected: &["memory-limit"],
-        workers: 1,
-    },
-    Class {
-        name: "panic",
-        tenants: 7,
-        component: "tenant",
-        path: "/panic",
-        expected: &["exception"],
-        workers: 1,
-    },
-    Class {
-        name: "never-answer",
-        tenants: 5,
-        component: "tenant",
-        path: "/sleep?ms=600000",
-        expected: &["wall-limit"],
-        workers: 1,
-    },
-    Class {
-        name: "hoard",
-        tenants: 7,
-        component: "tenant",
-        path: "/hoard?n=64&kb=1024",
-        expected: &["memory-limit"],
-        workers: 1,
-    },
-    Class {
-        name: "flood",
-        tenants: 7,
-        component: "tenant",
-        path: "/fetch-many?n=200&url=",
-        expected: &["subrequest-limit"],
-        workers: 1,
-    },
+    Class::new("host-spin", 3, "tenant", "/host-spin", &["cpu-limit"], 1),
+    Class::new("huge-args", 2, "tenant", "/huge-path?mb=32", &[], 1),
+    // Slow readers: /big responses whose clients read the head and stop
+    // (see `slow_readers`); no loop of their own here.
+    Class::new("slow-readers", 2, "tenant", "/big?mb=16", &[], 0),
 ];
 
 #[derive(Default)]
@@ -168,11 +199,12 @@ async fn main() -> anyhow::Result<()> {
     for class in CLASSES {
         let bytes = std::fs::read(format!("{wasm_dir}/{}.wasm", class.component))?;
         for i in 0..class.tenants {
+            let script = format!(
+                "http://{admin}/v1/namespaces/default/scripts/{}-{i}",
+                class.name
+            );
             let reply = http
-                .put(format!(
-                    "http://{admin}/v1/namespaces/default/scripts/{}-{i}",
-                    class.name
-                ))
+                .put(&script)
                 .bearer_auth("soak")
                 .header("content-type", "application/wasm")
                 .body(bytes.clone())
@@ -180,6 +212,18 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
             if !reply.status().is_success() {
                 bail!("deploy {}-{i}: {}", class.name, reply.text().await?);
+            }
+            if let Some(settings) = class.settings {
+                let reply = http
+                    .patch(format!("{script}/settings"))
+                    .bearer_auth("soak")
+                    .header("content-type", "application/json")
+                    .body(settings)
+                    .send()
+                    .await?;
+                if !reply.status().is_success() {
+                    bail!("settings {}-{i}: {}", class.name, reply.text().await?);
+                }
             }
         }
     }
@@ -192,7 +236,13 @@ async fn main() -> anyhow::Result<()> {
     let mut loops = Vec::new();
     for class in CLASSES {
         for worker in 0..class.workers {
-            let (http, stop, tallies) = (http.clone(), stop.clone(), tallies.clone());
+            let (stop, tallies) = (stop.clone(), tallies.clone());
+            let http = match class.client_timeout_ms {
+                Some(ms) => reqwest::Client::builder()
+                    .timeout(Duration::from_millis(ms))
+                    .build()?,
+                None => http.clone(),
+            };
             let path = if class.name == "flood" {
                 format!("{}http://{upstream}/", class.path)
             } else {
@@ -200,9 +250,14 @@ async fn main() -> anyhow::Result<()> {
             };
             loops.push(tokio::spawn(async move {
                 let mut i = worker;
+                let mut round = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     i = (i + 7) % class.tenants;
-                    let url = format!("http://{data}{path}");
+                    round += 1;
+                    let url = match class.name {
+                        "status-spray" => format!("http://{data}{path}{}", 100 + round * 37 % 900),
+                        _ => format!("http://{data}{path}"),
+                    };
                     let reply = http
                         .get(&url)
                         .header("host", format!("{}-{i}.localhost", class.name))
@@ -218,7 +273,9 @@ async fn main() -> anyhow::Result<()> {
                                 .and_then(|v| v.to_str().ok())
                                 .map(str::to_owned);
                             match code {
-                                None if r.status().is_success() => tally.served += 1,
+                                None if r.status().is_success() || class.any_status => {
+                                    tally.served += 1
+                                }
                                 Some(code) if class.expected.contains(&code.as_str()) => {
                                     tally.limited += 1
                                 }
@@ -229,12 +286,16 @@ async fn main() -> anyhow::Result<()> {
                                 }
                             }
                         }
+                        Err(e) if e.is_timeout() && class.expected.contains(&"gave-up") => {
+                            tally.limited += 1
+                        }
                         Err(e) => *tally.errors.entry(format!("client: {e}")).or_default() += 1,
                     }
                 }
             }));
         }
     }
+    loops.push(tokio::spawn(slow_readers(data, stop.clone())));
     tokio::time::sleep(Duration::from_secs(seconds / 2)).await;
     let mid_rss = rss(pid);
     tokio::time::sleep(Duration::from_secs(seconds - seconds / 2)).await;
@@ -266,6 +327,22 @@ async fn main() -> anyhow::Result<()> {
     let slots = stats["pool"]["component_instances"]
         .as_u64()
         .unwrap_or(u64::MAX);
+    let metrics = http
+        .get(format!("http://{admin}/metrics"))
+        .bearer_auth("soak")
+        .send()
+        .await?
+        .text()
+        .await?;
+    let queued = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("berth_admission_queue_depth "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(f64::NAN);
+    let sprayed_series = metrics
+        .lines()
+        .filter(|l| l.starts_with("berth_requests_total{") && l.contains("script=\"status-spray-"))
+        .count();
 
     println!("\n| Class | tenants | served (2xx) | expected limit hits | other errors |");
     println!("|---|---|---|---|---|");
@@ -296,8 +373,24 @@ async fn main() -> anyhow::Result<()> {
         mib(mid_rss),
         mib(end_rss)
     );
+    println!(
+        "admission queue depth after the load: {queued}; request series of the status-spray \
+         tenants: {sprayed_series}"
+    );
     if slots != 0 {
         failures.push(format!("{slots} pool instances still in use"));
+    }
+    if queued != 0.0 {
+        failures.push(format!("{queued} places still taken in admission queues"));
+    }
+    let spray = CLASSES
+        .iter()
+        .find(|c| c.name == "status-spray")
+        .map_or(0, |c| c.tenants);
+    if sprayed_series > spray * 6 {
+        failures.push(format!(
+            "{sprayed_series} request series for {spray} tenants spraying statuses"
+        ));
     }
     // Settled, not climbing: the second half may not add more than a
     // quarter of the middle figure (allocator noise) plus 64 MiB.
@@ -319,6 +412,39 @@ async fn main() -> anyhow::Result<()> {
         }
         bail!("{} soak requirement(s) failed", failures.len())
     }
+}
+
+/// Clients that ask for a large response, read its head and stop reading:
+/// twenty at a time, each holding its connection 40 s (past the server's
+/// 30 s write timeout) before it lets go.
+async fn slow_readers(data: SocketAddr, stop: Arc<AtomicBool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut held = tokio::task::JoinSet::new();
+    let mut i = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        while held.len() < 20 {
+            i += 1;
+            held.spawn(async move {
+                let Ok(mut stream) = tokio::net::TcpStream::connect(data).await else {
+                    return;
+                };
+                let request = format!(
+                    "GET /big?mb=16 HTTP/1.1\r\nHost: slow-readers-{}.localhost\r\n\r\n",
+                    i % 2
+                );
+                if stream.write_all(request.as_bytes()).await.is_ok() {
+                    let mut head = [0u8; 64];
+                    let _ = stream.read(&mut head).await;
+                    tokio::time::sleep(Duration::from_secs(40)).await;
+                }
+            });
+        }
+        tokio::select! {
+            _ = held.join_next() => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    held.abort_all();
 }
 
 /// VmRSS of `pid`, KiB.

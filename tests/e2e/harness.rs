@@ -496,7 +496,7 @@ impl Nats {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot run {binary} ({e}); `make deps` installs nats-server")
+                panic!("cannot run {binary} ({e}); `make nats-server` installs it")
             });
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = BufReader::new(stderr).lines();

@@ -22,3 +22,4 @@ mod limits;
 mod namespaces;
 mod observe;
 mod serving;
+mod store_contract;

@@ -166,11 +166,23 @@ impl Inner {
         let old = self.stored(stored).await?;
         let old_len = old.as_ref().map(|o| o.len);
         let now = now_ms();
-        self.adjust_usage(usage_key, |usage| {
-            let next = usage.after_set(key_len, old_len, value.len(), now, REWRITES);
-            next.check(&usage, quota).map(|()| next)
-        })
-        .await?;
+        let reserved = self
+            .adjust_usage(usage_key, |usage| {
+                let next = usage.after_set(key_len, old_len, value.len(), now, REWRITES);
+                next.check(&usage, quota).map(|()| next)
+            })
+            .await;
+        match reserved {
+            // Refused as a new key, but another writer has created it
+            // meanwhile (its reservation was what filled the bucket): try
+            // again as the overwrite this now is.
+            Err(StoreError::KvQuota(_))
+                if old.is_none() && self.stored(stored).await?.is_some() =>
+            {
+                return Ok(false);
+            }
+            other => other?,
+        }
         if self
             .put_if(stored, value.clone(), old.as_ref().map(|o| o.revision))
             .await?
