@@ -84,6 +84,22 @@ $(WASM_DIR)/js_tenant_reuse.wasm: examples/js-hello/node_modules/.berth-installe
 .PHONY: js
 js: $(foreach g,$(JS_GUESTS),$(WASM_DIR)/$(g).wasm) ## Build the JavaScript examples and fixture (node + npm) into build/wasm/
 
+# The JS engine plain JavaScript uploads are built with on the host
+# (docs/javascript.md): componentize-js's script-independent steps, run once
+# with the pinned npm package. `berth serve --js-engine-dir` reads it; Node
+# is not needed at serving time.
+JS_ENGINE_DIR    := $(CURDIR)/build/js-engine
+
+host/js-engine/node_modules/.berth-installed: host/js-engine/package.json host/js-engine/package-lock.json
+	cd host/js-engine && npm ci --no-audit --no-fund --cache $(CACHE_DIR)/npm
+	@touch $@
+
+$(JS_ENGINE_DIR)/manifest.json: host/js-engine/node_modules/.berth-installed host/js-engine/prepare.mjs host/js-engine/NOTICE.md $(JS_WIT)
+	cd host/js-engine && node prepare.mjs $(JS_ENGINE_DIR) $(CURDIR)/wit/js
+
+.PHONY: js-engine
+js-engine: $(JS_ENGINE_DIR)/manifest.json ## Prepare the JS engine plain JavaScript uploads build with (node + npm, once) into build/js-engine/
+
 .PHONY: tools
 tools: ## Install wasm-tools (checks the WIT and the example worlds) into ~/.cache/berth/tools
 	@test -x $(WASM_TOOLS) && $(WASM_TOOLS) --version | grep -q $(WASM_TOOLS_VER) || \
@@ -97,7 +113,7 @@ wac: ## Install wac (composes components: `make composed`) into ~/.cache/berth/t
 	    --no-default-features --features wit --version $(WAC_VER) --root $(TOOLS_DIR)
 
 .PHONY: build
-build: guests js ## Build the berth binary (release) and the guests
+build: guests js js-engine ## Build the berth binary (release), the guests and the JS engine
 	CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo build --release -p berth-host --bin berth
 
 .PHONY: run
@@ -109,7 +125,7 @@ run: build ## Start berth on 127.0.0.1:8787 with the example dispatcher; deploy 
 	  'worker = "$(WASM_DIR)/dispatcher.wasm"' 'namespace = "customers"' \
 	  'vars = { PLATFORM_DOMAIN = "platform.localhost", ADMIN_TOKEN = "demo-admin", CPU_MS = "50", WALL_MS = "5000", MEMORY_MB = "64" }' \
 	  > $(RUN_DIR)/berth.toml; \
-	$(BERTH) serve --config $(RUN_DIR)/berth.toml --data-dir $(RUN_DIR) > >(tee $(RUN_DIR)/serve.out) & pid=$$!; \
+	$(BERTH) serve --config $(RUN_DIR)/berth.toml --data-dir $(RUN_DIR) --js-engine-dir $(JS_ENGINE_DIR) > >(tee $(RUN_DIR)/serve.out) & pid=$$!; \
 	trap 'kill -TERM $$pid 2>/dev/null; wait $$pid' INT TERM EXIT; \
 	for i in $$(seq 1 100); do grep -q 'admin API listening' $(RUN_DIR)/serve.out 2>/dev/null && break; sleep 0.1; done; \
 	admin=$$(sed -n 's/^berth: admin API listening on //p' $(RUN_DIR)/serve.out); \
@@ -142,8 +158,8 @@ cluster: build nats-server ## Start nats-server + 3 berth hosts over it on loopb
 	BERTH=$(BERTH) WASM_DIR=$(WASM_DIR) DIR=$(RUN_DIR)/cluster bench/cluster.sh
 
 .PHONY: test
-test: guests js tools nats-server ## Run every unit and end-to-end test
-	BERTH_WASM_DIR=$(WASM_DIR) BERTH_WASM_TOOLS=$(WASM_TOOLS) \
+test: guests js js-engine tools nats-server ## Run every unit and end-to-end test
+	BERTH_WASM_DIR=$(WASM_DIR) BERTH_WASM_TOOLS=$(WASM_TOOLS) BERTH_JS_ENGINE_DIR=$(JS_ENGINE_DIR) \
 	  CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo test --workspace
 
 WASMTIME_CLI     := $(TOOLS_DIR)/bin/wasmtime

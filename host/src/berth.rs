@@ -188,7 +188,15 @@ impl BerthBuilder {
         .map_err(setup("engine"))?;
         let runtime = Arc::new(runtime);
         let default_namespace = config.server.default_namespace.clone();
-        let ops = Ops::new(runtime.clone(), default_namespace.clone());
+        // The JS engine starts preparing now, before anything is loaded: a
+        // JS script's load waits for the engine code it imports.
+        let js = crate::js::JsEngine::start(
+            &config.js,
+            runtime.engine(),
+            runtime.host_modules(),
+            config.server.data_dir.join("cache").join("js"),
+        );
+        let ops = Ops::new(runtime.clone(), default_namespace.clone()).with_js(js);
         // The default namespace and every namespace a [[dispatch]] entry is
         // bound to exist from the first start.
         let mut wanted = vec![default_namespace.clone()];

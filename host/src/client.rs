@@ -194,4 +194,28 @@ impl AdminClient {
         self.send(self.http.put(self.url(path)).multipart(form))
             .await
     }
+
+    /// Uploads plain JavaScript modules (name, source) with `metadata`; the
+    /// host builds the component.
+    pub async fn upload_js(
+        &self,
+        path: &str,
+        modules: Vec<(String, Vec<u8>)>,
+        metadata: &Value,
+    ) -> anyhow::Result<Value> {
+        let mut form = reqwest::multipart::Form::new().part(
+            "metadata",
+            reqwest::multipart::Part::text(metadata.to_string()).mime_str("application/json")?,
+        );
+        for (name, source) in modules {
+            form = form.part(
+                name.clone(),
+                reqwest::multipart::Part::bytes(source)
+                    .file_name(name)
+                    .mime_str("application/javascript+module")?,
+            );
+        }
+        self.send(self.http.put(self.url(path)).multipart(form))
+            .await
+    }
 }

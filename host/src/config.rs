@@ -32,6 +32,8 @@ pub struct Config {
     pub dispatch: Vec<DispatchConfig>,
     /// `[store]`: sled on this machine (default) or a shared NATS JetStream.
     pub store: crate::store::StoreConfig,
+    /// `[js]`: building plain JavaScript uploads on the host.
+    pub js: crate::js::JsConfig,
 }
 
 /// One `[[dispatch]]` entry: a platform's dispatch worker, the hostnames it
@@ -350,6 +352,11 @@ impl Config {
         {
             config.store.artifact_key_file = Some(base.join(file));
         }
+        for dir in [&mut config.js.engine_dir, &mut config.js.cache_dir] {
+            if let Some(relative) = dir.as_ref().filter(|d| d.is_relative()) {
+                *dir = Some(base.join(relative));
+            }
+        }
         Ok(config)
     }
 
@@ -377,6 +384,7 @@ impl Config {
         }
         self.egress.validate()?;
         self.store.validate()?;
+        self.js.validate()?;
         if self.store.backend == crate::store::StoreBackend::Nats
             && self.server.secrets_key_file.is_none()
             && !self.store.shared_secrets_key

@@ -48,6 +48,7 @@ mod base;
 mod berth;
 mod capabilities;
 mod config;
+pub mod js;
 mod limits;
 mod listener;
 mod observe;
@@ -71,7 +72,7 @@ pub use config::{
     Config, ConfigError, DispatchConfig, DispatchWorkerSource, IsolationConfig, Mpk, RuntimeConfig,
     ServerConfig,
 };
-pub use ops::{NamespaceInfo, Ops, OpsError, OpsResult, SettingsView, Upload};
+pub use ops::{JsDeploy, JsUpload, NamespaceInfo, Ops, OpsError, OpsResult, SettingsView, Upload};
 /// The error of an upload (an [`OpsError`]; the name of earlier releases).
 pub type DeployError = OpsError;
 pub use store::kv_usage::{KvUsage, Rewrites};

@@ -89,6 +89,29 @@ pub fn wasm_path(name: &str) -> PathBuf {
     dir.join(format!("{name}.wasm"))
 }
 
+/// The JS engine `make js-engine` prepared, and the shared cache of its
+/// compiled code (one compile per machine, not per test server).
+pub fn js_args() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let engine = std::env::var_os("BERTH_JS_ENGINE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("build/js-engine"));
+    assert!(
+        engine.join("manifest.json").exists(),
+        "no JS engine in {}; build it with `make js-engine` or run the tests with `make test`",
+        engine.display()
+    );
+    let cache = std::env::var_os("BERTH_JS_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("build/js-cache"));
+    vec![
+        "--js-engine-dir".into(),
+        engine.to_string_lossy().into_owned(),
+        "--js-cache-dir".into(),
+        cache.to_string_lossy().into_owned(),
+    ]
+}
+
 /// A running `berth serve` with its own temp data dir.
 pub struct Berth {
     child: Option<Child>,
@@ -366,6 +389,73 @@ impl Berth {
         let reply = self.upload(ns, name, bytes).await;
         assert_eq!(reply.status, 200, "deploy {ns}/{name}: {}", reply.text());
         reply.json()["result"].clone()
+    }
+
+    /// Starts a server that builds plain JavaScript, and waits until its
+    /// JS engine is ready.
+    pub async fn start_js(extra: &[&str]) -> Berth {
+        let mut args = js_args();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let berth = Berth::start_with(tempfile::tempdir().expect("temp dir"), &args);
+        berth.js_ready().await;
+        berth
+    }
+
+    /// Waits until `GET /v1/js` says the engine is ready (the first server
+    /// on a machine compiles it, later ones load the cache).
+    pub async fn js_ready(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(600);
+        loop {
+            let v = self.admin_get("/v1/js").await.json();
+            match v["result"]["state"].as_str() {
+                Some("ready") => return,
+                Some("preparing") => {}
+                other => panic!("JS engine unavailable ({other:?}): {v}"),
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "JS engine never became ready"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Uploads JavaScript modules `(name, source)` as multipart with
+    /// `metadata` (the first module is the main one unless it says).
+    pub async fn upload_js(
+        &self,
+        ns: &str,
+        name: &str,
+        modules: &[(&str, &str)],
+        metadata: Value,
+    ) -> Reply {
+        let mut metadata = metadata;
+        if metadata.get("main_module").is_none() {
+            metadata["main_module"] = Value::from(modules[0].0);
+        }
+        let mut form = reqwest::multipart::Form::new().part(
+            "metadata",
+            reqwest::multipart::Part::text(metadata.to_string())
+                .mime_str("application/json")
+                .unwrap(),
+        );
+        for (module, source) in modules {
+            form = form.part(
+                module.to_string(),
+                reqwest::multipart::Part::text(source.to_string())
+                    .file_name(module.to_string())
+                    .mime_str("application/javascript+module")
+                    .unwrap(),
+            );
+        }
+        let request = self
+            .admin_request(
+                reqwest::Method::PUT,
+                &format!("/v1/namespaces/{ns}/scripts/{name}"),
+            )
+            .multipart(form);
+        self.send(request).await
     }
 
     /// Creates a namespace and asserts success.

@@ -16,6 +16,7 @@ mod egress;
 mod embed;
 mod fuel;
 mod hostile;
+mod javascript;
 mod js;
 mod lifecycle;
 mod limits;

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::base::names::NameError;
+use crate::js::JsError;
 use crate::ops::OpsError;
 use crate::store::StoreError;
 
@@ -84,6 +85,18 @@ fn store_status(error: &StoreError) -> (StatusCode, &'static str) {
     }
 }
 
+/// Status and stable code of a JS build failure.
+fn js_status(error: &JsError) -> (StatusCode, &'static str) {
+    use StatusCode as S;
+    match error {
+        JsError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "js_unavailable"),
+        JsError::Invalid(_) => (S::BAD_REQUEST, "invalid_script"),
+        JsError::Script(_) | JsError::HostCallAtTopLevel { .. } => (S::BAD_REQUEST, "script_error"),
+        JsError::Limit { .. } => (S::BAD_REQUEST, "build_limit_exceeded"),
+        JsError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "build_failed"),
+    }
+}
+
 impl ApiError {
     /// Status and stable error code: the one map from a failure to what
     /// the client sees.
@@ -102,6 +115,7 @@ impl ApiError {
             }
             Self::Ops(OpsError::Metadata(_)) => (S::BAD_REQUEST, "invalid_metadata"),
             Self::Ops(OpsError::Component(_)) => (S::BAD_REQUEST, "invalid_component"),
+            Self::Ops(OpsError::Js(e)) => js_status(e),
             Self::Ops(OpsError::ScriptNotFound { .. }) => (S::NOT_FOUND, "script_not_found"),
             Self::Ops(OpsError::DefaultNamespace(_)) => (S::CONFLICT, "default_namespace"),
             Self::Ops(OpsError::Store(e)) => store_status(e),
@@ -130,8 +144,17 @@ impl IntoResponse for ApiError {
         }
         let mut error = json!({"code": code, "message": self.public_message()});
         // Structured detail a client can act on without reading the text.
-        if let Self::Ops(OpsError::Store(StoreError::MissingAssets(missing))) = &self {
-            error["missing"] = json!(missing);
+        match &self {
+            Self::Ops(OpsError::Store(StoreError::MissingAssets(missing))) => {
+                error["missing"] = json!(missing);
+            }
+            Self::Ops(OpsError::Js(JsError::Script(failure))) => {
+                error["script"] = json!(failure);
+            }
+            Self::Ops(OpsError::Js(JsError::Limit { limit, .. })) => {
+                error["limit"] = json!(limit);
+            }
+            _ => {}
         }
         let body = json!({
             "success": false,

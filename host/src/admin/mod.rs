@@ -6,6 +6,7 @@ mod assets;
 mod auth;
 mod error;
 mod hostnames;
+mod js;
 mod kv;
 mod namespaces;
 mod observe;
@@ -68,6 +69,8 @@ pub fn router(state: AdminState, token: AdminToken) -> Router {
     let body_limit = state.max_upload_bytes;
     Router::new()
         .route("/v1/runtime", get(runtime_stats))
+        .route("/v1/js", get(js::status))
+        .route("/v1/js/build", axum::routing::post(js::build))
         .route("/metrics", get(observe::metrics))
         .route(
             "/v1/namespaces/{ns}/scripts/{name}/tail",

@@ -36,6 +36,14 @@ pub struct ScriptMetadata {
     /// The script's egress rules (they only narrow the host policy).
     #[serde(default)]
     pub egress: Option<EgressRules>,
+    /// JavaScript uploads: the module the worker starts from (default: the
+    /// only module, or `index.js`).
+    #[serde(default)]
+    pub main_module: Option<String>,
+    /// JavaScript uploads: names under which `env` holds the script's KV
+    /// bucket (at most one).
+    #[serde(default)]
+    pub kv_bindings: Option<Vec<String>>,
 }
 
 impl ScriptMetadata {

@@ -16,10 +16,20 @@ pub struct DeployArgs {
     /// Namespace to deploy into.
     #[arg(long, short = 'n', default_value = "default")]
     pub namespace: String,
-    /// Script name.
+    /// Script name; with one argument, the file, and the script is named
+    /// after it (`hello.js` → `hello`).
     pub name: String,
-    /// The component (`.wasm`).
-    pub file: PathBuf,
+    /// The component (`.wasm`) or JavaScript module (`.js`, `.mjs`; the
+    /// host builds it).
+    pub file: Option<PathBuf>,
+    /// JavaScript: another module of the worker (repeatable), named by its
+    /// path relative to the main module's directory.
+    #[arg(long = "module")]
+    pub modules: Vec<PathBuf>,
+    /// JavaScript: a `kv_namespace` binding, the name under which `env`
+    /// holds the script's KV bucket.
+    #[arg(long = "kv")]
+    pub kv: Option<String>,
     /// Tag the script (repeatable).
     #[arg(long = "tag")]
     pub tags: Vec<String>,
@@ -75,21 +85,35 @@ pub enum ScriptCommand {
     },
 }
 
+/// `hello.js` → `hello`; `My_Worker.mjs` → `my-worker`.
+fn name_from_file(file: &std::path::Path) -> anyhow::Result<String> {
+    let stem = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .with_context(|| format!("cannot name a script after {}", file.display()))?;
+    Ok(stem.to_ascii_lowercase().replace(['_', '.', ' '], "-"))
+}
+
 pub(super) async fn deploy(args: DeployArgs, client_args: &ClientArgs) -> anyhow::Result<()> {
-    match args.file.extension().and_then(|e| e.to_str()) {
-        Some("wasm") => {}
-        Some("js" | "mjs") => bail!(
-            "{} is JavaScript: build it into a component first, then deploy the .wasm:\n  \
-             npx --package @bytecodealliance/componentize-js@0.23.0 componentize-js {} \
-             --wit wit/js --world-name worker -o worker.wasm\n\
-             (Berth does not build JS on the client; docs/javascript.md says why)",
-            args.file.display(),
-            args.file.display()
+    let (name, file) = match &args.file {
+        Some(file) => (args.name.clone(), file.clone()),
+        None => {
+            let file = PathBuf::from(&args.name);
+            (name_from_file(&file)?, file)
+        }
+    };
+    let javascript = match file.extension().and_then(|e| e.to_str()) {
+        Some("wasm") => false,
+        Some("js" | "mjs") => true,
+        _ => bail!(
+            "{} is neither a .wasm component nor a .js module",
+            file.display()
         ),
-        _ => bail!("{} is not a .wasm component", args.file.display()),
+    };
+    if !javascript && (!args.modules.is_empty() || args.kv.is_some()) {
+        bail!("--module and --kv apply to JavaScript (.js) deploys");
     }
-    let bytes = std::fs::read(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
     let vars: serde_json::Map<String, Value> = args
         .vars
         .iter()
@@ -109,9 +133,49 @@ pub(super) async fn deploy(args: DeployArgs, client_args: &ClientArgs) -> anyhow
     if let Some(egress) = args.egress {
         metadata["egress"] = egress;
     }
-    let path = format!("/v1/namespaces/{}/scripts/{}", args.namespace, args.name);
-    let v = client(client_args)?.upload(&path, bytes, &metadata).await?;
-    print(client_args, &v, |v| format!("deployed {}", script_line(v)));
+    let path = format!("/v1/namespaces/{}/scripts/{}", args.namespace, name);
+    let v = if javascript {
+        let base = file.parent().unwrap_or(std::path::Path::new(""));
+        let main = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{} has no file name", file.display()))?
+            .to_owned();
+        let mut modules = vec![(main.clone(), bytes)];
+        for extra in &args.modules {
+            let relative = extra.strip_prefix(base).unwrap_or(extra);
+            let module = relative
+                .to_str()
+                .with_context(|| format!("{} is not a UTF-8 path", extra.display()))?
+                .to_owned();
+            let source =
+                std::fs::read(extra).with_context(|| format!("cannot read {}", extra.display()))?;
+            modules.push((module, source));
+        }
+        metadata["main_module"] = json!(main);
+        if let Some(kv) = &args.kv {
+            metadata["kv_bindings"] = json!([kv]);
+        }
+        client(client_args)?
+            .upload_js(&path, modules, &metadata)
+            .await?
+    } else {
+        client(client_args)?.upload(&path, bytes, &metadata).await?
+    };
+    print(client_args, &v, |v| {
+        let mut line = format!("deployed {}", script_line(v));
+        if let Some(t) = v.get("build").and_then(|b| b.get("timings_ms")) {
+            let phase = |k: &str| t.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+            line.push_str(&format!(
+                "\n  built on the host in {:.0} ms (top level {:.0} ms, snapshot {:.0} ms, assemble {:.0} ms)",
+                phase("files_ms") + phase("init_ms") + phase("snapshot_ms") + phase("assemble_ms"),
+                phase("init_ms"),
+                phase("snapshot_ms"),
+                phase("assemble_ms")
+            ));
+        }
+        line
+    });
     Ok(())
 }
 

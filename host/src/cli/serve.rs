@@ -19,6 +19,13 @@ pub struct ServeArgs {
     /// Admin API address (server.admin_listen).
     #[arg(long)]
     pub admin_listen: Option<SocketAddr>,
+    /// The JS engine `make js-engine` prepared (js.engine_dir): plain
+    /// JavaScript uploads build with it.
+    #[arg(long, env = "BERTH_JS_ENGINE_DIR")]
+    pub js_engine_dir: Option<PathBuf>,
+    /// Where the JS engine's compiled code is cached (js.cache_dir).
+    #[arg(long, env = "BERTH_JS_CACHE_DIR")]
+    pub js_cache_dir: Option<PathBuf>,
 }
 
 pub(super) async fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
@@ -31,6 +38,12 @@ pub(super) async fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::R
     }
     if let Some(dir) = data_dir {
         config.server.data_dir = dir;
+    }
+    if let Some(dir) = args.js_engine_dir {
+        config.js.engine_dir = Some(dir);
+    }
+    if let Some(dir) = args.js_cache_dir {
+        config.js.cache_dir = Some(dir);
     }
     let server = Berth::builder(config).build().await?.serve().await?;
     // Stable, machine-readable readiness lines (scripts and tests wait for them).

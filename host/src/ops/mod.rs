@@ -22,12 +22,13 @@ mod scripts;
 
 use std::sync::Arc;
 
-pub use deploy::Upload;
+pub use deploy::{JsDeploy, JsUpload, Upload};
 pub use namespaces::NamespaceInfo;
 pub use scripts::SettingsView;
 
 use crate::base::Invalid;
 use crate::base::names::Name;
+use crate::js::{JsEngine, JsError};
 use crate::runtime::{CompileError, Runtime};
 use crate::store::{NamespaceStore, StoreChange, StoreError};
 
@@ -43,6 +44,9 @@ pub enum OpsError {
     /// The uploaded component cannot serve.
     #[error(transparent)]
     Component(#[from] CompileError),
+    /// A plain JavaScript upload did not build.
+    #[error(transparent)]
+    Js(#[from] JsError),
     /// No such script.
     #[error("script {script:?} does not exist in namespace {namespace:?}")]
     ScriptNotFound {
@@ -75,6 +79,7 @@ pub type OpsResult<T> = Result<T, OpsError>;
 pub struct Ops {
     runtime: Arc<Runtime>,
     default_namespace: Name,
+    js: Option<Arc<JsEngine>>,
 }
 
 impl Ops {
@@ -84,7 +89,19 @@ impl Ops {
         Self {
             runtime,
             default_namespace,
+            js: None,
         }
+    }
+
+    /// The same operations, building plain JavaScript uploads with `js`.
+    pub fn with_js(mut self, js: Arc<JsEngine>) -> Self {
+        self.js = Some(js);
+        self
+    }
+
+    /// The JS engine, if this host builds plain JavaScript.
+    pub fn js(&self) -> Option<&Arc<JsEngine>> {
+        self.js.as_ref()
     }
 
     /// The runtime (for what only it knows: stats, metrics, the tail).

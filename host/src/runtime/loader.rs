@@ -13,14 +13,19 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use std::borrow::Cow;
+use std::time::Duration;
+
 use wasmtime::Engine;
-use wasmtime::component::Linker;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::cache::WorkerCache;
 use super::compile::{self, CompileError};
 use super::compile_cache::CompileCache;
 use super::gates::Gates;
+use super::host_modules::HostModules;
 use super::reuse;
 use super::state::{self, WorkerState};
 use super::stats::Counters;
@@ -60,7 +65,12 @@ pub struct Loader {
     trusted: Mutex<HashMap<Name, bool>>,
     counters: Arc<Counters>,
     metrics: Arc<Metrics>,
+    host_modules: Arc<HostModules>,
 }
+
+/// How long a load waits for a host module still being prepared (the JS
+/// engine compiling at first start).
+const HOST_MODULE_WAIT: Duration = Duration::from_secs(600);
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
@@ -75,6 +85,7 @@ impl Loader {
         compile_cache: Option<Arc<CompileCache>>,
         counters: Arc<Counters>,
         metrics: Arc<Metrics>,
+        host_modules: Arc<HostModules>,
     ) -> anyhow::Result<Self> {
         let capacity = std::num::NonZeroUsize::new(capacity).unwrap_or(std::num::NonZeroUsize::MIN);
         Ok(Self {
@@ -90,6 +101,7 @@ impl Loader {
             trusted: Mutex::default(),
             counters,
             metrics,
+            host_modules,
         })
     }
 
@@ -110,6 +122,42 @@ impl Loader {
         }
     }
 
+    /// The linker for `component` in `role`: the role's own, plus the host
+    /// modules it imports (a JS component imports the engine's code).
+    fn linker_for(
+        &self,
+        role: Role,
+        component: &Component,
+    ) -> Result<Cow<'_, Linker<WorkerState>>, CompileError> {
+        let wanted: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .filter(|(_, item)| matches!(item.ty, ComponentItem::Module(_)))
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        if wanted.is_empty() {
+            return Ok(Cow::Borrowed(self.linker(role)));
+        }
+        let mut linker = self.linker(role).clone();
+        for name in wanted {
+            let module = self.host_modules.get(&name, HOST_MODULE_WAIT).ok_or_else(|| {
+                CompileError::Link(format!(
+                    "the component imports the core module {name:?}, which this host does not provide{}",
+                    if name.starts_with("berth-js-engine-") {
+                        " (a JS script built by a host with another JS engine, or this host has none: see [js] engine_dir)"
+                    } else {
+                        ""
+                    }
+                ))
+            })?;
+            linker
+                .root()
+                .module(&name, &module)
+                .map_err(|e| CompileError::Link(format!("{e:#}")))?;
+        }
+        Ok(Cow::Owned(linker))
+    }
+
     /// Whether this engine's artifact for content `sha256` is stored (so the
     /// content was already validated and compiled).
     pub fn has_artifact(&self, sha256: &str) -> bool {
@@ -122,10 +170,12 @@ impl Loader {
     pub fn compile_upload(&self, bytes: &[u8]) -> Result<CompiledUpload, CompileError> {
         let started = Instant::now();
         let component = compile::compile(&self.engine, bytes)?;
-        if let Err(user_error) = compile::prepare(&self.user_linker, &component) {
+        if let Err(user_error) =
+            compile::prepare(&*self.linker_for(Role::User, &component)?, &component)
+        {
             match (
                 &user_error,
-                compile::prepare(&self.dispatch_linker, &component),
+                compile::prepare(&*self.linker_for(Role::Dispatch, &component)?, &component),
             ) {
                 (_, Ok(_)) => {}
                 (CompileError::Link(_), Err(CompileError::WrongWorld(e))) => {
@@ -307,7 +357,10 @@ impl Loader {
             }
         };
         compile::build_memory_image(&component, &format_args!("{namespace}/{name}"));
-        compile::prepare(self.linker(role), &component).map_err(|e| {
+        let linker = self.linker_for(role, &component).map_err(|e| {
+            WorkerError::Internal(format!("script {namespace}/{name} cannot be linked: {e}"))
+        })?;
+        compile::prepare(&linker, &component).map_err(|e| {
             WorkerError::Internal(format!(
                 "script {namespace}/{name} cannot run as a {} worker: {e}",
                 match role {
@@ -371,7 +424,7 @@ impl Loader {
         let component = compile::compile(&self.engine, &bytes)?;
         self.counters.compiles.fetch_add(1, Ordering::Relaxed);
         compile::build_memory_image(&component, &path.display());
-        let pre = compile::prepare(self.linker(role), &component)?;
+        let pre = compile::prepare(&*self.linker_for(role, &component)?, &component)?;
         let stem = path
             .file_stem()
             .and_then(|s| s.to_str())

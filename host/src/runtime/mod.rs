@@ -9,6 +9,8 @@
 //! - [`stats`]: counters and the `/v1/runtime` snapshot;
 //! - [`state`]: what an instance's `Store` holds (the sandbox plus the
 //!   capabilities' states) and the linker built from them;
+//! - [`host_modules`]: core modules the host provides to components by
+//!   name (the JS engine's code);
 //! - `invoke/`: the request pipeline (plan → admit → instance → guest →
 //!   answer).
 //!
@@ -21,6 +23,7 @@ pub mod compile_cache;
 pub mod config;
 pub mod engine;
 mod gates;
+pub mod host_modules;
 mod invoke;
 mod loader;
 pub mod reuse;
@@ -38,6 +41,7 @@ use wasmtime::Engine;
 pub use crate::base::Role;
 pub use compile::CompileError;
 pub use config::RuntimeConfig;
+pub use host_modules::HostModules;
 pub use invoke::InvokeOptions;
 pub use loader::CompiledUpload;
 pub use stats::{PoolStats, RuntimeStats};
@@ -80,6 +84,7 @@ pub struct Runtime {
     closed: AtomicBool,
     assets: crate::assets::AssetCache,
     heavy_lane: crate::limits::cpu::HeavyLane,
+    host_modules: Arc<HostModules>,
 }
 
 impl Runtime {
@@ -104,6 +109,7 @@ impl Runtime {
         let engine = engine::build_engine(cfg, limits.fuel.is_some(), compile_cache.clone())?;
         let counters = Arc::new(Counters::default());
         let metrics = Arc::new(Metrics::new(cfg.max_script_series));
+        let host_modules = Arc::new(HostModules::default());
         let loader = Loader::new(
             &engine,
             store.clone(),
@@ -111,6 +117,7 @@ impl Runtime {
             compile_cache,
             counters.clone(),
             metrics.clone(),
+            host_modules.clone(),
         )?;
         let ticker = EpochTicker::start(engine.clone(), Duration::from_millis(cfg.epoch_tick_ms));
         Ok(Self {
@@ -136,7 +143,18 @@ impl Runtime {
                 0 => std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)),
                 n => n,
             }),
+            host_modules,
         })
+    }
+
+    /// The engine every tenant runs on.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Core modules the host provides to components (the JS engine).
+    pub fn host_modules(&self) -> &Arc<HostModules> {
+        &self.host_modules
     }
 
     /// The store this runtime loads scripts from.
