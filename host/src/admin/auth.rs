@@ -128,18 +128,22 @@ pub struct AdminToken(pub Arc<str>);
 
 /// Rejects requests without `Authorization: Bearer <token>`.
 pub async fn require_token(State(token): State<AdminToken>, req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
+    if token_matches(&token, req.headers()) {
+        next.run(req).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>` (constant-time).
+pub fn token_matches(token: &AdminToken, headers: &http::HeaderMap) -> bool {
+    let presented = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .unwrap_or("");
-    if bool::from(presented.as_bytes().ct_eq(token.0.as_bytes())) && !presented.is_empty() {
-        next.run(req).await
-    } else {
-        ApiError::Unauthorized.into_response()
-    }
+    bool::from(presented.as_bytes().ct_eq(token.0.as_bytes())) && !presented.is_empty()
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 mod assets;
 mod auth;
+mod cloudflare;
 mod error;
 mod hostnames;
 mod js;
@@ -139,9 +140,14 @@ pub fn router(state: AdminState, token: AdminToken) -> Router {
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(body_limit))
         .route_layer(axum::middleware::from_fn_with_state(
-            token,
+            token.clone(),
             auth::require_token,
         ))
+        // Cloudflare's API shape, with its own authentication answer.
+        .nest(
+            "/client/v4",
+            cloudflare::router(token).layer(DefaultBodyLimit::max(body_limit)),
+        )
         // Added after the auth layer: health checks need no token.
         .route("/healthz", get(observe::healthz))
         .route("/readyz", get(observe::readyz))

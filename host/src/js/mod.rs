@@ -578,6 +578,45 @@ fn cached_module(
     Ok(module)
 }
 
+/// The JS sources a component built by this host carries (its
+/// [`SOURCES_SECTION`]), or `None` for any other component. Display only:
+/// a tenant can put anything in a custom section.
+pub fn bundle_of(component: &[u8]) -> Option<JsBundle> {
+    #[derive(Deserialize)]
+    struct Stored {
+        main_module: String,
+        modules: Vec<StoredModule>,
+        #[serde(default)]
+        kv_bindings: Vec<String>,
+    }
+    #[derive(Deserialize)]
+    struct StoredModule {
+        name: String,
+        source: String,
+    }
+    let sections = template::sections(component).ok()?;
+    sections.iter().rev().filter(|s| s.id == 0).find_map(|s| {
+        let payload = &component[s.payload.clone()];
+        let (name, rest) = template::custom_name(payload)?;
+        if name != SOURCES_SECTION {
+            return None;
+        }
+        let stored: Stored = serde_json::from_slice(rest).ok()?;
+        Some(JsBundle {
+            main_module: stored.main_module,
+            modules: stored
+                .modules
+                .into_iter()
+                .map(|m| JsModule {
+                    name: m.name,
+                    source: m.source,
+                })
+                .collect(),
+            kv_bindings: stored.kv_bindings,
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -99,6 +99,14 @@ pub(crate) fn sections(bytes: &[u8]) -> Result<Vec<Section>, TemplateError> {
     Ok(out)
 }
 
+/// A custom section's name and contents.
+pub(crate) fn custom_name(payload: &[u8]) -> Option<(&str, &[u8])> {
+    let mut at = 0;
+    let len = read_leb_u32(payload, &mut at).ok()? as usize;
+    let name = std::str::from_utf8(payload.get(at..at.checked_add(len)?)?).ok()?;
+    Some((name, &payload[at + len..]))
+}
+
 fn section_bytes(id: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 6);
     out.push(id);
