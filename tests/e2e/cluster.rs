@@ -3,12 +3,15 @@
 //! deadline; how fast changes propagate is `make bench`'s business.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::harness::{Berth, Nats, cluster_host, eventually, ok, wasm, wasm_path};
+use crate::harness::{
+    Berth, Nats, NatsLink, cluster_config, cluster_host, eventually, ok, start_with_config, wasm,
+    wasm_path,
+};
 use crate::observe::{next_event, open_tail};
 
 /// The body `host` answers for `path` on `script.localhost`, if 200.
@@ -233,6 +236,24 @@ async fn tail_on_one_host_sees_requests_served_by_another() {
     );
 }
 
+/// The sha256 of `bytes`, hex.
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+}
+
+/// Whether `reply` is the answer of `fixture` to `/echo`: tenant says so in
+/// `x-fixture`, hello greets.
+fn answered_by(reply: &crate::harness::Reply, fixture: &str) -> bool {
+    reply.status == 200
+        && match fixture {
+            "tenant" => reply.header("x-fixture").as_deref() == Some("tenant"),
+            "hello" => {
+                reply.header("x-fixture").is_none() && reply.text().starts_with("Hello from Berth")
+            }
+            other => panic!("no answer known for {other}"),
+        }
+}
+
 #[tokio::test]
 async fn concurrent_deploys_from_two_hosts_converge_on_one_version() {
     let nats = Nats::start();
@@ -240,6 +261,13 @@ async fn concurrent_deploys_from_two_hosts_converge_on_one_version() {
         cluster_host(&nats, "race", ""),
         cluster_host(&nats, "race", ""),
     );
+    // Before the race both hosts have loaded a third component, so each
+    // must drop it for the winner.
+    a.deploy("default", "app", wasm("old_wasi")).await;
+    for host in [&a, &b] {
+        let before = eventually("old_wasi on both hosts", || body(host, "app", "/echo")).await;
+        assert_eq!(before, "old wasi\n");
+    }
     let rounds = 6;
     let mut uploads = Vec::new();
     for _ in 0..rounds {
@@ -261,9 +289,10 @@ async fn concurrent_deploys_from_two_hosts_converge_on_one_version() {
         })
         .collect();
     versions.sort();
+    let last = 1 + 2 * rounds as u64;
     assert_eq!(
         versions,
-        (1..=2 * rounds as u64).collect::<Vec<_>>(),
+        (2..=last).collect::<Vec<_>>(),
         "one version per upload"
     );
     let final_sha = eventually("both hosts agree", || async {
@@ -277,79 +306,134 @@ async fn concurrent_deploys_from_two_hosts_converge_on_one_version() {
             .await
             .json()["result"]
             .clone();
-        (x["version"] == 2 * rounds as u64 && x == y).then(|| x["sha256"].clone())
+        (x["version"] == last && x == y).then(|| x["sha256"].clone())
     })
     .await;
     let winner = replies
         .iter()
-        .find(|r| r.json()["result"]["version"] == 2 * rounds as u64)
+        .find(|r| r.json()["result"]["version"] == last)
         .unwrap();
     assert_eq!(winner.json()["result"]["sha256"], final_sha);
-    // And both serve the same component.
-    let fixture_a = a.get("app.localhost", "/echo").await.header("x-fixture");
-    let fixture_b = eventually("B serves the final version", || async {
-        let f = b.get("app.localhost", "/echo").await.header("x-fixture");
-        (f == fixture_a).then_some(f)
-    })
-    .await;
-    assert_eq!(fixture_a, fixture_b);
+    // The winning bytes name the fixture both hosts must serve.
+    let fixture = ["hello", "tenant"]
+        .into_iter()
+        .find(|f| final_sha == sha256_hex(&wasm(f)).as_str())
+        .unwrap_or_else(|| panic!("{final_sha} is neither upload"));
+    for host in [&a, &b] {
+        eventually(&format!("{fixture} served by every host"), || async {
+            answered_by(&host.get("app.localhost", "/echo").await, fixture).then_some(())
+        })
+        .await;
+    }
 }
 
-#[tokio::test]
+/// B is killed while A and C are under load and stays dead while A deploys;
+/// A and C answer every request meanwhile, and B, restarted, serves both
+/// the deploy it acknowledged before dying and the one it missed. The
+/// runtime has threads of its own for the load, so it runs on while the
+/// test kills and restarts B (blocking calls, on a blocking thread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_host_loses_nothing_and_catches_up_while_the_others_serve() {
     let nats = Nats::start();
     let a = cluster_host(&nats, "kill", "");
-    let b = cluster_host(&nats, "kill", "");
+    let mut b = cluster_host(&nats, "kill", "");
     let c = cluster_host(&nats, "kill", "");
     a.deploy("default", "app", wasm("hello")).await;
     for host in [&b, &c] {
         eventually("hello everywhere", || body(host, "app", "/")).await;
     }
-    // Load on A and C while B dies (both fixtures answer /echo with 200).
+    // Load on A and C (both fixtures answer /echo with 200). A reply counts
+    // for B's downtime only if its request started after the kill and it
+    // was answered before the restart began.
+    const UP: u8 = 0;
+    const DOWN: u8 = 1;
+    const BACK: u8 = 2;
+    let phase = Arc::new(AtomicU8::new(UP));
     let stop = Arc::new(AtomicBool::new(false));
-    let (served, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let failed = Arc::new(AtomicU64::new(0));
+    let during = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
     let mut load = Vec::new();
-    for addr in [a.data, c.data] {
-        let (stop, served, failed) = (stop.clone(), served.clone(), failed.clone());
+    for (addr, during) in [(a.data, during[0].clone()), (c.data, during[1].clone())] {
+        let (stop, phase, failed) = (stop.clone(), phase.clone(), failed.clone());
         load.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
-            while !stop.load(Ordering::Relaxed) {
+            while !stop.load(Ordering::SeqCst) {
+                let started = phase.load(Ordering::SeqCst);
                 let ok = client
                     .get(format!("http://{addr}/echo"))
                     .header("host", "app.localhost")
                     .send()
                     .await
                     .is_ok_and(|r| r.status() == 200);
-                let counter = if ok { &served } else { &failed };
-                counter.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                } else if started == DOWN && phase.load(Ordering::SeqCst) == DOWN {
+                    during.fetch_add(1, Ordering::SeqCst);
+                }
             }
         }));
     }
     // B acknowledged a deploy just before it dies: it is in JetStream.
     b.deploy("default", "second", wasm("tenant")).await;
-    let b = b.crash_and_restart();
-    // A deploy while B was down (and restarting) reaches it too.
+    let mut b = tokio::task::spawn_blocking(move || {
+        b.kill();
+        b
+    })
+    .await
+    .unwrap();
+    phase.store(DOWN, Ordering::SeqCst);
+    // A deploy while B is down.
     a.deploy("default", "app", wasm("tenant")).await;
-    stop.store(true, Ordering::Relaxed);
+    serves(&c, "app", "tenant").await;
+    // Both A and C keep answering while B is dead.
+    eventually("A and C answer while B is down", || async {
+        (during.iter().all(|n| n.load(Ordering::SeqCst) >= 20)).then_some(())
+    })
+    .await;
+    phase.store(BACK, Ordering::SeqCst);
+    b = tokio::task::spawn_blocking(move || b.start_again())
+        .await
+        .unwrap();
+    stop.store(true, Ordering::SeqCst);
     for task in load {
         task.await.unwrap();
     }
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "A and C kept answering");
-    assert!(served.load(Ordering::Relaxed) > 0);
+    assert_eq!(failed.load(Ordering::SeqCst), 0, "A and C kept answering");
+    // Restarted, B serves what it acknowledged and what it missed.
     serves(&b, "second", "tenant").await;
     serves(&b, "app", "tenant").await;
     serves(&c, "second", "tenant").await;
+    serves(&a, "app", "tenant").await;
 }
 
+/// docs/scale-out.md, "Failure modes": while NATS is unreachable, loaded
+/// scripts are served, a script this host never loaded answers `internal`,
+/// guest KV fails inside the guest, admin writes are refused, and a host
+/// starting meanwhile says so and exits; once NATS is back, writes work and
+/// propagate again.
 #[tokio::test]
 async fn hosts_serve_from_cache_while_nats_is_down_and_catch_up_after() {
     let nats = Nats::start();
+    let short = "timeout_ms = 1000";
     let (a, b) = (
-        cluster_host(&nats, "down", ""),
-        cluster_host(&nats, "down", ""),
+        cluster_host(&nats, "down", short),
+        cluster_host(&nats, "down", short),
     );
     a.deploy("default", "app", wasm("hello")).await;
+    a.deploy("default", "store", wasm("tenant")).await;
+    // Deployed, never requested on B: its bytes (a component no other
+    // script here uses) are not in B's cache.
+    a.deploy("default", "cold", wasm("old_wasi")).await;
     eventually("B serves app", || body(&b, "app", "/")).await;
+    serves(&b, "store", "tenant").await;
+    eventually("B knows cold", || async {
+        (b.admin_get("/v1/namespaces/default/scripts/cold")
+            .await
+            .status
+            == 200)
+            .then_some(())
+    })
+    .await;
     let mut nats = nats;
     nats.stop();
 
@@ -358,6 +442,18 @@ async fn hosts_serve_from_cache_while_nats_is_down_and_catch_up_after() {
         let text = body(host, "app", "/").await.expect("served from cache");
         assert!(text.starts_with("Hello from Berth"));
     }
+    // Guest KV fails inside the guest, which answers with the reason.
+    let kv = b.get("store.localhost", "/kv/set?key=k&value=v").await;
+    assert_eq!(kv.status, 200, "{}", kv.text());
+    assert!(
+        kv.text().starts_with("error:") && kv.text().contains("unreachable"),
+        "{}",
+        kv.text()
+    );
+    // A script B never loaded cannot be fetched.
+    let cold = b.get("cold.localhost", "/").await;
+    assert_eq!(cold.status, 500, "{}", cold.text());
+    assert_eq!(cold.error_code().as_deref(), Some("internal"));
     // Admin writes fail fast and say why.
     let refused = a.upload("default", "app", wasm("tenant")).await;
     assert_eq!(refused.status, 503, "{}", refused.text());
@@ -365,6 +461,14 @@ async fn hosts_serve_from_cache_while_nats_is_down_and_catch_up_after() {
     // The code's earlier spelling, in the header every Berth error carries.
     assert_eq!(refused.error_code().as_deref(), Some("store-unavailable"));
     assert_eq!(refused.header("retry-after").as_deref(), Some("1"));
+    // A host starting now has nothing to serve: it says so and exits.
+    let (status, output) =
+        serve_until_exit(&cluster_config(&nats.url(), "down", "timeout_ms = 500"));
+    assert!(!status.success(), "{status}: {output}");
+    assert!(
+        output.contains(&format!("cannot connect to NATS at {}", nats.url())),
+        "{output}"
+    );
 
     // NATS back (same port and store): a new deploy propagates.
     let _nats = nats.restart();
@@ -375,6 +479,100 @@ async fn hosts_serve_from_cache_while_nats_is_down_and_catch_up_after() {
     .await;
     assert_eq!(deployed.json()["result"]["version"], 2);
     serves(&b, "app", "tenant").await;
+    assert_eq!(
+        body(&b, "store", "/kv/set?key=k&value=v").await.as_deref(),
+        Some("ok")
+    );
+}
+
+/// Runs `berth serve` with `config` until it exits by itself (it must,
+/// within 60 s): its exit status and everything it printed.
+fn serve_until_exit(config: &str) -> (std::process::ExitStatus, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&path)
+        .env("BERTH_ADMIN_TOKEN", crate::harness::TOKEN)
+        .env_remove("BERTH_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "berth serve still runs without NATS: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status, text)
+}
+
+/// One host cut off from NATS (a proxy between them closes) while another
+/// deploys, redeploys and deletes: once the link is back, the watch
+/// resumes from the last revision the host applied and it catches up on
+/// everything it missed.
+#[tokio::test]
+async fn a_host_cut_off_from_nats_catches_up_on_what_it_missed() {
+    let nats = Nats::start();
+    let link = NatsLink::to(&nats);
+    let a = cluster_host(&nats, "cut", "");
+    let b = start_with_config(&cluster_config(&link.url(), "cut", "timeout_ms = 1000"));
+    a.deploy("default", "app", wasm("hello")).await;
+    a.deploy("default", "doomed", wasm("hello")).await;
+    for script in ["app", "doomed"] {
+        eventually("B serves hello", || body(&b, script, "/")).await;
+    }
+    link.cut();
+    // B knows it is cut off: it refuses admin writes.
+    eventually("B notices the cut", || async {
+        (b.upload("default", "probe", wasm("hello")).await.status == 503).then_some(())
+    })
+    .await;
+    a.deploy("default", "app", wasm("tenant")).await;
+    a.deploy("default", "added", wasm("tenant")).await;
+    let deleted = a
+        .send(a.admin_request(
+            reqwest::Method::DELETE,
+            "/v1/namespaces/default/scripts/doomed",
+        ))
+        .await;
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    // Still cut off: B serves what it had.
+    let old = body(&b, "app", "/").await.expect("served from cache");
+    assert!(old.starts_with("Hello from Berth"), "{old}");
+    link.restore();
+    serves(&b, "app", "tenant").await;
+    serves(&b, "added", "tenant").await;
+    eventually("doomed gone on B", || async {
+        let reply = b.get("doomed.localhost", "/").await;
+        (reply.status == 404 && reply.error_code().as_deref() == Some("worker-not-found"))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        b.log().contains("lost the connection to NATS"),
+        "{}",
+        b.log()
+    );
 }
 
 #[tokio::test]
@@ -394,26 +592,21 @@ async fn shared_artifacts_load_only_with_a_valid_mac() {
     assert_eq!(stats["compiles"], 0, "{stats}");
     assert!(stats["artifact_loads"].as_u64().unwrap() >= 1, "{stats}");
 
-    // Tamper with the shared artifact: a host without it cached refuses it
-    // and compiles for itself.
+    // Tamper with the shared artifact: keep A's valid native code, change
+    // its tag (what a writer without the key can do). A host without it
+    // cached refuses it and compiles for itself…
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     let objects = js.get_object_store("art-blobs").await.unwrap();
-    let mut list = objects.list().await.unwrap();
-    let mut tampered = 0;
-    while let Some(info) = list.next().await {
-        let info = info.unwrap();
-        if info.name.starts_with("artifact/") {
-            let mut forged = vec![0u8; 32];
-            forged.extend_from_slice(b"\x7fELF not what it claims");
-            objects
-                .put(info.name.as_str(), &mut forged.as_slice())
-                .await
-                .unwrap();
-            tampered += 1;
-        }
-    }
-    assert!(tampered >= 1, "A shared its artifact");
+    let artifacts = artifact_names(&objects).await;
+    assert_eq!(artifacts.len(), 1, "A shared its artifact: {artifacts:?}");
+    // The tag is the first 32 bytes: flip one bit of it.
+    let mut forged = read_object(&objects, &artifacts[0]).await;
+    forged[0] ^= 0x01;
+    objects
+        .put(artifacts[0].as_str(), &mut forged.as_slice())
+        .await
+        .unwrap();
     let c = cluster_host(&nats, "art", &with_key);
     eventually("C serves app", || body(&c, "app", "/")).await;
     let stats = c.runtime_stats().await;
@@ -421,10 +614,44 @@ async fn shared_artifacts_load_only_with_a_valid_mac() {
     assert_eq!(stats["compiles"], 1, "{stats}");
     assert!(c.log().contains("failed its HMAC check"), "{}", c.log());
 
+    // …and shares a correctly tagged one again, which the next host loads.
+    let reshared = read_object(&objects, &artifacts[0]).await;
+    assert_ne!(reshared, forged, "C replaced the forged artifact");
+    let e = cluster_host(&nats, "art", &with_key);
+    eventually("E serves app", || body(&e, "app", "/")).await;
+    let stats = e.runtime_stats().await;
+    assert_eq!(stats["compiles"], 0, "{stats}");
+    assert_eq!(stats["artifact_loads"], 1, "{stats}");
+
     // Without a key, a host never loads shared native code.
     let d = cluster_host(&nats, "art", "");
     eventually("D serves app", || body(&d, "app", "/")).await;
     assert_eq!(d.runtime_stats().await["compiles"], 1);
+}
+
+/// The names of the artifacts in an object store.
+async fn artifact_names(objects: &async_nats::jetstream::object_store::ObjectStore) -> Vec<String> {
+    let mut list = objects.list().await.unwrap();
+    let mut names = Vec::new();
+    while let Some(info) = list.next().await {
+        let info = info.unwrap();
+        if info.name.starts_with("artifact/") {
+            names.push(info.name);
+        }
+    }
+    names
+}
+
+/// An object's bytes.
+async fn read_object(
+    objects: &async_nats::jetstream::object_store::ObjectStore,
+    name: &str,
+) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut object = objects.get(name).await.unwrap();
+    let mut bytes = Vec::new();
+    object.read_to_end(&mut bytes).await.unwrap();
+    bytes
 }
 
 #[tokio::test]
@@ -462,17 +689,31 @@ async fn guest_kv_keeps_quotas_and_isolation_across_hosts() {
         third.starts_with("error:") && third.contains("kv-limit"),
         "{third}"
     );
+    assert!(third.contains("keys"), "refused for its key count: {third}");
+    // Bytes: 600 KiB through A fits the 1 MiB quota, 600 KiB more under
+    // another key through B does not.
+    for (host, key) in [(&b, "b"), (&a, "a")] {
+        let path = format!("/kv/delete?key={key}");
+        assert_eq!(body(host, "app", &path).await.as_deref(), Some("ok"));
+    }
     assert_eq!(
-        body(&b, "app", "/kv/delete?key=b").await.as_deref(),
+        body(&a, "app", "/kv/big?kb=600&key=big").await.as_deref(),
         Some("ok")
     );
-    let big = body(&b, "app", "/kv/big?kb=1024").await.unwrap();
-    assert!(big.contains("kv-limit"), "{big}");
+    let second = body(&b, "app", "/kv/big?kb=600&key=big2").await.unwrap();
+    assert!(
+        second.starts_with("error:") && second.contains("kv-limit"),
+        "{second}"
+    );
+    assert!(
+        second.contains("bytes of keys and values"),
+        "refused for its bytes, not its key count: {second}"
+    );
     assert_eq!(
         body(&a, "app", "/kv/set?key=c&value=3").await.as_deref(),
         Some("ok")
     );
-    assert_eq!(body(&b, "app", "/kv/keys").await.as_deref(), Some("a,c"));
+    assert_eq!(body(&b, "app", "/kv/keys").await.as_deref(), Some("big,c"));
 
     // Another script sees none of it.
     assert_eq!(body(&b, "other", "/kv/keys").await.as_deref(), Some(""));
@@ -495,4 +736,142 @@ async fn guest_kv_keeps_quotas_and_isolation_across_hosts() {
         (body(&a, "app", "/kv/keys").await.as_deref() == Some("")).then_some(())
     })
     .await;
+}
+
+/// docs/scale-out.md: "two hosts cannot both pass a quota". Sixteen
+/// writes of 200 KiB at once, half through each host, into a 1 MiB bucket:
+/// at most five fit, and the bucket never holds more than its quota.
+#[tokio::test]
+async fn two_hosts_writing_at_once_cannot_both_pass_a_kv_quota() {
+    const QUOTA: usize = 1 << 20;
+    let nats = Nats::start();
+    let (a, b) = (
+        cluster_host(&nats, "kvrace", ""),
+        cluster_host(&nats, "kvrace", ""),
+    );
+    let limited = a
+        .upload_with_metadata(
+            "default",
+            "app",
+            wasm("tenant"),
+            json!({"limits": {"kv_max_mb": 1}}),
+        )
+        .await;
+    assert_eq!(limited.status, 200, "{}", limited.text());
+    serves(&b, "app", "tenant").await;
+    let writes = (0..16).map(|i| {
+        let host = if i % 2 == 0 { &a } else { &b };
+        async move {
+            let reply = host
+                .get("app.localhost", &format!("/kv/big?kb=200&key=k{i:02}"))
+                .await;
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            reply.text()
+        }
+    });
+    let answers = futures::future::join_all(writes).await;
+    let stored = answers.iter().filter(|t| t.as_str() == "ok").count();
+    for refused in answers.iter().filter(|t| t.as_str() != "ok") {
+        assert!(
+            refused.starts_with("error:") && refused.contains("kv-limit"),
+            "{refused}"
+        );
+    }
+    assert!(
+        (1..=5).contains(&stored),
+        "{stored} writes passed: {answers:?}"
+    );
+    // What the bucket holds, read back through the admin API.
+    let listed = a
+        .admin_get("/v1/namespaces/default/scripts/app/kv?limit=100")
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    let names: Vec<String> = listed.json()["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), stored, "{names:?}");
+    let mut total = 0;
+    for name in &names {
+        let value = b
+            .admin_get(&format!("/v1/namespaces/default/scripts/app/kv/{name}"))
+            .await;
+        assert_eq!(value.status, 200, "{}", value.text());
+        total += name.len() + value.body.len();
+    }
+    assert!(total <= QUOTA, "the bucket holds {total} bytes");
+}
+
+/// Data at rest in NATS: a secret in the records bucket is sealed (read
+/// the raw bucket and look), and a blob whose bytes do not match its
+/// sha256 is refused, never run.
+#[tokio::test]
+async fn secrets_in_nats_are_sealed_and_tampered_blobs_are_refused() {
+    let nats = Nats::start();
+    let a = cluster_host(&nats, "rest", "");
+    a.deploy("default", "vault", wasm("tenant")).await;
+    let secret = "hunter2-in-nats-5c1e";
+    let put = a
+        .send(
+            a.admin_request(
+                reqwest::Method::PUT,
+                "/v1/namespaces/default/scripts/vault/secrets/TOKEN",
+            )
+            .json(&json!({"value": secret})),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let echo = a.get("vault.localhost", "/echo").await.json();
+    assert_eq!(echo["env"]["TOKEN"], secret, "the guest gets it");
+
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let records = js.get_key_value("rest-records").await.unwrap();
+    let mut keys = records.keys().await.unwrap();
+    let mut record = None;
+    let mut seen = 0;
+    while let Some(key) = keys.next().await {
+        let key = key.unwrap();
+        let value = records.get(&key).await.unwrap().unwrap_or_default();
+        assert!(
+            !value.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{key} holds the secret in clear"
+        );
+        seen += 1;
+        if key == "sc.default.vault" {
+            record = Some(String::from_utf8_lossy(&value).into_owned());
+        }
+    }
+    assert!(seen >= 2, "read the namespace and the script record");
+    let record = record.expect("the script's record");
+    assert!(
+        record.contains(r#""TOKEN":"sealed:v1:"#),
+        "the record holds its secret, sealed: {record}"
+    );
+
+    // A blob replaced by other bytes under the same name: a host fetching
+    // it refuses it instead of running what it got.
+    a.deploy("default", "victim", wasm("hello")).await;
+    let objects = js.get_object_store("rest-blobs").await.unwrap();
+    let name = format!("blob/{}", sha256_hex(&wasm("hello")));
+    objects
+        .put(name.as_str(), &mut wasm("tenant").as_slice())
+        .await
+        .unwrap();
+    let b = cluster_host(&nats, "rest", "");
+    let refused = b.get("victim.localhost", "/echo").await;
+    assert_eq!(refused.status, 500, "{}", refused.text());
+    assert_eq!(refused.error_code().as_deref(), Some("internal"));
+    assert!(
+        b.log().contains("does not match its hash"),
+        "the log says why: {}",
+        b.log()
+    );
+    // A, which uploaded it, still serves its own checked copy.
+    assert!(answered_by(
+        &a.get("victim.localhost", "/echo").await,
+        "hello"
+    ));
 }

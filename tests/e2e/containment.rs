@@ -16,7 +16,8 @@ fn metric(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-async fn queue_depth(berth: &Berth) -> f64 {
+/// `berth_admission_queue_depth` right now (-1 if missing).
+pub(crate) async fn queue_depth(berth: &Berth) -> f64 {
     let text = berth.admin_get("/metrics").await.text();
     metric(&text, "berth_admission_queue_depth").unwrap_or(-1.0)
 }

@@ -47,6 +47,45 @@ async fn get(router: &axum::Router, host: &str, path: &str) -> (u16, String, Opt
     (status, String::from_utf8_lossy(&body).into_owned(), code)
 }
 
+/// A GET through the in-process admin router with the token, as JSON.
+async fn admin_get(admin: &axum::Router, path: &str) -> serde_json::Value {
+    let request = http::Request::builder()
+        .uri(path)
+        .header("authorization", "Bearer in-process")
+        .body(Body::empty())
+        .expect("request");
+    let response = admin.clone().oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), 200, "{path}");
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    serde_json::from_slice(&body).expect("JSON")
+}
+
+/// `berth_instantiation_seconds_count` of the in-process host.
+async fn instantiations(admin: &axum::Router) -> u64 {
+    let request = http::Request::builder()
+        .uri("/metrics")
+        .header("authorization", "Bearer in-process")
+        .body(Body::empty())
+        .expect("request");
+    let response = admin.clone().oneshot(request).await.expect("infallible");
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&body).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("berth_instantiation_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no instantiation count in {text}"))
+}
+
 /// One test on purpose: it counts this process's epoch threads, so no other
 /// in-process host may start or stop while it runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,9 +131,9 @@ async fn embedded_host_serves_in_process_and_shuts_down_cleanly() {
         .expect("deploy");
     assert_eq!(record.version, 1);
     let data = berth.data_router();
-    let (status, body, _) = get(&data, "hello.localhost", "/").await;
+    let (status, body, _) = get(&data, "hello.localhost", "/in-process?x=1").await;
     assert_eq!(status, 200, "{body}");
-    assert!(!body.is_empty());
+    assert_eq!(body, "Hello from Berth! You requested /in-process?x=1\n");
     let (status, _, code) = get(&data, "nobody.localhost", "/").await;
     assert_eq!((status, code.as_deref()), (404, Some("worker-not-found")));
 
@@ -112,21 +151,40 @@ async fn embedded_host_serves_in_process_and_shuts_down_cleanly() {
         )
         .await
         .expect("deploy customer-a");
+    let admin = berth.admin_router();
+    let instantiated_before = instantiations(&admin).await;
     for _ in 0..3 {
         let (status, body, _) = get(&data, "customer-a.platform.localhost", "/").await;
         assert_eq!(status, 200, "{body}");
         assert!(body.contains("hi from a"), "{body}");
     }
+    // Three fresh user workers; the dispatch worker was instantiated for
+    // fewer than its three requests: one served more, warm.
+    let instantiated = instantiations(&admin).await - instantiated_before;
+    assert!(
+        (4..6).contains(&instantiated),
+        "{instantiated} instantiations for 3 user and 3 dispatch requests"
+    );
 
-    // The admin router works in process too, with its token.
-    let admin = berth.admin_router();
-    let request = http::Request::builder()
-        .uri("/v1/namespaces/customers/scripts")
-        .header("authorization", "Bearer in-process")
-        .body(Body::empty())
-        .unwrap();
-    let response = admin.clone().oneshot(request).await.unwrap();
-    assert_eq!(response.status(), 200);
+    // The admin router works in process too, with its token: it lists
+    // what was deployed from Rust…
+    let listing = admin_get(&admin, "/v1/namespaces/customers/scripts").await;
+    let names: Vec<&str> = listing["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listing}"))
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["customer-a"], "{listing}");
+    // …and shows the dispatch worker's warm instance still holding its
+    // pool slot (nothing else runs now): what the shutdown below must not
+    // be kept alive by. (`warm_idle_instances` counts stored scripts'
+    // pools only, not a file-based dispatch worker's.)
+    let runtime = admin_get(&admin, "/v1/runtime").await;
+    assert!(
+        runtime["result"]["pool"]["component_instances"].as_u64() >= Some(1),
+        "{runtime}"
+    );
 
     // Delete without HTTP: the next request does not find it.
     assert!(

@@ -225,11 +225,24 @@ impl Berth {
     /// on the same data dir.
     pub fn crash_and_restart(self) -> Berth {
         let mut me = self;
-        let mut child = me.child.take().expect("server running");
+        me.kill();
+        me.start_again()
+    }
+
+    /// Kills the server with SIGKILL (no chance to flush anything) and
+    /// waits until it is gone; [`Self::start_again`] brings it back.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("server running");
         child.kill().expect("kill");
         child.wait().expect("wait");
-        let dir = std::mem::replace(&mut me.dir, tempfile::tempdir().expect("temp dir"));
-        let extra = std::mem::take(&mut me.extra);
+    }
+
+    /// Starts a killed or stopped server again on the same data dir and
+    /// arguments (new ports).
+    pub fn start_again(mut self) -> Berth {
+        assert!(self.child.is_none(), "stop or kill the server first");
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        let extra = std::mem::take(&mut self.extra);
         Berth::start_with(dir, &extra.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
@@ -521,6 +534,58 @@ pub async fn upstream(delay: Duration) -> SocketAddr {
     addr
 }
 
+/// A loopback HTTP upstream that holds every request until [`Gate::open`]
+/// is called, then answers `upstream ok`: for keeping guests in flight
+/// for as long as a test needs, without a timer. Runs on the test's
+/// runtime.
+pub async fn gated_upstream() -> (SocketAddr, Gate) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream addr");
+    let (open, opened) = tokio::sync::watch::channel(false);
+    let waiting = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let app = {
+        let waiting = waiting.clone();
+        axum::Router::new().fallback(move || {
+            let (mut opened, waiting) = (opened.clone(), waiting.clone());
+            async move {
+                waiting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = opened.wait_for(|open| *open).await;
+                waiting.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                "upstream ok"
+            }
+        })
+    };
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, Gate { open, waiting })
+}
+
+/// The switch of a [`gated_upstream`].
+pub struct Gate {
+    open: tokio::sync::watch::Sender<bool>,
+    waiting: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Gate {
+    /// Requests held at the gate right now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Answers every held request, and every later one at once.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// Holds later requests again.
+    pub fn close(&self) {
+        self.open.send_replace(false);
+    }
+}
+
 /// A server whose `berth.toml` is `config` (written into its temp dir).
 pub fn start_with_config(config: &str) -> Berth {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -646,10 +711,95 @@ impl Drop for Nats {
 /// A Berth host on `nats` under bucket prefix `prefix`; `extra` is more
 /// config (its own sections, or keys of `[store]`).
 pub fn cluster_host(nats: &Nats, prefix: &str, extra: &str) -> Berth {
-    start_with_config(&format!(
-        "[store]\nbackend = \"nats\"\nurl = \"{}\"\nprefix = \"{prefix}\"\nshared_secrets_key = true\n{extra}\n",
-        nats.url()
-    ))
+    start_with_config(&cluster_config(&nats.url(), prefix, extra))
+}
+
+/// The `berth.toml` of a cluster host reaching NATS at `url`.
+pub fn cluster_config(url: &str, prefix: &str, extra: &str) -> String {
+    format!(
+        "[store]\nbackend = \"nats\"\nurl = \"{url}\"\nprefix = \"{prefix}\"\nshared_secrets_key = true\n{extra}\n"
+    )
+}
+
+/// A loopback TCP proxy in front of a NATS server that a test can cut
+/// (every connection through it closed, new ones refused) and restore:
+/// one host losing NATS while the others keep it. Plain threads, so it
+/// runs whatever the test's runtime is doing.
+pub struct NatsLink {
+    /// The port hosts connect to.
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl NatsLink {
+    /// A proxy to `nats`'s client port.
+    pub fn to(nats: &Nats) -> NatsLink {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let target = SocketAddr::from(([127, 0, 0, 1], nats.port));
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::<std::net::TcpStream>::new()));
+        let (cut_flag, conns) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if cut_flag.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(target) else {
+                    continue;
+                };
+                let mut list = conns.lock().unwrap();
+                for stream in [&client, &server] {
+                    if let Ok(clone) = stream.try_clone() {
+                        list.push(clone);
+                    }
+                }
+                drop(list);
+                for (mut from, mut to) in [
+                    (client.try_clone(), server.try_clone()),
+                    (server.try_clone(), client.try_clone()),
+                ]
+                .into_iter()
+                .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        NatsLink { port, cut, open }
+    }
+
+    /// `nats://127.0.0.1:<proxy port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Closes every connection through the proxy and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for NatsLink {
+    fn drop(&mut self) {
+        self.cut();
+    }
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, for up to 30 s (a

@@ -207,8 +207,15 @@ async fn trap_details_reach_the_log_not_the_public() {
     assert!(!text.contains("wasm"), "no trap text or backtrace: {text}");
     let id = panic.header("berth-request-id").expect("request id");
     assert!(text.contains(&id), "the body names the request id: {text}");
+    // A trap: the fixed public sentence with the request id, nothing else.
     let trap = berth.get("app.localhost", "/trap").await;
-    assert!(!trap.text().contains("unreachable"), "{}", trap.text());
+    assert_eq!(trap.status, 500, "{}", trap.text());
+    assert_eq!(trap.error_code().as_deref(), Some("exception"));
+    let id = trap.header("berth-request-id").expect("request id");
+    assert_eq!(
+        trap.text(),
+        format!("Worker threw an exception (request id {id}; details in the platform's logs)\n")
+    );
     berth.stop();
     assert!(
         berth.log().contains("tenant panicked on purpose"),
@@ -274,18 +281,32 @@ async fn slow_clients_are_cut_off() {
     );
     berth.deploy("default", "app", wasm("tenant")).await;
 
-    // Half a request head, then nothing: closed.
+    // Half a request head, then nothing: closed after the configured
+    // 300 ms, well before the 10 s default would have closed it (5 s is a
+    // deadline, not a measurement).
     let mut half = connect(berth.data);
     half.write_all(b"GET /echo HTTP/1.1\r\nHost: app.loc")
         .unwrap();
+    let started = Instant::now();
     let (seen, closed) = read_until_closed(&mut half);
     assert!(closed, "a half-sent head is not held open: {seen:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "held open for {:?}: the default head timeout, not the configured one",
+        started.elapsed()
+    );
     assert!(!seen.contains("200 OK"), "{seen}");
 
     // Nothing at all: closed too.
     let mut silent = connect(berth.data);
+    let started = Instant::now();
     let (_, closed) = read_until_closed(&mut silent);
     assert!(closed, "a silent connection is not held open");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "held open for {:?}",
+        started.elapsed()
+    );
 
     // A kept-alive connection after its response: closed when idle.
     let mut idle = connect(berth.data);
@@ -303,7 +324,10 @@ async fn slow_clients_are_cut_off() {
     )
     .unwrap();
     let (seen, _) = read_until_closed(&mut body);
-    assert!(seen.starts_with("HTTP/1.1 "), "an answer arrives: {seen:?}");
+    // The fixture stops reading at the failed read and answers what it
+    // got: 200 with the ten bytes that came.
+    assert!(seen.starts_with("HTTP/1.1 200 OK\r\n"), "{seen:?}");
+    assert!(seen.contains(r#""body_bytes":10"#), "{seen:?}");
 
     // The server still serves.
     assert_eq!(berth.get("app.localhost", "/echo").await.status, 200);
@@ -377,9 +401,26 @@ async fn egress_ports_are_policy_and_self_calls_cannot_loop() {
 
 #[tokio::test]
 async fn a_dns_server_that_never_answers_holds_no_threads() {
-    // A UDP socket that reads nothing: every query waits for its timeout.
+    // A UDP socket that never answers: every query waits for its timeout.
+    // It reads what arrives, to prove the lookups did ask it.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let dns = silent.local_addr().unwrap();
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listener = {
+        let (asked, stop) = (asked.clone(), stop.clone());
+        silent
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        std::thread::spawn(move || {
+            let mut packet = [0u8; 1500];
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok((n, _)) = silent.recv_from(&mut packet) {
+                    asked.lock().unwrap().push(dns_question(&packet[..n]));
+                }
+            }
+        })
+    };
     let berth = start_with_config(&format!(
         "[egress]\nnameservers = [\"{dns}\"]\nconnect_timeout_ms = 500\n"
     ));
@@ -399,7 +440,36 @@ async fn a_dns_server_that_never_answers_holds_no_threads() {
         after < before + 8,
         "24 stuck lookups must not cost a thread each: {before} → {after} threads"
     );
-    drop(silent);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    listener.join().unwrap();
+    // Every name was asked of the silent server.
+    let asked = asked.lock().unwrap();
+    for i in 0..24 {
+        let name = format!("name-{i}.never.test");
+        assert!(
+            asked
+                .iter()
+                .any(|q| q.to_ascii_lowercase().starts_with(&name)),
+            "{name} never reached the server; it was asked {asked:?}"
+        );
+    }
+}
+
+/// The name a DNS query asks about (its first question), dotted.
+fn dns_question(packet: &[u8]) -> String {
+    let mut labels = Vec::new();
+    let mut at = 12; // after the header
+    while let Some(&len) = packet.get(at) {
+        if len == 0 || len & 0xc0 != 0 {
+            break;
+        }
+        let label = packet
+            .get(at + 1..at + 1 + len as usize)
+            .unwrap_or_default();
+        labels.push(String::from_utf8_lossy(label).into_owned());
+        at += 1 + len as usize;
+    }
+    labels.join(".")
 }
 
 #[tokio::test]

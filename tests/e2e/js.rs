@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::harness::{Berth, eventually, start_with_config, wasm, wasm_path};
+use crate::harness::{Berth, eventually, gated_upstream, start_with_config, wasm, wasm_path};
 
 const ADMIN_TOKEN: &str = "js-platform-secret";
 
@@ -335,9 +335,49 @@ async fn js_fetch_and_warm_reuse_of_an_exported_handler() {
     assert_eq!(count("warm").await, "1\n");
 
     // Concurrent requests each get an instance of their own (StarlingMonkey
-    // must never see two requests interleave): all complete.
-    let replies = futures::future::join_all((0..12).map(|_| count("warm"))).await;
-    assert_eq!(replies.len(), 12);
+    // must never see two requests interleave): twelve held in flight at
+    // once (each awaiting its fetch at a gate) are twelve busy instances,
+    // the one idle before among them. ("other" goes first, with its idle
+    // instance, so every instance counted is one of "warm".)
+    let deleted = berth
+        .send(berth.admin_request(Method::DELETE, "/v1/namespaces/default/scripts/other"))
+        .await;
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    settle().await;
+    assert_eq!(berth.runtime_stats().await["warm_idle_instances"], 1);
+    let (gated, gate) = gated_upstream().await;
+    let burst: Vec<_> = (0..12)
+        .map(|_| {
+            tokio::spawn(
+                berth
+                    .data_request(
+                        Method::GET,
+                        "warm.localhost",
+                        &format!("/fetch?url=http://{gated}/"),
+                    )
+                    .send(),
+            )
+        })
+        .collect();
+    eventually("twelve requests at the gate", || async {
+        (gate.waiting() == 12).then_some(())
+    })
+    .await;
+    let stats = berth.runtime_stats().await;
+    assert_eq!(stats["warm_idle_instances"], 0, "{stats}");
+    assert!(
+        stats["pool"]["component_instances"].as_u64() >= Some(12),
+        "one busy instance per request in flight: {stats}"
+    );
+    gate.open();
+    for request in burst {
+        let reply = request.await.unwrap().unwrap();
+        assert_eq!(reply.text().await.unwrap(), "fetched 200: upstream ok");
+    }
+    settle().await;
+    // Back in the pool: at most `reuse_max_idle` (default 4) stay.
+    let stats = berth.runtime_stats().await;
+    assert_eq!(stats["warm_idle_instances"], 4, "{stats}");
 }
 
 fn start_js_dispatcher() -> Berth {

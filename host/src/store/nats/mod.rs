@@ -29,6 +29,8 @@ mod keys;
 mod kv;
 mod mirror;
 mod relay;
+#[cfg(test)]
+mod tests;
 mod watch;
 
 pub use relay::NatsTailRelay;
