@@ -543,3 +543,41 @@ async fn a_slow_tenant_cannot_take_every_dispatch_worker_slot() {
     // The slow tenant got its share (64) and nothing more.
     assert_eq!(statuses.get(&200), Some(&64), "{statuses:?}");
 }
+
+/// A file-based dispatch worker's warm instances are counted in
+/// `warm_idle_instances` and given back after `reuse_idle_ms`, like a
+/// stored script's (they live in the dispatch table, not the worker cache).
+#[tokio::test]
+async fn a_file_dispatch_workers_warm_instances_are_counted_and_reaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("berth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[dispatch]]
+hostnames = ["*.platform.test"]
+worker = "{}"
+namespace = "customers"
+isolation = {{ mode = "reuse", reuse_idle_ms = 500 }}
+vars = {{ PLATFORM_DOMAIN = "platform.test", ADMIN_TOKEN = "{ADMIN_TOKEN}" }}
+"#,
+            wasm_path("dispatcher").display()
+        ),
+    )
+    .unwrap();
+    let berth = Berth::start_with(dir, &["--config", config.to_str().unwrap()]);
+    deploy_vars(&berth, "customers", "a", "hello", json!({})).await;
+    for _ in 0..3 {
+        let reply = berth.get("a.platform.test", "/").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let stats = berth.runtime_stats().await;
+    assert_eq!(stats["warm_idle_instances"], 1, "{stats}");
+    crate::harness::eventually("the idle dispatch instance to be reaped", || async {
+        let stats = berth.runtime_stats().await;
+        (stats["warm_idle_instances"] == 0 && stats["pool"]["component_instances"] == 0)
+            .then_some(())
+    })
+    .await;
+}

@@ -66,6 +66,10 @@ pub struct Loader {
     counters: Arc<Counters>,
     metrics: Arc<Metrics>,
     host_modules: Arc<HostModules>,
+    /// Workers loaded from files (`[[dispatch]]` and outbound workers),
+    /// which live in the dispatch table, not the cache: their warm
+    /// instances are counted and reaped like any other.
+    files: Mutex<Vec<std::sync::Weak<Worker>>>,
 }
 
 /// How long a load waits for a host module still being prepared (the JS
@@ -102,7 +106,18 @@ impl Loader {
             counters,
             metrics,
             host_modules,
+            files: Mutex::default(),
         })
+    }
+
+    /// Every loaded worker still in use: the cache's and the file-based
+    /// ones.
+    pub fn loaded_workers(&self) -> Vec<Arc<Worker>> {
+        let mut all = self.cache.loaded_workers();
+        let mut files = lock(&self.files);
+        files.retain(|w| w.strong_count() > 0);
+        all.extend(files.iter().filter_map(std::sync::Weak::upgrade));
+        all
     }
 
     /// The worker cache.
@@ -430,7 +445,7 @@ impl Loader {
             .and_then(|s| s.to_str())
             .and_then(|s| Name::new(&s.to_ascii_lowercase().replace('_', "-")).ok())
             .unwrap_or_else(|| label.clone());
-        Ok(Arc::new(Worker {
+        let worker = Arc::new(Worker {
             spec: WorkerSpec {
                 namespace: label.clone(),
                 name: stem,
@@ -446,7 +461,9 @@ impl Loader {
             asset_config: Default::default(),
             admission: Arc::new(gates.for_limits(&ScriptLimits::default())),
             reuse_refused,
-        }))
+        });
+        lock(&self.files).push(Arc::downgrade(&worker));
+        Ok(worker)
     }
 
     /// Whether a namespace is trusted (cached; a missing namespace is not).

@@ -246,7 +246,6 @@ impl Runtime {
     /// `reuse_idle_ms`; returns how many went.
     pub fn reap_idle(&self) -> usize {
         self.loader
-            .cache()
             .loaded_workers()
             .iter()
             .filter(|w| w.isolation.reuse())
@@ -300,7 +299,6 @@ impl Runtime {
             cached_workers: self.loader.cache().loaded(),
             warm_idle_instances: self
                 .loader
-                .cache()
                 .loaded_workers()
                 .iter()
                 .map(|w| w.pool.len())
