@@ -141,15 +141,19 @@ run: build ## Start berth on 127.0.0.1:8787 with the example dispatcher; deploy 
 	client="--admin-url $$admin --data-dir $(RUN_DIR)"; \
 	$(BERTH) deploy hello $(WASM_DIR)/hello.wasm $$client || exit 1; \
 	$(BERTH) deploy hello-js $(WASM_DIR)/js_hello.wasm $$client || exit 1; \
+	echo "building examples/js-workers/counter.js on the host (the first start compiles the JS engine once, ~30 s)"; \
+	$(BERTH) deploy examples/js-workers/counter.js --module examples/js-workers/lib/words.js --kv VISITS $$client || exit 1; \
 	$(BERTH) deploy -n customers customer-a $(WASM_DIR)/hello.wasm --var 'GREETING=Hello from customer A!' $$client || exit 1; \
 	$(BERTH) deploy -n customers customer-b $(WASM_DIR)/hello.wasm --var 'GREETING=Hello from customer B!' $$client || exit 1; \
 	echo; echo "Try it:"; \
 	echo "  curl -H 'Host: hello.localhost' http://127.0.0.1:8787/                 # built-in router"; \
 	echo "  curl -H 'Host: hello-js.localhost' http://127.0.0.1:8787/              # the same in JavaScript"; \
+	echo "  curl -H 'Host: counter.localhost' http://127.0.0.1:8787/               # plain JS + KV, built on the host"; \
 	echo "  curl -H 'Host: customer-a.platform.localhost' http://127.0.0.1:8787/    # dispatcher -> customer-a"; \
 	echo "  curl -H 'Host: customer-b.platform.localhost' http://127.0.0.1:8787/    # dispatcher -> customer-b"; \
 	echo "  curl -H 'Host: nobody.platform.localhost' http://127.0.0.1:8787/        # dispatcher's JSON 404"; \
 	echo "Deploy another:  $(BERTH) deploy -n customers NAME FILE.wasm   (token in $(RUN_DIR)/admin-token)"; \
+	echo "Deploy JS:       $(BERTH) deploy hello.js   (or wrangler deploy --dispatch-namespace customers with CLOUDFLARE_API_BASE_URL=http://$$admin/client/v4)"; \
 	echo "Stop with Ctrl-C."; \
 	wait $$pid
 
@@ -183,7 +187,7 @@ wasmtime-cli: ## Install wasmtime-cli 48 (the benchmark peer) into ~/.cache/bert
 bench: build wasmtime-cli ## Benchmarks vs wasmtime serve and workerd (release, wrk); writes docs/benchmarks.md. Not in `make test`
 	CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo build --release -p berth-host --example axum_hello
 	workerd=$$(WORKERD_DIR=$(TOOLS_DIR)/workerd NPM_CACHE=$(CACHE_DIR)/npm bench/install-workerd.sh) && \
-	BERTH=$(BERTH) WASM_DIR=$(WASM_DIR) WASMTIME=$(WASMTIME_CLI) WORKERD=$$workerd \
+	BERTH=$(BERTH) WASM_DIR=$(WASM_DIR) WASMTIME=$(WASMTIME_CLI) WORKERD=$$workerd JS_ENGINE_DIR=$(JS_ENGINE_DIR) \
 	  AXUM_HELLO=$(HOST_TARGET_DIR)/release/examples/axum_hello bench/run.sh
 	@$(MAKE) --no-print-directory bench-cluster
 

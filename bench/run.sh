@@ -25,7 +25,12 @@
 #      examples/dispatcher in front of hello vs workerd's dispatcher →
 #      service binding → user worker (bench/workerd/)
 #   JS hello: the componentize-js hello (js_hello.wasm) in berth vs
-#      `wasmtime serve` on the same component vs workerd running a JS hello
+#      `wasmtime serve` on the same component vs workerd running a JS hello,
+#      and the same hello uploaded as plain JavaScript (bench/js/hello.js),
+#      built by the host (JS_ENGINE_DIR, `make js-engine`)
+#   JS uploads: the JS engine's first preparation (compile) and a restart's
+#      (cache), then plain-JS upload → first response for 5 different
+#      scripts, with the build's phases
 # Peers are optional: a case or peer whose binary or component is missing is
 # skipped with a message (WASMTIME, AXUM_HELLO, WORKERD empty = skipped).
 set -euo pipefail
@@ -36,6 +41,7 @@ AXUM_HELLO=${AXUM_HELLO:-}
 WORKERD=${WORKERD:-}        # native workerd binary (bench/install-workerd.sh prints it)
 SCRIPTS=${SCRIPTS:-10000}
 WASM_DIR=${WASM_DIR:?directory with hello.wasm}
+JS_ENGINE_DIR=${JS_ENGINE_DIR:-}   # build/js-engine (make js-engine); empty = plain-JS cases skipped
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 OUT=${OUT:-docs/benchmarks.md}
@@ -46,6 +52,7 @@ if [ -n "$WORKERD" ] && ! [ -x "$WORKERD" ]; then
   echo "bench: WORKERD=$WORKERD is not an executable; workerd peers skipped" >&2
   WORKERD=
 fi
+now_ms() { date +%s%3N; }
 # Servers started inside $(…) / <(…) subshells are not jobs of this shell:
 # start_berth and start_workerd also list their pids in $WORK/pids.
 trap 'kill $(jobs -p) $(cat "$WORK/pids" 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -223,6 +230,27 @@ run_berth_js() {
   stop_berth
 }
 
+# Plain JavaScript built on the host: a host with the JS engine (its
+# compiled code cached in $JS_CACHE, shared by every such host of the run).
+JS_CACHE="$WORK/js-cache"
+start_berth_js() {
+  start_berth "$1" "[js]
+engine_dir = \"$JS_ENGINE_DIR\"
+cache_dir = \"$JS_CACHE\""
+  for _ in $(seq 1 3000); do
+    curl -sf -H 'authorization: Bearer bench' "$BERTH_ADMIN/v1/js" | grep -q '"state":"ready"' && return
+    sleep 0.1
+  done
+  echo "bench: the JS engine did not become ready" >&2; exit 1
+}
+run_berth_js_plain() {
+  start_berth_js js-plain
+  curl -sf -X PUT -H 'authorization: Bearer bench' -H 'content-type: application/javascript+module' \
+    --data-binary @"$BENCH_DIR/js/hello.js" "$BERTH_ADMIN/v1/namespaces/default/scripts/hello-js" > /dev/null
+  measure berth-js-plain "$BERTH_DATA" hello-js.localhost
+  stop_berth
+}
+
 # JS hello with warm reuse: the same worker built as an exported
 # incomingHandler (examples/js-hello/src/reusable.js), isolation = "reuse".
 run_berth_js_reuse() {
@@ -281,17 +309,38 @@ else
   [ -n "$WASMTIME" ] || echo "bench: JS hello case runs without its wasmtime serve peer: WASMTIME not set" >&2
   [ -n "$WORKERD" ] || echo "bench: JS hello case runs without its workerd peer: WORKERD not set (bench/install-workerd.sh installs it)" >&2
 fi
+# JS uploads (before the JS rounds, which reuse the cache this warms): the
+# engine prepared on a cold cache (compiles SpiderMonkey's code twice: for
+# serving and for the build sandbox), then on a restart (loads the cache),
+# then upload → first response of 5 different scripts, each with the phases
+# the host reports.
+JS_ENGINE_COLD=; JS_ENGINE_WARM=; JS_PLAIN_UPLOADS=(); JS_PLAIN_PHASES=()
+if [ -n "$JS_ENGINE_DIR" ]; then
+  t0=$(now_ms); start_berth_js js-engine-cold; JS_ENGINE_COLD=$(( $(now_ms) - t0 )); stop_berth
+  t0=$(now_ms); start_berth_js js-engine-warm; JS_ENGINE_WARM=$(( $(now_ms) - t0 ))
+  for i in 1 2 3 4 5; do
+    src="export default { async fetch(request, env) { return new Response('script $i says ' + new URL(request.url).pathname); } };"
+    t0=$(now_ms)
+    reply=$(curl -sf -X PUT -H 'authorization: Bearer bench' -H 'content-type: application/javascript+module' \
+      --data-binary "$src" "$BERTH_ADMIN/v1/namespaces/default/scripts/plain-$i")
+    curl -sf -o /dev/null -H "Host: plain-$i.localhost" "$BERTH_DATA/"
+    JS_PLAIN_UPLOADS+=("$(( $(now_ms) - t0 ))")
+    JS_PLAIN_PHASES+=("$(python3 -c 'import json,sys; t=json.load(sys.stdin)["result"]["build"]["timings_ms"]; print("init %.0f, snapshot %.0f, assemble %.0f ms" % (t["init_ms"], t["snapshot_ms"], t["assemble_ms"]))' <<<"$reply")")
+  done
+  stop_berth
+  echo "JS plain uploads: engine cold ${JS_ENGINE_COLD} ms, warm ${JS_ENGINE_WARM} ms; upload→first response ${JS_PLAIN_UPLOADS[*]} ms" >&2
+fi
+
 if [ -n "$CASEJS" ]; then
   for round in $(seq 1 "$ROUNDS"); do
     record js "$(run_berth_js)" berth-js
+    if [ -n "$JS_ENGINE_DIR" ]; then record js-plain "$(run_berth_js_plain)" berth-js-plain; fi
     if [ -f "$WASM_DIR/js_hello_reuse.wasm" ]; then record js-reuse "$(run_berth_js_reuse)" berth-js-reuse; fi
     if [ -f "$WASM_DIR/js_dispatcher.wasm" ]; then record js-dispatch "$(run_berth_js_dispatch)" berth-js-dispatch; fi
     if [ -n "$WASMTIME" ]; then record wasmtime-js "$(run_wasmtime "$WASM_DIR/js_hello.wasm")" wasmtime-serve-js; fi
     if [ -n "$WORKERD" ]; then record workerd-hello "$(run_workerd hello)" workerd-hello; fi
   done
 fi
-
-now_ms() { date +%s%3N; }
 
 # Case 5: cold start.
 cold_dir="$WORK/cold"; mkdir -p "$cold_dir"
@@ -450,6 +499,10 @@ if [ -n "$CASEJS" ]; then
   js_table="| Case | req/s (median of $ROUNDS) | p50 | p99 | ratio |
 |---|---|---|---|---|
 $(row js "berth: js_hello.wasm, fresh instance, limits on" "1.00${WORKERD:+; ÷ workerd: **$(div "$js_rps" "$(pick rps "${RPS[workerd-hello]}")")** (target ≥ 0.25)}")"
+  if [ -n "${RPS[js-plain]:-}" ]; then
+    js_table="$js_table
+$(row js-plain "berth: the same hello uploaded as plain JS (bench/js/hello.js), built on the host, fresh instance" "$(div "$(pick rps "${RPS[js-plain]}")" "$js_rps")${WORKERD:+; ÷ workerd: **$(div "$(pick rps "${RPS[js-plain]}")" "$(pick rps "${RPS[workerd-hello]}")")** (target ≥ 0.46, the componentize-js build)}")"
+  fi
   if [ -n "${RPS[js-reuse]:-}" ]; then
     js_table="$js_table
 $(row js-reuse "berth: js_hello_reuse.wasm (exported incomingHandler), warm reuse" "$(div "$(pick rps "${RPS[js-reuse]}")" "$js_rps")${WORKERD:+; ÷ workerd: **$(div "$(pick rps "${RPS[js-reuse]}")" "$(pick rps "${RPS[workerd-hello]}")")** (target ≥ 0.4)}")"
@@ -504,6 +557,13 @@ cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
     echo "| JS: upload of a first componentize-js script (js_hello) → first response | ${JS_UPLOAD1} ms | — |"
     echo "| JS: upload of a second, different script (js_hello_reuse) → first response | ${JS_UPLOAD2} ms | < 1 s |"
     echo "| JS: first request to it after a restart (background preload) | ${JS_RESTART} ms | < 5 ms |"
+  fi
+  if [ -n "$JS_ENGINE_COLD" ]; then
+    echo "| JS engine prepared at start, cold cache (compiles SpiderMonkey for serving and for builds) | ${JS_ENGINE_COLD} ms | once per host |"
+    echo "| JS engine prepared at a restart (compiled code loaded from js.cache_dir) | ${JS_ENGINE_WARM} ms | — |"
+    for i in "${!JS_PLAIN_UPLOADS[@]}"; do
+      echo "| Plain JS upload #$((i + 1)) (a different script each) → first response; build phases: ${JS_PLAIN_PHASES[$i]} | ${JS_PLAIN_UPLOADS[$i]} ms | < 1 s (stretch < 300 ms) |"
+    done
   fi
   echo
   echo "## Many scripts (case 6)"

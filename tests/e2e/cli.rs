@@ -87,12 +87,23 @@ async fn cli_creates_namespaces_and_deploys_scripts() {
         "{stderr}"
     );
 
-    // JavaScript is built into a component first; the CLI says how.
-    let js = berth.cli(&["deploy", "js", "examples/js-hello/src/worker.js"]);
+    // JavaScript is built by the host; this server has no JS engine, and
+    // the CLI passes on the host's answer naming the key to set.
+    let js_file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/js-hello/src/worker.js");
+    let js = berth.cli(&["deploy", "js", js_file.to_str().unwrap()]);
     assert!(!js.status.success());
     let stderr = String::from_utf8_lossy(&js.stderr);
     assert!(
-        stderr.contains("is JavaScript") && stderr.contains("componentize-js"),
+        stderr.contains("js_unavailable") && stderr.contains("engine_dir"),
+        "{stderr}"
+    );
+    // Neither a component nor JavaScript: refused before anything is sent.
+    let other = berth.cli(&["deploy", "notes", "README.md"]);
+    assert!(!other.status.success());
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        stderr.contains("neither a .wasm component nor a .js module"),
         "{stderr}"
     );
 

@@ -176,6 +176,11 @@ impl Berth {
             .env("BERTH_ADMIN_TOKEN", TOKEN)
             .env("RUST_LOG", "info")
             .env_remove("BERTH_CONFIG")
+            // `make test` sets these for `js_args`; a server gets the JS
+            // engine only when a test asks for it (preparing it costs a
+            // compile per data dir).
+            .env_remove("BERTH_JS_ENGINE_DIR")
+            .env_remove("BERTH_JS_CACHE_DIR")
             .stdout(Stdio::piped())
             .stderr(log_file)
             .spawn()

@@ -51,6 +51,22 @@ export default {
         const hex = Array.from(new Uint8Array(digest)).map((b) => b.toString(16).padStart(2, "0")).join("");
         return Response.json({ got: body, sha256: hex });
       }
+      case "/surface": {
+        // What docs/javascript.md promises a script can use.
+        const stream = new ReadableStream({
+          start(c) { c.enqueue(new TextEncoder().encode("streamed")); c.close(); },
+        });
+        return Response.json({
+          uuid: typeof crypto.randomUUID === "function" && crypto.randomUUID().length === 36,
+          random: crypto.getRandomValues(new Uint8Array(4)).length,
+          base64: btoa("hi") + "/" + atob("aGk="),
+          clone: structuredClone({ a: [1, 2] }).a.length,
+          params: new URLSearchParams("a=1&b=2").get("b"),
+          headers: new Headers({ "X-A": "1" }).get("x-a"),
+          stream: await new Response(stream).text(),
+          timer: await new Promise((resolve) => setTimeout(() => resolve("fired"), 1)),
+        });
+      }
       default:
         return new Response("not found", { status: 404 });
     }
@@ -189,6 +205,23 @@ async fn a_workers_module_is_built_on_the_host_and_serves_env_kv_and_wait_until(
     assert_eq!(
         echo.json()["sha256"],
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    // Reuse is refused with a reason: the build is on the fetch event.
+    let settings = berth
+        .patch_settings("default", "shop", json!({"isolation": "reuse"}))
+        .await;
+    assert_eq!(settings.status, 200, "{}", settings.text());
+    assert!(
+        settings.text().contains("served fresh"),
+        "{}",
+        settings.text()
+    );
+    let surface = berth.get("shop.localhost", "/surface").await;
+    assert_eq!(surface.status, 200, "{}", surface.text());
+    assert_eq!(
+        surface.json(),
+        json!({"uuid": true, "random": 4, "base64": "aGk=/hi", "clone": 2, "params": "2",
+               "headers": "1", "stream": "streamed", "timer": "fired"})
     );
 }
 

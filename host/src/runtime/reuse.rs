@@ -49,6 +49,20 @@ pub fn reuse_blocker(component: &[u8]) -> Option<&'static str> {
     let mut post_return = false;
     for payload in wasmparser::Parser::new(0).parse_all(component) {
         match payload {
+            // A plain JS upload built by this host (crate::js) imports the
+            // engine's code and is built on the fetch event.
+            Ok(wasmparser::Payload::ComponentImportSection(imports)) => {
+                if imports
+                    .into_iter()
+                    .flatten()
+                    .any(|i| i.name.name.starts_with("berth-js-engine-"))
+                {
+                    return Some(
+                        "plain JavaScript is built on StarlingMonkey's fetch event, which serves one \
+                         event per instance; such scripts are served fresh (docs/javascript.md)",
+                    );
+                }
+            }
             Ok(wasmparser::Payload::CustomSection(section)) if section.name() == "producers" => {
                 let data = section.data();
                 let tool = b"ComponentizeJS";

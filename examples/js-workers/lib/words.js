@@ -1,0 +1,3 @@
+export function plural(n, word) {
+  return n === 1 ? word : `${word}s`;
+}
