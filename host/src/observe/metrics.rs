@@ -224,32 +224,26 @@ impl Metrics {
     /// The labels to use for a script, folding scripts beyond the bound
     /// into `_other`.
     pub fn labels(&self, namespace: &str, script: &str) -> ScriptLabels {
-        let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (namespace.to_owned(), script.to_owned());
-        if series.contains(&key) || series.len() < self.max_series {
-            series.insert(key);
-            return ScriptLabels {
-                namespace: namespace.to_owned(),
-                script: script.to_owned(),
-            };
-        }
-        let namespace_known = series.iter().any(|(ns, _)| ns == namespace);
-        ScriptLabels {
-            namespace: if namespace_known {
-                namespace.to_owned()
-            } else {
-                "_other".into()
-            },
-            script: "_other".into(),
-        }
+        self.fold(namespace, script, true)
     }
 
     /// The labels a script has or would get, without claiming a series
     /// for it (for readers such as the dashboard).
     pub fn labels_of(&self, namespace: &str, script: &str) -> ScriptLabels {
-        let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        self.fold(namespace, script, false)
+    }
+
+    /// The one folding rule: a known pair, or a new one while there is
+    /// room (claimed if `claim`), keeps its labels; any other is `_other`
+    /// in its namespace, or in `_other` if the namespace is unknown too.
+    fn fold(&self, namespace: &str, script: &str, claim: bool) -> ScriptLabels {
+        let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
         let key = (namespace.to_owned(), script.to_owned());
-        if series.contains(&key) || series.len() < self.max_series {
+        let known = series.contains(&key);
+        if known || series.len() < self.max_series {
+            if claim && !known {
+                series.insert(key.clone());
+            }
             return ScriptLabels {
                 namespace: key.0,
                 script: key.1,

@@ -134,17 +134,32 @@ impl Runtime {
                 Ok(_) => "ok",
                 Err(error) => error.code().as_str(),
             };
-            let error = RecentError::new(
-                worker.name().as_str(),
-                options.call.request_id,
-                status,
-                outcome,
-                uri.path(),
-                crate::store::now_ms(),
-            );
-            self.services.metrics.history().error(&labels, error);
+            let request_id = options.call.request_id;
+            self.remember_failure(&labels, &worker, request_id, status, outcome, uri.path());
         }
         result
+    }
+
+    /// Keeps a failed request (a host error, or a 5xx the guest chose)
+    /// among its script's last errors, for the dashboard.
+    fn remember_failure(
+        &self,
+        labels: &crate::observe::metrics::ScriptLabels,
+        worker: &Worker,
+        request_id: Option<String>,
+        status: u16,
+        outcome: &'static str,
+        path: &str,
+    ) {
+        let error = RecentError::new(
+            worker.name().as_str(),
+            request_id,
+            status,
+            outcome,
+            path,
+            crate::store::now_ms(),
+        );
+        self.services.metrics.history().error(labels, error);
     }
 
     /// The pipeline itself: plan → admit → build state → call → answer.
