@@ -154,6 +154,9 @@ run: build ## Start berth on 127.0.0.1:8787 with the example dispatcher; deploy 
 	echo "  curl -H 'Host: nobody.platform.localhost' http://127.0.0.1:8787/        # dispatcher's JSON 404"; \
 	echo "Deploy another:  $(BERTH) deploy -n customers NAME FILE.wasm   (token in $(RUN_DIR)/admin-token)"; \
 	echo "Deploy JS:       $(BERTH) deploy hello.js   (or wrangler deploy --dispatch-namespace customers with CLOUDFLARE_API_BASE_URL=http://$$admin/client/v4)"; \
+	echo; echo "Dashboard:  $$admin/dashboard/"; \
+	if [ -n "$$BERTH_ADMIN_TOKEN" ]; then echo "  sign in with the token in BERTH_ADMIN_TOKEN"; \
+	else echo "  sign in with the token in $(RUN_DIR)/admin-token   (cat $(RUN_DIR)/admin-token)"; fi; \
 	echo "Stop with Ctrl-C."; \
 	wait $$pid
 
@@ -166,14 +169,37 @@ nats-server: ## Install nats-server (Debian package) if missing
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server; fi; }
 	@nats-server --version
 
+# The dashboard's browser test (tests/e2e/dashboard.rs runs
+# tests/browser/dashboard.mjs): Playwright's driver from npm (pinned in
+# tests/browser/package-lock.json, no browser download) drives Debian's
+# Chromium. Node 20+ must be on PATH.
+CHROMIUM         = $(shell command -v chromium 2>/dev/null || echo /usr/bin/chromium)
+
+tests/browser/node_modules/.berth-installed: tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --cache $(CACHE_DIR)/npm
+	@touch $@
+
+.PHONY: browser-deps
+browser-deps: tests/browser/node_modules/.berth-installed ## Install what the dashboard's browser test needs: Chromium (Debian package) and playwright-core (npm)
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi; }
+	@command -v node >/dev/null || { echo "node (20 or later) is needed on PATH for the browser test"; exit 1; }
+
+.PHONY: screenshots
+screenshots: guests browser-deps ## Regenerate docs/screenshots/*.png: every dashboard page at 1280x800, taken by the browser test
+	BERTH_WASM_DIR=$(WASM_DIR) BERTH_CHROMIUM=$(CHROMIUM) BERTH_SCREENSHOTS=$(CURDIR)/docs/screenshots \
+	  CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo test -p berth-host --test e2e -- --exact --nocapture \
+	    dashboard::an_operator_finds_edits_and_tails_a_script_among_a_thousand_in_chromium
+
 .PHONY: cluster
 cluster: build nats-server ## Start nats-server + 3 berth hosts over it on loopback (ports printed); deploy the examples
 	BERTH=$(BERTH) WASM_DIR=$(WASM_DIR) DIR=$(RUN_DIR)/cluster bench/cluster.sh
 
 .PHONY: test
-test: guests js js-engine wrangler tools nats-server ## Run every unit and end-to-end test
+test: guests js js-engine wrangler tools nats-server browser-deps ## Run every unit and end-to-end test (wrangler's and the dashboard's in headless Chromium too)
 	BERTH_WASM_DIR=$(WASM_DIR) BERTH_WASM_TOOLS=$(WASM_TOOLS) BERTH_JS_ENGINE_DIR=$(JS_ENGINE_DIR) \
-	  CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo test --workspace
+	  BERTH_CHROMIUM=$(CHROMIUM) CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo test --workspace
 
 WASMTIME_CLI     := $(TOOLS_DIR)/bin/wasmtime
 

@@ -41,6 +41,11 @@ use crate::store::{NamespaceStore, NatsStore, ScriptRecord, SledStore, StoreBack
 /// How often idle warm instances are reaped.
 const REAP_EVERY: Duration = Duration::from_secs(1);
 
+/// Every how many seconds (history samples) this host announces itself to
+/// the other hosts of its cluster: well within the few seconds after which
+/// they forget it.
+const ANNOUNCE_EVERY_SAMPLES: u64 = 2;
+
 /// Why a host could not be built, serve or stop. Operations on a running
 /// host fail with [`OpsError`] instead.
 #[derive(Debug, thiserror::Error)]
@@ -222,6 +227,7 @@ impl BerthBuilder {
             config.runtime.component_cache_size,
         ));
         tokio::spawn(reap(Arc::downgrade(&runtime)));
+        tokio::spawn(sample(Arc::downgrade(&runtime)));
         Ok(Berth {
             config,
             ops,
@@ -311,6 +317,32 @@ async fn reap(runtime: std::sync::Weak<Runtime>) {
         drop(runtime);
         if reaped > 0 {
             tracing::debug!(reaped, "dropped idle warm instances");
+        }
+    }
+}
+
+/// Samples the dashboard's history just after every second boundary, and
+/// every [`ANNOUNCE_EVERY_SAMPLES`] seconds announces this host to the
+/// others sharing its store, for as long as the runtime lives (held
+/// weakly, and never across the announcement).
+async fn sample(runtime: std::sync::Weak<Runtime>) {
+    let mut samples = 0u64;
+    loop {
+        let now = crate::store::now_ms();
+        let next = (now / 1000 + 1) * 1000 + 10;
+        tokio::time::sleep(Duration::from_millis(next.saturating_sub(now))).await;
+        let Some(live) = runtime.upgrade() else {
+            break;
+        };
+        live.sample_history();
+        samples += 1;
+        if !samples.is_multiple_of(ANNOUNCE_EVERY_SAMPLES) {
+            continue;
+        }
+        let (store, loaded) = (live.store().clone(), live.loaded_scripts() as u64);
+        drop(live);
+        if let Err(error) = crate::store::blocking(move || store.announce(loaded)).await {
+            tracing::debug!(%error, "cannot announce this host to its cluster");
         }
     }
 }

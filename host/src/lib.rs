@@ -77,9 +77,10 @@ pub use ops::{JsDeploy, JsUpload, NamespaceInfo, Ops, OpsError, OpsResult, Setti
 pub type DeployError = OpsError;
 pub use store::kv_usage::{KvUsage, Rewrites};
 pub use store::{
-    AssetConfig, AssetEntry, Blobs, Catalog, Hostnames, HtmlHandling, KvBucket, KvStore,
-    NamespaceRecord, NamespaceStore, NatsStore, NewScript, NotFoundHandling, ScriptRecord,
-    SledStore, StoreBackend, StoreChange, StoreConfig, StoreError, StoreResult, next_script_record,
+    AssetConfig, AssetEntry, Blobs, Catalog, ClusterView, HostPresence, Hostnames, HtmlHandling,
+    KvBucket, KvStore, NamespaceRecord, NamespaceStore, NatsStore, NewScript, NotFoundHandling,
+    ScriptRecord, SledStore, StoreBackend, StoreChange, StoreConfig, StoreError, StoreResult,
+    next_script_record,
 };
 
 /// Outbound HTTP policy and its seams (resolver, connector), for embedders

@@ -11,6 +11,7 @@ mod cli;
 mod cluster;
 mod compose;
 mod containment;
+mod dashboard;
 mod dispatch;
 mod egress;
 mod embed;

@@ -1,10 +1,13 @@
 //! The admin API: a separate listener, behind a bearer token, for managing
-//! namespaces and scripts. It never serves tenant traffic, and the data
-//! plane never serves these routes.
+//! namespaces and scripts, and the operator dashboard (its files need no
+//! token; everything it shows comes from the token-protected API). It never
+//! serves tenant traffic, and the data plane never serves these routes.
 
+mod activity;
 mod assets;
 mod auth;
 mod cloudflare;
+mod dashboard;
 mod error;
 mod hostnames;
 mod js;
@@ -73,6 +76,13 @@ pub fn router(state: AdminState, token: AdminToken) -> Router {
         .route("/v1/js", get(js::status))
         .route("/v1/js/build", axum::routing::post(js::build))
         .route("/metrics", get(observe::metrics))
+        .route("/v1/cluster", get(activity::cluster))
+        .route("/v1/dashboard/history", get(activity::history))
+        .route("/v1/dashboard/top", get(activity::top))
+        .route(
+            "/v1/dashboard/scripts/{ns}/{name}/history",
+            get(activity::script_history),
+        )
         .route(
             "/v1/namespaces/{ns}/scripts/{name}/tail",
             get(observe::tail),
@@ -148,8 +158,12 @@ pub fn router(state: AdminState, token: AdminToken) -> Router {
             "/client/v4",
             cloudflare::router(token).layer(DefaultBodyLimit::max(body_limit)),
         )
-        // Added after the auth layer: health checks need no token.
+        // Added after the auth layer: health checks and the dashboard's
+        // files need no token.
         .route("/healthz", get(observe::healthz))
         .route("/readyz", get(observe::readyz))
+        .route("/dashboard", get(dashboard::index))
+        .route("/dashboard/", get(dashboard::index))
+        .route("/dashboard/{*path}", get(dashboard::file))
         .with_state(state)
 }

@@ -10,6 +10,8 @@ use serde::Serialize;
 use super::error::{ApiError, ApiResult, ok};
 use super::{AdminState, names};
 use crate::base::Invalid;
+use crate::base::isolation::Isolation;
+use crate::base::limits::ScriptLimits;
 use crate::base::metadata::ScriptMetadata;
 use crate::base::names::Name;
 use crate::js::{JsBuild, JsBundle, JsModule};
@@ -28,9 +30,26 @@ pub(super) struct ScriptInfo {
     modified_on: String,
     tags: Vec<String>,
     vars: std::collections::BTreeMap<String, String>,
+    /// The script's own limits (the host's `[limits]` cap them).
+    limits: ScriptLimits,
+    /// Fresh instance per request, or warm reuse and its tuning.
+    isolation: Isolation,
+    /// Hostnames of its namespace's table mapped to it (only in the answer
+    /// of a single script's GET).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hostnames: Option<Vec<String>>,
+    /// Its static assets: how many files and their bytes together.
+    assets: AssetsSummary,
     /// How the host built a JavaScript upload (only in its upload answer).
     #[serde(skip_serializing_if = "Option::is_none")]
     build: Option<serde_json::Value>,
+}
+
+/// A script's static assets in two numbers.
+#[derive(Debug, Serialize)]
+pub(super) struct AssetsSummary {
+    count: usize,
+    bytes: u64,
 }
 
 /// What an upload answer says about a JS build.
@@ -47,6 +66,13 @@ impl From<ScriptRecord> for ScriptInfo {
     fn from(r: ScriptRecord) -> Self {
         Self {
             build: None,
+            limits: r.limits,
+            isolation: r.isolation,
+            hostnames: None,
+            assets: AssetsSummary {
+                count: r.assets.len(),
+                bytes: r.assets.values().map(|a| a.size).sum(),
+            },
             created_on: rfc3339(r.created_ms),
             modified_on: rfc3339(r.modified_ms),
             namespace: r.namespace,
@@ -65,7 +91,16 @@ pub(super) async fn get(
     Path((ns, script)): Path<(String, String)>,
 ) -> ApiResult {
     let (ns, script) = names(&ns, &script)?;
-    Ok(ok(ScriptInfo::from(state.ops.script(&ns, &script).await?)))
+    let mut info = ScriptInfo::from(state.ops.script(&ns, &script).await?);
+    let hostnames = state.ops.hostnames(&ns).await?;
+    info.hostnames = Some(
+        hostnames
+            .into_iter()
+            .filter(|(_, target)| *target == script)
+            .map(|(hostname, _)| hostname)
+            .collect(),
+    );
+    Ok(ok(info))
 }
 
 pub(super) async fn content(

@@ -17,10 +17,12 @@
 //! - [`settings`]: script and namespace settings and their merge patches.
 //! - [`listing`]: tag filters, name search and pages of script lists.
 //! - [`tail_relay`]: the seam through which live-tail events cross hosts.
+//! - [`cluster`]: what a host announces to the others sharing its store.
 //!
 //! Everything above this layer may import it; it imports nothing of Berth.
 //! It must never open a file, a socket or a thread.
 
+pub mod cluster;
 pub mod egress_rules;
 pub mod error;
 pub mod host_pattern;

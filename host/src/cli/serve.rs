@@ -49,6 +49,10 @@ pub(super) async fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::R
     // Stable, machine-readable readiness lines (scripts and tests wait for them).
     println!("berth: data plane listening on http://{}", server.data_addr);
     println!("berth: admin API listening on http://{}", server.admin_addr);
+    println!(
+        "berth: dashboard at http://{}/dashboard/",
+        server.admin_addr
+    );
     shutdown_signal().await;
     Ok(server.shutdown().await?)
 }

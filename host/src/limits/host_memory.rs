@@ -99,6 +99,8 @@ pub struct HostMemoryExceeded {
 struct Meter {
     limit: AtomicUsize,
     used: AtomicUsize,
+    /// The most `used` reached since the meter started or was reset.
+    peak: AtomicUsize,
     hit: AtomicBool,
     /// Every meter's bytes together (the runtime's gauge).
     total: Arc<AtomicU64>,
@@ -125,6 +127,7 @@ impl HostMemory {
         Self(Arc::new(Meter {
             limit: AtomicUsize::new(limit),
             used: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
             hit: AtomicBool::new(false),
             total,
         }))
@@ -144,7 +147,8 @@ impl HostMemory {
     /// like captured output).
     pub fn try_charge(&self, bytes: usize) -> Result<Charge, HostMemoryExceeded> {
         let limit = self.0.limit.load(Ordering::Relaxed);
-        self.0
+        let held = self
+            .0
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 used.checked_add(bytes).filter(|total| *total <= limit)
@@ -154,6 +158,7 @@ impl HostMemory {
                 held,
                 asked: bytes,
             })?;
+        self.0.peak.fetch_max(held + bytes, Ordering::Relaxed);
         self.0.total.fetch_add(bytes as u64, Ordering::Relaxed);
         Ok(Charge {
             meter: self.0.clone(),
@@ -175,6 +180,12 @@ impl HostMemory {
         self.0.used.load(Ordering::Relaxed)
     }
 
+    /// The most bytes held at once since the meter started or was last
+    /// [reset](Self::reset) (what the dashboard ranks memory by).
+    pub fn peak(&self) -> usize {
+        self.0.peak.load(Ordering::Relaxed)
+    }
+
     /// Whether a charge was refused since the last [`Self::reset`].
     pub fn limit_hit(&self) -> bool {
         self.0.hit.load(Ordering::Relaxed)
@@ -185,6 +196,9 @@ impl HostMemory {
     pub fn reset(&self, limit: usize) {
         self.0.limit.store(limit, Ordering::Relaxed);
         self.0.hit.store(false, Ordering::Relaxed);
+        self.0
+            .peak
+            .store(self.0.used.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 }
 
@@ -254,8 +268,10 @@ mod tests {
         drop(b);
         assert_eq!(meter.used(), 0);
         assert_eq!(total.load(Ordering::Relaxed), 0, "the runtime total too");
+        assert_eq!(meter.peak(), 100, "the peak outlives the charges");
         meter.reset(10);
         assert!(!meter.limit_hit());
+        assert_eq!(meter.peak(), 0, "a new request starts from what is held");
         assert!(meter.charge(11).is_err());
     }
 

@@ -34,6 +34,12 @@ impl MemoryLimiter {
         }
     }
 
+    /// Linear memory the instance holds now, all memories together (wasm
+    /// memories never shrink, so also the most it held).
+    pub fn memory_bytes(&self) -> usize {
+        self.memory_bytes
+    }
+
     /// Clears the "why growth failed" flags (a reused instance starts a
     /// new request).
     pub fn reset_flags(&mut self) {

@@ -16,6 +16,9 @@
 //! default bound of 1,000, the 1,000 first-seen scripts are itemised and
 //! the rest aggregated, so a scrape stays a few hundred kilobytes. Raise
 //! the bound if your Prometheus can take it.
+//!
+//! Every recording also feeds the dashboard's [`History`] under the same
+//! labels, so the same bound holds there.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -27,6 +30,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use super::history::History;
 
 /// Namespace and script of a series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -89,6 +94,11 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
+/// 1 MiB to 1 GiB, ×4: few buckets, as every script gets them.
+fn memory_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(f64::from(1 << 20), 4.0, 6))
+}
+
 /// All metrics of one host.
 pub struct Metrics {
     registry: Registry,
@@ -96,6 +106,7 @@ pub struct Metrics {
     duration: Family<ScriptLabels, Histogram, fn() -> Histogram>,
     cpu: Family<ScriptLabels, Counter<f64, AtomicU64>>,
     fuel: Family<ScriptLabels, Counter>,
+    memory: Family<ScriptLabels, Histogram, fn() -> Histogram>,
     limit_hits: Family<KindLabels, Counter>,
     subrequests: Family<OutcomeLabels, Counter>,
     instantiation: Histogram,
@@ -105,6 +116,7 @@ pub struct Metrics {
     queue_depth: Gauge,
     series: Mutex<HashSet<(String, String)>>,
     max_series: usize,
+    history: History,
 }
 
 impl Metrics {
@@ -118,6 +130,9 @@ impl Metrics {
         );
         let cpu = Family::<ScriptLabels, Counter<f64, AtomicU64>>::default();
         let fuel = Family::<ScriptLabels, Counter>::default();
+        let memory = Family::<ScriptLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            memory_histogram,
+        );
         let limit_hits = Family::<KindLabels, Counter>::default();
         let subrequests = Family::<OutcomeLabels, Counter>::default();
         let instantiation = latency_histogram();
@@ -140,6 +155,11 @@ impl Metrics {
             "fuel",
             "Fuel guests consumed (instructions, as Wasmtime meters them; only on hosts with [limits] fuel)",
             fuel.clone(),
+        );
+        registry.register(
+            "memory_peak_bytes",
+            "The most memory an invocation held: its linear memory plus what the host held for it",
+            memory.clone(),
         );
         registry.register(
             "limit_hits",
@@ -182,6 +202,7 @@ impl Metrics {
             duration,
             cpu,
             fuel,
+            memory,
             limit_hits,
             subrequests,
             instantiation,
@@ -191,25 +212,47 @@ impl Metrics {
             queue_depth,
             series: Mutex::new(HashSet::new()),
             max_series,
+            history: History::default(),
         }
+    }
+
+    /// The dashboard's history, fed by every recording here.
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     /// The labels to use for a script, folding scripts beyond the bound
     /// into `_other`.
     pub fn labels(&self, namespace: &str, script: &str) -> ScriptLabels {
+        self.fold(namespace, script, true)
+    }
+
+    /// The labels a script has or would get, without claiming a series
+    /// for it (for readers such as the dashboard).
+    pub fn labels_of(&self, namespace: &str, script: &str) -> ScriptLabels {
+        self.fold(namespace, script, false)
+    }
+
+    /// The one folding rule: a known pair, or a new one while there is
+    /// room (claimed if `claim`), keeps its labels; any other is `_other`
+    /// in its namespace, or in `_other` if the namespace is unknown too.
+    fn fold(&self, namespace: &str, script: &str, claim: bool) -> ScriptLabels {
         let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
         let key = (namespace.to_owned(), script.to_owned());
-        if series.contains(&key) || series.len() < self.max_series {
-            series.insert(key);
+        let known = series.contains(&key);
+        if known || series.len() < self.max_series {
+            if claim && !known {
+                series.insert(key.clone());
+            }
             return ScriptLabels {
-                namespace: namespace.to_owned(),
-                script: script.to_owned(),
+                namespace: key.0,
+                script: key.1,
             };
         }
         let namespace_known = series.iter().any(|(ns, _)| ns == namespace);
         ScriptLabels {
             namespace: if namespace_known {
-                namespace.to_owned()
+                key.0
             } else {
                 "_other".into()
             },
@@ -229,16 +272,26 @@ impl Metrics {
             })
             .inc();
         self.duration.get_or_create(labels).observe(seconds);
+        self.history.request(labels, status, code, seconds);
     }
 
     /// Records CPU time a guest used.
     pub fn cpu(&self, labels: &ScriptLabels, seconds: f64) {
         self.cpu.get_or_create(labels).inc_by(seconds);
+        self.history.cpu(labels, seconds);
     }
 
     /// Records fuel a guest consumed.
     pub fn fuel(&self, labels: &ScriptLabels, fuel: u64) {
         self.fuel.get_or_create(labels).inc_by(fuel);
+        self.history.fuel(labels, fuel);
+    }
+
+    /// Records the most memory an invocation held (linear memory plus
+    /// what the host held for it).
+    pub fn memory(&self, labels: &ScriptLabels, bytes: u64) {
+        self.memory.get_or_create(labels).observe(bytes as f64);
+        self.history.memory(labels, bytes);
     }
 
     /// Records a limit hit (`cpu`, `fuel`, `wall`, `memory`, `subrequests`,
@@ -251,11 +304,13 @@ impl Metrics {
                 kind: kind.into(),
             })
             .inc();
+        self.history.limit_hit(labels, kind);
     }
 
     /// Records a subrequest outcome (`ok`, `error`, `denied`).
     pub fn subrequest(&self, namespace: &str, script: &str, outcome: &str) {
         let labels = self.labels(namespace, script);
+        self.history.subrequest(&labels);
         self.subrequests
             .get_or_create(&OutcomeLabels {
                 namespace: labels.namespace,
@@ -329,6 +384,20 @@ mod tests {
             "x",
             "known series keep their labels"
         );
+    }
+
+    #[test]
+    fn reading_labels_claims_no_series() {
+        let m = Metrics::new(1);
+        assert_eq!(m.labels_of("a", "x").script, "x");
+        assert_eq!(m.labels_of("a", "y").script, "y", "nothing claimed yet");
+        assert_eq!(m.labels("a", "x").script, "x");
+        let folded = m.labels_of("a", "y");
+        assert_eq!(
+            (folded.namespace.as_str(), folded.script.as_str()),
+            ("a", "_other")
+        );
+        assert_eq!(m.labels_of("b", "y").namespace, "_other");
     }
 
     /// The issue-25 measurement, as a bound: 900 distinct statuses from

@@ -14,6 +14,7 @@
 //! an [`OpsError`] to its status and code in one place.
 
 mod assets;
+mod cluster;
 mod deploy;
 mod hostnames;
 mod kv;

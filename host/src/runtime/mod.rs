@@ -55,6 +55,7 @@ use crate::capabilities::{
     BoxFuture, CallOptions, HostServices, Invoker, WorkerRef, WorkerRequest, WorkerResponse,
 };
 use crate::limits::{Admission, HostLimits};
+use crate::observe::history::Gauges;
 use crate::observe::metrics::Metrics;
 use crate::observe::tail::TailHub;
 use crate::store::{Hostnames, NamespaceStore};
@@ -307,6 +308,30 @@ impl Runtime {
             compile_cache: self.loader.compile_cache_stats(),
             pool: PoolStats::of(&self.engine, self.instances_capacity),
         })
+    }
+
+    /// Closes the dashboard history's current second (the background
+    /// sampler calls this once a second): the counters since the last
+    /// call, plus host memory and instances in use right now.
+    pub fn sample_history(&self) {
+        let gauges = Gauges {
+            host_memory_bytes: self.host_memory_total.load(Ordering::Relaxed),
+            instances: PoolStats::of(&self.engine, self.instances_capacity).component_instances,
+        };
+        self.services
+            .metrics
+            .history()
+            .sample(crate::store::now_ms(), gauges);
+    }
+
+    /// Workers loaded right now (what a host announces to its cluster).
+    pub fn loaded_scripts(&self) -> usize {
+        self.loader.cache().loaded()
+    }
+
+    /// Whether this host meters fuel (`[limits] fuel`).
+    pub fn meters_fuel(&self) -> bool {
+        self.limits.fuel.is_some()
     }
 
     /// A weak reference to this runtime as the capabilities' [`Invoker`]:

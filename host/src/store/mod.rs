@@ -28,6 +28,7 @@ pub mod sled;
 use std::collections::BTreeMap;
 
 use crate::base::Invalid;
+pub use crate::base::cluster::{ClusterView, HostPresence};
 use crate::base::host_pattern::normalize_host;
 pub use crate::base::limits::KvQuota;
 use crate::base::names::Name;
@@ -186,6 +187,48 @@ pub trait Catalog: Send + Sync + 'static {
     /// hosts (`None`: only this host writes, and it evicts as it writes).
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<StoreChange>> {
         None
+    }
+
+    /// The backend's name (`sled`, `nats`), as the dashboard's cluster view
+    /// shows it; `custom` unless a store says.
+    fn backend(&self) -> &'static str {
+        "custom"
+    }
+
+    /// Tells the other hosts sharing this store that this one is alive and
+    /// how many scripts it has loaded. A background task calls it every
+    /// few seconds. A store only this host uses has nobody to tell (the
+    /// default does nothing).
+    fn announce(&self, loaded_scripts: u64) -> StoreResult<()> {
+        let _ = loaded_scripts;
+        Ok(())
+    }
+
+    /// The hosts sharing this store as they last announced themselves,
+    /// this one included, by id; `None` for a store only this host uses
+    /// (the default).
+    fn cluster(&self) -> StoreResult<Option<ClusterView>> {
+        Ok(None)
+    }
+}
+
+/// This machine's name, as a host id starts with: the kernel's host name
+/// cut to what a host id may hold, or `berth` if there is none.
+pub fn machine_name() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let name: String = raw
+        .trim()
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        "berth".into()
+    } else {
+        name
     }
 }
 

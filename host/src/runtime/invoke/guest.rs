@@ -162,7 +162,8 @@ fn classify(
     }
 }
 
-/// Logs the guest's output and failure, and meters its CPU time.
+/// Logs the guest's output and failure, and meters its CPU time, fuel
+/// and the most memory it held.
 fn report(worker: &Worker, call: &GuestCall, result: &Result<(), WorkerError>, metrics: &Metrics) {
     emit_output(worker, &call.stdout, &call.stderr);
     if let Err(error) = result {
@@ -178,6 +179,9 @@ fn report(worker: &Worker, call: &GuestCall, result: &Result<(), WorkerError>, m
     if let Some(fuel) = fuel_used(&call.store) {
         metrics.fuel(&labels, fuel);
     }
+    let state = call.store.data();
+    let memory = state.limiter.memory_bytes() + state.host_memory.peak();
+    metrics.memory(&labels, memory as u64);
 }
 
 /// Fuel the request consumed, on hosts that meter fuel.

@@ -32,6 +32,7 @@ use crate::assets;
 use crate::base::error::{WorkerError, limit_kind};
 use crate::capabilities::dispatcher::DispatchBinding;
 use crate::capabilities::{CallOptions, WorkerResponse};
+use crate::observe::history::RecentError;
 use plan::Plan;
 
 /// How one invocation runs, beyond the worker itself: what a capability's
@@ -117,8 +118,10 @@ impl Runtime {
             .services
             .metrics
             .labels(worker.namespace().as_str(), worker.name().as_str());
+        // For the dashboard's last errors (a reference count, not a copy).
+        let uri = request.uri().clone();
         let (status_tx, status_rx) = tokio::sync::oneshot::channel();
-        let result = self.run(worker, request, options, status_rx).await;
+        let result = self.run(worker.clone(), request, &options, status_rx).await;
         let status = match &result {
             Ok(response) => response.status().as_u16(),
             Err(error) => error.status().as_u16(),
@@ -126,7 +129,37 @@ impl Runtime {
         // The tail event of this request waits for its final status.
         let _ = status_tx.send(Some(status));
         self.account(&labels, &result, started.elapsed().as_secs_f64());
+        if result.is_err() || status >= 500 {
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(error) => error.code().as_str(),
+            };
+            let request_id = options.call.request_id;
+            self.remember_failure(&labels, &worker, request_id, status, outcome, uri.path());
+        }
         result
+    }
+
+    /// Keeps a failed request (a host error, or a 5xx the guest chose)
+    /// among its script's last errors, for the dashboard.
+    fn remember_failure(
+        &self,
+        labels: &crate::observe::metrics::ScriptLabels,
+        worker: &Worker,
+        request_id: Option<String>,
+        status: u16,
+        outcome: &'static str,
+        path: &str,
+    ) {
+        let error = RecentError::new(
+            worker.name().as_str(),
+            request_id,
+            status,
+            outcome,
+            path,
+            crate::store::now_ms(),
+        );
+        self.services.metrics.history().error(labels, error);
     }
 
     /// The pipeline itself: plan → admit → build state → call → answer.
@@ -134,20 +167,20 @@ impl Runtime {
         &self,
         worker: Arc<Worker>,
         request: http::Request<B>,
-        options: InvokeOptions,
+        options: &InvokeOptions,
         status_rx: tokio::sync::oneshot::Receiver<Option<u16>>,
     ) -> Result<WorkerResponse, WorkerError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let plan = Plan::new(&self.limits, &worker, &options);
+        let plan = Plan::new(&self.limits, &worker, options);
         plan.check_declared_body(request.headers())?;
         let permit = plan
             .admit(options.gate.as_deref().unwrap_or(&worker.admission))
             .await?;
         let (request, request_tripped) = plan.cap_request(request);
-        let instance = self.instance(&worker, &plan, &options);
+        let instance = self.instance(&worker, &plan, options);
         let call = instance.start(request, request_tripped.clone())?;
         let receiver = call.receiver;
         let guest = self.guest(worker.clone(), call.run, permit, plan, status_rx);

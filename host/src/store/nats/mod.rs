@@ -19,6 +19,8 @@
 //!   (`store.artifact_key_file`); without a key each host compiles for
 //!   itself and keeps its artifacts in its own cache directory.
 //! - Guest KV lives in a second KV bucket (see `kv.rs`).
+//! - Hosts announce themselves to each other on a core NATS subject for
+//!   the dashboard's cluster view (see `presence.rs`).
 //!
 //! The client runs on a small runtime of its own; the store's methods are
 //! blocking like every [`NamespaceStore`]'s and wait for it.
@@ -28,6 +30,7 @@ mod blobs;
 mod keys;
 mod kv;
 mod mirror;
+mod presence;
 mod relay;
 #[cfg(test)]
 mod tests;
@@ -47,8 +50,8 @@ use tokio::sync::{Notify, broadcast};
 use super::config::StoreConfig;
 use super::seal::Sealer;
 use super::{
-    Catalog, Hostnames, NamespaceRecord, NewScript, ScriptRecord, StoreChange, StoreError,
-    StoreResult, next_script_record, now_ms,
+    Catalog, ClusterView, HostPresence, Hostnames, NamespaceRecord, NewScript, ScriptRecord,
+    StoreChange, StoreError, StoreResult, next_script_record, now_ms,
 };
 use crate::base::Invalid;
 use crate::base::names::Name;
@@ -79,6 +82,8 @@ struct Inner {
     changes: broadcast::Sender<StoreChange>,
     /// The largest message the servers accept.
     max_payload: usize,
+    /// This host's id and the other hosts' announcements.
+    presence: Arc<presence::Presence>,
 }
 
 impl NatsStore {
@@ -441,6 +446,7 @@ impl Setup {
             Some(sealer) => sealer,
             None => shared_sealer(&records).await?,
         };
+        let client_for_presence = client.clone();
         let inner = Arc::new(Inner {
             client,
             records,
@@ -454,6 +460,11 @@ impl Setup {
             url,
             changes: broadcast::channel(1024).0,
             max_payload,
+            presence: presence::Presence::start(
+                &client_for_presence,
+                prefix,
+                &tokio::runtime::Handle::current(),
+            ),
         });
         let (ready, synced) = tokio::sync::oneshot::channel();
         tokio::spawn(watch::run(inner.clone(), reconnected, ready));
@@ -763,6 +774,62 @@ impl Catalog for NatsStore {
 
     fn changes(&self) -> Option<broadcast::Receiver<StoreChange>> {
         Some(self.inner.changes.subscribe())
+    }
+
+    fn backend(&self) -> &'static str {
+        "nats"
+    }
+
+    /// Publishes this host's presence (the records revision it applied,
+    /// how far behind the bucket that was, what it has loaded) and keeps it
+    /// as its own entry, so the view shows this host even while NATS is
+    /// down.
+    fn announce(&self, loaded_scripts: u64) -> StoreResult<()> {
+        let applied = self.inner.mirror.revision();
+        let mut me = HostPresence {
+            host_id: self.inner.presence.host_id().to_owned(),
+            last_seen_ms: now_ms(),
+            revision: Some(applied),
+            lag: 0,
+            loaded_scripts,
+        };
+        if let Err(down) = self.writable() {
+            self.inner.presence.remember(me);
+            return Err(down);
+        }
+        let inner = self.inner.clone();
+        self.run(async move {
+            let mut stream = inner.records.stream.clone();
+            let last = stream
+                .info()
+                .await
+                .map_err(|e| inner.failure("reading the records stream", e))?
+                .state
+                .last_sequence;
+            me.lag = last.saturating_sub(applied);
+            inner.presence.remember(me.clone());
+            let payload = Bytes::from(serde_json::to_vec(&me).unwrap_or_default());
+            let subject = inner.presence.subject().to_owned();
+            inner
+                .client
+                .publish(subject, payload)
+                .await
+                .map_err(|e| inner.failure("announcing this host", e))
+        })
+    }
+
+    fn cluster(&self) -> StoreResult<Option<ClusterView>> {
+        let hosts = self.inner.presence.hosts();
+        let revision = hosts
+            .iter()
+            .filter_map(|h| h.revision)
+            .chain([self.inner.mirror.revision()])
+            .max();
+        Ok(Some(ClusterView {
+            backend: "nats",
+            revision,
+            hosts,
+        }))
     }
 }
 

@@ -13,6 +13,10 @@ use crate::store::{
 };
 
 impl Catalog for SledStore {
+    fn backend(&self) -> &'static str {
+        "sled"
+    }
+
     fn create_namespace(&self, name: &Name) -> StoreResult<NamespaceRecord> {
         let _guard = self.lock();
         let record = NamespaceRecord {
