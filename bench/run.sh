@@ -16,7 +16,9 @@
 #   noisy neighbour: hello (limits on, cpu_ms = 50) while another tenant
 #      (tests/fixtures tenant, /spin) loops at concurrency 8, each request
 #      cut at cpu_ms; its ratio to "limits on" is the noisy-neighbour figure
-#      (target >= 0.5)
+#      (target >= 0.5); and the same with a spinner that makes a cheap host
+#      call every 100,000 rounds (/spin-calls), the heavy-lane escape of
+#      issue 25
 #   5  cold start: upload → first response; first request after a restart
 #   6  SCRIPTS (10,000) scripts in one namespace, requests spread at random:
 #      req/s and resident memory
@@ -98,7 +100,7 @@ start_berth() {
 }
 stop_berth() { kill -TERM "$BERTH_PID"; wait "$BERTH_PID" 2>/dev/null || true; }
 
-# run_case NAME CONFIG_TEXT [reuse|noisy] → prints "req_per_sec p50 p99"
+# run_case NAME CONFIG_TEXT [reuse|noisy|noisy-host] → prints "req_per_sec p50 p99"
 run_case() {
   start_berth "$1" "$2"
   "$BERTH" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
@@ -106,9 +108,10 @@ run_case() {
     "$BERTH" script settings hello '{"isolation": "reuse"}' --admin-url "$BERTH_ADMIN" --token bench > /dev/null
   fi
   local spin=
-  if [ "${3:-}" = noisy ]; then
+  if [ "${3:-}" = noisy ] || [ "${3:-}" = noisy-host ]; then
+    local route=/spin; [ "${3:-}" = noisy-host ] && route=/spin-calls
     "$BERTH" deploy spinner "$WASM_DIR/tenant.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
-    wrk -t1 -c8 -d"$(( ${DURATION%s} + 4 ))s" -H "Host: spinner.localhost" "$BERTH_DATA/spin" > /dev/null &
+    wrk -t1 -c8 -d"$(( ${DURATION%s} + 4 ))s" -H "Host: spinner.localhost" "$BERTH_DATA$route" > /dev/null &
     spin=$!
     sleep 1
   fi
@@ -121,10 +124,11 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A RPS P50 P99
 for round in $(seq 1 "$ROUNDS"); do
-  for case in limits-on limits-off fuel-on noisy; do
+  for case in limits-on limits-off fuel-on noisy noisy-host; do
     enforce=true; [ "$case" = limits-off ] && enforce=false
     fuel=; [ "$case" = fuel-on ] && fuel="fuel = 1_000_000_000"
-    extra=; mode=; [ "$case" = noisy ] && extra="cpu_ms = 50" && mode=noisy
+    extra=; mode=
+    case "$case" in noisy|noisy-host) extra="cpu_ms = 50"; mode=$case ;; esac
     read -r rps p50 p99 < <(run_case "$case" "[limits]
 enforce = $enforce
 $fuel
@@ -440,13 +444,16 @@ fuel_rps=$(pick rps "${RPS[fuel-on]}")
 fuel_ratio=$(awk -v a="$fuel_rps" -v b="$on_rps" 'BEGIN {printf "%.3f", a/b}')
 noisy_rps=$(pick rps "${RPS[noisy]}")
 noisy_ratio=$(awk -v a="$noisy_rps" -v b="$on_rps" 'BEGIN {printf "%.2f", a/b}')
+noisy_host_rps=$(pick rps "${RPS[noisy-host]}")
+noisy_host_ratio=$(awk -v a="$noisy_host_rps" -v b="$on_rps" 'BEGIN {printf "%.2f", a/b}')
 
 table="| Case | req/s (median of $ROUNDS) | p50 | p99 | vs limits-off |
 |---|---|---|---|---|
 | hello, fresh instance, limits on | $on_rps | $(pick lat "${P50[limits-on]}") | $(pick lat "${P99[limits-on]}") | $ratio |
 | hello, fresh instance, limits off | $off_rps | $(pick lat "${P50[limits-off]}") | $(pick lat "${P99[limits-off]}") | 1.000 |
 | hello, fresh instance, limits on + fuel (÷ limits on: $fuel_ratio) | $fuel_rps | $(pick lat "${P50[fuel-on]}") | $(pick lat "${P99[fuel-on]}") | $(awk -v a="$fuel_rps" -v b="$off_rps" 'BEGIN {printf "%.3f", a/b}') |
-| noisy neighbour: hello next to a tenant spinning at concurrency 8, cpu_ms 50 (÷ limits on: **$noisy_ratio**, target ≥ 0.5) | $noisy_rps | $(pick lat "${P50[noisy]}") | $(pick lat "${P99[noisy]}") | $(awk -v a="$noisy_rps" -v b="$off_rps" 'BEGIN {printf "%.3f", a/b}') |"
+| noisy neighbour: hello next to a tenant spinning at concurrency 8, cpu_ms 50 (÷ limits on: **$noisy_ratio**, target ≥ 0.5) | $noisy_rps | $(pick lat "${P50[noisy]}") | $(pick lat "${P99[noisy]}") | $(awk -v a="$noisy_rps" -v b="$off_rps" 'BEGIN {printf "%.3f", a/b}') |
+| noisy neighbour, host-call spinner: the tenant spins with a cheap host call every 100k rounds (/spin-calls) (÷ limits on: **$noisy_host_ratio**, target ≥ 0.5) | $noisy_host_rps | $(pick lat "${P50[noisy-host]}") | $(pick lat "${P99[noisy-host]}") | $(awk -v a="$noisy_host_rps" -v b="$off_rps" 'BEGIN {printf "%.3f", a/b}') |"
 if [ -n "$WASMTIME" ]; then
   wt_rps=$(pick rps "${RPS[wasmtime]}")
   vs_wt=$(awk -v a="$on_rps" -v b="$wt_rps" 'BEGIN {printf "%.2f", a/b}')
@@ -529,12 +536,18 @@ else
 fi
 
 cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+MACHINE_FACTS=$("$BENCH_DIR/machine.sh")
+echo "$MACHINE_FACTS" >&2
 {
   echo "# Benchmarks"
   echo
   echo "Produced by \`make bench\` (bench/run.sh) on $(date -u +%Y-%m-%d)."
   echo "Machine: $(nproc) CPUs ($cpu), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r);"
   echo "$(rustc --version); Wasmtime 48${WORKERD_VERSION:+; workerd $WORKERD_VERSION}. Load: \`wrk -t1 -c16 -d$DURATION\` on loopback, $ROUNDS alternating rounds."
+  echo
+  echo "Machine facts at the end of the run (bench/machine.sh; compare them before comparing two runs):"
+  echo
+  echo "$MACHINE_FACTS"
   echo
   echo "## Limits on vs off"
   echo

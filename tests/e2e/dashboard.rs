@@ -306,17 +306,23 @@ async fn the_cluster_view_lists_every_live_host_of_a_nats_store() {
 
     // Both hosts, each at the records revision that holds the deploy, with
     // `app` loaded on both.
-    let view = eventually("both hosts in a's cluster view", || async {
-        let c = result(&a, "/v1/cluster").await;
-        let hosts = c["hosts"].as_array()?;
-        let caught_up = hosts.len() == 2
-            && hosts.iter().all(|h| {
-                h["revision"].as_u64() == c["revision"].as_u64()
-                    && h["lag"] == 0
-                    && h["loaded_scripts"].as_u64() >= Some(1)
-            });
-        caught_up.then_some(c)
-    })
+    // Announcements are every 2 s; under the whole suite's load a few can
+    // come late, so this waits longer than `eventually`'s 30 s.
+    let view = crate::harness::eventually_within(
+        "both hosts in a's cluster view",
+        Duration::from_secs(90),
+        || async {
+            let c = result(&a, "/v1/cluster").await;
+            let hosts = c["hosts"].as_array()?;
+            let caught_up = hosts.len() == 2
+                && hosts.iter().all(|h| {
+                    h["revision"].as_u64() == c["revision"].as_u64()
+                        && h["lag"] == 0
+                        && h["loaded_scripts"].as_u64() >= Some(1)
+                });
+            caught_up.then_some(c)
+        },
+    )
     .await;
     assert_eq!(view["backend"], "nats");
     let ids: Vec<&str> = view["hosts"]

@@ -809,12 +809,23 @@ impl Drop for NatsLink {
 
 /// Polls `check` every 50 ms until it returns `Some`, for up to 30 s (a
 /// generous deadline, not a timing assertion).
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    eventually_within(what, Duration::from_secs(30), check).await
+}
+
+/// [`eventually`] with another deadline, for what depends on several
+/// periodic tasks at once (cluster presence announcements on a loaded
+/// machine).
+pub async fn eventually_within<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
     loop {
         if let Some(value) = check().await {
             return value;

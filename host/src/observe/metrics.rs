@@ -33,14 +33,7 @@ use prometheus_client::registry::Registry;
 
 use super::history::History;
 
-/// Namespace and script of a series.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ScriptLabels {
-    /// Namespace.
-    pub namespace: String,
-    /// Script.
-    pub script: String,
-}
+pub use super::labels::ScriptLabels;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {

@@ -5,5 +5,6 @@
 //! never decides anything about a request.
 
 pub mod history;
+pub mod labels;
 pub mod metrics;
 pub mod tail;

@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 
-use super::metrics::ScriptLabels;
+use super::labels::ScriptLabels;
 use counters::{
     CODES, HostCounters, LIMIT_KINDS, STATUS_CLASSES, ScriptCounters, quantile_ms, sat32,
 };
