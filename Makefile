@@ -199,6 +199,7 @@ cluster: build nats-server ## Start nats-server + 3 berth hosts over it on loopb
 .PHONY: test
 test: guests js js-engine wrangler tools nats-server browser-deps ## Run every unit and end-to-end test (wrangler's and the dashboard's in headless Chromium too)
 	BERTH_WASM_DIR=$(WASM_DIR) BERTH_WASM_TOOLS=$(WASM_TOOLS) BERTH_JS_ENGINE_DIR=$(JS_ENGINE_DIR) \
+	  BERTH_JS_CACHE_DIR=$(CACHE_DIR)/js-cache \
 	  BERTH_CHROMIUM=$(CHROMIUM) CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo test --workspace
 
 WASMTIME_CLI     := $(TOOLS_DIR)/bin/wasmtime

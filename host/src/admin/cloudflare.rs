@@ -440,6 +440,62 @@ struct CfLimits {
     cpu_ms: Option<u64>,
 }
 
+/// What a list of Cloudflare bindings asks of a script.
+#[derive(Debug, Default)]
+struct Bindings {
+    /// `plain_text` vars, and `inherit`ed ones resolved against the
+    /// previous version's vars.
+    vars: BTreeMap<String, String>,
+    /// `secret_text` bindings with their text (one listed without text is
+    /// kept as it is).
+    secrets: Vec<(String, String)>,
+    /// `kv_namespace` binding names.
+    kv: Vec<String>,
+}
+
+/// Sorts `bindings` by type; an unnamed binding or a type Berth cannot
+/// honour is an error naming it.
+fn classify(
+    bindings: &[CfBinding],
+    previous_vars: Option<&BTreeMap<String, String>>,
+) -> Result<Bindings, CfError> {
+    let mut out = Bindings::default();
+    for binding in bindings {
+        let Some(binding_name) = binding.name.clone() else {
+            return Err(CfError::new(
+                StatusCode::BAD_REQUEST,
+                10052,
+                "a binding has no name",
+            ));
+        };
+        match binding.kind.as_str() {
+            "plain_text" => {
+                out.vars
+                    .insert(binding_name, binding.text.clone().unwrap_or_default());
+            }
+            "secret_text" => {
+                if let Some(text) = &binding.text {
+                    out.secrets.push((binding_name, text.clone()));
+                }
+            }
+            "kv_namespace" => out.kv.push(binding_name),
+            // Keep what the previous version had under that name (a var;
+            // secrets are always kept).
+            "inherit" => {
+                if let Some(value) = previous_vars.and_then(|vars| vars.get(&binding_name)) {
+                    out.vars.insert(binding_name, value.clone());
+                }
+            }
+            other => {
+                return Err(CfError::bad(format!(
+                    "binding {binding_name:?} has type {other:?}, which Berth does not support (supported: plain_text, secret_text, kv_namespace, inherit)"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// One part of an upload.
 struct Part {
     name: String,
@@ -488,41 +544,14 @@ async fn read_parts(
     request: Request,
     limit: usize,
 ) -> Result<(CfMetadata, Vec<JsModule>), CfError> {
-    let mime = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
+    let mime = essence(
+        request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    );
     if is_javascript(&mime) {
-        let bytes = axum::body::to_bytes(request.into_body(), limit)
-            .await
-            .map_err(|_| {
-                CfError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    10027,
-                    "the script is too large",
-                )
-            })?;
-        let source = String::from_utf8(bytes.to_vec())
-            .map_err(|_| CfError::bad("the script is not UTF-8 text"))?;
-        let metadata = CfMetadata {
-            body_part: Some("worker.js".into()),
-            ..CfMetadata::default()
-        };
-        return Ok((
-            metadata,
-            vec![JsModule {
-                name: "worker.js".into(),
-                source,
-            }],
-        ));
+        return read_raw_script(request, limit).await;
     }
     if mime != "multipart/form-data" {
         return Err(CfError::new(
@@ -533,13 +562,69 @@ async fn read_parts(
             ),
         ));
     }
-    let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| {
+    let (metadata, parts) = read_multipart(request).await?;
+    let metadata = metadata.ok_or_else(|| CfError::bad("the upload lacks its metadata part"))?;
+    let mut modules = Vec::new();
+    for part in parts {
+        if let Some(module) = module_of(part)? {
+            modules.push(module);
+        }
+    }
+    Ok((metadata, modules))
+}
+
+/// A media type without its parameters, lower-cased (`""` if absent).
+fn essence(content_type: Option<&str>) -> String {
+    content_type
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+/// A raw service-worker script: one module, `worker.js`.
+async fn read_raw_script(
+    request: Request,
+    limit: usize,
+) -> Result<(CfMetadata, Vec<JsModule>), CfError> {
+    let bytes = axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|_| {
+            CfError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                10027,
+                "the script is too large",
+            )
+        })?;
+    let source = String::from_utf8(bytes.to_vec())
+        .map_err(|_| CfError::bad("the script is not UTF-8 text"))?;
+    let metadata = CfMetadata {
+        body_part: Some("worker.js".into()),
+        ..CfMetadata::default()
+    };
+    let module = JsModule {
+        name: "worker.js".into(),
+        source,
+    };
+    Ok((metadata, vec![module]))
+}
+
+/// A multipart body's `metadata` part (if any) and its other parts.
+async fn read_multipart(request: Request) -> Result<(Option<CfMetadata>, Vec<Part>), CfError> {
+    let invalid = |detail: String| {
         CfError::new(
             StatusCode::BAD_REQUEST,
             10026,
-            format!("invalid multipart body: {e}"),
+            format!("invalid multipart body: {detail}"),
         )
-    })?;
+    };
+    let mut multipart = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| invalid(e.to_string()))?;
     let mut metadata = None;
     let mut parts = Vec::new();
     loop {
@@ -551,33 +636,14 @@ async fn read_parts(
                     "the upload is too large (server.max_upload_mb)",
                 )
             } else {
-                CfError::new(
-                    StatusCode::BAD_REQUEST,
-                    10026,
-                    format!("invalid multipart body: {}", e.body_text()),
-                )
+                invalid(e.body_text())
             }
         })?;
         let Some(field) = field else { break };
         let name = field.name().unwrap_or("").to_owned();
         let file_name = field.file_name().map(str::to_owned);
-        let mime = field
-            .content_type()
-            .map(|m| {
-                m.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            })
-            .unwrap_or_default();
-        let bytes = field.bytes().await.map_err(|e| {
-            CfError::new(
-                StatusCode::BAD_REQUEST,
-                10026,
-                format!("invalid multipart body: {}", e.body_text()),
-            )
-        })?;
+        let mime = essence(field.content_type());
+        let bytes = field.bytes().await.map_err(|e| invalid(e.body_text()))?;
         if name == "metadata" {
             let mut json = serde_json::Deserializer::from_slice(&bytes);
             let parsed: CfMetadata = serde_path_to_error::deserialize(&mut json)
@@ -592,14 +658,7 @@ async fn read_parts(
             });
         }
     }
-    let metadata = metadata.ok_or_else(|| CfError::bad("the upload lacks its metadata part"))?;
-    let mut modules = Vec::new();
-    for part in parts {
-        if let Some(module) = module_of(part)? {
-            modules.push(module);
-        }
-    }
-    Ok((metadata, modules))
+    Ok((metadata, parts))
 }
 
 async fn upload(
@@ -643,42 +702,15 @@ async fn deploy(state: &AdminState, ns: &Name, name: &Name, request: Request) ->
         .to_owned();
     let previous = state.ops.script(ns, name).await.ok();
 
+    let bindings = classify(&metadata.bindings, previous.as_ref().map(|p| &p.vars))?;
     let mut vars = BTreeMap::new();
     if metadata.keep_bindings.iter().any(|k| k == "plain_text")
         && let Some(previous) = &previous
     {
         vars.extend(previous.vars.clone());
     }
-    let mut secrets = Vec::new();
-    let mut kv_bindings = Vec::new();
-    for binding in &metadata.bindings {
-        let Some(binding_name) = binding.name.clone() else {
-            return Err(CfError::new(
-                StatusCode::BAD_REQUEST,
-                10052,
-                "a binding has no name",
-            ));
-        };
-        match binding.kind.as_str() {
-            "plain_text" => {
-                vars.insert(binding_name, binding.text.clone().unwrap_or_default());
-            }
-            "secret_text" => secrets.push((binding_name, binding.text.clone().unwrap_or_default())),
-            "kv_namespace" => kv_bindings.push(binding_name),
-            // Keep what the previous version had under that name (a var;
-            // secrets are always kept).
-            "inherit" => {
-                if let Some(value) = previous.as_ref().and_then(|p| p.vars.get(&binding_name)) {
-                    vars.insert(binding_name, value.clone());
-                }
-            }
-            other => {
-                return Err(CfError::bad(format!(
-                    "binding {binding_name:?} has type {other:?}, which Berth does not support (supported: plain_text, secret_text, kv_namespace, inherit)"
-                )));
-            }
-        }
-    }
+    vars.extend(bindings.vars);
+    let (secrets, kv_bindings) = (bindings.secrets, bindings.kv);
     let limits = metadata.limits.as_ref().map(|l| ScriptLimits {
         cpu_ms: l.cpu_ms,
         ..previous.as_ref().map(|p| p.limits).unwrap_or_default()
@@ -809,100 +841,9 @@ async fn patch_settings(
     request: Request,
 ) -> CfResult {
     let (ns, name) = names(&ns, &name)?;
-    let mime = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let raw = if mime.starts_with("multipart/form-data") {
-        let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| {
-            CfError::new(
-                StatusCode::BAD_REQUEST,
-                10026,
-                format!("invalid multipart body: {e}"),
-            )
-        })?;
-        let mut settings = None;
-        while let Some(field) = multipart
-            .next_field()
-            .await
-            .map_err(|e| CfError::new(StatusCode::BAD_REQUEST, 10026, e.body_text()))?
-        {
-            let part = field.name().unwrap_or("").to_owned();
-            let bytes = field
-                .bytes()
-                .await
-                .map_err(|e| CfError::new(StatusCode::BAD_REQUEST, 10026, e.body_text()))?;
-            if part == "settings" {
-                settings = Some(bytes);
-            }
-        }
-        settings.ok_or_else(|| CfError::bad("the settings PATCH lacks its `settings` part"))?
-    } else {
-        axum::body::to_bytes(request.into_body(), state.max_upload_bytes)
-            .await
-            .map_err(|_| CfError::new(StatusCode::PAYLOAD_TOO_LARGE, 10027, "too large"))?
-    };
-    let mut json = serde_json::Deserializer::from_slice(&raw);
-    let patch: CfSettings = serde_path_to_error::deserialize(&mut json)
-        .map_err(|e| CfError::bad(format!("settings.{}: {}", e.path(), e.inner())))?;
+    let patch = read_settings(request, state.max_upload_bytes).await?;
     if let Some(bindings) = patch.bindings {
-        let content = state.ops.script_content(&ns, &name).await?;
-        let current_kv = crate::js::bundle_of(&content)
-            .map(|b| b.kv_bindings)
-            .unwrap_or_default();
-        let mut vars = serde_json::Map::new();
-        let mut secrets = Vec::new();
-        let mut kv = Vec::new();
-        let record = state.ops.script(&ns, &name).await?;
-        for binding in bindings {
-            let binding_name = binding.name.ok_or_else(|| {
-                CfError::new(StatusCode::BAD_REQUEST, 10052, "a binding has no name")
-            })?;
-            match binding.kind.as_str() {
-                "plain_text" => {
-                    vars.insert(binding_name, json!(binding.text.unwrap_or_default()));
-                }
-                "secret_text" => {
-                    // A secret listed without text is kept as it is.
-                    if let Some(text) = binding.text {
-                        secrets.push((binding_name, text));
-                    }
-                }
-                "kv_namespace" => kv.push(binding_name),
-                "inherit" => {
-                    if let Some(v) = record.vars.get(&binding_name) {
-                        vars.insert(binding_name, json!(v));
-                    }
-                }
-                other => {
-                    return Err(CfError::bad(format!(
-                        "binding {binding_name:?} has type {other:?}, which Berth does not support (supported: plain_text, secret_text, kv_namespace, inherit)"
-                    )));
-                }
-            }
-        }
-        if kv != current_kv {
-            return Err(CfError::bad(
-                "kv_namespace bindings are part of a JavaScript build: change them with a new upload",
-            ));
-        }
-        // Vars are replaced as a whole: a var not listed is removed.
-        let mut var_patch = serde_json::Map::new();
-        for old in record.vars.keys() {
-            if !vars.contains_key(old) {
-                var_patch.insert(old.clone(), Value::Null);
-            }
-        }
-        var_patch.extend(vars);
-        state
-            .ops
-            .patch_script_settings(&ns, &name, json!({"vars": var_patch}))
-            .await?;
-        for (key, value) in secrets {
-            state.ops.put_secret(&ns, &name, key, value).await?;
-        }
+        apply_bindings(&state, &ns, &name, &bindings).await?;
     }
     if let Some(tags) = patch.tags {
         state.ops.set_tags(&ns, &name, tags).await?;
@@ -914,6 +855,86 @@ async fn patch_settings(
             .await?;
     }
     settings_of(&state, &ns, &name).await
+}
+
+/// A settings PATCH body: the `settings` part of a multipart body, or the
+/// JSON body itself.
+async fn read_settings(request: Request, limit: usize) -> Result<CfSettings, CfError> {
+    let mime = essence(
+        request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let invalid = |detail: String| {
+        CfError::new(
+            StatusCode::BAD_REQUEST,
+            10026,
+            format!("invalid multipart body: {detail}"),
+        )
+    };
+    let raw = if mime == "multipart/form-data" {
+        let mut multipart = Multipart::from_request(request, &())
+            .await
+            .map_err(|e| invalid(e.to_string()))?;
+        let mut settings = None;
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| invalid(e.body_text()))?
+        {
+            let part = field.name().unwrap_or("").to_owned();
+            let bytes = field.bytes().await.map_err(|e| invalid(e.body_text()))?;
+            if part == "settings" {
+                settings = Some(bytes);
+            }
+        }
+        settings.ok_or_else(|| CfError::bad("the settings PATCH lacks its `settings` part"))?
+    } else {
+        axum::body::to_bytes(request.into_body(), limit)
+            .await
+            .map_err(|_| CfError::new(StatusCode::PAYLOAD_TOO_LARGE, 10027, "too large"))?
+    };
+    let mut json = serde_json::Deserializer::from_slice(&raw);
+    serde_path_to_error::deserialize(&mut json)
+        .map_err(|e| CfError::bad(format!("settings.{}: {}", e.path(), e.inner())))
+}
+
+/// Applies a settings PATCH's bindings: vars replaced as a whole, secrets
+/// set, KV bindings unchanged (they are part of the build).
+async fn apply_bindings(
+    state: &AdminState,
+    ns: &Name,
+    name: &Name,
+    bindings: &[CfBinding],
+) -> Result<(), CfError> {
+    let content = state.ops.script_content(ns, name).await?;
+    let current_kv = crate::js::bundle_of(&content)
+        .map(|b| b.kv_bindings)
+        .unwrap_or_default();
+    let record = state.ops.script(ns, name).await?;
+    let wanted = classify(bindings, Some(&record.vars))?;
+    if wanted.kv != current_kv {
+        return Err(CfError::bad(
+            "kv_namespace bindings are part of a JavaScript build: change them with a new upload",
+        ));
+    }
+    // Vars are replaced as a whole: a var not listed is removed.
+    let mut var_patch = serde_json::Map::new();
+    for old in record.vars.keys() {
+        if !wanted.vars.contains_key(old) {
+            var_patch.insert(old.clone(), Value::Null);
+        }
+    }
+    var_patch.extend(wanted.vars.into_iter().map(|(k, v)| (k, json!(v))));
+    state
+        .ops
+        .patch_script_settings(ns, name, json!({"vars": var_patch}))
+        .await?;
+    for (key, value) in wanted.secrets {
+        state.ops.put_secret(ns, name, key, value).await?;
+    }
+    Ok(())
 }
 
 // ---- secrets ------------------------------------------------------------

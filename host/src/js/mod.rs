@@ -401,18 +401,18 @@ impl Prepared {
     }
 }
 
-/// Reads the engine directory, compiles (or loads) both modules and
-/// registers the serving one.
-fn prepare(
-    config: &JsConfig,
-    serving: &Engine,
-    modules: &HostModules,
-    cache_dir: &Path,
-) -> Result<Prepared, String> {
-    let dir = config
-        .engine_dir
-        .as_deref()
-        .ok_or_else(|| "no [js] engine_dir".to_owned())?;
+/// What `make js-engine` leaves in an engine directory, each file checked
+/// against `manifest.json`.
+struct EngineFiles {
+    seed: Vec<u8>,
+    engine_wasm: Vec<u8>,
+    initializer: Vec<u8>,
+    env: std::collections::BTreeMap<String, String>,
+}
+
+/// Reads and checks an engine directory; the error names the file and how
+/// to fix it.
+fn read_engine_dir(dir: &Path) -> Result<EngineFiles, String> {
     let read = |name: &str| {
         std::fs::read(dir.join(name)).map_err(|e| {
             format!(
@@ -445,12 +445,33 @@ fn prepare(
         }
         Ok(bytes)
     };
-    let seed = checked("seed.wasm")?;
-    let engine_wasm = checked("engine.wasm")?;
-    let initializer = checked("initializer.js")?;
-    let env: std::collections::BTreeMap<String, String> =
-        serde_json::from_slice(&checked("wizer_env.json")?)
-            .map_err(|e| format!("wizer_env.json: {e}"))?;
+    Ok(EngineFiles {
+        seed: checked("seed.wasm")?,
+        engine_wasm: checked("engine.wasm")?,
+        initializer: checked("initializer.js")?,
+        env: serde_json::from_slice(&checked("wizer_env.json")?)
+            .map_err(|e| format!("wizer_env.json: {e}"))?,
+    })
+}
+
+/// Reads the engine directory, compiles (or loads) both modules and
+/// registers the serving one.
+fn prepare(
+    config: &JsConfig,
+    serving: &Engine,
+    modules: &HostModules,
+    cache_dir: &Path,
+) -> Result<Prepared, String> {
+    let dir = config
+        .engine_dir
+        .as_deref()
+        .ok_or_else(|| "no [js] engine_dir".to_owned())?;
+    let EngineFiles {
+        seed,
+        engine_wasm,
+        initializer,
+        env,
+    } = read_engine_dir(dir)?;
 
     let cache = usable_cache(cache_dir);
     let started = Instant::now();

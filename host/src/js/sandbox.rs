@@ -159,14 +159,20 @@ impl Sandbox {
         })
     }
 
-    /// Evaluates `entry` (a path relative to `dir`, which holds every file
-    /// the guest may read) and snapshots the engine.
-    pub fn run(&self, dir: &Path, entry: &str) -> Result<Snapshot, JsError> {
+    /// A fresh store for one build: WASI preview 1 with the template's
+    /// environment, the engine's arguments on stdin, output captured into
+    /// `stdout`/`stderr`, `dir` as the only (read-only) preopen, and the
+    /// memory limiter.
+    fn store(
+        &self,
+        dir: &Path,
+        entry: &str,
+        stdout: &MemoryOutputPipe,
+        stderr: &MemoryOutputPipe,
+    ) -> Result<Store<BuildState>, JsError> {
         let args = format!(
             "--initializer-script-path /__berth/initializer.js --strip-path-prefix / {entry}"
         );
-        let stdout = MemoryOutputPipe::new(LOG_BYTES);
-        let stderr = MemoryOutputPipe::new(LOG_BYTES);
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdin(MemoryInputPipe::new(args))
             .stdout(stdout.clone())
@@ -187,6 +193,15 @@ impl Sandbox {
             },
         );
         store.limiter(|s| &mut s.limiter);
+        Ok(store)
+    }
+
+    /// Evaluates `entry` (a path relative to `dir`, which holds every file
+    /// the guest may read) and snapshots the engine.
+    pub fn run(&self, dir: &Path, entry: &str) -> Result<Snapshot, JsError> {
+        let stdout = MemoryOutputPipe::new(LOG_BYTES);
+        let stderr = MemoryOutputPipe::new(LOG_BYTES);
+        let mut store = self.store(dir, entry, &stdout, &stderr)?;
         let ticks = (self.limits.timeout.as_millis() / TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
@@ -242,23 +257,7 @@ impl Sandbox {
         // expect. Run after the snapshot so its effects are not in it, with
         // a deadline of its own (the snapshot took some of the first).
         store.set_epoch_deadline(ticks);
-        let check = instance
-            .get_typed_func::<(), i32>(&mut store, "check_init")
-            .map_err(|e| JsError::internal(format!("the JS engine lacks check_init: {e:#}")))?;
-        match check.call(&mut store, ()).map_err(|e| failed(e, &store))? {
-            0 => {}
-            code => {
-                let detail = match code {
-                    1 => "unable to extract the expected exports list",
-                    2 => "unable to parse the core ABI export types",
-                    _ => "unknown failure",
-                };
-                return Err(JsError::Script(ScriptFailure::from_stderr(
-                    &stderr.contents(),
-                    Some(detail),
-                )));
-            }
-        }
+        check_init(&mut store, instance, &stderr, self.limits)?;
         Ok(Snapshot {
             module,
             stdout: String::from_utf8_lossy(&stdout.contents()).into_owned(),
@@ -266,6 +265,32 @@ impl Sandbox {
             snapshot: snapshot_time,
         })
     }
+}
+
+/// componentize-js's `check_init`: 0 when the bindings found the exports
+/// they expect, else a script error with the engine's report.
+fn check_init(
+    store: &mut Store<BuildState>,
+    instance: wasmtime::Instance,
+    stderr: &MemoryOutputPipe,
+    limits: BuildLimits,
+) -> Result<(), JsError> {
+    let check = instance
+        .get_typed_func::<(), i32>(&mut *store, "check_init")
+        .map_err(|e| JsError::internal(format!("the JS engine lacks check_init: {e:#}")))?;
+    let code = check
+        .call(&mut *store, ())
+        .map_err(|e| classify(e, store.data().limiter.refused, stderr, limits))?;
+    let detail = match code {
+        0 => return Ok(()),
+        1 => "unable to extract the expected exports list",
+        2 => "unable to parse the core ABI export types",
+        _ => "unknown failure",
+    };
+    Err(JsError::Script(ScriptFailure::from_stderr(
+        &stderr.contents(),
+        Some(detail),
+    )))
 }
 
 /// Reads the instance for Wizer; a missing export is remembered instead of

@@ -252,6 +252,47 @@ pub struct Template {
     main_globals: Vec<u8>,
 }
 
+/// Scans the seed's core instances in order: the index of the shim
+/// module's (argument-less) instance, and the top-level section that
+/// instantiates the main module (module 0).
+fn core_instances(
+    seed: &[u8],
+    top: &[Section],
+    shim_index: u32,
+) -> Result<(u32, usize), TemplateError> {
+    let mut core_instances = 0u32;
+    let mut shim_instance = None;
+    let mut main_instance_at = None;
+    for (at, section) in top.iter().enumerate() {
+        if section.id != cid::CORE_INSTANCE {
+            continue;
+        }
+        let reader = wasmparser::InstanceSectionReader::new(BinaryReader::new(
+            &seed[section.payload.clone()],
+            section.payload.start,
+        ))
+        .map_err(|e| bad(format!("core instances: {e}")))?;
+        for instance in reader {
+            match instance.map_err(|e| bad(format!("core instances: {e}")))? {
+                Instance::Instantiate { module_index, args } => {
+                    if module_index == shim_index && args.is_empty() {
+                        shim_instance.get_or_insert(core_instances);
+                    }
+                    if module_index == 0 {
+                        main_instance_at = Some(at);
+                    }
+                }
+                Instance::FromExports(_) => {}
+            }
+            core_instances += 1;
+        }
+    }
+    let shim_instance = shim_instance.ok_or_else(|| bad("the shim is never instantiated"))?;
+    let main_instance_at =
+        main_instance_at.ok_or_else(|| bad("the main module is never instantiated"))?;
+    Ok((shim_instance, main_instance_at))
+}
+
 impl Template {
     /// Takes `seed` apart; fails naming what does not have the expected
     /// shape.
@@ -281,37 +322,7 @@ impl Template {
             return Err(bad("the shim module precedes the main module"));
         }
 
-        // Core instances, in order: find the shim's and the main module's.
-        let mut core_instances = 0u32;
-        let mut shim_instance = None;
-        let mut main_instance_at = None;
-        for (at, section) in top.iter().enumerate() {
-            if section.id != cid::CORE_INSTANCE {
-                continue;
-            }
-            let reader = wasmparser::InstanceSectionReader::new(BinaryReader::new(
-                &seed[section.payload.clone()],
-                section.payload.start,
-            ))
-            .map_err(|e| bad(format!("core instances: {e}")))?;
-            for instance in reader {
-                match instance.map_err(|e| bad(format!("core instances: {e}")))? {
-                    Instance::Instantiate { module_index, args } => {
-                        if module_index == shim_index && args.is_empty() {
-                            shim_instance.get_or_insert(core_instances);
-                        }
-                        if module_index == 0 {
-                            main_instance_at = Some(at);
-                        }
-                    }
-                    Instance::FromExports(_) => {}
-                }
-                core_instances += 1;
-            }
-        }
-        let shim_instance = shim_instance.ok_or_else(|| bad("the shim is never instantiated"))?;
-        let main_instance_at =
-            main_instance_at.ok_or_else(|| bad("the main module is never instantiated"))?;
+        let (shim_instance, main_instance_at) = core_instances(&seed, &top, shim_index)?;
         if main_instance_at < shim_at {
             return Err(bad(
                 "the main module is instantiated before the shim exists",
@@ -503,10 +514,13 @@ fn code_module(main: &[u8]) -> Result<(Vec<u8>, Vec<u8>), TemplateError> {
 /// The code module's type as a component-level module type.
 fn module_type(code: &[u8]) -> Result<ModuleType, TemplateError> {
     let mut ty = ModuleType::new();
-    let mut func_types: Vec<u32> = Vec::new();
-    let mut tables = Vec::new();
-    let mut memories = Vec::new();
-    let mut globals = Vec::new();
+    let mut spaces = IndexSpaces::default();
+    let IndexSpaces {
+        func_types,
+        tables,
+        memories,
+        globals,
+    } = &mut spaces;
     let mut exports = Vec::new();
     let err = |e: wasmparser::BinaryReaderError| bad(format!("code module: {e}"));
     for payload in wasmparser::Parser::new(0).parse_all(code) {
@@ -570,29 +584,49 @@ fn module_type(code: &[u8]) -> Result<ModuleType, TemplateError> {
             _ => {}
         }
     }
-    let missing = || bad("code module export refers to nothing");
     for (name, kind, index) in exports {
+        ty.export(&name, spaces.entity(kind, index)?);
+    }
+    Ok(ty)
+}
+
+/// The types of a core module's functions, tables, memories and globals,
+/// imports first, by index.
+#[derive(Default)]
+struct IndexSpaces {
+    func_types: Vec<u32>,
+    tables: Vec<wasmparser::TableType>,
+    memories: Vec<wasmparser::MemoryType>,
+    globals: Vec<wasmparser::GlobalType>,
+}
+
+impl IndexSpaces {
+    /// The type of the `kind` item at `index`, as an export declares it.
+    fn entity(
+        &self,
+        kind: wasmparser::ExternalKind,
+        index: u32,
+    ) -> Result<EntityType, TemplateError> {
+        let missing = || bad("code module export refers to nothing");
         let index = index as usize;
-        let entity = match kind {
+        Ok(match kind {
             wasmparser::ExternalKind::Func | wasmparser::ExternalKind::FuncExact => {
-                EntityType::Function(*func_types.get(index).ok_or_else(missing)?)
+                EntityType::Function(*self.func_types.get(index).ok_or_else(missing)?)
             }
             wasmparser::ExternalKind::Table => EntityType::Table(
-                wasm_encoder::TableType::try_from(*tables.get(index).ok_or_else(missing)?)
+                wasm_encoder::TableType::try_from(*self.tables.get(index).ok_or_else(missing)?)
                     .map_err(|e| bad(format!("code module table: {e}")))?,
             ),
             wasmparser::ExternalKind::Memory => {
-                EntityType::Memory((*memories.get(index).ok_or_else(missing)?).into())
+                EntityType::Memory((*self.memories.get(index).ok_or_else(missing)?).into())
             }
             wasmparser::ExternalKind::Global => EntityType::Global(
-                wasm_encoder::GlobalType::try_from(*globals.get(index).ok_or_else(missing)?)
+                wasm_encoder::GlobalType::try_from(*self.globals.get(index).ok_or_else(missing)?)
                     .map_err(|e| bad(format!("code module global: {e}")))?,
             ),
             wasmparser::ExternalKind::Tag => return Err(bad("code module exports a tag")),
-        };
-        ty.export(&name, entity);
+        })
     }
-    Ok(ty)
 }
 
 /// A core instance section with the main module's instantiation given the

@@ -229,4 +229,25 @@ mod tests {
         // Garbage is not this check's business (the compile step refuses it).
         assert_eq!(reuse_blocker(b"not wasm"), None);
     }
+
+    #[test]
+    fn host_built_javascript_is_refused_by_its_engine_import() {
+        use wasm_encoder::{
+            Component, ComponentImportSection, ComponentTypeRef, CoreTypeSection, ModuleType,
+        };
+        let component = |import: &str| {
+            let mut component = Component::new();
+            let mut types = CoreTypeSection::new();
+            types.ty().module(&ModuleType::new());
+            component.section(&types);
+            let mut imports = ComponentImportSection::new();
+            imports.import(import, ComponentTypeRef::Module(0));
+            component.section(&imports);
+            component.finish()
+        };
+        let reason = reuse_blocker(&component("berth-js-engine-c0123abcd"))
+            .expect("a component importing the host's JS engine is refused");
+        assert!(reason.contains("fetch event"), "{reason}");
+        assert_eq!(reuse_blocker(&component("some-other-module")), None);
+    }
 }
