@@ -93,6 +93,35 @@ async fn hosts_are_bounded_and_route_and_guest_see_one_authority() {
 }
 
 #[tokio::test]
+async fn informational_statuses_are_the_guests_error_and_keep_the_connection() {
+    let berth = Berth::start();
+    berth.deploy("default", "spray", wasm("tenant")).await;
+    // One client, one keep-alive connection: a 1xx sent as a final
+    // response used to get hyper's own bare 500 and then lose the
+    // connection under the next request.
+    for code in [100, 101, 103, 150, 199] {
+        let reply = berth
+            .get("spray.localhost", &format!("/status?code={code}"))
+            .await;
+        assert_eq!(reply.status, 500, "status {code}");
+        assert_eq!(
+            reply.error_code().as_deref(),
+            Some("exception"),
+            "status {code}"
+        );
+        let next = berth.get("spray.localhost", "/status?code=200").await;
+        assert_eq!(next.status, 200, "the request after status {code}");
+    }
+    for code in [200, 204, 404, 599, 999] {
+        let reply = berth
+            .get("spray.localhost", &format!("/status?code={code}"))
+            .await;
+        assert_eq!(reply.status, code, "a guest's own status {code} is kept");
+        assert_eq!(reply.error_code(), None, "status {code}");
+    }
+}
+
+#[tokio::test]
 async fn a_guest_cannot_speak_for_the_platform() {
     let dispatcher = wasm_path("dispatcher");
     let berth = start_with_config(&format!(

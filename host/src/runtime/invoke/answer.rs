@@ -80,6 +80,16 @@ pub(super) async fn wait(
     // trailers that end its body (HTTP/1.1 chunked, HTTP/2, a dispatch
     // worker reading the response).
     strip_platform_headers(response.headers_mut());
+    // A 1xx status is not a final response: sent as one, it leaves an
+    // HTTP/1.1 connection unusable (hyper answers its own bare 500 and then
+    // closes the keep-alive connection under the client's next request; 101
+    // is taken as an upgrade). The guest's bug, reported as one.
+    if response.status().is_informational() {
+        return Err(WorkerError::Exception(format!(
+            "worker answered with the informational status {}; a response needs a status of 200 or more",
+            response.status().as_u16()
+        )));
+    }
     let response = response.map(|body| {
         body.map_frame(|mut frame| {
             if let Some(trailers) = frame.trailers_mut() {
