@@ -139,11 +139,13 @@ $extra" $mode)
 done
 
 # wasmtime serve on the same component, same wrk settings.
-# run_wasmtime [COMPONENT] (default: hello.wasm)
+# run_wasmtime [COMPONENT [EXTRA -S FLAGS…]] (default: hello.wasm)
 run_wasmtime() {
   local port=$((20000 + RANDOM % 20000))
+  local component=${1:-$WASM_DIR/hello.wasm}
+  shift || true
   # -S cli: hello (Rust std) and js_hello import wasi:cli, which serve links only on request.
-  "$WASMTIME" serve -O pooling-allocator -S cli --addr "127.0.0.1:$port" "${1:-$WASM_DIR/hello.wasm}" > "$WORK/wasmtime.log" 2>&1 &
+  "$WASMTIME" serve -O pooling-allocator -S cli "$@" --addr "127.0.0.1:$port" "$component" > "$WORK/wasmtime.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
   wrk -t1 -c16 -d2s "http://127.0.0.1:$port/" > /dev/null
@@ -282,7 +284,7 @@ vars = { PLATFORM_DOMAIN = \"platform.localhost\", CPU_MS = \"50\", WALL_MS = \"
 record() {
   local key=$1 rps p50 p99
   read -r rps p50 p99 <<<"$2"
-  [ -n "$rps" ] || { echo "bench: $3 gave no result" >&2; exit 1; }
+  [ -n "$rps" ] || { echo "bench: $3 gave no result" >&2; tail -5 "$WORK/wasmtime.log" >&2 2>/dev/null; exit 1; }
   echo "round $round  $3  ${rps} req/s  p50 ${p50}  p99 ${p99}" >&2
   RPS[$key]+="$rps "; P50[$key]+="$p50 "; P99[$key]+="$p99 "
 }
@@ -341,7 +343,7 @@ if [ -n "$CASEJS" ]; then
     if [ -n "$JS_ENGINE_DIR" ]; then record js-plain "$(run_berth_js_plain)" berth-js-plain; fi
     if [ -f "$WASM_DIR/js_hello_reuse.wasm" ]; then record js-reuse "$(run_berth_js_reuse)" berth-js-reuse; fi
     if [ -f "$WASM_DIR/js_dispatcher.wasm" ]; then record js-dispatch "$(run_berth_js_dispatch)" berth-js-dispatch; fi
-    if [ -n "$WASMTIME" ]; then record wasmtime-js "$(run_wasmtime "$WASM_DIR/js_hello.wasm")" wasmtime-serve-js; fi
+    if [ -n "$WASMTIME" ]; then record wasmtime-js "$(run_wasmtime "$WASM_DIR/js_hello.wasm" -S keyvalue)" wasmtime-serve-js; fi
     if [ -n "$WORKERD" ]; then record workerd-hello "$(run_workerd hello)" workerd-hello; fi
   done
 fi
