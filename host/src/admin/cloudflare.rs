@@ -544,12 +544,7 @@ async fn read_parts(
     request: Request,
     limit: usize,
 ) -> Result<(CfMetadata, Vec<JsModule>), CfError> {
-    let mime = essence(
-        request
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let mime = request_essence(&request);
     if is_javascript(&mime) {
         return read_raw_script(request, limit).await;
     }
@@ -586,6 +581,25 @@ fn essence(content_type: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
+/// The media type of a request's body (see [`essence`]).
+fn request_essence(request: &Request) -> String {
+    essence(
+        request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// A multipart body that cannot be read (code 10026).
+fn invalid_multipart(detail: String) -> CfError {
+    CfError::new(
+        StatusCode::BAD_REQUEST,
+        10026,
+        format!("invalid multipart body: {detail}"),
+    )
+}
+
 /// A raw service-worker script: one module, `worker.js`.
 async fn read_raw_script(
     request: Request,
@@ -615,16 +629,9 @@ async fn read_raw_script(
 
 /// A multipart body's `metadata` part (if any) and its other parts.
 async fn read_multipart(request: Request) -> Result<(Option<CfMetadata>, Vec<Part>), CfError> {
-    let invalid = |detail: String| {
-        CfError::new(
-            StatusCode::BAD_REQUEST,
-            10026,
-            format!("invalid multipart body: {detail}"),
-        )
-    };
     let mut multipart = Multipart::from_request(request, &())
         .await
-        .map_err(|e| invalid(e.to_string()))?;
+        .map_err(|e| invalid_multipart(e.to_string()))?;
     let mut metadata = None;
     let mut parts = Vec::new();
     loop {
@@ -636,14 +643,17 @@ async fn read_multipart(request: Request) -> Result<(Option<CfMetadata>, Vec<Par
                     "the upload is too large (server.max_upload_mb)",
                 )
             } else {
-                invalid(e.body_text())
+                invalid_multipart(e.body_text())
             }
         })?;
         let Some(field) = field else { break };
         let name = field.name().unwrap_or("").to_owned();
         let file_name = field.file_name().map(str::to_owned);
         let mime = essence(field.content_type());
-        let bytes = field.bytes().await.map_err(|e| invalid(e.body_text()))?;
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| invalid_multipart(e.body_text()))?;
         if name == "metadata" {
             let mut json = serde_json::Deserializer::from_slice(&bytes);
             let parsed: CfMetadata = serde_path_to_error::deserialize(&mut json)
@@ -860,31 +870,22 @@ async fn patch_settings(
 /// A settings PATCH body: the `settings` part of a multipart body, or the
 /// JSON body itself.
 async fn read_settings(request: Request, limit: usize) -> Result<CfSettings, CfError> {
-    let mime = essence(
-        request
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-    );
-    let invalid = |detail: String| {
-        CfError::new(
-            StatusCode::BAD_REQUEST,
-            10026,
-            format!("invalid multipart body: {detail}"),
-        )
-    };
+    let mime = request_essence(&request);
     let raw = if mime == "multipart/form-data" {
         let mut multipart = Multipart::from_request(request, &())
             .await
-            .map_err(|e| invalid(e.to_string()))?;
+            .map_err(|e| invalid_multipart(e.to_string()))?;
         let mut settings = None;
         while let Some(field) = multipart
             .next_field()
             .await
-            .map_err(|e| invalid(e.body_text()))?
+            .map_err(|e| invalid_multipart(e.body_text()))?
         {
             let part = field.name().unwrap_or("").to_owned();
-            let bytes = field.bytes().await.map_err(|e| invalid(e.body_text()))?;
+            let bytes = field
+                .bytes()
+                .await
+                .map_err(|e| invalid_multipart(e.body_text()))?;
             if part == "settings" {
                 settings = Some(bytes);
             }
