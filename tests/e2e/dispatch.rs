@@ -572,8 +572,16 @@ vars = {{ PLATFORM_DOMAIN = "platform.test", ADMIN_TOKEN = "{ADMIN_TOKEN}" }}
         let reply = berth.get("a.platform.test", "/").await;
         assert_eq!(reply.status, 200, "{}", reply.text());
     }
-    let stats = berth.runtime_stats().await;
-    assert_eq!(stats["warm_idle_instances"], 1, "{stats}");
+    // Each guest run finishes on its own after answering, so a request
+    // can arrive before the previous instance is back and take a second
+    // one: one to three instances end up idle. Every live instance must
+    // then be counted as a warm idle one.
+    crate::harness::eventually("the dispatch instances to be idle and counted", || async {
+        let stats = berth.runtime_stats().await;
+        let idle = stats["warm_idle_instances"].as_u64()?;
+        ((1..=3).contains(&idle) && stats["pool"]["component_instances"] == idle).then_some(())
+    })
+    .await;
     crate::harness::eventually("the idle dispatch instance to be reaped", || async {
         let stats = berth.runtime_stats().await;
         (stats["warm_idle_instances"] == 0 && stats["pool"]["component_instances"] == 0)
