@@ -226,9 +226,10 @@ bench-cluster: build nats-server ## Scale-out benchmark: deploy propagation p50/
 
 BASE_REV         ?= HEAD~1
 AB_BASE_DIR      := $(CACHE_DIR)/ab-base
+AB_SCRIPT        ?= bench/ab.sh
 
 .PHONY: bench-ab
-bench-ab: build ## A/B this tree's berth against BASE_REV's (default HEAD~1), alternating rounds. Not in `make test`
+bench-ab: build ## A/B this tree's berth against BASE_REV's (default HEAD~1), alternating rounds (AB_SCRIPT=bench/ab-pairs.sh: both up at once, median of per-pair ratios). Not in `make test`
 	rm -rf $(AB_BASE_DIR) && git worktree prune && git worktree add --detach $(AB_BASE_DIR) $(BASE_REV)
 	cd $(AB_BASE_DIR) && CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo build --release -p berth-host --bin berth
 	cp $(HOST_TARGET_DIR)/release/berth $(CACHE_DIR)/berth-base && git worktree remove --force $(AB_BASE_DIR)
@@ -236,7 +237,7 @@ bench-ab: build ## A/B this tree's berth against BASE_REV's (default HEAD~1), al
 	# workspace crates rather than reuse the base's (same package ids).
 	touch host/src/lib.rs sdk/src/lib.rs
 	CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo build --release -p berth-host --bin berth
-	BASE=$(CACHE_DIR)/berth-base HEAD=$(BERTH) WASM_DIR=$(WASM_DIR) bench/ab.sh
+	BASE=$(CACHE_DIR)/berth-base HEAD=$(BERTH) WASM_DIR=$(WASM_DIR) $(AB_SCRIPT)
 
 SOAK_SECONDS     ?= 600
 

@@ -117,22 +117,21 @@ pub struct CpuMeter {
     budget: Duration,
     used: Duration,
     running_since: Option<Stamp>,
-    resumed_at: Arc<Mutex<Option<Stamp>>>,
+    /// What the yield future and the [`Polled`] invocation share with the
+    /// meter (one allocation per invocation).
+    shared: Arc<Shared>,
+    /// Whether a yield future was handed out, so a guest that never yielded
+    /// never takes the `resumed_at` lock.
+    yielded: bool,
     /// The lane CPU-heavy guests take turns in, if any (see [`HeavyLane`]).
     lane: Option<HeavyLane>,
     /// CPU time before the guest yields at every tick.
     yield_after: Duration,
-    /// The lane slot this guest holds while it runs a slice.
-    slot: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
     /// Whether the slot may be held (set when a yield into the lane was
     /// handed out), so light guests' host calls never touch its lock.
     maybe_in_lane: bool,
     /// Set when the budget ran out.
     pub limit_hit: bool,
-    /// How often the invocation's future has been polled (see
-    /// [`Polled`]): a host call that returns in the poll it started in
-    /// never waited.
-    polls: Arc<AtomicU64>,
     /// When the current host call began, and the poll it began in.
     in_host: Option<(Stamp, u64)>,
 }
@@ -160,27 +159,21 @@ impl CpuMeter {
             budget,
             used: Duration::ZERO,
             running_since: None,
-            resumed_at: Arc::new(Mutex::new(None)),
+            shared: Arc::default(),
+            yielded: false,
             lane: None,
             yield_after: YIELD_AFTER,
-            slot: Arc::new(Mutex::new(None)),
             maybe_in_lane: false,
             limit_hit: false,
-            polls: Arc::default(),
             in_host: None,
         }
-    }
-
-    /// The counter the invocation's future counts its polls in.
-    pub fn polls(&self) -> Arc<AtomicU64> {
-        self.polls.clone()
     }
 
     /// The guest calls the host at `now`: its wasm segment ends, and the
     /// host call's time starts.
     pub fn enter_host(&mut self, now: Instant) {
         self.stop(now);
-        self.in_host = Some((self.stamp(now), self.polls.load(Ordering::Relaxed)));
+        self.in_host = Some((self.stamp(now), self.shared.polls.load(Ordering::Relaxed)));
     }
 
     /// The host call returns at `now`. Its time is the guest's when it
@@ -193,7 +186,7 @@ impl CpuMeter {
     /// [`Polled`]); a call that did not wait kept the slot.
     pub fn leave_host(&mut self, now: Instant) -> bool {
         let waited = match self.in_host.take() {
-            Some((since, poll)) if poll == self.polls.load(Ordering::Relaxed) => {
+            Some((since, poll)) if poll == self.shared.polls.load(Ordering::Relaxed) => {
                 self.charge(since, now);
                 false
             }
@@ -202,12 +195,6 @@ impl CpuMeter {
         };
         self.start(now);
         waited && self.lane.is_some() && self.should_yield()
-    }
-
-    /// The lane slot this guest may hold, for [`Polled`] to give back
-    /// whenever the guest waits.
-    pub fn lane_slot(&self) -> Arc<Mutex<Option<OwnedSemaphorePermit>>> {
-        self.slot.clone()
     }
 
     /// Heavy slices of this guest run in `lane`.
@@ -225,7 +212,7 @@ impl CpuMeter {
             return;
         }
         self.maybe_in_lane = false;
-        if let Ok(mut slot) = self.slot.lock() {
+        if let Ok(mut slot) = self.shared.slot.lock() {
             *slot = None;
         }
     }
@@ -254,7 +241,12 @@ impl CpuMeter {
 
     /// The guest stops executing wasm at `now` (host call, return, yield).
     pub fn stop(&mut self, now: Instant) {
-        let resumed = self.resumed_at.lock().map(|mut r| r.take()).unwrap_or(None);
+        let resumed = match self.yielded {
+            true => (self.shared.resumed_at.lock())
+                .map(|mut r| r.take())
+                .unwrap_or(None),
+            false => None,
+        };
         if let Some(since) = self.running_since.take().or(resumed) {
             self.charge(since, now);
         }
@@ -310,19 +302,19 @@ impl CpuMeter {
     /// the moment the guest resumes (on the thread that resumes it).
     pub fn yield_now(&mut self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
         self.maybe_in_lane |= self.lane.is_some();
-        let resumed_at = self.resumed_at.clone();
+        self.yielded = true;
         let precise = self.precise();
-        let (lane, slot) = (self.lane.clone(), self.slot.clone());
+        let (lane, shared) = (self.lane.clone(), self.shared.clone());
         Box::pin(async move {
             // Out of the lane while parked; back in (in arrival order)
             // before the next slice.
-            if let Ok(mut held) = slot.lock() {
+            if let Ok(mut held) = shared.slot.lock() {
                 *held = None;
             }
             tokio::task::yield_now().await;
             if let Some(HeavyLane(lane)) = lane
                 && let Ok(permit) = lane.acquire_owned().await
-                && let Ok(mut held) = slot.lock()
+                && let Ok(mut held) = shared.slot.lock()
             {
                 *held = Some(permit);
             }
@@ -331,8 +323,8 @@ impl CpuMeter {
             } else {
                 Stamp::Wall(Instant::now())
             };
-            if let Ok(mut slot) = resumed_at.lock() {
-                *slot = Some(stamp);
+            if let Ok(mut resumed) = shared.resumed_at.lock() {
+                *resumed = Some(stamp);
             }
         })
     }
@@ -348,23 +340,29 @@ impl CpuMeter {
 /// calling the host.
 pub struct Polled<F> {
     inner: F,
-    polls: Arc<AtomicU64>,
-    slot: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+    shared: Arc<Shared>,
 }
 
 /// What a [`Polled`] shares with its meter.
-pub struct MeterLink {
-    polls: Arc<AtomicU64>,
-    slot: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+pub struct MeterLink(Arc<Shared>);
+
+/// What a meter shares with its invocation's future and yield futures.
+#[derive(Debug, Default)]
+struct Shared {
+    /// When the guest resumed after a yield (set by the yield future).
+    resumed_at: Mutex<Option<Stamp>>,
+    /// The lane slot this guest holds while it runs a slice.
+    slot: Mutex<Option<OwnedSemaphorePermit>>,
+    /// How often the invocation's future has been polled (see
+    /// [`Polled`]): a host call that returns in the poll it started in
+    /// never waited.
+    polls: AtomicU64,
 }
 
 impl CpuMeter {
     /// The counters a [`Polled`] future shares with this meter.
     pub fn link(&self) -> MeterLink {
-        MeterLink {
-            polls: self.polls(),
-            slot: self.lane_slot(),
-        }
+        MeterLink(self.shared.clone())
     }
 }
 
@@ -373,8 +371,7 @@ impl<F> Polled<F> {
     pub fn new(inner: F, link: MeterLink) -> Self {
         Self {
             inner,
-            polls: link.polls,
-            slot: link.slot,
+            shared: link.0,
         }
     }
 }
@@ -386,10 +383,10 @@ impl<F: Future + Unpin> Future for Polled<F> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<F::Output> {
-        self.polls.fetch_add(1, Ordering::Relaxed);
+        self.shared.polls.fetch_add(1, Ordering::Relaxed);
         let polled = std::pin::Pin::new(&mut self.inner).poll(cx);
         if polled.is_pending()
-            && let Ok(mut slot) = self.slot.lock()
+            && let Ok(mut slot) = self.shared.slot.lock()
         {
             *slot = None;
         }
@@ -420,7 +417,7 @@ mod tests {
             "400 µs: still in its slice"
         );
         meter.enter_host(t0 + us(500));
-        meter.polls.fetch_add(1, Ordering::Relaxed); // it waited: another poll
+        meter.shared.polls.fetch_add(1, Ordering::Relaxed); // it waited: another poll
         meter.leave_host(t0 + us(50_000));
         meter.stop(t0 + us(50_100));
         assert_eq!(
@@ -437,7 +434,7 @@ mod tests {
             "kept its slot: compute on"
         );
         meter.enter_host(t0 + us(60_600));
-        meter.polls.fetch_add(1, Ordering::Relaxed);
+        meter.shared.polls.fetch_add(1, Ordering::Relaxed);
         assert!(
             meter.leave_host(t0 + us(70_000)),
             "waited: queue for the lane"
@@ -445,7 +442,7 @@ mod tests {
         let mut unlaned = CpuMeter::new(us(100_000)).with_yield_after(us(1000));
         unlaned.start(t0);
         unlaned.enter_host(t0 + us(2000));
-        unlaned.polls.fetch_add(1, Ordering::Relaxed);
+        unlaned.shared.polls.fetch_add(1, Ordering::Relaxed);
         assert!(
             !unlaned.leave_host(t0 + us(2010)),
             "no lane, nothing to queue for"
@@ -496,7 +493,8 @@ mod tests {
         assert!(meter.tick(t0 + ms(1002))); // 4 ms so far
         assert_eq!(meter.used(), ms(4));
         // Parked after yielding: the time until the recorded resume is free.
-        *meter.resumed_at.lock().unwrap() = Some(Stamp::Wall(t0 + ms(2000)));
+        meter.yielded = true;
+        *meter.shared.resumed_at.lock().unwrap() = Some(Stamp::Wall(t0 + ms(2000)));
         assert!(!meter.tick(t0 + us(2_000_800))); // 4.8 ms > 4.5 ms
         assert!(meter.limit_hit);
         assert_eq!(meter.used(), us(4800));

@@ -21,8 +21,8 @@
 //! labels, so the same bound holds there.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -31,7 +31,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use super::history::History;
+use super::history::{History, ScriptHandle};
 
 pub use super::labels::ScriptLabels;
 
@@ -56,6 +56,35 @@ pub fn status_class(status: u16) -> &'static str {
         400..=499 => "4xx",
         500..=599 => "5xx",
         _ => "other",
+    }
+}
+
+fn request_labels(labels: &ScriptLabels, status: u16, code: &'static str) -> RequestLabels {
+    RequestLabels {
+        namespace: labels.namespace.clone(),
+        script: labels.script.clone(),
+        status: status_class(status),
+        code,
+    }
+}
+
+/// One script's series and history entry, looked up once
+/// ([`Metrics::series`]); each metric's handle is taken on first use, so a
+/// script shows no series it never recorded.
+pub struct ScriptSeries {
+    labels: ScriptLabels,
+    history: ScriptHandle,
+    /// `requests{status="2xx", code=""}`: the one outcome of most requests.
+    answered: OnceLock<Counter>,
+    duration: OnceLock<Histogram>,
+    cpu: OnceLock<Counter<f64, AtomicU64>>,
+    memory: OnceLock<Histogram>,
+}
+
+impl ScriptSeries {
+    /// The labels the script's series carry (its own, or `_other`).
+    pub fn labels(&self) -> &ScriptLabels {
+        &self.labels
     }
 }
 
@@ -253,16 +282,78 @@ impl Metrics {
         }
     }
 
+    /// A script's series, looked up once (claiming its itemised series
+    /// as [`Metrics::labels`] does) for a loaded worker to keep: recording
+    /// through it takes no lock and neither hashes nor copies a label.
+    /// The labels it holds stay right for the host's lifetime, because an
+    /// itemised series is never dropped (so a pair folded into `_other`
+    /// stays folded, and a known pair stays known).
+    pub fn series(&self, namespace: &str, script: &str) -> ScriptSeries {
+        let labels = self.labels(namespace, script);
+        ScriptSeries {
+            history: self.history.script(&labels),
+            labels,
+            answered: OnceLock::new(),
+            duration: OnceLock::new(),
+            cpu: OnceLock::new(),
+            memory: OnceLock::new(),
+        }
+    }
+
+    /// [`Metrics::request`] through a script's looked-up series.
+    pub fn request_of(&self, series: &ScriptSeries, status: u16, code: &'static str, seconds: f64) {
+        let labels = &series.labels;
+        if code.is_empty() && (200..300).contains(&status) {
+            series
+                .answered
+                .get_or_init(|| {
+                    self.requests
+                        .get_or_create(&request_labels(labels, status, code))
+                        .clone()
+                })
+                .inc();
+        } else {
+            self.requests
+                .get_or_create(&request_labels(labels, status, code))
+                .inc();
+        }
+        series
+            .duration
+            .get_or_init(|| self.duration.get_or_create(labels).clone())
+            .observe(seconds);
+        self.history
+            .request_of(&series.history, status, code, seconds);
+    }
+
+    /// [`Metrics::cpu`] through a script's looked-up series.
+    pub fn cpu_of(&self, series: &ScriptSeries, seconds: f64) {
+        series
+            .cpu
+            .get_or_init(|| self.cpu.get_or_create(&series.labels).clone())
+            .inc_by(seconds);
+        self.history.cpu_of(&series.history, seconds);
+    }
+
+    /// [`Metrics::memory`] through a script's looked-up series.
+    pub fn memory_of(&self, series: &ScriptSeries, bytes: u64) {
+        series
+            .memory
+            .get_or_init(|| self.memory.get_or_create(&series.labels).clone())
+            .observe(bytes as f64);
+        self.history.memory_of(&series.history, bytes);
+    }
+
+    /// [`Metrics::fuel`] through a script's looked-up series.
+    pub fn fuel_of(&self, series: &ScriptSeries, fuel: u64) {
+        self.fuel.get_or_create(&series.labels).inc_by(fuel);
+        self.history.fuel_of(&series.history, fuel);
+    }
+
     /// Records one request's outcome: its status (by class) and its
     /// `x-berth-error` code (empty when the guest answered).
     pub fn request(&self, labels: &ScriptLabels, status: u16, code: &'static str, seconds: f64) {
         self.requests
-            .get_or_create(&RequestLabels {
-                namespace: labels.namespace.clone(),
-                script: labels.script.clone(),
-                status: status_class(status),
-                code,
-            })
+            .get_or_create(&request_labels(labels, status, code))
             .inc();
         self.duration.get_or_create(labels).observe(seconds);
         self.history.request(labels, status, code, seconds);
@@ -434,5 +525,61 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    /// A worker's looked-up series record into the same series (and the
+    /// same history) as a lookup per request would, show nothing they never
+    /// recorded, and fold like any other labels.
+    #[test]
+    fn looked_up_series_record_what_per_request_lookups_would() {
+        let by_series = Metrics::new(1);
+        let by_labels = Metrics::new(1);
+        let series = by_series.series("ns", "app");
+        let labels = by_labels.labels("ns", "app");
+        assert!(
+            !by_series.encode().contains(r#"script="app""#),
+            "nothing recorded, no series"
+        );
+        for (status, code) in [(200, ""), (204, ""), (503, "cpu-limit"), (404, "")] {
+            by_series.request_of(&series, status, code, 0.002);
+            by_labels.request(&labels, status, code, 0.002);
+        }
+        by_series.cpu_of(&series, 0.5);
+        by_labels.cpu(&labels, 0.5);
+        by_series.memory_of(&series, 4096);
+        by_labels.memory(&labels, 4096);
+        by_series.fuel_of(&series, 77);
+        by_labels.fuel(&labels, 77);
+        // Series come out in a family's hash order: compare them as sets.
+        let sorted = |m: &Metrics| {
+            let mut lines: Vec<String> = m.encode().lines().map(str::to_owned).collect();
+            lines.sort();
+            lines
+        };
+        assert_eq!(sorted(&by_series), sorted(&by_labels));
+        assert!(
+            by_series.encode().contains(
+                r#"berth_requests_total{namespace="ns",script="app",status="2xx",code=""} 2"#
+            ),
+            "{}",
+            by_series.encode()
+        );
+        let second = 1_700_000_000_000;
+        for m in [&by_series, &by_labels] {
+            m.history().sample(second + 10, Default::default());
+        }
+        let view = |m: &Metrics| {
+            serde_json::to_value(m.history().script_view(&labels, "app", true, second + 1010))
+                .unwrap()
+        };
+        assert_eq!(view(&by_series), view(&by_labels));
+        let twos = view(&by_series)["series"]["requests"]["2xx"].clone();
+        assert!(
+            twos.as_array()
+                .is_some_and(|points| points.contains(&2.0.into())),
+            "the second's two 2xx: {twos}"
+        );
+        let folded = by_series.series("ns", "other-app");
+        assert_eq!(folded.labels().script, "_other", "the bound holds");
     }
 }

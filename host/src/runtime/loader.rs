@@ -293,6 +293,7 @@ impl Loader {
             asset_config: record.asset_config.clone(),
             admission: gates.gate(namespace, name, role, &record.limits),
             reuse_refused,
+            series: Default::default(),
         }))
     }
 
@@ -461,6 +462,7 @@ impl Loader {
             asset_config: Default::default(),
             admission: Arc::new(gates.for_limits(&ScriptLimits::default())),
             reuse_refused,
+            series: Default::default(),
         });
         lock(&self.files).push(Arc::downgrade(&worker));
         Ok(worker)

@@ -3,7 +3,7 @@
 //! derives from its record. Plain data, built by the loader.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
@@ -13,6 +13,7 @@ use crate::base::isolation::Isolation;
 use crate::base::names::Name;
 use crate::capabilities::{WorkerRef, WorkerSpec};
 use crate::limits::{Admission, ScriptLimits};
+use crate::observe::metrics::{Metrics, ScriptSeries};
 use crate::store::{AssetConfig, AssetEntry};
 
 /// A script ready to serve.
@@ -39,6 +40,9 @@ pub struct Worker {
     /// Why `settings.isolation = "reuse"` is not applied to this script,
     /// if it asked for reuse and its component cannot be reused.
     pub reuse_refused: Option<&'static str>,
+    /// Its metric series and history entry, looked up on its first
+    /// invocation (see [`Worker::series`]).
+    pub series: OnceLock<ScriptSeries>,
 }
 
 impl Worker {
@@ -50,6 +54,13 @@ impl Worker {
     /// Script name.
     pub fn name(&self) -> &Name {
         &self.spec.name
+    }
+
+    /// Its metric series, looked up once: every invocation records through
+    /// them without a lookup.
+    pub fn series(&self, metrics: &Metrics) -> &ScriptSeries {
+        self.series
+            .get_or_init(|| metrics.series(self.spec.namespace.as_str(), self.spec.name.as_str()))
     }
 
     /// This worker as capabilities see it.

@@ -155,7 +155,40 @@ pub struct History {
     scripts: RwLock<HashMap<ScriptLabels, Arc<ScriptEntry>>>,
 }
 
+/// One script's history entry, looked up once: what a loaded worker keeps
+/// so that counting its requests takes no lock and hashes no label.
+#[derive(Clone)]
+pub struct ScriptHandle(Arc<ScriptEntry>);
+
 impl History {
+    /// The history entry of a script's labels (created the first time),
+    /// for the request path to count through without a lookup.
+    pub fn script(&self, labels: &ScriptLabels) -> ScriptHandle {
+        ScriptHandle(self.entry(labels))
+    }
+
+    /// [`History::request`] through a looked-up entry.
+    pub fn request_of(&self, script: &ScriptHandle, status: u16, code: &str, seconds: f64) {
+        self.host.request(code, seconds);
+        script.0.counters.request(status, seconds);
+    }
+
+    /// [`History::cpu`] through a looked-up entry.
+    pub fn cpu_of(&self, script: &ScriptHandle, seconds: f64) {
+        self.host.cpu(seconds);
+        script.0.counters.cpu(seconds);
+    }
+
+    /// [`History::memory`] through a looked-up entry.
+    pub fn memory_of(&self, script: &ScriptHandle, bytes: u64) {
+        script.0.counters.memory(bytes);
+    }
+
+    /// [`History::fuel`] through a looked-up entry.
+    pub fn fuel_of(&self, script: &ScriptHandle, fuel: u64) {
+        script.0.counters.fuel(fuel);
+    }
+
     /// The entry of a script's labels, created the first time.
     fn entry(&self, labels: &ScriptLabels) -> Arc<ScriptEntry> {
         if let Some(entry) = self

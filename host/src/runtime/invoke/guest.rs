@@ -104,8 +104,13 @@ async fn call_guest(
     };
     // The CPU meter sees the run's polls: host calls that worked for the
     // guest are told from ones that waited, and waiting leaves the lane.
-    let run = Polled::new(Box::pin(run), link);
-    match tokio::time::timeout_at(plan.deadline, run).await {
+    // Pinned in place: the run (with Wasmtime's instantiation inside) is
+    // several KiB, not worth a heap copy per invocation.
+    let finished = {
+        let run = std::pin::pin!(run);
+        tokio::time::timeout_at(plan.deadline, Polled::new(run, link)).await
+    };
+    match finished {
         Ok(Ok(proxy)) => (Ok(()), Some(proxy)),
         Ok(Err(_)) if call.request_tripped.load(Ordering::Relaxed) => (
             Err(WorkerError::RequestTooLarge(plan.limits.max_request_body)),
@@ -172,16 +177,16 @@ fn report(worker: &Worker, call: &GuestCall, result: &Result<(), WorkerError>, m
             code = error.code().as_str(), %error, "worker invocation failed"
         );
     }
-    let labels = metrics.labels(worker.spec.namespace.as_str(), worker.spec.name.as_str());
+    let series = worker.series(metrics);
     let used = call.store.data().cpu.used();
     worker.admission.cpu_history.record(used);
-    metrics.cpu(&labels, used.as_secs_f64());
+    metrics.cpu_of(series, used.as_secs_f64());
     if let Some(fuel) = fuel_used(&call.store) {
-        metrics.fuel(&labels, fuel);
+        metrics.fuel_of(series, fuel);
     }
     let state = call.store.data();
     let memory = state.limiter.memory_bytes() + state.host_memory.peak();
-    metrics.memory(&labels, memory as u64);
+    metrics.memory_of(series, memory as u64);
 }
 
 /// Fuel the request consumed, on hosts that meter fuel.

@@ -114,10 +114,6 @@ impl Runtime {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let started = std::time::Instant::now();
-        let labels = self
-            .services
-            .metrics
-            .labels(worker.namespace().as_str(), worker.name().as_str());
         // For the dashboard's last errors (a reference count, not a copy).
         let uri = request.uri().clone();
         let (status_tx, status_rx) = tokio::sync::oneshot::channel();
@@ -128,14 +124,22 @@ impl Runtime {
         };
         // The tail event of this request waits for its final status.
         let _ = status_tx.send(Some(status));
-        self.account(&labels, &result, started.elapsed().as_secs_f64());
+        let series = worker.series(&self.services.metrics);
+        self.account(series, &result, started.elapsed().as_secs_f64());
         if result.is_err() || status >= 500 {
             let outcome = match &result {
                 Ok(_) => "ok",
                 Err(error) => error.code().as_str(),
             };
             let request_id = options.call.request_id;
-            self.remember_failure(&labels, &worker, request_id, status, outcome, uri.path());
+            self.remember_failure(
+                series.labels(),
+                &worker,
+                request_id,
+                status,
+                outcome,
+                uri.path(),
+            );
         }
         result
     }
@@ -193,23 +197,23 @@ impl Runtime {
     /// one error map).
     fn account(
         &self,
-        labels: &crate::observe::metrics::ScriptLabels,
+        series: &crate::observe::metrics::ScriptSeries,
         result: &Result<WorkerResponse, WorkerError>,
         elapsed: f64,
     ) {
         let metrics = &self.services.metrics;
         let error = match result {
             Ok(response) => {
-                metrics.request(labels, response.status().as_u16(), "", elapsed);
+                metrics.request_of(series, response.status().as_u16(), "", elapsed);
                 return;
             }
             Err(error) => error,
         };
         let code = error.code();
-        metrics.request(labels, error.status().as_u16(), code.as_str(), elapsed);
+        metrics.request_of(series, error.status().as_u16(), code.as_str(), elapsed);
         self.counters.count_failure(code);
         if let Some(kind) = limit_kind(code) {
-            metrics.limit_hit(labels, kind);
+            metrics.limit_hit(series.labels(), kind);
         }
     }
 }

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# A/B in pairs: the base and head `berth` binaries serve the same case at
+# the same time (each idle while the other is measured), and short wrk runs
+# alternate between them — base then head, head then base, … — so each
+# pair of runs is a few seconds apart. The figure is the median of the
+# per-pair ratios head ÷ base.
+#
+# Why: on a shared 2-vCPU VM the CPU's own speed drifts (a fixed shell loop
+# took 0.69–1.21 s in one minute on 2026-12-02), so whole rounds of
+# bench/ab.sh moved ±15 % and could not resolve a 5 % change; a pair of
+# 2 s runs sees much the same machine, and the median of 40–50 pairs
+# resolves about ±2 %.
+#
+#   BASE=path/to/old/berth HEAD=path/to/new/berth WASM_DIR=build/wasm \
+#     CASES="dispatch hello reuse js" PAIRS=40 SECS=2 bench/ab-pairs.sh
+#
+# Cases as in bench/ab.sh: hello (built-in router, limits on), dispatch
+# (dispatch worker → user worker), reuse (hello with warm reuse), js (JS
+# hello, fresh instance). wrk -t1 -c16 for each run.
+set -euo pipefail
+
+: "${BASE:?BASE=path of the base berth binary}"
+: "${HEAD:?HEAD=path of the head berth binary}"
+: "${WASM_DIR:?WASM_DIR=folder of the built guests}"
+PAIRS=${PAIRS:-40}
+SECS=${SECS:-2}
+CASES=${CASES:-dispatch hello reuse js}
+WORK=$(mktemp -d)
+WASM_ABS=$(cd "$WASM_DIR" && pwd)
+trap 'kill $(cat "$WORK/pids" 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+command -v wrk >/dev/null || { echo "ab-pairs: wrk is missing (apt-get install wrk)" >&2; exit 1; }
+
+# start BIN SIDE CASE → prints the data-plane address
+start() {
+  local bin=$1 dir="$WORK/$2-$3"
+  mkdir -p "$dir"
+  case $3 in
+    dispatch) printf '[[dispatch]]\nhostnames = ["*.platform.localhost"]\nworker = "%s/dispatcher.wasm"\nnamespace = "customers"\nvars = { PLATFORM_DOMAIN = "platform.localhost" }\n' "$WASM_ABS" > "$dir/berth.toml" ;;
+    *) : > "$dir/berth.toml" ;;
+  esac
+  BERTH_ADMIN_TOKEN=bench "$bin" serve --config "$dir/berth.toml" --data-dir "$dir/data" \
+    --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 > "$dir/out" 2> "$dir/log" &
+  echo $! >> "$WORK/pids"
+  for _ in $(seq 1 200); do grep -q 'admin API listening' "$dir/out" 2>/dev/null && break; sleep 0.05; done
+  local admin
+  admin=$(sed -n 's/^berth: admin API listening on //p' "$dir/out")
+  [ -n "$admin" ] || { echo "ab-pairs: $bin did not start:" >&2; cat "$dir/log" >&2; exit 1; }
+  local deploy=("$bin" deploy --admin-url "$admin" --token bench)
+  case $3 in
+    dispatch) "${deploy[@]}" -n customers user "$WASM_DIR/hello.wasm" > /dev/null ;;
+    js) "${deploy[@]}" hello "$WASM_DIR/js_hello.wasm" > /dev/null ;;
+    *) "${deploy[@]}" hello "$WASM_DIR/hello.wasm" > /dev/null ;;
+  esac
+  if [ "$3" = reuse ]; then
+    "$bin" script settings hello '{"isolation": "reuse"}' --admin-url "$admin" --token bench > /dev/null
+  fi
+  sed -n 's/^berth: data plane listening on //p' "$dir/out"
+}
+
+# rps URL HOST SECONDS → req/s of one run (fails on any non-2xx answer)
+rps() {
+  local result
+  result=$(wrk -t1 -c16 -d"$3s" -H "Host: $2" "$1/")
+  if grep -q 'Non-2xx' <<<"$result"; then echo "ab-pairs: non-2xx responses from $2" >&2; exit 1; fi
+  awk '/^Requests\/sec:/ {print $2}' <<<"$result"
+}
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+echo "| Case | pairs | base req/s (median) | head req/s (median) | median of head ÷ base per pair | pairs head faster |"
+echo "|---|---|---|---|---|---|"
+for case in $CASES; do
+  host=hello.localhost
+  [ "$case" = dispatch ] && host=user.platform.localhost
+  a=$(start "$BASE" base "$case")
+  b=$(start "$HEAD" head "$case")
+  rps "$a" "$host" 2 > /dev/null
+  rps "$b" "$host" 2 > /dev/null
+  ratios="" bases="" heads="" faster=0
+  for i in $(seq 1 "$PAIRS"); do
+    if [ $((i % 2)) = 1 ]; then
+      ra=$(rps "$a" "$host" "$SECS"); rb=$(rps "$b" "$host" "$SECS")
+    else
+      rb=$(rps "$b" "$host" "$SECS"); ra=$(rps "$a" "$host" "$SECS")
+    fi
+    ratio=$(awk -v a="$ra" -v b="$rb" 'BEGIN {printf "%.4f", b/a}')
+    echo "pair $i  $case  base $ra  head $rb  head ÷ base $ratio" >&2
+    ratios+="$ratio " bases+="$ra " heads+="$rb "
+    awk -v r="$ratio" 'BEGIN {exit !(r > 1)}' && faster=$((faster + 1))
+  done
+  kill $(cat "$WORK/pids") 2>/dev/null || true
+  wait 2>/dev/null || true
+  : > "$WORK/pids"
+  echo "| $case | $PAIRS | $(median <<<"$bases") | $(median <<<"$heads") | $(median <<<"$ratios") | $faster of $PAIRS |"
+done
