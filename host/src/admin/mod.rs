@@ -72,6 +72,34 @@ async fn no_route(request: Request) -> ApiError {
 pub fn router(state: AdminState, token: AdminToken) -> Router {
     let body_limit = state.max_upload_bytes;
     Router::new()
+        .merge(host_routes())
+        .merge(namespace_routes())
+        .merge(script_routes())
+        .fallback(no_route)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .route_layer(axum::middleware::from_fn_with_state(
+            token.clone(),
+            auth::require_token,
+        ))
+        // Cloudflare's API shape, with its own authentication answer.
+        .nest(
+            "/client/v4",
+            cloudflare::router(token).layer(DefaultBodyLimit::max(body_limit)),
+        )
+        // Added after the auth layer: health checks and the dashboard's
+        // files need no token.
+        .route("/healthz", get(observe::healthz))
+        .route("/readyz", get(observe::readyz))
+        .route("/dashboard", get(dashboard::index))
+        .route("/dashboard/", get(dashboard::index))
+        .route("/dashboard/{*path}", get(dashboard::file))
+        .with_state(state)
+}
+
+/// The host's own resources: runtime stats, the JS engine, metrics, the
+/// cluster and the dashboard's data.
+fn host_routes() -> Router<AdminState> {
+    Router::new()
         .route("/v1/runtime", get(runtime_stats))
         .route("/v1/js", get(js::status))
         .route("/v1/js/build", axum::routing::post(js::build))
@@ -83,10 +111,11 @@ pub fn router(state: AdminState, token: AdminToken) -> Router {
             "/v1/dashboard/scripts/{ns}/{name}/history",
             get(activity::script_history),
         )
-        .route(
-            "/v1/namespaces/{ns}/scripts/{name}/tail",
-            get(observe::tail),
-        )
+}
+
+/// Namespaces and what hangs off one namespace.
+fn namespace_routes() -> Router<AdminState> {
+    Router::new()
         .route(
             "/v1/namespaces",
             get(namespaces::list).post(namespaces::create),
@@ -103,6 +132,15 @@ pub fn router(state: AdminState, token: AdminToken) -> Router {
         .route(
             "/v1/namespaces/{ns}/settings",
             get(settings::get_namespace).patch(settings::patch_namespace),
+        )
+}
+
+/// Scripts and what hangs off one script.
+fn script_routes() -> Router<AdminState> {
+    Router::new()
+        .route(
+            "/v1/namespaces/{ns}/scripts/{name}/tail",
+            get(observe::tail),
         )
         .route(
             "/v1/namespaces/{ns}/scripts",
@@ -147,23 +185,4 @@ pub fn router(state: AdminState, token: AdminToken) -> Router {
             "/v1/namespaces/{ns}/scripts/{name}/settings",
             get(settings::get).patch(settings::patch),
         )
-        .fallback(no_route)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .route_layer(axum::middleware::from_fn_with_state(
-            token.clone(),
-            auth::require_token,
-        ))
-        // Cloudflare's API shape, with its own authentication answer.
-        .nest(
-            "/client/v4",
-            cloudflare::router(token).layer(DefaultBodyLimit::max(body_limit)),
-        )
-        // Added after the auth layer: health checks and the dashboard's
-        // files need no token.
-        .route("/healthz", get(observe::healthz))
-        .route("/readyz", get(observe::readyz))
-        .route("/dashboard", get(dashboard::index))
-        .route("/dashboard/", get(dashboard::index))
-        .route("/dashboard/{*path}", get(dashboard::file))
-        .with_state(state)
 }

@@ -145,97 +145,88 @@ impl Metrics {
     /// A registry with every metric, itemising at most `max_series`
     /// namespace/script pairs.
     pub fn new(max_series: usize) -> Self {
-        let mut registry = Registry::with_prefix("berth");
-        let requests = Family::<RequestLabels, Counter>::default();
-        let duration = Family::<ScriptLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            latency_histogram,
-        );
-        let cpu = Family::<ScriptLabels, Counter<f64, AtomicU64>>::default();
-        let fuel = Family::<ScriptLabels, Counter>::default();
-        let memory = Family::<ScriptLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            memory_histogram,
-        );
-        let limit_hits = Family::<KindLabels, Counter>::default();
-        let subrequests = Family::<OutcomeLabels, Counter>::default();
-        let instantiation = latency_histogram();
-        let compile = Histogram::new(exponential_buckets(0.01, 2.0, 12));
-        let cache = Family::<ResultLabels, Counter>::default();
-        let pool = Family::<SlotLabels, Gauge>::default();
-        let queue_depth = Gauge::default();
-        registry.register("requests", "Requests by script, HTTP status and x-berth-error code (empty when the guest answered)", requests.clone());
+        let mut metrics = Self {
+            registry: Registry::with_prefix("berth"),
+            requests: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+            cpu: Family::default(),
+            fuel: Family::default(),
+            memory: Family::new_with_constructor(memory_histogram),
+            limit_hits: Family::default(),
+            subrequests: Family::default(),
+            instantiation: latency_histogram(),
+            compile: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
+            cache: Family::default(),
+            pool: Family::default(),
+            queue_depth: Gauge::default(),
+            series: Mutex::new(HashSet::new()),
+            max_series,
+            history: History::default(),
+        };
+        metrics.register();
+        metrics
+    }
+
+    /// Registers every metric (a clone shares its values) for the
+    /// exposition.
+    fn register(&mut self) {
+        let registry = &mut self.registry;
+        registry.register("requests", "Requests by script, HTTP status and x-berth-error code (empty when the guest answered)", self.requests.clone());
         registry.register(
             "request_duration_seconds",
             "Time from admission to the response head",
-            duration.clone(),
+            self.duration.clone(),
         );
         registry.register(
             "cpu_seconds",
             "CPU time guests spent executing",
-            cpu.clone(),
+            self.cpu.clone(),
         );
         registry.register(
             "fuel",
             "Fuel guests consumed (instructions, as Wasmtime meters them; only on hosts with [limits] fuel)",
-            fuel.clone(),
+            self.fuel.clone(),
         );
         registry.register(
             "memory_peak_bytes",
             "The most memory an invocation held: its linear memory plus what the host held for it",
-            memory.clone(),
+            self.memory.clone(),
         );
         registry.register(
             "limit_hits",
             "Invocations stopped by a limit, by kind",
-            limit_hits.clone(),
+            self.limit_hits.clone(),
         );
         registry.register(
             "subrequests",
             "Outbound requests by outcome (ok, error, denied)",
-            subrequests.clone(),
+            self.subrequests.clone(),
         );
         registry.register(
             "instantiation_seconds",
             "Time to instantiate a worker",
-            instantiation.clone(),
+            self.instantiation.clone(),
         );
         registry.register(
             "compile_seconds",
             "Time to compile a component",
-            compile.clone(),
+            self.compile.clone(),
         );
         registry.register(
             "worker_cache",
             "Worker cache lookups by result (hit, miss)",
-            cache.clone(),
+            self.cache.clone(),
         );
         registry.register(
             "pool_slots_in_use",
             "Pooling allocator slots in use, by kind",
-            pool.clone(),
+            self.pool.clone(),
         );
         registry.register(
             "admission_queue_depth",
             "Requests waiting for a concurrency slot",
-            queue_depth.clone(),
+            self.queue_depth.clone(),
         );
-        Self {
-            registry,
-            requests,
-            duration,
-            cpu,
-            fuel,
-            memory,
-            limit_hits,
-            subrequests,
-            instantiation,
-            compile,
-            cache,
-            pool,
-            queue_depth,
-            series: Mutex::new(HashSet::new()),
-            max_series,
-            history: History::default(),
-        }
     }
 
     /// The dashboard's history, fed by every recording here.
