@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::base::names::Name;
-pub use crate::runtime::config::{Mpk, RuntimeConfig};
+pub use crate::runtime::config::{Mpk, Profiler, RuntimeConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -679,6 +679,10 @@ mod tests {
         assert!(err.to_string().contains("maybe"), "{err}");
         let c = Config::parse("[runtime]\nmpk = \"auto\"\n").unwrap();
         assert_eq!(c.runtime.mpk, Mpk::Auto);
+        let err = Config::parse("[runtime]\nprofiler = \"jitdump\"\n").unwrap_err();
+        assert!(err.to_string().contains("jitdump"), "{err}");
+        let c = Config::parse("[runtime]\nprofiler = \"perfmap\"\n").unwrap();
+        assert_eq!(c.runtime.profiler, Profiler::Perfmap);
         let err = Config::parse("[runtime]\ninstances = 0\n").unwrap_err();
         assert!(err.to_string().contains("runtime.instances"), "{err}");
         let err = Config::parse("[server]\nlisten = \"nope\"\n").unwrap_err();

@@ -69,8 +69,8 @@ pub use base::names::{Name, NameError};
 pub use base::settings::{NamespaceSettings, ScriptSettings};
 pub use berth::{Berth, BerthBuilder, BerthError, Serving, shutdown_signal};
 pub use config::{
-    Config, ConfigError, DispatchConfig, DispatchWorkerSource, IsolationConfig, Mpk, RuntimeConfig,
-    ServerConfig,
+    Config, ConfigError, DispatchConfig, DispatchWorkerSource, IsolationConfig, Mpk, Profiler,
+    RuntimeConfig, ServerConfig,
 };
 pub use ops::{JsDeploy, JsUpload, NamespaceInfo, Ops, OpsError, OpsResult, SettingsView, Upload};
 /// The error of an upload (an [`OpsError`]; the name of earlier releases).

@@ -260,6 +260,11 @@ impl Berth {
         Berth::start_with(dir, &extra.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// The server's stderr log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -241,3 +241,29 @@ async fn json_logs_parse_and_carry_request_ids() {
         "{guest_line}"
     );
 }
+
+/// `[runtime] profiler = "perfmap"` (docs/config.md): Wasmtime names every
+/// compiled guest function in `/tmp/perf-<pid>.map`, where `perf report`
+/// looks for them; without the key no map is written.
+#[tokio::test]
+async fn the_perfmap_profiler_names_guest_functions_for_perf() {
+    for (config, mapped) in [("[runtime]\nprofiler = \"perfmap\"\n", true), ("", false)] {
+        let berth = start_with_config(config);
+        berth.deploy("default", "hello", wasm("hello")).await;
+        assert_eq!(berth.get("hello.localhost", "/").await.status, 200);
+        let map = std::path::PathBuf::from(format!("/tmp/perf-{}.map", berth.pid()));
+        let text = std::fs::read_to_string(&map).unwrap_or_default();
+        let _ = std::fs::remove_file(&map);
+        // `<address> <size> <name>`, one per compiled function.
+        let functions = text
+            .lines()
+            .filter(|line| line.starts_with("0x") && line.split(' ').count() >= 3)
+            .count();
+        assert_eq!(
+            functions > 0,
+            mapped,
+            "{config:?}: {functions} functions in {}",
+            map.display()
+        );
+    }
+}

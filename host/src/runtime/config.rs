@@ -53,6 +53,11 @@ pub struct RuntimeConfig {
     /// 10 ms of CPU in one request); `0` = one less than the available
     /// cores (at least 1), so light requests always find a core.
     pub heavy_lanes: usize,
+    /// `perfmap`: Wasmtime writes `/tmp/perf-<pid>.map` naming every
+    /// compiled guest function, so `perf report` shows guest code by
+    /// function instead of anonymous `[JIT]` addresses (for profiling;
+    /// `none` by default).
+    pub profiler: Profiler,
     /// Where Cranelift's incremental compilation cache lives (set by the
     /// host to `data_dir/cache/compile`; `None`: every compile starts from
     /// scratch). Not a `berth.toml` key.
@@ -70,6 +75,17 @@ pub enum Mpk {
     Auto,
     /// Always; the host fails to start without support.
     Yes,
+}
+
+/// `runtime.profiler`: how guest code is made visible to a profiler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profiler {
+    /// Guest code shows as anonymous addresses.
+    #[default]
+    None,
+    /// A `perf` map file in `/tmp` names each guest function.
+    Perfmap,
 }
 
 /// Default of `runtime.memory_keep_resident_kb`.
@@ -93,6 +109,7 @@ impl Default for RuntimeConfig {
             stdio_capture_kb: 64,
             max_script_series: 1000,
             heavy_lanes: 0,
+            profiler: Profiler::None,
             compile_cache_dir: None,
         }
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::config::{Mpk, RuntimeConfig};
+use super::config::{Mpk, Profiler, RuntimeConfig};
 
 /// Native stack a guest may use before it traps with "stack overflow".
 const MAX_WASM_STACK: usize = 1 << 20;
@@ -68,7 +68,11 @@ pub fn build_engine(
         .memory_init_cow(true)
         .max_wasm_stack(MAX_WASM_STACK)
         .async_stack_size(ASYNC_STACK_SIZE)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .profiler(match cfg.profiler {
+            Profiler::None => wasmtime::ProfilingStrategy::None,
+            Profiler::Perfmap => wasmtime::ProfilingStrategy::PerfMap,
+        });
     if let Some(cache) = cache {
         config.enable_incremental_compilation(cache)?;
     }
