@@ -19,16 +19,11 @@
 # hello, fresh instance). wrk -t1 -c16 for each run.
 set -euo pipefail
 
-: "${BASE:?BASE=path of the base berth binary}"
-: "${HEAD:?HEAD=path of the head berth binary}"
-: "${WASM_DIR:?WASM_DIR=folder of the built guests}"
+AB_NAME=ab-pairs
+. "$(dirname "$0")/ab-common.sh"
 PAIRS=${PAIRS:-40}
 SECS=${SECS:-2}
 CASES=${CASES:-dispatch hello reuse js}
-WORK=$(mktemp -d)
-WASM_ABS=$(cd "$WASM_DIR" && pwd)
-trap 'kill $(cat "$WORK/pids" 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-command -v wrk >/dev/null || { echo "ab-pairs: wrk is missing (apt-get install wrk)" >&2; exit 1; }
 
 # start BIN SIDE CASE → prints the data-plane address
 start() {
@@ -64,8 +59,6 @@ rps() {
   if grep -q 'Non-2xx' <<<"$result"; then echo "ab-pairs: non-2xx responses from $2" >&2; exit 1; fi
   awk '/^Requests\/sec:/ {print $2}' <<<"$result"
 }
-
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "| Case | pairs | base req/s (median) | head req/s (median) | median of head ÷ base per pair | pairs head faster |"
 echo "|---|---|---|---|---|---|"

@@ -16,15 +16,10 @@
 # median req/s and p99 of ROUNDS rounds and head ÷ base.
 set -euo pipefail
 
-: "${BASE:?BASE=path of the base berth binary}"
-: "${HEAD:?HEAD=path of the head berth binary}"
-: "${WASM_DIR:?WASM_DIR=folder of the built guests}"
+AB_NAME=ab
+. "$(dirname "$0")/ab-common.sh"
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-8s}
-WORK=$(mktemp -d)
-WASM_ABS=$(cd "$WASM_DIR" && pwd)
-trap 'kill $(cat "$WORK/pids" 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-command -v wrk >/dev/null || { echo "ab: wrk is missing (apt-get install wrk)" >&2; exit 1; }
 
 # start BIN NAME CONFIG → sets DATA and ADMIN
 start() {
@@ -96,7 +91,6 @@ fuel = 1_000_000_000"
   kill -TERM "$PID"; wait "$PID" 2>/dev/null || true
 }
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f\n", v}'; }
 
 CASES=${CASES:-hello dispatch reuse js}
