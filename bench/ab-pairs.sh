@@ -14,6 +14,10 @@
 #   BASE=path/to/old/berth HEAD=path/to/new/berth WASM_DIR=build/wasm \
 #     CASES="dispatch hello reuse js" PAIRS=40 SECS=2 bench/ab-pairs.sh
 #
+# BASE_TOML / HEAD_TOML are appended to that side's berth.toml: with the
+# same binary on both sides they A/B two configurations, e.g. the cost of
+# limits: BASE=$B HEAD=$B HEAD_TOML=$'[limits]\nenforce = false' CASES=hello.
+#
 # Cases as in bench/ab.sh: hello (built-in router, limits on), dispatch
 # (dispatch worker → user worker), reuse (hello with warm reuse), js (JS
 # hello, fresh instance). wrk -t1 -c16 for each run.
@@ -32,6 +36,10 @@ start() {
   case $3 in
     dispatch) printf '[[dispatch]]\nhostnames = ["*.platform.localhost"]\nworker = "%s/dispatcher.wasm"\nnamespace = "customers"\nvars = { PLATFORM_DOMAIN = "platform.localhost" }\n' "$WASM_ABS" > "$dir/berth.toml" ;;
     *) : > "$dir/berth.toml" ;;
+  esac
+  case $2 in
+    base) printf '%s\n' "${BASE_TOML:-}" >> "$dir/berth.toml" ;;
+    head) printf '%s\n' "${HEAD_TOML:-}" >> "$dir/berth.toml" ;;
   esac
   BERTH_ADMIN_TOKEN=bench "$bin" serve --config "$dir/berth.toml" --data-dir "$dir/data" \
     --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 > "$dir/out" 2> "$dir/log" &
