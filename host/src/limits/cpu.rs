@@ -132,17 +132,8 @@ pub struct CpuMeter {
     maybe_in_lane: bool,
     /// Set when the budget ran out.
     pub limit_hit: bool,
-    /// The host call in progress, if any.
-    in_host: Option<InHost>,
-}
-
-/// A host call in progress: when it began, the poll it began in, and
-/// (on the thread's CPU clock) the stamp its own time is measured from.
-#[derive(Debug, Clone, Copy)]
-struct InHost {
-    since: Option<Stamp>,
-    entered: Instant,
-    poll: u64,
+    /// When the current host call began, and the poll it began in.
+    in_host: Option<(Stamp, u64)>,
 }
 
 /// The bounded lane for CPU-heavy invocations: a guest that has computed
@@ -178,27 +169,11 @@ impl CpuMeter {
         }
     }
 
-    /// The guest calls the host at `now`. While the meter reads the
-    /// monotonic clock, the wasm segment simply runs on through the call
-    /// (nothing to read or charge on the common path, a host call that
-    /// never waits); it is cut at `now` only if the call turns out to have
-    /// waited. On the thread's CPU clock a segment must end on the thread
-    /// it started on, so there the segment ends here and the call's time is
-    /// stamped separately.
+    /// The guest calls the host at `now`: its wasm segment ends, and the
+    /// host call's time starts.
     pub fn enter_host(&mut self, now: Instant) {
-        let poll = self.shared.polls.load(Ordering::Relaxed);
-        let since = match self.precise() {
-            true => {
-                self.stop(now);
-                Some(self.stamp(now))
-            }
-            false => None,
-        };
-        self.in_host = Some(InHost {
-            since,
-            entered: now,
-            poll,
-        });
+        self.stop(now);
+        self.in_host = Some((self.stamp(now), self.shared.polls.load(Ordering::Relaxed)));
     }
 
     /// The host call returns at `now`. Its time is the guest's when it
@@ -210,25 +185,15 @@ impl CpuMeter {
     /// slice and the call waited, which gave its lane slot back (see
     /// [`Polled`]); a call that did not wait kept the slot.
     pub fn leave_host(&mut self, now: Instant) -> bool {
-        let Some(call) = self.in_host.take() else {
-            self.start(now);
-            return false;
-        };
-        let waited = call.poll != self.shared.polls.load(Ordering::Relaxed);
-        match (call.since, waited) {
-            // The segment ran on through the call: it goes on.
-            (None, false) => {}
-            // Cut where the call began; the wait is free.
-            (None, true) => {
-                self.stop(call.entered);
-                self.start(now);
-            }
-            (Some(since), false) => {
+        let waited = match self.in_host.take() {
+            Some((since, poll)) if poll == self.shared.polls.load(Ordering::Relaxed) => {
                 self.charge(since, now);
-                self.start(now);
+                false
             }
-            (Some(_), true) => self.start(now),
-        }
+            Some(_) => true,
+            None => false,
+        };
+        self.start(now);
         waited && self.lane.is_some() && self.should_yield()
     }
 
@@ -482,27 +447,6 @@ mod tests {
             !unlaned.leave_host(t0 + us(2010)),
             "no lane, nothing to queue for"
         );
-    }
-
-    /// A segment resumed after a yield runs on through host calls that do
-    /// not wait, and is cut where a call that waited began.
-    #[test]
-    fn a_resumed_segment_runs_through_host_calls_until_one_waits() {
-        let t0 = Instant::now();
-        let us = Duration::from_micros;
-        let mut meter = CpuMeter::new(us(100_000));
-        meter.start(t0);
-        meter.stop(t0 + us(100));
-        // Yielded, then resumed at 1000 µs (as the yield future records).
-        meter.yielded = true;
-        *meter.shared.resumed_at.lock().unwrap() = Some(Stamp::Wall(t0 + us(1000)));
-        meter.enter_host(t0 + us(1200));
-        assert!(!meter.leave_host(t0 + us(1300)), "did not wait");
-        meter.enter_host(t0 + us(1500));
-        meter.shared.polls.fetch_add(1, Ordering::Relaxed);
-        meter.leave_host(t0 + us(9000));
-        meter.stop(t0 + us(9100));
-        assert_eq!(meter.used(), us(100 + 500 + 100), "the wait is free");
     }
 
     /// A preemption inside an early (monotonic-clock) segment costs the
