@@ -280,7 +280,11 @@ impl Metrics {
     /// itemised series is never dropped (so a pair folded into `_other`
     /// stays folded, and a known pair stays known).
     pub fn series(&self, namespace: &str, script: &str) -> ScriptSeries {
-        let labels = self.labels(namespace, script);
+        self.series_of(self.labels(namespace, script))
+    }
+
+    /// The series of labels already folded.
+    fn series_of(&self, labels: ScriptLabels) -> ScriptSeries {
         ScriptSeries {
             history: self.history.script(&labels),
             labels,
@@ -343,30 +347,23 @@ impl Metrics {
     /// Records one request's outcome: its status (by class) and its
     /// `x-berth-error` code (empty when the guest answered).
     pub fn request(&self, labels: &ScriptLabels, status: u16, code: &'static str, seconds: f64) {
-        self.requests
-            .get_or_create(&request_labels(labels, status, code))
-            .inc();
-        self.duration.get_or_create(labels).observe(seconds);
-        self.history.request(labels, status, code, seconds);
+        self.request_of(&self.series_of(labels.clone()), status, code, seconds);
     }
 
     /// Records CPU time a guest used.
     pub fn cpu(&self, labels: &ScriptLabels, seconds: f64) {
-        self.cpu.get_or_create(labels).inc_by(seconds);
-        self.history.cpu(labels, seconds);
+        self.cpu_of(&self.series_of(labels.clone()), seconds);
     }
 
     /// Records fuel a guest consumed.
     pub fn fuel(&self, labels: &ScriptLabels, fuel: u64) {
-        self.fuel.get_or_create(labels).inc_by(fuel);
-        self.history.fuel(labels, fuel);
+        self.fuel_of(&self.series_of(labels.clone()), fuel);
     }
 
     /// Records the most memory an invocation held (linear memory plus
     /// what the host held for it).
     pub fn memory(&self, labels: &ScriptLabels, bytes: u64) {
-        self.memory.get_or_create(labels).observe(bytes as f64);
-        self.history.memory(labels, bytes);
+        self.memory_of(&self.series_of(labels.clone()), bytes);
     }
 
     /// Records a limit hit (`cpu`, `fuel`, `wall`, `memory`, `subrequests`,

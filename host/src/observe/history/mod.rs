@@ -239,19 +239,17 @@ impl History {
     /// A finished request: its status, `x-berth-error` code (empty when the
     /// guest answered) and time to the response head.
     pub fn request(&self, labels: &ScriptLabels, status: u16, code: &str, seconds: f64) {
-        self.host.request(code, seconds);
-        self.entry(labels).counters.request(status, seconds);
+        self.request_of(&self.script(labels), status, code, seconds);
     }
 
     /// CPU time a guest used.
     pub fn cpu(&self, labels: &ScriptLabels, seconds: f64) {
-        self.host.cpu(seconds);
-        self.entry(labels).counters.cpu(seconds);
+        self.cpu_of(&self.script(labels), seconds);
     }
 
     /// Fuel a guest consumed.
     pub fn fuel(&self, labels: &ScriptLabels, fuel: u64) {
-        self.entry(labels).counters.fuel(fuel);
+        self.fuel_of(&self.script(labels), fuel);
     }
 
     /// An invocation stopped by a limit of `kind`.
@@ -266,7 +264,7 @@ impl History {
 
     /// The most memory one invocation held (linear plus host memory).
     pub fn memory(&self, labels: &ScriptLabels, bytes: u64) {
-        self.entry(labels).counters.memory(bytes);
+        self.memory_of(&self.script(labels), bytes);
     }
 
     /// A failed request, kept among the script's last [`MAX_ERRORS`].
