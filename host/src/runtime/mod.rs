@@ -121,6 +121,9 @@ impl Runtime {
             host_modules.clone(),
         )?;
         let ticker = EpochTicker::start(engine.clone(), Duration::from_millis(cfg.epoch_tick_ms));
+        // The CPU meter's clock calibrates at its first reading (≥ 0.5 ms):
+        // here, not inside a tenant's first request.
+        crate::limits::cpu::now();
         Ok(Self {
             engine,
             loader: Arc::new(loader),

@@ -229,7 +229,7 @@ fn fill_fuel(store: &mut Store<WorkerState>, fuel: Option<u64>) {
 /// cannot starve other requests on its worker thread.
 fn meter_cpu(store: &mut Store<WorkerState>) {
     store.call_hook(|mut ctx, hook| {
-        let now = std::time::Instant::now();
+        let now = crate::limits::cpu::now();
         let cpu = &mut ctx.data_mut().cpu;
         match hook {
             CallHook::CallingWasm => cpu.start(now),
@@ -251,7 +251,7 @@ fn meter_cpu(store: &mut Store<WorkerState>) {
     });
     store.epoch_deadline_callback(|mut ctx| {
         let cpu = &mut ctx.data_mut().cpu;
-        let now = std::time::Instant::now();
+        let now = crate::limits::cpu::now();
         if !cpu.tick(now) {
             Err(wasmtime::Error::msg("cpu time limit exceeded"))
         } else if cpu.should_yield() {
