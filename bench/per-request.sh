@@ -9,20 +9,22 @@
 # seen, and two servers compared on it.
 #
 #   BERTH=target/release/berth WASM_DIR=build/wasm WASMTIME=…/wasmtime \
-#     [SECS=5] [CASES="hello reuse dispatch wasmtime"] bench/per-request.sh
+#     AXUM_HELLO=…/axum_hello [SECS=5] [CASES="hello reuse …"] bench/per-request.sh
 #
 # Cases: hello (built-in router, fresh instance, limits on), nolimits (the
 # same with `[limits] enforce = false`), reuse (hello with warm reuse),
 # dispatch (dispatch worker → user worker), wasmtime (`wasmtime serve -O
-# pooling-allocator -S cli` on the same hello.wasm). Needs `perf` with
+# pooling-allocator -S cli` on the same hello.wasm), axum (the raw axum
+# hello of case 4, no wasm: what serving HTTP alone costs). Needs `perf` with
 # tracepoints (root, or perf_event_paranoid ≤ -1) and wrk. Prints Markdown.
 set -euo pipefail
 
 : "${BERTH:?BERTH=path of the berth binary}"
 : "${WASM_DIR:?WASM_DIR=folder of the built guests}"
 WASMTIME=${WASMTIME:-}
+AXUM_HELLO=${AXUM_HELLO:-}
 SECS=${SECS:-5}
-CASES=${CASES:-hello nolimits reuse dispatch wasmtime}
+CASES=${CASES:-hello nolimits reuse dispatch wasmtime axum}
 command -v perf >/dev/null || { echo "per-request: perf is missing (apt-get install linux-perf)" >&2; exit 1; }
 command -v wrk >/dev/null || { echo "per-request: wrk is missing (apt-get install wrk)" >&2; exit 1; }
 WORK=$(mktemp -d)
@@ -73,6 +75,13 @@ start_wasmtime() {
   echo "http://127.0.0.1:$port"
 }
 
+start_axum() {
+  "$AXUM_HELLO" 127.0.0.1:0 > "$WORK/axum.out" 2>&1 &
+  echo $! > "$WORK/pid"; echo $! >> "$WORK/pids"
+  for _ in $(seq 1 200); do grep -q 'listening on' "$WORK/axum.out" 2>/dev/null && break; sleep 0.05; done
+  sed -n 's/^listening on //p' "$WORK/axum.out"
+}
+
 # cpu_ticks PID → utime stime (clock ticks) of the whole process
 cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 
@@ -88,6 +97,9 @@ for case in $CASES; do
     wasmtime)
       [ -n "$WASMTIME" ] || { echo "per-request: WASMTIME not set, skipping the wasmtime case" >&2; continue; }
       url=$(start_wasmtime) ;;
+    axum)
+      [ -n "$AXUM_HELLO" ] || { echo "per-request: AXUM_HELLO not set, skipping the axum case" >&2; continue; }
+      url=$(start_axum) ;;
     dispatch) url=$(start_berth dispatch); host=user.platform.localhost ;;
     *) url=$(start_berth "$case") ;;
   esac

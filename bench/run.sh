@@ -556,7 +556,7 @@ fi
 # counts, so they hold on any machine (bench/per-request.sh; needs perf).
 PER_REQUEST=""
 if command -v perf > /dev/null; then
-  PER_REQUEST=$(BERTH="$BERTH" WASM_DIR="$WASM_DIR" WASMTIME="$WASMTIME" SECS=5 "$BENCH_DIR/per-request.sh" 2>&1) \
+  PER_REQUEST=$(BERTH="$BERTH" WASM_DIR="$WASM_DIR" WASMTIME="$WASMTIME" AXUM_HELLO="$AXUM_HELLO" SECS=5 "$BENCH_DIR/per-request.sh" 2>&1) \
     || { SKIPPED+=("Per-request counts: bench/per-request.sh failed: ${PER_REQUEST##*$'\n'}"); PER_REQUEST=""; }
   echo "$PER_REQUEST" >&2
 else
