@@ -100,7 +100,7 @@ impl CpuHistory {
 /// Where a segment of execution started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stamp {
-    /// On the monotonic clock (cheap: a vDSO read).
+    /// On the meter's monotonic clock (cheap: a TSC read, see [`Instant`]).
     Wall(Instant),
     /// On the executing thread's CPU clock (a system call, ~1 µs here).
     Cpu(Duration),
