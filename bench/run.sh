@@ -552,6 +552,16 @@ else
   SKIPPED+=("Cost of limits in pairs: bench/ab-pairs.sh failed.")
 fi
 
+# Case 2 against workerd again, in pairs (both servers up, alternating
+# 2 s runs): the rounds above moved 1.50-2.70x in one run.
+DISPATCH_PAIRS=""
+if [ -n "$WORKERD" ] && [ -f "$WASM_DIR/dispatcher.wasm" ]; then
+  DISPATCH_PAIRS=$(BERTH="$BERTH" WASM_DIR="$WASM_DIR" WORKERD="$WORKERD" PAIRS="${LIMITS_PAIRS}" \
+    "$BENCH_DIR/dispatch-pairs.sh" 2>/dev/null) \
+    || { SKIPPED+=("Case 2 in pairs: bench/dispatch-pairs.sh failed."); DISPATCH_PAIRS=""; }
+  echo "dispatch vs workerd, paired: $DISPATCH_PAIRS" >&2
+fi
+
 # What one request costs in system calls, faults, TLB flushes and IPIs:
 # counts, so they hold on any machine (bench/per-request.sh; needs perf).
 PER_REQUEST=""
@@ -647,6 +657,15 @@ echo "$MACHINE_FACTS" >&2
     echo
     echo "$dispatch_table"
     echo
+    if [ -n "$DISPATCH_PAIRS" ]; then
+      echo "In pairs (\`bench/dispatch-pairs.sh\`: both servers up, alternating 2 s runs; the"
+      echo "median of the per-pair ratios, and how many pairs reached 2.0):"
+      echo
+      echo "| Berth's dispatch worker | pairs | berth req/s (median) | workerd req/s (median) | berth ÷ workerd (median of pairs; target ≥ 2.0) | pairs ≥ 2.0 |"
+      echo "|---|---|---|---|---|---|"
+      echo "$DISPATCH_PAIRS"
+      echo
+    fi
   fi
   if [ -n "$js_table" ]; then
     echo "## JavaScript hello"

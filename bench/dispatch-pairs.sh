@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Case 2 in pairs: Berth's dispatch path (dispatcher.wasm → dispatcher.get
+# → hello.wasm, both fresh, configured as in bench/run.sh) against
+# workerd's dispatcher → service binding → hello (bench/workerd/), both
+# servers up at once, alternating short wrk runs (Berth first in odd
+# pairs, workerd first in even ones). Prints the median of the per-pair
+# ratios Berth ÷ workerd as one Markdown table row.
+#
+# Why: bench/run.sh's rounds of 10 s see a VM whose CPU speed drifts
+# ±25 % within a minute (2026-12-02: rounds 1.50 / 2.70 / 1.85 in one
+# run); a pair of 2 s runs sees much the same machine (see
+# bench/ab-pairs.sh for the method and its floor).
+#
+#   BERTH=target/release/berth WASM_DIR=build/wasm WORKERD=…/workerd \
+#     [PAIRS=30] [SECS=2] [ISOLATION=reuse] bench/dispatch-pairs.sh
+#
+# ISOLATION=reuse keeps Berth's dispatch worker warm ([[dispatch]]
+# isolation); the user worker stays fresh either way.
+set -euo pipefail
+
+: "${BERTH:?BERTH=path of the berth binary}"
+: "${WASM_DIR:?WASM_DIR=folder of the built guests}"
+: "${WORKERD:?WORKERD=path of the workerd binary (bench/install-workerd.sh)}"
+PAIRS=${PAIRS:-30}
+SECS=${SECS:-2}
+ISOLATION=${ISOLATION:-}
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+WASM_ABS=$(cd "$WASM_DIR" && pwd)
+WORK=$(mktemp -d)
+trap 'kill $(cat "$WORK/pids" 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+command -v wrk > /dev/null || { echo "dispatch-pairs: wrk is missing (apt-get install wrk)" >&2; exit 1; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# Berth, as bench/run.sh's run_berth_dispatch configures it.
+{
+  printf '[[dispatch]]\nhostnames = ["*.platform.localhost"]\nworker = "%s/dispatcher.wasm"\nnamespace = "customers"\n' "$WASM_ABS"
+  printf 'vars = { PLATFORM_DOMAIN = "platform.localhost", CPU_MS = "50", WALL_MS = "5000", MEMORY_MB = "64" }\n'
+  [ "$ISOLATION" = reuse ] && printf 'isolation = "reuse"\n'
+} > "$WORK/berth.toml"
+BERTH_ADMIN_TOKEN=bench "$BERTH" serve --config "$WORK/berth.toml" --data-dir "$WORK/data" \
+  --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 > "$WORK/berth.out" 2> "$WORK/berth.log" &
+echo $! >> "$WORK/pids"
+for _ in $(seq 1 200); do grep -q 'admin API listening' "$WORK/berth.out" 2>/dev/null && break; sleep 0.05; done
+admin=$(sed -n 's/^berth: admin API listening on //p' "$WORK/berth.out")
+[ -n "$admin" ] || { echo "dispatch-pairs: berth did not start:" >&2; cat "$WORK/berth.log" >&2; exit 1; }
+berth_url=$(sed -n 's/^berth: data plane listening on //p' "$WORK/berth.out")
+"$BERTH" deploy -n customers user "$WASM_DIR/hello.wasm" --admin-url "$admin" --token bench > /dev/null
+
+# workerd, as bench/run.sh's start_workerd serves it.
+"$WORKERD" serve "$BENCH_DIR/workerd/config.capnp" dispatch \
+  --socket-addr "http=127.0.0.1:0" --control-fd 3 3> "$WORK/control" > "$WORK/workerd.log" 2>&1 &
+echo $! >> "$WORK/pids"
+port=
+for _ in $(seq 1 200); do
+  port=$(grep -o '"port":[0-9]*' "$WORK/control" 2>/dev/null | head -1 | cut -d: -f2 || true)
+  [ -n "$port" ] && break
+  sleep 0.05
+done
+[ -n "$port" ] || { echo "dispatch-pairs: workerd did not start:" >&2; cat "$WORK/workerd.log" >&2; exit 1; }
+workerd_url="http://127.0.0.1:$port"
+
+# rps URL [HOST] → req/s of one run (fails on any non-2xx answer)
+rps() {
+  local args=() result
+  [ -n "${2:-}" ] && args=(-H "Host: $2")
+  result=$(wrk -t1 -c16 -d"$SECS"s "${args[@]}" "$1/")
+  if grep -q 'Non-2xx' <<<"$result"; then echo "dispatch-pairs: non-2xx responses from $1" >&2; exit 1; fi
+  awk '/^Requests\/sec:/ {print $2}' <<<"$result"
+}
+
+rps "$berth_url" user.platform.localhost > /dev/null
+rps "$workerd_url" > /dev/null
+ratios="" berths="" workerds="" faster=0
+for i in $(seq 1 "$PAIRS"); do
+  if [ $((i % 2)) = 1 ]; then
+    b=$(rps "$berth_url" user.platform.localhost); w=$(rps "$workerd_url")
+  else
+    w=$(rps "$workerd_url"); b=$(rps "$berth_url" user.platform.localhost)
+  fi
+  ratio=$(awk -v b="$b" -v w="$w" 'BEGIN {printf "%.3f", b/w}')
+  echo "pair $i  berth $b  workerd $w  berth ÷ workerd $ratio" >&2
+  ratios+="$ratio " berths+="$b " workerds+="$w "
+  awk -v r="$ratio" 'BEGIN {exit !(r >= 2)}' && faster=$((faster + 1))
+done
+echo "| ${ISOLATION:-fresh} | $PAIRS | $(median <<<"$berths") | $(median <<<"$workerds") | $(median <<<"$ratios") | $faster of $PAIRS |"
