@@ -1053,6 +1053,44 @@ async fn outside_cpu_pressure_does_not_push_a_modest_request_over_its_cap() {
     assert_eq!(stats["cpu_limit_hits"], 0, "{stats}");
 }
 
+/// A guest past its first slice of CPU yields at most once per epoch tick
+/// (5 ms by default): the yield happens inside Wasmtime's epoch libcall,
+/// which the CPU meter's call hooks see as a host call spanning polls, and
+/// once that counted as a host call that waited, the guest went back to the
+/// heavy lane at every epoch check after — thousands of yields in a 60 ms
+/// computation, ~100× its run time spent in the scheduler. The bound is
+/// counted, not timed: yields ≤ ticks in the request's wall time, plus one.
+#[tokio::test]
+async fn a_long_computation_yields_once_per_tick_not_at_every_epoch_check() {
+    const TICK_MS: f64 = 5.0;
+    let berth = Berth::start();
+    deploy_limited(&berth, "long", json!({"cpu_ms": 30000})).await;
+    let before = cpu_seconds(&berth, "long").await;
+    let reply = berth.get("long.localhost", "/work?n=5").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let per_unit_ms = (cpu_seconds(&berth, "long").await - before) * 1000.0 / 5.0;
+    // Enough work for ~60 ms of CPU: several slices past the first 10 ms.
+    let n = (60.0 / per_unit_ms).ceil().max(1.0) as u64;
+    let yields_before = berth.runtime_stats().await["cpu_yields"].as_u64().unwrap();
+    let cpu_before = cpu_seconds(&berth, "long").await;
+    let started = std::time::Instant::now();
+    let reply = berth.get("long.localhost", &format!("/work?n={n}")).await;
+    let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let cpu_ms = (cpu_seconds(&berth, "long").await - cpu_before) * 1000.0;
+    let yields = berth.runtime_stats().await["cpu_yields"].as_u64().unwrap() - yields_before;
+    assert!(
+        cpu_ms >= 20.0,
+        "the request must run past its first slice to test anything: {cpu_ms:.1} ms"
+    );
+    assert!(yields >= 1, "{cpu_ms:.1} ms of CPU without a yield");
+    let ticks = (wall_ms / TICK_MS).ceil() as u64 + 1;
+    assert!(
+        yields <= ticks,
+        "{yields} yields in {wall_ms:.0} ms ({ticks} ticks) for {cpu_ms:.1} ms of CPU"
+    );
+}
+
 /// Freed instance memory is reset (host/vendor/README.md: the pooling
 /// allocator keeps written pages resident and copies them back from the
 /// image, resuming its dirty-page scan past 32 regions). `/scatter` dirties

@@ -148,6 +148,8 @@ pub struct CpuMeter {
     pub limit_hit: bool,
     /// When the current host call began, and the poll it began in.
     in_host: Option<(Stamp, u64)>,
+    /// Yields handed out at epoch ticks in this request.
+    yields: u32,
 }
 
 /// The bounded lane for CPU-heavy invocations: a guest that has computed
@@ -180,6 +182,7 @@ impl CpuMeter {
             maybe_in_lane: false,
             limit_hit: false,
             in_host: None,
+            yields: 0,
         }
     }
 
@@ -234,6 +237,11 @@ impl CpuMeter {
     /// CPU time used so far.
     pub fn used(&self) -> Duration {
         self.used
+    }
+
+    /// How often the guest yielded at an epoch tick in this request.
+    pub fn yields(&self) -> u32 {
+        self.yields
     }
 
     fn precise(&self) -> bool {
@@ -314,7 +322,19 @@ impl CpuMeter {
 
     /// A future to yield with: it gives the scheduler a turn, then records
     /// the moment the guest resumes (on the thread that resumes it).
+    ///
+    /// The epoch callback runs inside a Wasmtime libcall, which the call
+    /// hooks see as a host call; that "call" spans polls because of this
+    /// very yield. It is the meter's own pause, not a host call that
+    /// waited: the future takes the lane slot back before the guest
+    /// resumes, and the time parked is not charged either way. Counted as
+    /// a wait, it would send the guest to the lane again at its next epoch
+    /// check, i.e. yield at every function entry and loop edge from then
+    /// on — a 100× slowdown of every request past its first slice, most of
+    /// it the scheduler's churn on both cores.
     pub fn yield_now(&mut self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+        self.in_host = None;
+        self.yields = self.yields.saturating_add(1);
         self.maybe_in_lane |= self.lane.is_some();
         self.yielded = true;
         let precise = self.precise();
@@ -461,6 +481,35 @@ mod tests {
             !unlaned.leave_host(t0 + us(2010)),
             "no lane, nothing to queue for"
         );
+    }
+
+    /// The yield at an epoch tick happens inside the epoch libcall, which
+    /// the call hooks bracket as a host call (`enter_host` … `leave_host`)
+    /// and which spans polls because of the yield. That must not count as
+    /// a host call that waited: it would set the epoch deadline to "now"
+    /// and make the guest yield again at every epoch check after.
+    #[tokio::test]
+    async fn a_yield_at_a_tick_is_not_a_host_call_that_waited() {
+        let t0 = Instant::now();
+        let us = Duration::from_micros;
+        let mut meter = CpuMeter::new(us(100_000))
+            .with_lane(Some(HeavyLane::new(1)))
+            .with_yield_after(us(1000));
+        meter.start(t0);
+        // The epoch libcall: hooks see CallingHost, then the callback ticks
+        // and yields; the invocation's future is polled again meanwhile.
+        meter.enter_host(t0 + us(2000));
+        assert!(meter.tick(t0 + us(2001)) && meter.should_yield());
+        let parked = meter.yield_now();
+        meter.shared.polls.fetch_add(1, Ordering::Relaxed);
+        parked.await;
+        assert!(
+            !meter.leave_host(t0 + us(9000)),
+            "the meter's own yield: no second trip to the lane"
+        );
+        assert_eq!(meter.yields(), 1);
+        meter.stop(t0 + us(9500));
+        assert_eq!(meter.used(), us(2500), "2000 + 500; the park is free");
     }
 
     /// A preemption inside an early (monotonic-clock) segment costs the

@@ -23,6 +23,7 @@ pub struct Counters {
     pub(super) overloaded: AtomicU64,
     pub(super) request_body_limit_hits: AtomicU64,
     pub(super) response_body_limit_hits: Arc<AtomicU64>,
+    pub(super) cpu_yields: AtomicU64,
 }
 
 impl Counters {
@@ -39,6 +40,14 @@ impl Counters {
             _ => return,
         };
         Self::bump(counter);
+    }
+
+    /// Counts the yields of a finished invocation.
+    pub(super) fn count_yields(&self, yields: u32) {
+        if yields > 0 {
+            self.cpu_yields
+                .fetch_add(u64::from(yields), Ordering::Relaxed);
+        }
     }
 
     /// Counts one more `counter`.
@@ -61,6 +70,7 @@ impl Counters {
             overloaded: load(&self.overloaded),
             request_body_limit_hits: load(&self.request_body_limit_hits),
             response_body_limit_hits: load(&self.response_body_limit_hits),
+            cpu_yields: load(&self.cpu_yields),
             cached_workers: now.cached_workers,
             warm_idle_instances: now.warm_idle_instances,
             host_memory_bytes: now.host_memory_bytes,
@@ -120,6 +130,10 @@ pub struct RuntimeStats {
     pub request_body_limit_hits: u64,
     /// Responses cut off for an oversized body.
     pub response_body_limit_hits: u64,
+    /// Times a guest past its first slice of CPU yielded to the scheduler
+    /// at an epoch tick (at most one per `epoch_tick_ms` of its run, plus
+    /// one after each host call that waited; see docs/limits.md).
+    pub cpu_yields: u64,
     /// Workers currently loaded in memory.
     pub cached_workers: usize,
     /// Warm instances waiting for their script's next request

@@ -42,6 +42,7 @@ impl Runtime {
         status_rx: tokio::sync::oneshot::Receiver<Option<u16>>,
     ) -> GuestRun {
         let metrics = self.services.metrics.clone();
+        let counters = self.counters.clone();
         let tail = self.tail.clone();
         let span = tracing::Span::current();
         Box::pin(tracing::Instrument::instrument(
@@ -53,6 +54,7 @@ impl Runtime {
                 let (result, proxy) = call_guest(&worker, &mut call, &plan, &metrics).await;
                 // A reused instance must not keep a heavy-lane slot while idle.
                 call.store.data_mut().cpu.leave_lane();
+                counters.count_yields(call.store.data().cpu.yields());
                 report(&worker, &call, &result, &metrics);
                 if tail.is_tailed(&worker.spec.namespace, &worker.spec.name) {
                     publish(&tail, &worker, &call, &result, invoked_at, status_rx);
