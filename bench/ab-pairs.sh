@@ -31,33 +31,23 @@ CASES=${CASES:-dispatch hello reuse js}
 
 # start BIN SIDE CASE → prints the data-plane address
 start() {
-  local bin=$1 dir="$WORK/$2-$3"
-  mkdir -p "$dir"
-  case $3 in
-    dispatch) printf '[[dispatch]]\nhostnames = ["*.platform.localhost"]\nworker = "%s/dispatcher.wasm"\nnamespace = "customers"\nvars = { PLATFORM_DOMAIN = "platform.localhost" }\n' "$WASM_ABS" > "$dir/berth.toml" ;;
-    *) : > "$dir/berth.toml" ;;
-  esac
+  local bin=$1 config=
+  [ "$3" = dispatch ] && config=$(dispatch_toml)
   case $2 in
-    base) printf '%s\n' "${BASE_TOML:-}" >> "$dir/berth.toml" ;;
-    head) printf '%s\n' "${HEAD_TOML:-}" >> "$dir/berth.toml" ;;
+    base) config+=$'\n'"${BASE_TOML:-}" ;;
+    head) config+=$'\n'"${HEAD_TOML:-}" ;;
   esac
-  BERTH_ADMIN_TOKEN=bench "$bin" serve --config "$dir/berth.toml" --data-dir "$dir/data" \
-    --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 > "$dir/out" 2> "$dir/log" &
-  echo $! >> "$WORK/pids"
-  for _ in $(seq 1 200); do grep -q 'admin API listening' "$dir/out" 2>/dev/null && break; sleep 0.05; done
-  local admin
-  admin=$(sed -n 's/^berth: admin API listening on //p' "$dir/out")
-  [ -n "$admin" ] || { echo "ab-pairs: $bin did not start:" >&2; cat "$dir/log" >&2; exit 1; }
-  local deploy=("$bin" deploy --admin-url "$admin" --token bench)
+  berth_serve "$bin" "$2-$3" "$config"
+  local deploy=("$bin" deploy --admin-url "$BERTH_ADMIN" --token bench)
   case $3 in
     dispatch) "${deploy[@]}" -n customers user "$WASM_DIR/hello.wasm" > /dev/null ;;
     js) "${deploy[@]}" hello "$WASM_DIR/js_hello.wasm" > /dev/null ;;
     *) "${deploy[@]}" hello "$WASM_DIR/hello.wasm" > /dev/null ;;
   esac
   if [ "$3" = reuse ]; then
-    "$bin" script settings hello '{"isolation": "reuse"}' --admin-url "$admin" --token bench > /dev/null
+    "$bin" script settings hello '{"isolation": "reuse"}' --admin-url "$BERTH_ADMIN" --token bench > /dev/null
   fi
-  sed -n 's/^berth: data plane listening on //p' "$dir/out"
+  echo "$BERTH_DATA"
 }
 
 # rps URL HOST SECONDS → req/s of one run (fails on any non-2xx answer)

@@ -21,20 +21,8 @@ AB_NAME=ab
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-8s}
 
-# start BIN NAME CONFIG → sets DATA and ADMIN
-start() {
-  local bin=$1 dir="$WORK/$2-$RANDOM"
-  mkdir -p "$dir"
-  printf '%s\n' "$3" > "$dir/berth.toml"
-  BERTH_ADMIN_TOKEN=bench "$bin" serve --config "$dir/berth.toml" --data-dir "$dir/data" \
-    --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 > "$dir/out" 2> "$dir/log" &
-  PID=$!
-  echo "$PID" >> "$WORK/pids"
-  for _ in $(seq 1 200); do grep -q 'admin API listening' "$dir/out" 2>/dev/null && break; sleep 0.05; done
-  DATA=$(sed -n 's/^berth: data plane listening on //p' "$dir/out")
-  ADMIN=$(sed -n 's/^berth: admin API listening on //p' "$dir/out")
-  [ -n "$ADMIN" ] || { echo "ab: $bin did not start:" >&2; cat "$dir/log" >&2; exit 1; }
-}
+# start BIN NAME CONFIG → sets PID, DATA and ADMIN
+start() { berth_serve "$1" "$2" "$3"; PID=$BERTH_PID DATA=$BERTH_DATA ADMIN=$BERTH_ADMIN; }
 
 # measure URL HOST → "rps p99"
 measure() {
@@ -59,11 +47,7 @@ one_case() {
       "$bin" script settings hello '{"isolation": "reuse"}' --admin-url "$ADMIN" --token bench > /dev/null
       measure "$DATA" hello.localhost ;;
     dispatch)
-      start "$bin" dispatch "[[dispatch]]
-hostnames = [\"*.platform.localhost\"]
-worker = \"$WASM_ABS/dispatcher.wasm\"
-namespace = \"customers\"
-vars = { PLATFORM_DOMAIN = \"platform.localhost\" }"
+      start "$bin" dispatch "$(dispatch_toml)"
       "$bin" deploy -n customers user "$WASM_DIR/hello.wasm" --admin-url "$ADMIN" --token bench > /dev/null
       measure "$DATA" user.platform.localhost ;;
     noisy)

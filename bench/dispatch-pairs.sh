@@ -24,40 +24,19 @@ set -euo pipefail
 PAIRS=${PAIRS:-30}
 SECS=${SECS:-2}
 ISOLATION=${ISOLATION:-}
-BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-WASM_ABS=$(cd "$WASM_DIR" && pwd)
-WORK=$(mktemp -d)
-trap 'kill $(cat "$WORK/pids" 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-command -v wrk > /dev/null || { echo "dispatch-pairs: wrk is missing (apt-get install wrk)" >&2; exit 1; }
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+BENCH_NAME=dispatch-pairs
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Berth, as bench/run.sh's run_berth_dispatch configures it.
-{
-  printf '[[dispatch]]\nhostnames = ["*.platform.localhost"]\nworker = "%s/dispatcher.wasm"\nnamespace = "customers"\n' "$WASM_ABS"
-  printf 'vars = { PLATFORM_DOMAIN = "platform.localhost", CPU_MS = "50", WALL_MS = "5000", MEMORY_MB = "64" }\n'
-  [ "$ISOLATION" = reuse ] && printf 'isolation = "reuse"\n'
-} > "$WORK/berth.toml"
-BERTH_ADMIN_TOKEN=bench "$BERTH" serve --config "$WORK/berth.toml" --data-dir "$WORK/data" \
-  --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 > "$WORK/berth.out" 2> "$WORK/berth.log" &
-echo $! >> "$WORK/pids"
-for _ in $(seq 1 200); do grep -q 'admin API listening' "$WORK/berth.out" 2>/dev/null && break; sleep 0.05; done
-admin=$(sed -n 's/^berth: admin API listening on //p' "$WORK/berth.out")
-[ -n "$admin" ] || { echo "dispatch-pairs: berth did not start:" >&2; cat "$WORK/berth.log" >&2; exit 1; }
-berth_url=$(sed -n 's/^berth: data plane listening on //p' "$WORK/berth.out")
-"$BERTH" deploy -n customers user "$WASM_DIR/hello.wasm" --admin-url "$admin" --token bench > /dev/null
+config=$(dispatch_toml 'CPU_MS = "50", WALL_MS = "5000", MEMORY_MB = "64"')
+[ "$ISOLATION" = reuse ] && config+=$'\nisolation = "reuse"'
+berth_serve "$BERTH" berth "$config"
+berth_url=$BERTH_DATA
+"$BERTH" deploy -n customers user "$WASM_DIR/hello.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
 
 # workerd, as bench/run.sh's start_workerd serves it.
-"$WORKERD" serve "$BENCH_DIR/workerd/config.capnp" dispatch \
-  --socket-addr "http=127.0.0.1:0" --control-fd 3 3> "$WORK/control" > "$WORK/workerd.log" 2>&1 &
-echo $! >> "$WORK/pids"
-port=
-for _ in $(seq 1 200); do
-  port=$(grep -o '"port":[0-9]*' "$WORK/control" 2>/dev/null | head -1 | cut -d: -f2 || true)
-  [ -n "$port" ] && break
-  sleep 0.05
-done
-[ -n "$port" ] || { echo "dispatch-pairs: workerd did not start:" >&2; cat "$WORK/workerd.log" >&2; exit 1; }
-workerd_url="http://127.0.0.1:$port"
+workerd_serve "$WORKERD" dispatch
+workerd_url=$WORKERD_URL
 
 # rps URL [HOST] → req/s of one run (fails on any non-2xx answer)
 rps() {

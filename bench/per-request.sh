@@ -26,10 +26,8 @@ AXUM_HELLO=${AXUM_HELLO:-}
 SECS=${SECS:-5}
 CASES=${CASES:-hello nolimits reuse dispatch wasmtime axum}
 command -v perf >/dev/null || { echo "per-request: perf is missing (apt-get install linux-perf)" >&2; exit 1; }
-command -v wrk >/dev/null || { echo "per-request: wrk is missing (apt-get install wrk)" >&2; exit 1; }
-WORK=$(mktemp -d)
-WASM_ABS=$(cd "$WASM_DIR" && pwd)
-trap 'kill $(cat "$WORK/pids" 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+BENCH_NAME=per-request
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Per-process counters (this server's threads only) and system-wide ones
 # (IPIs land on whichever CPU they are sent to, so they are counted for the
@@ -41,30 +39,23 @@ perf stat -e "$PROC_EVENTS" -- true > /dev/null 2>&1 \
 
 # start_berth CASE → data-plane address; the server's pid goes to $WORK/pid
 start_berth() {
-  local dir="$WORK/$1"
-  mkdir -p "$dir"
-  : > "$dir/berth.toml"
+  local config=
   case $1 in
-    dispatch) printf '[[dispatch]]\nhostnames = ["*.platform.localhost"]\nworker = "%s/dispatcher.wasm"\nnamespace = "customers"\nvars = { PLATFORM_DOMAIN = "platform.localhost" }\n' "$WASM_ABS" > "$dir/berth.toml" ;;
-    nolimits) printf '[limits]\nenforce = false\n' > "$dir/berth.toml" ;;
+    dispatch) config=$(dispatch_toml) ;;
+    nolimits) config=$'[limits]\nenforce = false' ;;
   esac
-  BERTH_ADMIN_TOKEN=bench "$BERTH" serve --config "$dir/berth.toml" --data-dir "$dir/data" \
-    --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 > "$dir/out" 2> "$dir/log" &
-  echo $! > "$WORK/pid"; echo $! >> "$WORK/pids"
-  for _ in $(seq 1 200); do grep -q 'admin API listening' "$dir/out" 2>/dev/null && break; sleep 0.05; done
-  local admin
-  admin=$(sed -n 's/^berth: admin API listening on //p' "$dir/out")
-  [ -n "$admin" ] || { echo "per-request: berth did not start:" >&2; cat "$dir/log" >&2; exit 1; }
-  local deploy=("$BERTH" deploy --admin-url "$admin" --token bench)
+  berth_serve "$BERTH" "$1" "$config"
+  echo "$BERTH_PID" > "$WORK/pid"
+  local deploy=("$BERTH" deploy --admin-url "$BERTH_ADMIN" --token bench)
   if [ "$1" = dispatch ]; then
     "${deploy[@]}" -n customers user "$WASM_DIR/hello.wasm" > /dev/null
   else
     "${deploy[@]}" hello "$WASM_DIR/hello.wasm" > /dev/null
   fi
   if [ "$1" = reuse ]; then
-    "$BERTH" script settings hello '{"isolation": "reuse"}' --admin-url "$admin" --token bench > /dev/null
+    "$BERTH" script settings hello '{"isolation": "reuse"}' --admin-url "$BERTH_ADMIN" --token bench > /dev/null
   fi
-  sed -n 's/^berth: data plane listening on //p' "$dir/out"
+  echo "$BERTH_DATA"
 }
 
 start_wasmtime() {

@@ -47,23 +47,23 @@ JS_ENGINE_DIR=${JS_ENGINE_DIR:-}   # build/js-engine (make js-engine); empty = p
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 OUT=${OUT:-docs/benchmarks.md}
-WORK=$(mktemp -d)
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-WASM_ABS=$(cd "$WASM_DIR" && pwd)   # [[dispatch]] worker paths are relative to the config file
-if [ -n "$WORKERD" ] && ! [ -x "$WORKERD" ]; then
-  echo "bench: WORKERD=$WORKERD is not an executable; workerd peers skipped" >&2
-  WORKERD=
-fi
-now_ms() { date +%s%3N; }
-# Servers started inside $(…) / <(…) subshells are not jobs of this shell:
-# start_berth and start_workerd also list their pids in $WORK/pids.
-trap 'kill $(jobs -p) $(cat "$WORK/pids" 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-
 if ! command -v wrk >/dev/null; then
   echo "bench: installing wrk (Debian package)" >&2
   if [ "$(id -u)" = 0 ]; then apt-get install -y --no-install-recommends wrk >&2
   else sudo apt-get install -y --no-install-recommends wrk >&2; fi
 fi
+# WORK (servers started inside $(…) / <(…) subshells are not jobs of this
+# shell, so every helper lists its pids in $WORK/pids), WASM_ABS ([[dispatch]]
+# worker paths are relative to the config file), median, berth_serve,
+# workerd_serve, dispatch_toml.
+BENCH_NAME=bench
+. "$BENCH_DIR/lib.sh"
+if [ -n "$WORKERD" ] && ! [ -x "$WORKERD" ]; then
+  echo "bench: WORKERD=$WORKERD is not an executable; workerd peers skipped" >&2
+  WORKERD=
+fi
+now_ms() { date +%s%3N; }
 
 # measure NAME URL [HOST] → prints "req_per_sec p50 p99": the one wrk invocation
 # of every case (2 s warm-up, then DURATION with latency), failing on any
@@ -85,19 +85,7 @@ measure() {
 
 # start_berth NAME CONFIG_TEXT → a fresh `berth serve` on ephemeral loopback
 # ports; sets BERTH_PID, BERTH_DATA and BERTH_ADMIN (URLs).
-start_berth() {
-  local dir="$WORK/$1-$RANDOM"
-  mkdir -p "$dir"
-  printf '%s\n' "$2" > "$dir/berth.toml"
-  BERTH_ADMIN_TOKEN=bench "$BERTH" serve --config "$dir/berth.toml" --data-dir "$dir/data" \
-    --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 > "$dir/out" 2> "$dir/log" &
-  BERTH_PID=$!
-  echo "$BERTH_PID" >> "$WORK/pids"
-  for _ in $(seq 1 200); do grep -q 'admin API listening' "$dir/out" 2>/dev/null && break; sleep 0.05; done
-  BERTH_DATA=$(sed -n 's/^berth: data plane listening on //p' "$dir/out")
-  BERTH_ADMIN=$(sed -n 's/^berth: admin API listening on //p' "$dir/out")
-  if [ -z "$BERTH_ADMIN" ]; then echo "bench: berth ($1) did not start:" >&2; cat "$dir/log" >&2; exit 1; fi
-}
+start_berth() { berth_serve "$BERTH" "$1" "$2"; }
 stop_berth() { kill -TERM "$BERTH_PID"; wait "$BERTH_PID" 2>/dev/null || true; }
 
 # run_case NAME CONFIG_TEXT [reuse|noisy|noisy-host] → prints "req_per_sec p50 p99"
@@ -120,7 +108,6 @@ run_case() {
   stop_berth
 }
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A RPS P50 P99
 for round in $(seq 1 "$ROUNDS"); do
@@ -189,39 +176,23 @@ done
 # serves the config's const CONFIG (hello | dispatch) on 127.0.0.1:PORT
 # (default 0: a free port, which workerd reports on its control fd); sets
 # WORKERD_PID and WORKERD_URL.
-start_workerd() {
-  local config=$1 dir="$WORK/workerd-$1-$RANDOM"
-  mkdir -p "$dir"
-  "$WORKERD" serve "$BENCH_DIR/workerd/config.capnp" "$config" \
-    --socket-addr "http=127.0.0.1:${2:-0}" --control-fd 3 3> "$dir/control" > "$dir/log" 2>&1 &
-  WORKERD_PID=$!
-  echo "$WORKERD_PID" >> "$WORK/pids"
-  local port=
-  for _ in $(seq 1 200); do
-    port=$(grep -o '"port":[0-9]*' "$dir/control" 2>/dev/null | head -1 | cut -d: -f2)
-    [ -n "$port" ] && break
-    sleep 0.05
-  done
-  if [ -z "$port" ]; then echo "bench: workerd ($config) did not start:" >&2; cat "$dir/log" >&2; exit 1; fi
-  WORKERD_URL="http://127.0.0.1:$port"
-}
+start_workerd() { workerd_serve "$WORKERD" "$1" "${2:-0}"; }
 stop_workerd() { kill -TERM "$WORKERD_PID"; wait "$WORKERD_PID" 2>/dev/null || true; }
 run_workerd() { start_workerd "$1"; measure "workerd-$1" "$WORKERD_URL"; stop_workerd; }
 
 # Case 2, Berth's side: the example dispatch worker (as `make run` configures
 # it) in front of hello, deployed as "user" in the dispatch namespace; every
 # request goes client → dispatcher.wasm → dispatcher.get("user") → hello.
+# The per-customer limits the dispatch cases' dispatcher sets (its vars;
+# bench/dispatch-pairs.sh configures the same).
+DISPATCH_LIMITS='CPU_MS = "50", WALL_MS = "5000", MEMORY_MB = "64"'
 # run_berth_dispatch [reuse]: with `reuse`, the dispatch worker keeps its
 # instance warm between requests ([[dispatch]] isolation); the user worker
 # stays fresh.
 run_berth_dispatch() {
   local isolation=
   [ "${1:-}" = reuse ] && isolation='isolation = "reuse"'
-  start_berth dispatch "[[dispatch]]
-hostnames = [\"*.platform.localhost\"]
-worker = \"$WASM_ABS/dispatcher.wasm\"
-namespace = \"customers\"
-vars = { PLATFORM_DOMAIN = \"platform.localhost\", CPU_MS = \"50\", WALL_MS = \"5000\", MEMORY_MB = \"64\" }
+  start_berth dispatch "$(dispatch_toml "$DISPATCH_LIMITS")
 $isolation"
   "$BERTH" deploy -n customers user "$WASM_DIR/hello.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
   measure berth-dispatch "$BERTH_DATA" user.platform.localhost
@@ -270,11 +241,7 @@ run_berth_js_reuse() {
 # JS dispatch: examples/js-dispatcher as the [[dispatch]] worker in front of
 # js_hello (both componentize-js, both fresh per request).
 run_berth_js_dispatch() {
-  start_berth js-dispatch "[[dispatch]]
-hostnames = [\"*.platform.localhost\"]
-worker = \"$WASM_ABS/js_dispatcher.wasm\"
-namespace = \"customers\"
-vars = { PLATFORM_DOMAIN = \"platform.localhost\", CPU_MS = \"50\", WALL_MS = \"5000\", MEMORY_MB = \"64\" }"
+  start_berth js-dispatch "$(dispatch_toml "$DISPATCH_LIMITS" js_dispatcher.wasm)"
   "$BERTH" deploy -n customers user "$WASM_DIR/js_hello.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
   measure berth-js-dispatch "$BERTH_DATA" user.platform.localhost
   stop_berth
