@@ -432,18 +432,25 @@ impl<F: Future + Unpin> Future for Polled<F> {
 mod tests {
     use super::*;
 
+    /// A meter with a 100 ms budget, a 1 ms slice and a one-slot lane,
+    /// executing since the instant returned (below PRECISE_AFTER the meter
+    /// uses the instants it is given).
+    fn laned_meter() -> (Instant, CpuMeter) {
+        let t0 = Instant::now();
+        let mut meter = CpuMeter::new(Duration::from_millis(100))
+            .with_lane(Some(HeavyLane::new(1)))
+            .with_yield_after(Duration::from_millis(1));
+        meter.start(t0);
+        (t0, meter)
+    }
+
     /// The issue-25 holes: time inside host calls is the guest's unless
     /// the call waited, and a heavy guest coming back from one must queue
     /// for the lane again.
     #[test]
     fn host_calls_that_never_wait_are_charged_and_send_heavy_guests_back_to_the_lane() {
-        // Below PRECISE_AFTER the meter uses the instants it is given.
-        let t0 = Instant::now();
+        let (t0, mut meter) = laned_meter();
         let us = Duration::from_micros;
-        let mut meter = CpuMeter::new(us(100_000))
-            .with_lane(Some(HeavyLane::new(1)))
-            .with_yield_after(us(1000));
-        meter.start(t0);
         meter.enter_host(t0 + us(100));
         // Returned in the same poll: 300 µs of host work, charged.
         assert!(
@@ -490,12 +497,8 @@ mod tests {
     /// and make the guest yield again at every epoch check after.
     #[tokio::test]
     async fn a_yield_at_a_tick_is_not_a_host_call_that_waited() {
-        let t0 = Instant::now();
+        let (t0, mut meter) = laned_meter();
         let us = Duration::from_micros;
-        let mut meter = CpuMeter::new(us(100_000))
-            .with_lane(Some(HeavyLane::new(1)))
-            .with_yield_after(us(1000));
-        meter.start(t0);
         // The epoch libcall: hooks see CallingHost, then the callback ticks
         // and yields; the invocation's future is polled again meanwhile.
         meter.enter_host(t0 + us(2000));
