@@ -1059,7 +1059,8 @@ async fn outside_cpu_pressure_does_not_push_a_modest_request_over_its_cap() {
 /// once that counted as a host call that waited, the guest went back to the
 /// heavy lane at every epoch check after — thousands of yields in a 60 ms
 /// computation, ~100× its run time spent in the scheduler. The bound is
-/// counted, not timed: yields ≤ ticks in the request's wall time, plus one.
+/// counted, not timed: yields ≤ ticks in the request's wall time, plus a
+/// few for host calls that waited (207 in 14 ticks before the fix).
 #[tokio::test]
 async fn a_long_computation_yields_once_per_tick_not_at_every_epoch_check() {
     const TICK_MS: f64 = 5.0;
@@ -1084,9 +1085,11 @@ async fn a_long_computation_yields_once_per_tick_not_at_every_epoch_check() {
         "the request must run past its first slice to test anything: {cpu_ms:.1} ms"
     );
     assert!(yields >= 1, "{cpu_ms:.1} ms of CPU without a yield");
+    // One yield per tick at most, plus one after each host call that
+    // waited: the response's writes may (a few at most).
     let ticks = (wall_ms / TICK_MS).ceil() as u64 + 1;
     assert!(
-        yields <= ticks,
+        yields <= ticks + 3,
         "{yields} yields in {wall_ms:.0} ms ({ticks} ticks) for {cpu_ms:.1} ms of CPU"
     );
 }
