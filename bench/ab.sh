@@ -33,23 +33,25 @@ measure() {
   echo "$(awk '/^Requests\/sec:/ {print $2}' <<<"$result") $(awk '$1 == "99%" {print $2}' <<<"$result")"
 }
 
-# one_case BIN CASE → "rps p99"
+# one_case BIN CASE → "rps p99", printed once its server is gone: the
+# caller reads it through a process substitution, which does not wait for
+# the subshell, so a server still draining would overlap the next case.
 one_case() {
-  local bin=$1
+  local bin=$1 result
   case $2 in
     hello)
       start "$bin" hello ""
       "$bin" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$ADMIN" --token bench > /dev/null
-      measure "$DATA" hello.localhost ;;
+      result=$(measure "$DATA" hello.localhost) || exit 1 ;;
     reuse)
       start "$bin" reuse ""
       "$bin" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$ADMIN" --token bench > /dev/null
       "$bin" script settings hello '{"isolation": "reuse"}' --admin-url "$ADMIN" --token bench > /dev/null
-      measure "$DATA" hello.localhost ;;
+      result=$(measure "$DATA" hello.localhost) || exit 1 ;;
     dispatch)
       start "$bin" dispatch "$(dispatch_toml)"
       "$bin" deploy -n customers user "$WASM_DIR/hello.wasm" --admin-url "$ADMIN" --token bench > /dev/null
-      measure "$DATA" user.platform.localhost ;;
+      result=$(measure "$DATA" user.platform.localhost) || exit 1 ;;
     noisy)
       # Another tenant loops at concurrency 8, each request cut at
       # cpu_ms = 50: the light tenant's hello throughput next to it.
@@ -60,19 +62,20 @@ cpu_ms = 50"
       wrk -t1 -c8 -d"$(( ${DURATION%s} + 4 ))s" -H "Host: spinner.localhost" "$DATA/spin" > /dev/null &
       local spin=$!
       sleep 1
-      measure "$DATA" hello.localhost
+      result=$(measure "$DATA" hello.localhost) || exit 1
       wait "$spin" 2>/dev/null || true ;;
     fuel)
       start "$bin" fuel "[limits]
 fuel = 1_000_000_000"
       "$bin" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$ADMIN" --token bench > /dev/null
-      measure "$DATA" hello.localhost ;;
+      result=$(measure "$DATA" hello.localhost) || exit 1 ;;
     js)
       start "$bin" js ""
       "$bin" deploy hello-js "$WASM_DIR/js_hello.wasm" --admin-url "$ADMIN" --token bench > /dev/null
-      measure "$DATA" hello-js.localhost ;;
+      result=$(measure "$DATA" hello-js.localhost) || exit 1 ;;
   esac
   kill -TERM "$PID"; wait "$PID" 2>/dev/null || true
+  echo "$result"
 }
 
 ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f\n", v}'; }

@@ -89,7 +89,11 @@ start_berth() { berth_serve "$BERTH" "$1" "$2"; }
 stop_berth() { kill -TERM "$BERTH_PID"; wait "$BERTH_PID" 2>/dev/null || true; }
 
 # run_case NAME CONFIG_TEXT [reuse|noisy|noisy-host] → prints "req_per_sec p50 p99"
+# once its server (and spinner) are gone: callers read it through a process
+# substitution, which does not wait for the subshell, so printing earlier
+# let a spinner's last second and a draining server overlap the next case.
 run_case() {
+  local result
   start_berth "$1" "$2"
   "$BERTH" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
   if [ "${3:-}" = reuse ]; then
@@ -103,9 +107,10 @@ run_case() {
     spin=$!
     sleep 1
   fi
-  measure "$1" "$BERTH_DATA" hello.localhost
+  result=$(measure "$1" "$BERTH_DATA" hello.localhost) || exit 1
   [ -z "$spin" ] || wait "$spin" 2>/dev/null || true
   stop_berth
+  echo "$result"
 }
 
 
