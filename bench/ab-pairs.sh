@@ -50,14 +50,6 @@ start() {
   echo "$BERTH_DATA"
 }
 
-# rps URL HOST SECONDS → req/s of one run (fails on any non-2xx answer)
-rps() {
-  local result
-  result=$(wrk -t1 -c16 -d"$3s" -H "Host: $2" "$1/")
-  if grep -q 'Non-2xx' <<<"$result"; then echo "ab-pairs: non-2xx responses from $2" >&2; exit 1; fi
-  awk '/^Requests\/sec:/ {print $2}' <<<"$result"
-}
-
 echo "| Case | pairs | base req/s (median) | head req/s (median) | median of head ÷ base per pair | pairs head faster |"
 echo "|---|---|---|---|---|---|"
 for case in $CASES; do

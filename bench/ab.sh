@@ -21,9 +21,6 @@ AB_NAME=ab
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-8s}
 
-# start BIN NAME CONFIG → sets PID, DATA and ADMIN
-start() { berth_serve "$1" "$2" "$3"; PID=$BERTH_PID DATA=$BERTH_DATA ADMIN=$BERTH_ADMIN; }
-
 # measure URL HOST → "rps p99"
 measure() {
   wrk -t1 -c16 -d2s -H "Host: $2" "$1/" > /dev/null
@@ -40,41 +37,41 @@ one_case() {
   local bin=$1 result
   case $2 in
     hello)
-      start "$bin" hello ""
-      "$bin" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$ADMIN" --token bench > /dev/null
-      result=$(measure "$DATA" hello.localhost) || exit 1 ;;
+      berth_serve "$bin" hello ""
+      "$bin" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
+      result=$(measure "$BERTH_DATA" hello.localhost) || exit 1 ;;
     reuse)
-      start "$bin" reuse ""
-      "$bin" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$ADMIN" --token bench > /dev/null
-      "$bin" script settings hello '{"isolation": "reuse"}' --admin-url "$ADMIN" --token bench > /dev/null
-      result=$(measure "$DATA" hello.localhost) || exit 1 ;;
+      berth_serve "$bin" reuse ""
+      "$bin" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
+      "$bin" script settings hello '{"isolation": "reuse"}' --admin-url "$BERTH_ADMIN" --token bench > /dev/null
+      result=$(measure "$BERTH_DATA" hello.localhost) || exit 1 ;;
     dispatch)
-      start "$bin" dispatch "$(dispatch_toml)"
-      "$bin" deploy -n customers user "$WASM_DIR/hello.wasm" --admin-url "$ADMIN" --token bench > /dev/null
-      result=$(measure "$DATA" user.platform.localhost) || exit 1 ;;
+      berth_serve "$bin" dispatch "$(dispatch_toml)"
+      "$bin" deploy -n customers user "$WASM_DIR/hello.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
+      result=$(measure "$BERTH_DATA" user.platform.localhost) || exit 1 ;;
     noisy)
       # Another tenant loops at concurrency 8, each request cut at
       # cpu_ms = 50: the light tenant's hello throughput next to it.
-      start "$bin" noisy "[limits]
+      berth_serve "$bin" noisy "[limits]
 cpu_ms = 50"
-      "$bin" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$ADMIN" --token bench > /dev/null
-      "$bin" deploy spinner "$WASM_DIR/tenant.wasm" --admin-url "$ADMIN" --token bench > /dev/null
-      wrk -t1 -c8 -d"$(( ${DURATION%s} + 4 ))s" -H "Host: spinner.localhost" "$DATA/spin" > /dev/null &
+      "$bin" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
+      "$bin" deploy spinner "$WASM_DIR/tenant.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
+      wrk -t1 -c8 -d"$(( ${DURATION%s} + 4 ))s" -H "Host: spinner.localhost" "$BERTH_DATA/spin" > /dev/null &
       local spin=$!
       sleep 1
-      result=$(measure "$DATA" hello.localhost) || exit 1
+      result=$(measure "$BERTH_DATA" hello.localhost) || exit 1
       wait "$spin" 2>/dev/null || true ;;
     fuel)
-      start "$bin" fuel "[limits]
+      berth_serve "$bin" fuel "[limits]
 fuel = 1_000_000_000"
-      "$bin" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$ADMIN" --token bench > /dev/null
-      result=$(measure "$DATA" hello.localhost) || exit 1 ;;
+      "$bin" deploy hello "$WASM_DIR/hello.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
+      result=$(measure "$BERTH_DATA" hello.localhost) || exit 1 ;;
     js)
-      start "$bin" js ""
-      "$bin" deploy hello-js "$WASM_DIR/js_hello.wasm" --admin-url "$ADMIN" --token bench > /dev/null
-      result=$(measure "$DATA" hello-js.localhost) || exit 1 ;;
+      berth_serve "$bin" js ""
+      "$bin" deploy hello-js "$WASM_DIR/js_hello.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
+      result=$(measure "$BERTH_DATA" hello-js.localhost) || exit 1 ;;
   esac
-  kill -TERM "$PID"; wait "$PID" 2>/dev/null || true
+  berth_stop
   echo "$result"
 }
 

@@ -38,23 +38,14 @@ berth_url=$BERTH_DATA
 workerd_serve "$WORKERD" dispatch
 workerd_url=$WORKERD_URL
 
-# rps URL [HOST] → req/s of one run (fails on any non-2xx answer)
-rps() {
-  local args=() result
-  [ -n "${2:-}" ] && args=(-H "Host: $2")
-  result=$(wrk -t1 -c16 -d"$SECS"s "${args[@]}" "$1/")
-  if grep -q 'Non-2xx' <<<"$result"; then echo "dispatch-pairs: non-2xx responses from $1" >&2; exit 1; fi
-  awk '/^Requests\/sec:/ {print $2}' <<<"$result"
-}
-
-rps "$berth_url" user.platform.localhost > /dev/null
-rps "$workerd_url" > /dev/null
+rps "$berth_url" user.platform.localhost "$SECS" > /dev/null
+rps "$workerd_url" "" "$SECS" > /dev/null
 ratios="" berths="" workerds="" faster=0
 for i in $(seq 1 "$PAIRS"); do
   if [ $((i % 2)) = 1 ]; then
-    b=$(rps "$berth_url" user.platform.localhost); w=$(rps "$workerd_url")
+    b=$(rps "$berth_url" user.platform.localhost "$SECS"); w=$(rps "$workerd_url" "" "$SECS")
   else
-    w=$(rps "$workerd_url"); b=$(rps "$berth_url" user.platform.localhost)
+    w=$(rps "$workerd_url" "" "$SECS"); b=$(rps "$berth_url" user.platform.localhost "$SECS")
   fi
   ratio=$(awk -v b="$b" -v w="$w" 'BEGIN {printf "%.3f", b/w}')
   echo "pair $i  berth $b  workerd $w  berth ÷ workerd $ratio" >&2

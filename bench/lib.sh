@@ -1,7 +1,7 @@
 # What the bench scripts share (sourced, not run): a work folder whose
-# servers die with the script, the median, starting a berth or a workerd
-# and waiting for its address, and the dispatch entry every dispatch case
-# configures. Set BENCH_NAME (the script's name in messages) before
+# servers die with the script, the median, starting (and stopping) a berth
+# or a workerd, one wrk run's req/s, and the dispatch entry every dispatch
+# case configures. Set BENCH_NAME (the script's name in messages) before
 # sourcing; WASM_DIR must name the built guests.
 
 : "${BENCH_NAME:?set BENCH_NAME before sourcing bench/lib.sh}"
@@ -44,6 +44,20 @@ berth_serve() {
     cat "$dir/log" >&2
     exit 1
   fi
+}
+
+# berth_stop: stops the server berth_serve started last (SIGTERM, then
+# waits while it drains).
+berth_stop() { kill -TERM "$BERTH_PID"; wait "$BERTH_PID" 2>/dev/null || true; }
+
+# rps URL HOST SECONDS → req/s of one `wrk -t1 -c16` run of SECONDS (HOST
+# empty: no Host header); exits on any non-2xx answer.
+rps() {
+  local args=() result
+  [ -n "$2" ] && args=(-H "Host: $2")
+  result=$(wrk -t1 -c16 -d"$3s" "${args[@]}" "$1/")
+  if grep -q 'Non-2xx' <<<"$result"; then echo "$BENCH_NAME: non-2xx responses from $1 ($2)" >&2; exit 1; fi
+  awk '/^Requests\/sec:/ {print $2}' <<<"$result"
 }
 
 # workerd_serve WORKERD CONFIG [PORT]: serves bench/workerd/config.capnp's

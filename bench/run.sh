@@ -86,7 +86,6 @@ measure() {
 # start_berth NAME CONFIG_TEXT → a fresh `berth serve` on ephemeral loopback
 # ports; sets BERTH_PID, BERTH_DATA and BERTH_ADMIN (URLs).
 start_berth() { berth_serve "$BERTH" "$1" "$2"; }
-stop_berth() { kill -TERM "$BERTH_PID"; wait "$BERTH_PID" 2>/dev/null || true; }
 
 # run_case NAME CONFIG_TEXT [reuse|noisy|noisy-host] → prints "req_per_sec p50 p99"
 # once its server (and spinner) are gone: callers read it through a process
@@ -109,7 +108,7 @@ run_case() {
   fi
   result=$(measure "$1" "$BERTH_DATA" hello.localhost) || exit 1
   [ -z "$spin" ] || wait "$spin" 2>/dev/null || true
-  stop_berth
+  berth_stop
   echo "$result"
 }
 
@@ -201,7 +200,7 @@ run_berth_dispatch() {
 $isolation"
   "$BERTH" deploy -n customers user "$WASM_DIR/hello.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
   measure berth-dispatch "$BERTH_DATA" user.platform.localhost
-  stop_berth
+  berth_stop
 }
 
 # JS hello, Berth's side: js_hello.wasm through the built-in router.
@@ -209,7 +208,7 @@ run_berth_js() {
   start_berth js ""
   "$BERTH" deploy hello-js "$WASM_DIR/js_hello.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
   measure berth-js "$BERTH_DATA" hello-js.localhost
-  stop_berth
+  berth_stop
 }
 
 # Plain JavaScript built on the host: a host with the JS engine (its
@@ -230,7 +229,7 @@ run_berth_js_plain() {
   curl -sf -X PUT -H 'authorization: Bearer bench' -H 'content-type: application/javascript+module' \
     --data-binary @"$BENCH_DIR/js/hello.js" "$BERTH_ADMIN/v1/namespaces/default/scripts/hello-js" > /dev/null
   measure berth-js-plain "$BERTH_DATA" hello-js.localhost
-  stop_berth
+  berth_stop
 }
 
 # JS hello with warm reuse: the same worker built as an exported
@@ -240,7 +239,7 @@ run_berth_js_reuse() {
   "$BERTH" deploy hello-js "$WASM_DIR/js_hello_reuse.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
   "$BERTH" script settings hello-js '{"isolation": "reuse"}' --admin-url "$BERTH_ADMIN" --token bench > /dev/null
   measure berth-js-reuse "$BERTH_DATA" hello-js.localhost
-  stop_berth
+  berth_stop
 }
 
 # JS dispatch: examples/js-dispatcher as the [[dispatch]] worker in front of
@@ -249,7 +248,7 @@ run_berth_js_dispatch() {
   start_berth js-dispatch "$(dispatch_toml "$DISPATCH_LIMITS" js_dispatcher.wasm)"
   "$BERTH" deploy -n customers user "$WASM_DIR/js_hello.wasm" --admin-url "$BERTH_ADMIN" --token bench > /dev/null
   measure berth-js-dispatch "$BERTH_DATA" user.platform.localhost
-  stop_berth
+  berth_stop
 }
 
 # record KEY "rps p50 p99" LABEL: logs one round and keeps it for the tables.
@@ -294,7 +293,7 @@ fi
 # the host reports.
 JS_ENGINE_COLD=; JS_ENGINE_WARM=; JS_PLAIN_UPLOADS=(); JS_PLAIN_PHASES=()
 if [ -n "$JS_ENGINE_DIR" ]; then
-  t0=$(now_ms); start_berth_js js-engine-cold; JS_ENGINE_COLD=$(( $(now_ms) - t0 )); stop_berth
+  t0=$(now_ms); start_berth_js js-engine-cold; JS_ENGINE_COLD=$(( $(now_ms) - t0 )); berth_stop
   t0=$(now_ms); start_berth_js js-engine-warm; JS_ENGINE_WARM=$(( $(now_ms) - t0 ))
   for i in 1 2 3 4 5; do
     src="export default { async fetch(request, env) { return new Response('script $i says ' + new URL(request.url).pathname); } };"
@@ -305,7 +304,7 @@ if [ -n "$JS_ENGINE_DIR" ]; then
     JS_PLAIN_UPLOADS+=("$(( $(now_ms) - t0 ))")
     JS_PLAIN_PHASES+=("$(python3 -c 'import json,sys; t=json.load(sys.stdin)["result"]["build"]["timings_ms"]; print("init %.0f, snapshot %.0f, assemble %.0f ms" % (t["init_ms"], t["snapshot_ms"], t["assemble_ms"]))' <<<"$reply")")
   done
-  stop_berth
+  berth_stop
   echo "JS plain uploads: engine cold ${JS_ENGINE_COLD} ms, warm ${JS_ENGINE_WARM} ms; upload→first response ${JS_PLAIN_UPLOADS[*]} ms" >&2
 fi
 
