@@ -1,11 +1,11 @@
 //! The CPU meter: time a guest spends executing wasm or in host calls that
 //! work for it, excluding host calls that wait (I/O, other workers) and
 //! time parked after yielding; see `docs/limits.md` for the method and its
-//! precision. It never decides anything on its own: the runtime's call
-//! hook and epoch callback ask it.
+//! precision. It never decides anything on its own: the invocation's
+//! [`Polled`] future and the runtime's epoch callback ask it.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,9 +13,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A reading of the meter's clock: the TSC read directly where it is
 /// invariant (`quanta`, calibrated against the OS's monotonic clock at the
-/// first reading), else the OS's monotonic clock. A call hook reads it at
-/// every host-call boundary — about a hundred times in a dispatched request
-/// — where a vDSO `clock_gettime` cost ~24 ns here and the TSC ~10 ns.
+/// first reading), else the OS's monotonic clock. The meter reads it twice
+/// per poll of an invocation and at every epoch tick, where a vDSO
+/// `clock_gettime` cost ~24 ns here and the TSC ~10 ns.
 pub type Instant = quanta::Instant;
 
 /// Now, on the meter's clock.
@@ -106,56 +106,48 @@ enum Stamp {
     Cpu(Duration),
 }
 
-/// Measures the CPU time a guest spends executing wasm, excluding time in
-/// host calls (I/O waits), time parked after yielding and — past the first
-/// few milliseconds — time its thread was preempted.
+/// Measures the CPU time a guest's invocation takes: the time inside each
+/// poll of its future (wasm, instantiation, and every host call that does
+/// not wait), excluding the time between polls — host calls that wait (I/O,
+/// other workers), time parked after yielding, time queued for the heavy
+/// lane — and, past the first few milliseconds, time its thread was
+/// preempted.
 ///
-/// Segments of execution are delimited by Wasmtime's call hooks (entering
-/// and leaving wasm) and by the epoch callback, which ends a segment before
-/// the guest yields; the yield future records when the guest was resumed,
-/// which starts the next segment. A segment never spans an `.await`, so it
-/// starts and ends on one thread.
+/// The invocation's future is wrapped in a [`Polled`], which opens a
+/// segment when a poll begins and charges it when the poll returns; the
+/// epoch callback charges the segment so far at every tick it observes (and
+/// starts the next one), so the budget is checked while the guest runs. A
+/// segment never spans an `.await`, so it starts and ends on one thread.
+/// No hook runs at host-call boundaries: a dispatched request makes about a
+/// hundred host calls and a poll or two per wait.
 ///
 /// Two clocks: a request's first [`PRECISE_AFTER`] of metered time is
 /// measured on the monotonic clock, because reading a thread's CPU clock is
-/// a system call (~1.2 µs on the reference VM, against ~60 ns) and most
-/// requests are over by then with a handful of host calls each. From then
-/// on every segment is measured on the thread's CPU clock, so a busy
-/// machine (another service, a build, a second host) does not make a guest
-/// pay for time it was not running: at most `PRECISE_AFTER` of wall time
-/// can be charged (a monotonic segment is cut at what is left of it). The budget is checked at every epoch tick the guest
-/// observes, so a spinning guest is stopped at most one tick
+/// a system call (~1.2 µs on the reference VM, against ~10 ns) and most
+/// requests are over by then. From then on every segment is measured on the
+/// thread's CPU clock, so a busy machine (another service, a build, a
+/// second host) does not make a guest pay for time it was not running: at
+/// most `PRECISE_AFTER` of wall time can be charged (a monotonic segment is
+/// cut at what is left of it). The budget is checked at every epoch tick
+/// the guest observes, so a spinning guest is stopped at most one tick
 /// (`runtime.epoch_tick_ms`) after its budget ran out.
 #[derive(Debug)]
 pub struct CpuMeter {
     budget: Duration,
-    used: Duration,
-    running_since: Option<Stamp>,
-    /// What the yield future and the [`Polled`] invocation share with the
-    /// meter (one allocation per invocation).
+    /// What the meter shares with its invocation's [`Polled`] future.
     shared: Arc<Shared>,
-    /// Whether a yield future was handed out, so a guest that never yielded
-    /// never takes the `resumed_at` lock.
-    yielded: bool,
-    /// The lane CPU-heavy guests take turns in, if any (see [`HeavyLane`]).
-    lane: Option<HeavyLane>,
     /// CPU time before the guest yields at every tick.
     yield_after: Duration,
-    /// Whether the slot may be held (set when a yield into the lane was
-    /// handed out), so light guests' host calls never touch its lock.
-    maybe_in_lane: bool,
     /// Set when the budget ran out.
     pub limit_hit: bool,
-    /// When the current host call began, and the poll it began in.
-    in_host: Option<(Stamp, u64)>,
     /// Yields handed out at epoch ticks in this request.
     yields: u32,
 }
 
 /// The bounded lane for CPU-heavy invocations: a guest that has computed
-/// past [`YIELD_AFTER`] runs each further slice (one epoch tick) only while
-/// it holds a slot of this lane, and gives the slot back when it yields or
-/// calls the host. With fewer slots than worker threads (by default one
+/// past [`YIELD_AFTER`] is polled only while it holds a slot of this lane,
+/// and gives the slot back whenever its future is pending (it yielded, or a
+/// host call waits). With fewer slots than worker threads (by default one
 /// less), light requests — which never reach `YIELD_AFTER` — always find a
 /// core, however many guests spin. Slots are handed out in arrival order.
 #[derive(Debug, Clone)]
@@ -168,82 +160,27 @@ impl HeavyLane {
     }
 }
 
-impl CpuMeter {
-    /// A meter allowing `budget` of execution.
-    pub fn new(budget: Duration) -> Self {
-        Self {
-            budget,
-            used: Duration::ZERO,
-            running_since: None,
-            shared: Arc::default(),
-            yielded: false,
-            lane: None,
-            yield_after: YIELD_AFTER,
-            maybe_in_lane: false,
-            limit_hit: false,
-            in_host: None,
-            yields: 0,
-        }
-    }
+/// What a meter shares with its invocation's [`Polled`] future.
+#[derive(Debug, Default)]
+struct Shared {
+    /// The time charged so far and the open segment.
+    clock: Mutex<Clock>,
+    /// Set once the guest is past its slice: from then on its future is
+    /// polled only while it holds a lane slot.
+    heavy: AtomicBool,
+    /// The lane heavy polls run in, if any.
+    lane: Option<HeavyLane>,
+}
 
-    /// The guest calls the host at `now`: its wasm segment ends, and the
-    /// host call's time starts.
-    pub fn enter_host(&mut self, now: Instant) {
-        self.stop(now);
-        self.in_host = Some((self.stamp(now), self.shared.polls.load(Ordering::Relaxed)));
-    }
+/// A meter's charged time and open segment.
+#[derive(Debug, Default)]
+struct Clock {
+    used: Duration,
+    /// Where the current poll's uncharged part began, while one runs.
+    since: Option<Stamp>,
+}
 
-    /// The host call returns at `now`. Its time is the guest's when it
-    /// never waited — it returned in the poll it started in, so the thread
-    /// was working for the guest all along (copying its arguments, writing
-    /// its headers); a call that waited (I/O, another worker) is not
-    /// charged. Then the guest executes wasm again. Returns whether it
-    /// must queue for the heavy lane before it computes on: it is past its
-    /// slice and the call waited, which gave its lane slot back (see
-    /// [`Polled`]); a call that did not wait kept the slot.
-    pub fn leave_host(&mut self, now: Instant) -> bool {
-        let waited = match self.in_host.take() {
-            Some((since, poll)) if poll == self.shared.polls.load(Ordering::Relaxed) => {
-                self.charge(since, now);
-                false
-            }
-            Some(_) => true,
-            None => false,
-        };
-        self.start(now);
-        waited && self.lane.is_some() && self.should_yield()
-    }
-
-    /// Heavy slices of this guest run in `lane`.
-    pub fn with_lane(mut self, lane: Option<HeavyLane>) -> Self {
-        self.lane = lane;
-        self
-    }
-
-    /// Gives the lane slot back (the guest calls the host, or its request
-    /// ended): a slot is never held while the guest waits on the host, so
-    /// a dispatch worker and the user worker it waits for cannot deadlock
-    /// on the lane.
-    pub fn leave_lane(&mut self) {
-        if !self.maybe_in_lane {
-            return;
-        }
-        self.maybe_in_lane = false;
-        if let Ok(mut slot) = self.shared.slot.lock() {
-            *slot = None;
-        }
-    }
-
-    /// CPU time used so far.
-    pub fn used(&self) -> Duration {
-        self.used
-    }
-
-    /// How often the guest yielded at an epoch tick in this request.
-    pub fn yields(&self) -> u32 {
-        self.yields
-    }
-
+impl Clock {
     fn precise(&self) -> bool {
         self.used >= PRECISE_AFTER
     }
@@ -256,55 +193,54 @@ impl CpuMeter {
         }
     }
 
-    /// The guest starts (or resumes) executing wasm at `now`.
-    pub fn start(&mut self, now: Instant) {
-        self.running_since = Some(self.stamp(now));
+    /// Opens a segment at `now`.
+    fn open(&mut self, now: Instant) {
+        self.since = Some(self.stamp(now));
     }
 
-    /// The guest stops executing wasm at `now` (host call, return, yield).
-    pub fn stop(&mut self, now: Instant) {
-        let resumed = match self.yielded {
-            true => (self.shared.resumed_at.lock())
-                .map(|mut r| r.take())
-                .unwrap_or(None),
-            false => None,
-        };
-        if let Some(since) = self.running_since.take().or(resumed) {
-            self.charge(since, now);
-        }
-    }
-
-    /// Charges the segment from `since` to `now`. A segment measured on the
-    /// monotonic clock counts only up to what is left of [`PRECISE_AFTER`]:
-    /// one preemption by another process inside an early segment (a busy
-    /// machine can take the thread away for tens of milliseconds) costs
-    /// the guest at most that, and then the thread's own clock takes over.
-    fn charge(&mut self, since: Stamp, now: Instant) {
-        self.used += match since {
-            Stamp::Wall(since) => now
+    /// Charges the open segment up to `now` and closes it. A segment
+    /// measured on the monotonic clock counts only up to what is left of
+    /// [`PRECISE_AFTER`]: one preemption by another process inside an early
+    /// segment (a busy machine can take the thread away for tens of
+    /// milliseconds) costs the guest at most that, and then the thread's
+    /// own clock takes over.
+    fn close(&mut self, now: Instant) {
+        self.used += match self.since.take() {
+            None => Duration::ZERO,
+            Some(Stamp::Wall(since)) => now
                 .saturating_duration_since(since)
                 .min(PRECISE_AFTER.saturating_sub(self.used)),
-            Stamp::Cpu(since) => thread_cpu_now().saturating_sub(since),
+            Some(Stamp::Cpu(since)) => thread_cpu_now().saturating_sub(since),
         };
     }
+}
 
-    /// At an epoch tick: ends the current segment and says whether budget
-    /// remains. `false` sets [`CpuMeter::limit_hit`].
-    pub fn tick(&mut self, now: Instant) -> bool {
-        self.stop(now);
-        if self.used > self.budget {
-            self.limit_hit = true;
+impl Shared {
+    fn clock(&self) -> std::sync::MutexGuard<'_, Clock> {
+        self.clock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl CpuMeter {
+    /// A meter allowing `budget` of execution.
+    pub fn new(budget: Duration) -> Self {
+        Self {
+            budget,
+            shared: Arc::default(),
+            yield_after: YIELD_AFTER,
+            limit_hit: false,
+            yields: 0,
         }
-        !self.limit_hit
     }
 
-    /// Whether the guest has run long enough in this request that it should
-    /// yield at ticks. Short requests never yield: a yield parks the task
-    /// behind every other runnable one, which showed up as a ~30 ms p99 at
-    /// a 2 ms median; a guest that keeps computing yields at every tick
-    /// once past [`YIELD_AFTER`], so it cannot starve others.
-    pub fn should_yield(&self) -> bool {
-        self.used >= self.yield_after
+    /// Heavy slices of this guest run in `lane`.
+    pub fn with_lane(mut self, lane: Option<HeavyLane>) -> Self {
+        let shared = Shared {
+            lane,
+            ..Shared::default()
+        };
+        self.shared = Arc::new(shared);
+        self
     }
 
     /// Yields into the lane after `after` of CPU instead of
@@ -314,91 +250,80 @@ impl CpuMeter {
         self
     }
 
-    /// Keeps executing after a tick without yielding: the current segment
-    /// goes on from `now`.
-    pub fn resume(&mut self, now: Instant) {
-        self.running_since = Some(self.stamp(now));
+    /// CPU time used so far.
+    pub fn used(&self) -> Duration {
+        self.shared.clock().used
     }
 
-    /// A future to yield with: it gives the scheduler a turn, then records
-    /// the moment the guest resumes (on the thread that resumes it).
-    ///
-    /// The epoch callback runs inside a Wasmtime libcall, which the call
-    /// hooks see as a host call; that "call" spans polls because of this
-    /// very yield. It is the meter's own pause, not a host call that
-    /// waited: the future takes the lane slot back before the guest
-    /// resumes, and the time parked is not charged either way. Counted as
-    /// a wait, it would send the guest to the lane again at its next epoch
-    /// check, i.e. yield at every function entry and loop edge from then
-    /// on — a 100× slowdown of every request past its first slice, most of
-    /// it the scheduler's churn on both cores.
+    /// How often the guest yielded at an epoch tick in this request.
+    pub fn yields(&self) -> u32 {
+        self.yields
+    }
+
+    /// At an epoch tick: charges the running segment up to `now` (the next
+    /// one starts there) and says whether budget remains. `false` sets
+    /// [`CpuMeter::limit_hit`].
+    pub fn tick(&mut self, now: Instant) -> bool {
+        let used = {
+            let mut clock = self.shared.clock();
+            if clock.since.is_some() {
+                clock.close(now);
+                clock.open(now);
+            }
+            clock.used
+        };
+        if used > self.budget {
+            self.limit_hit = true;
+        }
+        !self.limit_hit
+    }
+
+    /// Whether the guest has run long enough in this request that it should
+    /// yield at ticks. Short requests never yield: a yield parks the task
+    /// behind every other runnable one, which showed up as a ~30 ms p99 at
+    /// a 2 ms median; a guest that keeps computing yields at every tick
+    /// once past its slice, so it cannot starve others.
+    pub fn should_yield(&self) -> bool {
+        self.used() >= self.yield_after
+    }
+
+    /// A future to yield with at a tick: it gives the scheduler a turn.
+    /// The guest's future is pending meanwhile, so its [`Polled`] gives the
+    /// lane slot back and queues for it again (in arrival order) before
+    /// the next slice; the time parked is not charged.
     pub fn yield_now(&mut self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
-        self.in_host = None;
         self.yields = self.yields.saturating_add(1);
-        self.maybe_in_lane |= self.lane.is_some();
-        self.yielded = true;
-        let precise = self.precise();
-        let (lane, shared) = (self.lane.clone(), self.shared.clone());
-        Box::pin(async move {
-            // Out of the lane while parked; back in (in arrival order)
-            // before the next slice.
-            if let Ok(mut held) = shared.slot.lock() {
-                *held = None;
-            }
-            tokio::task::yield_now().await;
-            if let Some(HeavyLane(lane)) = lane
-                && let Ok(permit) = lane.acquire_owned().await
-                && let Ok(mut held) = shared.slot.lock()
-            {
-                *held = Some(permit);
-            }
-            let stamp = if precise {
-                Stamp::Cpu(thread_cpu_now())
-            } else {
-                Stamp::Wall(Instant::now())
-            };
-            if let Ok(mut resumed) = shared.resumed_at.lock() {
-                *resumed = Some(stamp);
-            }
-        })
+        self.shared.heavy.store(true, Ordering::Relaxed);
+        Box::pin(tokio::task::yield_now())
     }
-}
 
-/// An invocation's future, seen by its [`CpuMeter`]: it counts its polls,
-/// so the meter can tell a host call that returned within one poll (work)
-/// from one that waited across polls (I/O, another worker); and whenever
-/// it waits, it gives back the guest's heavy-lane slot, so a guest never
-/// holds the lane while it waits (a dispatch worker waiting for the user
-/// worker it called cannot deadlock with it), yet keeps it through the
-/// host calls that do not wait — a spinner cannot leave the lane by
-/// calling the host.
-pub struct Polled<F> {
-    inner: F,
-    shared: Arc<Shared>,
-}
-
-/// What a [`Polled`] shares with its meter.
-pub struct MeterLink(Arc<Shared>);
-
-/// What a meter shares with its invocation's future and yield futures.
-#[derive(Debug, Default)]
-struct Shared {
-    /// When the guest resumed after a yield (set by the yield future).
-    resumed_at: Mutex<Option<Stamp>>,
-    /// The lane slot this guest holds while it runs a slice.
-    slot: Mutex<Option<OwnedSemaphorePermit>>,
-    /// How often the invocation's future has been polled (see
-    /// [`Polled`]): a host call that returns in the poll it started in
-    /// never waited.
-    polls: AtomicU64,
-}
-
-impl CpuMeter {
-    /// The counters a [`Polled`] future shares with this meter.
+    /// What a [`Polled`] future shares with this meter.
     pub fn link(&self) -> MeterLink {
         MeterLink(self.shared.clone())
     }
 }
+
+/// An invocation's future, seen by its [`CpuMeter`]: each poll is a
+/// segment of the guest's CPU time, and the time between polls (a host
+/// call waiting, a yield, the lane) is not. Once the guest is past its
+/// slice, every poll first takes a slot of the heavy lane, and gives it
+/// back when the future is pending: a guest never holds the lane while it
+/// waits (a dispatch worker waiting for the user worker it called cannot
+/// deadlock with it), and a heavy guest coming back from a wait queues for
+/// the lane before it computes on. Host calls that do not wait keep the
+/// slot: a spinner cannot leave the lane by calling the host.
+pub struct Polled<F> {
+    inner: F,
+    shared: Arc<Shared>,
+    slot: Option<OwnedSemaphorePermit>,
+    /// The wait for a lane slot, while one is queued for.
+    queued: Option<std::pin::Pin<Box<Acquire>>>,
+}
+
+type Acquire = dyn Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>> + Send;
+
+/// What a [`Polled`] shares with its meter.
+pub struct MeterLink(Arc<Shared>);
 
 impl<F> Polled<F> {
     /// Wraps `inner` for the meter `link` came from.
@@ -406,7 +331,31 @@ impl<F> Polled<F> {
         Self {
             inner,
             shared: link.0,
+            slot: None,
+            queued: None,
         }
+    }
+
+    /// A heavy guest's lane slot: ready when it holds one (or no lane
+    /// applies), pending while it queues.
+    fn take_lane(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        use std::task::Poll;
+        let Some(HeavyLane(lane)) = &self.shared.lane else {
+            return Poll::Ready(());
+        };
+        if self.slot.is_some() || !self.shared.heavy.load(Ordering::Relaxed) {
+            return Poll::Ready(());
+        }
+        let queued = self
+            .queued
+            .get_or_insert_with(|| Box::pin(lane.clone().acquire_owned()));
+        match queued.as_mut().poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            // The lane is never closed; a closed one would not hold anyone.
+            Poll::Ready(permit) => self.slot = permit.ok(),
+        }
+        self.queued = None;
+        Poll::Ready(())
     }
 }
 
@@ -417,12 +366,14 @@ impl<F: Future + Unpin> Future for Polled<F> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<F::Output> {
-        self.shared.polls.fetch_add(1, Ordering::Relaxed);
+        if self.take_lane(cx).is_pending() {
+            return std::task::Poll::Pending;
+        }
+        self.shared.clock().open(now());
         let polled = std::pin::Pin::new(&mut self.inner).poll(cx);
-        if polled.is_pending()
-            && let Ok(mut slot) = self.shared.slot.lock()
-        {
-            *slot = None;
+        self.shared.clock().close(now());
+        if polled.is_pending() {
+            self.slot = None;
         }
         polled
     }
@@ -431,88 +382,36 @@ impl<F: Future + Unpin> Future for Polled<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::task::{Context, Poll};
 
-    /// A meter with a 100 ms budget, a 1 ms slice and a one-slot lane,
-    /// executing since the instant returned (below PRECISE_AFTER the meter
-    /// uses the instants it is given).
-    fn laned_meter() -> (Instant, CpuMeter) {
-        let t0 = Instant::now();
-        let mut meter = CpuMeter::new(Duration::from_millis(100))
-            .with_lane(Some(HeavyLane::new(1)))
-            .with_yield_after(Duration::from_millis(1));
-        meter.start(t0);
-        (t0, meter)
+    /// The meter's poll boundaries at chosen instants: below PRECISE_AFTER
+    /// the meter uses the instants it is given.
+    fn poll_span(meter: &CpuMeter, from: Instant, to: Instant) {
+        let mut clock = meter.shared.clock();
+        clock.open(from);
+        clock.close(to);
     }
 
-    /// The issue-25 holes: time inside host calls is the guest's unless
-    /// the call waited, and a heavy guest coming back from one must queue
-    /// for the lane again.
     #[test]
-    fn host_calls_that_never_wait_are_charged_and_send_heavy_guests_back_to_the_lane() {
-        let (t0, mut meter) = laned_meter();
+    fn only_time_inside_polls_is_charged() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
         let us = Duration::from_micros;
-        meter.enter_host(t0 + us(100));
-        // Returned in the same poll: 300 µs of host work, charged.
-        assert!(
-            !meter.leave_host(t0 + us(400)),
-            "400 µs: still in its slice"
-        );
-        meter.enter_host(t0 + us(500));
-        meter.shared.polls.fetch_add(1, Ordering::Relaxed); // it waited: another poll
-        meter.leave_host(t0 + us(50_000));
-        meter.stop(t0 + us(50_100));
-        assert_eq!(
-            meter.used(),
-            us(600),
-            "100 + 300 + 100 + 100; the wait is free"
-        );
-        // Past its slice: a host call that did not wait kept the lane slot,
-        // one that waited gave it back and must queue again.
-        meter.start(t0 + us(60_000));
-        meter.enter_host(t0 + us(60_500));
-        assert!(
-            !meter.leave_host(t0 + us(60_510)),
-            "kept its slot: compute on"
-        );
-        meter.enter_host(t0 + us(60_600));
-        meter.shared.polls.fetch_add(1, Ordering::Relaxed);
-        assert!(
-            meter.leave_host(t0 + us(70_000)),
-            "waited: queue for the lane"
-        );
-        let mut unlaned = CpuMeter::new(us(100_000)).with_yield_after(us(1000));
-        unlaned.start(t0);
-        unlaned.enter_host(t0 + us(2000));
-        unlaned.shared.polls.fetch_add(1, Ordering::Relaxed);
-        assert!(
-            !unlaned.leave_host(t0 + us(2010)),
-            "no lane, nothing to queue for"
-        );
-    }
-
-    /// The yield at an epoch tick happens inside the epoch libcall, which
-    /// the call hooks bracket as a host call (`enter_host` … `leave_host`)
-    /// and which spans polls because of the yield. That must not count as
-    /// a host call that waited: it would set the epoch deadline to "now"
-    /// and make the guest yield again at every epoch check after.
-    #[tokio::test]
-    async fn a_yield_at_a_tick_is_not_a_host_call_that_waited() {
-        let (t0, mut meter) = laned_meter();
-        let us = Duration::from_micros;
-        // The epoch libcall: hooks see CallingHost, then the callback ticks
-        // and yields; the invocation's future is polled again meanwhile.
-        meter.enter_host(t0 + us(2000));
-        assert!(meter.tick(t0 + us(2001)) && meter.should_yield());
-        let parked = meter.yield_now();
-        meter.shared.polls.fetch_add(1, Ordering::Relaxed);
-        parked.await;
-        assert!(
-            !meter.leave_host(t0 + us(9000)),
-            "the meter's own yield: no second trip to the lane"
-        );
-        assert_eq!(meter.yields(), 1);
-        meter.stop(t0 + us(9500));
-        assert_eq!(meter.used(), us(2500), "2000 + 500; the park is free");
+        let mut meter = CpuMeter::new(us(4500));
+        // 2 ms of wasm and host calls that did not wait, then a host call
+        // that waited ~1 s for I/O: the future was pending meanwhile.
+        poll_span(&meter, t0, t0 + ms(2));
+        meter.shared.clock().open(t0 + ms(1000));
+        assert!(meter.tick(t0 + ms(1002)), "4 ms of 4.5");
+        assert_eq!(meter.used(), ms(4));
+        // The tick started the next segment where it charged the last.
+        assert!(!meter.tick(t0 + us(1_002_800)), "4.8 ms > 4.5 ms");
+        assert!(meter.limit_hit);
+        assert_eq!(meter.used(), us(4800));
+        meter.shared.clock().close(t0 + us(1_002_900));
+        assert_eq!(meter.used(), us(4900), "the poll's end charges the rest");
+        assert!(!meter.tick(t0 + ms(2000)), "still over");
+        assert_eq!(meter.used(), us(4900), "no poll running, nothing charged");
     }
 
     /// A preemption inside an early (monotonic-clock) segment costs the
@@ -520,11 +419,13 @@ mod tests {
     #[test]
     fn wall_clock_segments_charge_at_most_precise_after() {
         let t0 = Instant::now();
-        let mut meter = CpuMeter::new(Duration::from_secs(1));
-        meter.start(t0);
-        meter.stop(t0 + Duration::from_millis(80)); // descheduled 80 ms
+        let meter = CpuMeter::new(Duration::from_secs(1));
+        poll_span(&meter, t0, t0 + Duration::from_millis(80)); // descheduled 80 ms
         assert_eq!(meter.used(), PRECISE_AFTER);
-        assert!(meter.precise(), "the thread's own clock from now on");
+        assert!(
+            meter.shared.clock().precise(),
+            "the thread's own clock from now on"
+        );
     }
 
     #[test]
@@ -547,37 +448,17 @@ mod tests {
     }
 
     #[test]
-    fn cpu_meter_counts_execution_segments_only() {
-        // Below PRECISE_AFTER the meter uses the instants it is given.
+    fn short_runs_do_not_yield_and_ticks_keep_counting() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let us = Duration::from_micros;
-        let mut meter = CpuMeter::new(us(4500));
-        meter.start(t0);
-        meter.stop(t0 + ms(2)); // 2 ms of wasm, then a host call…
-        meter.start(t0 + ms(1000)); // …that waited ~1 s for I/O
-        assert!(meter.tick(t0 + ms(1002))); // 4 ms so far
-        assert_eq!(meter.used(), ms(4));
-        // Parked after yielding: the time until the recorded resume is free.
-        meter.yielded = true;
-        *meter.shared.resumed_at.lock().unwrap() = Some(Stamp::Wall(t0 + ms(2000)));
-        assert!(!meter.tick(t0 + us(2_000_800))); // 4.8 ms > 4.5 ms
-        assert!(meter.limit_hit);
-        assert_eq!(meter.used(), us(4800));
-    }
-
-    #[test]
-    fn short_runs_do_not_yield_and_resuming_keeps_counting() {
-        let t0 = Instant::now();
-        let ms = Duration::from_millis;
-        let mut meter = CpuMeter::new(ms(1000));
-        meter.start(t0);
+        let mut meter = CpuMeter::new(ms(1000)).with_yield_after(ms(3));
+        meter.shared.clock().open(t0);
         assert!(meter.tick(t0 + ms(2)));
         assert!(!meter.should_yield(), "2 ms of CPU: keep going");
-        meter.resume(t0 + ms(2));
         assert!(meter.tick(t0 + ms(4)));
-        assert_eq!(meter.used(), ms(4), "the resumed segment is counted");
-        assert!(!meter.should_yield());
+        assert_eq!(meter.used(), ms(4), "the segment after a tick is counted");
+        assert!(meter.should_yield(), "past its 3 ms slice");
+        assert_eq!(meter.yields(), 0, "yields are counted when handed out");
     }
 
     /// Past PRECISE_AFTER, time the thread does not run is not charged: a
@@ -586,13 +467,11 @@ mod tests {
     #[test]
     fn preempted_time_is_not_charged_past_the_first_milliseconds() {
         let ms = Duration::from_millis;
-        let mut meter = CpuMeter::new(ms(1000));
+        let meter = CpuMeter::new(ms(1000));
         let t0 = Instant::now();
-        meter.start(t0);
-        meter.stop(t0 + PRECISE_AFTER);
-        assert!(meter.precise());
+        poll_span(&meter, t0, t0 + PRECISE_AFTER);
         let before = meter.used();
-        meter.start(Instant::now());
+        meter.shared.clock().open(Instant::now());
         std::thread::sleep(ms(200)); // off-CPU: not the guest's time
         // 15 ms of this thread's own CPU, however long that takes.
         let burn = thread_cpu_now();
@@ -600,7 +479,7 @@ mod tests {
         while thread_cpu_now() - burn < ms(15) {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
-        meter.stop(Instant::now());
+        meter.shared.clock().close(Instant::now());
         let charged = meter.used() - before;
         assert!(
             charged >= ms(15),
@@ -609,31 +488,76 @@ mod tests {
         assert!(charged < ms(150), "the 200 ms off-CPU are not: {charged:?}");
     }
 
-    #[tokio::test]
-    async fn heavy_slices_take_turns_in_the_lane_and_waiting_leaves_it() {
+    /// A stand-in for an invocation: counts its polls and is pending until
+    /// told to finish.
+    struct Guest {
+        polls: Arc<AtomicU64>,
+        done: Arc<AtomicBool>,
+    }
+
+    impl Future for Guest {
+        type Output = ();
+        fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            self.polls.fetch_add(1, Ordering::Relaxed);
+            if self.done.load(Ordering::Relaxed) {
+                return Poll::Ready(());
+            }
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+
+    fn guest(meter: &CpuMeter) -> (Polled<Guest>, Arc<AtomicU64>, Arc<AtomicBool>) {
+        let (polls, done) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let inner = Guest {
+            polls: polls.clone(),
+            done: done.clone(),
+        };
+        (Polled::new(inner, meter.link()), polls, done)
+    }
+
+    /// A guest past its slice is polled only while it holds a lane slot,
+    /// gives the slot back whenever it is pending (after its yield, or a
+    /// host call that waits), and queues for it again before computing on;
+    /// a light guest never touches the lane.
+    #[test]
+    fn heavy_guests_compute_only_in_the_lane_and_never_wait_in_it() {
         let lane = HeavyLane::new(1);
-        let mut a = CpuMeter::new(Duration::from_secs(1)).with_lane(Some(lane.clone()));
-        let mut b = CpuMeter::new(Duration::from_secs(1)).with_lane(Some(lane.clone()));
-        a.yield_now().await;
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let laned = || CpuMeter::new(Duration::from_secs(1)).with_lane(Some(lane.clone()));
+
+        let light = laned();
+        let (mut polled, polls, _) = guest(&light);
+        let held = lane.0.clone().try_acquire_owned().unwrap();
+        assert!(std::pin::Pin::new(&mut polled).poll(&mut cx).is_pending());
+        assert_eq!(polls.load(Ordering::Relaxed), 1, "light: no lane needed");
+        drop(held);
+
+        let mut heavy = laned();
+        let (mut polled, polls, done) = guest(&heavy);
+        drop(heavy.yield_now()); // past its slice at a tick
+        assert_eq!(heavy.yields(), 1);
+        let other = lane.0.clone().try_acquire_owned().unwrap(); // another heavy guest's slice
+        assert!(std::pin::Pin::new(&mut polled).poll(&mut cx).is_pending());
+        assert_eq!(polls.load(Ordering::Relaxed), 0, "queued for the lane");
+        drop(other);
+        assert!(std::pin::Pin::new(&mut polled).poll(&mut cx).is_pending());
         assert_eq!(
-            lane.0.available_permits(),
-            0,
-            "a runs its slice in the lane"
-        );
-        // b waits for the slot while a holds it…
-        let waiting = tokio::spawn(b.yield_now());
-        tokio::task::yield_now().await;
-        assert!(!waiting.is_finished());
-        // …and gets it when a calls the host.
-        a.leave_lane();
-        waiting.await.unwrap();
-        assert_eq!(lane.0.available_permits(), 0, "b holds it now");
-        drop(b);
-        assert_eq!(
-            lane.0.available_permits(),
+            polls.load(Ordering::Relaxed),
             1,
-            "a dropped meter gives its slot back"
+            "ran its slice in the lane"
         );
+        assert_eq!(lane.0.available_permits(), 1, "pending: the slot went back");
+        done.store(true, Ordering::Relaxed);
+        assert!(std::pin::Pin::new(&mut polled).poll(&mut cx).is_ready());
+        assert_eq!(polls.load(Ordering::Relaxed), 2);
+        assert_eq!(lane.0.available_permits(), 0, "held until dropped");
+        drop(polled);
+        assert_eq!(lane.0.available_permits(), 1);
     }
 
     #[test]

@@ -52,8 +52,6 @@ impl Runtime {
                 let mut call = call;
                 let outparam_rep = call.outparam.as_ref().map_or(0, |o| o.rep());
                 let (result, proxy) = call_guest(&worker, &mut call, &plan, &metrics).await;
-                // A reused instance must not keep a heavy-lane slot while idle.
-                call.store.data_mut().cpu.leave_lane();
                 counters.count_yields(call.store.data().cpu.yields());
                 report(&worker, &call, &result, &metrics);
                 if tail.is_tailed(&worker.spec.namespace, &worker.spec.name) {
@@ -104,8 +102,8 @@ async fn call_guest(
             .await?;
         Ok::<_, wasmtime::Error>(proxy)
     };
-    // The CPU meter sees the run's polls: host calls that worked for the
-    // guest are told from ones that waited, and waiting leaves the lane.
+    // The CPU meter charges the run's polls (instantiation included), not
+    // the waits between them; a heavy guest polls only in the lane.
     // Pinned in place: the run (with Wasmtime's instantiation inside) is
     // several KiB, not worth a heap copy per invocation.
     let finished = {

@@ -2,7 +2,7 @@
 //! clean warm one of the same worker with its per-request state reset —
 //! holding what the capabilities built for this call
 //! ([`Capabilities::for_call`] / [`Capabilities::reset`]), the memory
-//! limiter and the CPU meter with its hooks; then the request and
+//! limiter and the CPU meter with its epoch callback; then the request and
 //! response-outparam resources the guest is called with. It never names a
 //! capability.
 
@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use wasmtime::component::Resource;
-use wasmtime::{CallHook, Store, UpdateDeadline};
+use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::Proxy;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
@@ -132,7 +132,7 @@ impl Runtime {
     }
 
     /// A new store: the sandbox, every capability's state for this call,
-    /// the memory limiter and the CPU/yield hooks.
+    /// the memory limiter and the CPU meter's epoch callback.
     fn fresh(
         &self,
         worker: &Worker,
@@ -222,42 +222,19 @@ fn fill_fuel(store: &mut Store<WorkerState>, fuel: Option<u64>) {
     }
 }
 
-/// CPU accounting: execution segments run from entering wasm to leaving it
-/// (host call, return) or yielding at an epoch tick, and host calls that
-/// never waited count too (`CpuMeter::leave_host`). At every tick the guest
-/// observes while executing, check the budget, then yield so a busy guest
-/// cannot starve other requests on its worker thread.
+/// CPU accounting: the invocation's [`Polled`](crate::limits::cpu::Polled)
+/// future charges the time inside each of its polls; at every tick the
+/// guest observes while executing, check the budget, then yield once past
+/// the guest's slice, so a busy guest cannot starve other requests on its
+/// worker thread.
 fn meter_cpu(store: &mut Store<WorkerState>) {
-    store.call_hook(|mut ctx, hook| {
-        let now = crate::limits::cpu::now();
-        let cpu = &mut ctx.data_mut().cpu;
-        match hook {
-            CallHook::CallingWasm => cpu.start(now),
-            CallHook::ReturningFromHost => {
-                // A heavy guest whose host call waited gave its lane slot
-                // back meanwhile: it queues for the lane again at the next
-                // epoch check instead of computing on beside it.
-                if cpu.leave_host(now) {
-                    ctx.set_epoch_deadline(0);
-                }
-            }
-            CallHook::CallingHost => cpu.enter_host(now),
-            CallHook::ReturningFromWasm => {
-                cpu.leave_lane();
-                cpu.stop(now)
-            }
-        }
-        Ok(())
-    });
     store.epoch_deadline_callback(|mut ctx| {
         let cpu = &mut ctx.data_mut().cpu;
-        let now = crate::limits::cpu::now();
-        if !cpu.tick(now) {
+        if !cpu.tick(crate::limits::cpu::now()) {
             Err(wasmtime::Error::msg("cpu time limit exceeded"))
         } else if cpu.should_yield() {
             Ok(UpdateDeadline::YieldCustom(1, cpu.yield_now()))
         } else {
-            cpu.resume(now);
             Ok(UpdateDeadline::Continue(1))
         }
     });

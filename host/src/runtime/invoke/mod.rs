@@ -7,7 +7,7 @@
 //! 2. **admit** — take a concurrency slot of the script, waiting in its
 //!    bounded queue at most until the deadline;
 //! 3. **build state** — a fresh `Store` (or a clean warm one) with the
-//!    capabilities' state, limits and CPU hooks ([`instance`]);
+//!    capabilities' state, limits and the CPU meter ([`instance`]);
 //! 4. **call** — instantiate and call `wasi:http/incoming-handler.handle`
 //!    under the deadline, then classify the outcome and account for it
 //!    ([`guest`]);
