@@ -562,7 +562,7 @@ echo "$MACHINE_FACTS" >&2
   echo
   echo "The hello component (examples/hello), a fresh instance per request through the"
   echo "built-in router. *Limits on* is the default; *limits off* is \`[limits] enforce = false\`"
-  echo "(no CPU accounting call hooks, no body caps, no admission control; the wall deadline,"
+  echo "(no CPU meter, no body caps, no admission control; the wall deadline,"
   echo "memory cap and epoch yields stay)."
   echo
   echo "$table"
