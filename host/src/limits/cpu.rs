@@ -222,25 +222,20 @@ impl Shared {
 }
 
 impl CpuMeter {
-    /// A meter allowing `budget` of execution.
-    pub fn new(budget: Duration) -> Self {
-        Self {
-            budget,
-            shared: Arc::default(),
-            yield_after: YIELD_AFTER,
-            limit_hit: false,
-            yields: 0,
-        }
-    }
-
-    /// Heavy slices of this guest run in `lane`.
-    pub fn with_lane(mut self, lane: Option<HeavyLane>) -> Self {
+    /// A meter allowing `budget` of execution, whose heavy slices run in
+    /// `lane` (if any).
+    pub fn new(budget: Duration, lane: Option<HeavyLane>) -> Self {
         let shared = Shared {
             lane,
             ..Shared::default()
         };
-        self.shared = Arc::new(shared);
-        self
+        Self {
+            budget,
+            shared: Arc::new(shared),
+            yield_after: YIELD_AFTER,
+            limit_hit: false,
+            yields: 0,
+        }
     }
 
     /// Yields into the lane after `after` of CPU instead of
@@ -397,7 +392,7 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let us = Duration::from_micros;
-        let mut meter = CpuMeter::new(us(4500));
+        let mut meter = CpuMeter::new(us(4500), None);
         // 2 ms of wasm and host calls that did not wait, then a host call
         // that waited ~1 s for I/O: the future was pending meanwhile.
         poll_span(&meter, t0, t0 + ms(2));
@@ -419,7 +414,7 @@ mod tests {
     #[test]
     fn wall_clock_segments_charge_at_most_precise_after() {
         let t0 = Instant::now();
-        let meter = CpuMeter::new(Duration::from_secs(1));
+        let meter = CpuMeter::new(Duration::from_secs(1), None);
         poll_span(&meter, t0, t0 + Duration::from_millis(80)); // descheduled 80 ms
         assert_eq!(meter.used(), PRECISE_AFTER);
         assert!(
@@ -440,7 +435,8 @@ mod tests {
         );
         history.record(YIELD_AFTER);
         assert_eq!(history.yield_after(), HEAVY_YIELD_AFTER);
-        let meter = CpuMeter::new(Duration::from_secs(1)).with_yield_after(history.yield_after());
+        let meter =
+            CpuMeter::new(Duration::from_secs(1), None).with_yield_after(history.yield_after());
         assert_eq!(meter.yield_after, HEAVY_YIELD_AFTER);
         // The mark expires.
         history.heavy_until_ms.store(clock_ms(), Ordering::Relaxed);
@@ -451,7 +447,7 @@ mod tests {
     fn short_runs_do_not_yield_and_ticks_keep_counting() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let mut meter = CpuMeter::new(ms(1000)).with_yield_after(ms(3));
+        let mut meter = CpuMeter::new(ms(1000), None).with_yield_after(ms(3));
         meter.shared.clock().open(t0);
         assert!(meter.tick(t0 + ms(2)));
         assert!(!meter.should_yield(), "2 ms of CPU: keep going");
@@ -467,7 +463,7 @@ mod tests {
     #[test]
     fn preempted_time_is_not_charged_past_the_first_milliseconds() {
         let ms = Duration::from_millis;
-        let meter = CpuMeter::new(ms(1000));
+        let meter = CpuMeter::new(ms(1000), None);
         let t0 = Instant::now();
         poll_span(&meter, t0, t0 + PRECISE_AFTER);
         let before = meter.used();
@@ -528,7 +524,7 @@ mod tests {
         let lane = HeavyLane::new(1);
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
-        let laned = || CpuMeter::new(Duration::from_secs(1)).with_lane(Some(lane.clone()));
+        let laned = || CpuMeter::new(Duration::from_secs(1), Some(lane.clone()));
 
         let light = laned();
         let (mut polled, polls, _) = guest(&light);

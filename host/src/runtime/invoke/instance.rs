@@ -78,8 +78,7 @@ impl Runtime {
         plan: &Plan,
         options: &InvokeOptions,
     ) -> Instance {
-        let cpu = CpuMeter::new(plan.limits.cpu)
-            .with_lane(Some(self.heavy_lane.clone()))
+        let cpu = CpuMeter::new(plan.limits.cpu, Some(self.heavy_lane.clone()))
             .with_yield_after(worker.admission.cpu_history.yield_after());
         let budget = HostBudget::split(plan.limits.host_memory_bytes);
         let warm = if worker.isolation.reuse() {
