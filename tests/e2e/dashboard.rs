@@ -311,29 +311,26 @@ async fn the_cluster_view_lists_every_live_host_of_a_nats_store() {
     // host may drop a worker it loaded from the new record when the
     // record's change notice reaches its cache after the load (harmless, the
     // next request loads it again), and only a request brings it back.
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    let view = loop {
-        for host in [&a, &b] {
-            assert_eq!(host.get("app.localhost", "/echo").await.status, 200);
-        }
-        let c = result(&a, "/v1/cluster").await;
-        let caught_up = c["hosts"].as_array().is_some_and(|hosts| {
-            hosts.len() == 2
-                && hosts.iter().all(|h| {
-                    h["revision"].as_u64() == c["revision"].as_u64()
-                        && h["lag"] == 0
-                        && h["loaded_scripts"].as_u64() >= Some(1)
-                })
-        });
-        if caught_up {
-            break c;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "both hosts never showed caught up with `app` loaded in a's cluster view; last: {c}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let view = crate::harness::eventually_showing(
+        "both hosts caught up with `app` loaded in a's cluster view",
+        Duration::from_secs(90),
+        || async {
+            for host in [&a, &b] {
+                assert_eq!(host.get("app.localhost", "/echo").await.status, 200);
+            }
+            let c = result(&a, "/v1/cluster").await;
+            let caught_up = c["hosts"].as_array().is_some_and(|hosts| {
+                hosts.len() == 2
+                    && hosts.iter().all(|h| {
+                        h["revision"].as_u64() == c["revision"].as_u64()
+                            && h["lag"] == 0
+                            && h["loaded_scripts"].as_u64() >= Some(1)
+                    })
+            });
+            if caught_up { Ok(c) } else { Err(c.to_string()) }
+        },
+    )
+    .await;
     assert_eq!(view["backend"], "nats");
     let ids: Vec<&str> = view["hosts"]
         .as_array()

@@ -836,14 +836,30 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
+    eventually_showing(what, limit, || {
+        let checked = check();
+        async move { checked.await.ok_or_else(String::new) }
+    })
+    .await
+}
+
+/// [`eventually_within`] for a check that says what it saw when it is not
+/// there yet (`Err`): a timeout names the last observation.
+pub async fn eventually_showing<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
     let deadline = std::time::Instant::now() + limit;
     loop {
-        if let Some(value) = check().await {
-            return value;
-        }
+        let seen = match check().await {
+            Ok(value) => return value,
+            Err(seen) => seen,
+        };
         assert!(
             std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
+            "timed out waiting for {what}{}{seen}",
+            if seen.is_empty() { "" } else { "; last seen: " }
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
