@@ -212,10 +212,11 @@ wasmtime-cli: ## Install wasmtime-cli 48 (the benchmark peer) into ~/.cache/bert
 
 .PHONY: bench
 bench: build wasmtime-cli ## Benchmarks vs wasmtime serve and workerd (release, wrk); writes docs/benchmarks.md. Not in `make test`
-	CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo build --release -p berth-host --example axum_hello
+	CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo build --release -p berth-host --example axum_hello --example wasi_http_floor
 	workerd=$$(WORKERD_DIR=$(TOOLS_DIR)/workerd NPM_CACHE=$(CACHE_DIR)/npm bench/install-workerd.sh) && \
 	BERTH=$(BERTH) WASM_DIR=$(WASM_DIR) WASMTIME=$(WASMTIME_CLI) WORKERD=$$workerd JS_ENGINE_DIR=$(JS_ENGINE_DIR) \
-	  AXUM_HELLO=$(HOST_TARGET_DIR)/release/examples/axum_hello bench/run.sh
+	  AXUM_HELLO=$(HOST_TARGET_DIR)/release/examples/axum_hello \
+	  WASI_HTTP_FLOOR=$(HOST_TARGET_DIR)/release/examples/wasi_http_floor bench/run.sh
 	@$(MAKE) --no-print-directory bench-cluster
 
 .PHONY: bench-cluster

@@ -9,13 +9,16 @@
 # seen, and two servers compared on it.
 #
 #   BERTH=target/release/berth WASM_DIR=build/wasm WASMTIME=…/wasmtime \
-#     AXUM_HELLO=…/axum_hello [SECS=5] [CASES="hello reuse …"] bench/per-request.sh
+#     AXUM_HELLO=…/axum_hello WASI_HTTP_FLOOR=…/wasi_http_floor \
+#     [SECS=5] [CASES="hello reuse …"] bench/per-request.sh
 #
 # Cases: hello (built-in router, fresh instance, limits on), nolimits (the
 # same with `[limits] enforce = false`), reuse (hello with warm reuse),
 # dispatch (dispatch worker → user worker), wasmtime (`wasmtime serve -O
 # pooling-allocator -S cli` on the same hello.wasm), axum (the raw axum
-# hello of case 4, no wasm: what serving HTTP alone costs). Needs `perf` with
+# hello of case 4, no wasm: what serving HTTP alone costs), floor (the
+# same hello.wasm in a warm instance behind axum with Wasmtime's wasi-http
+# and nothing of Berth's: what warm reuse cannot go below). Needs `perf` with
 # tracepoints (root, or perf_event_paranoid ≤ -1) and wrk. Prints Markdown.
 set -euo pipefail
 
@@ -23,8 +26,9 @@ set -euo pipefail
 : "${WASM_DIR:?WASM_DIR=folder of the built guests}"
 WASMTIME=${WASMTIME:-}
 AXUM_HELLO=${AXUM_HELLO:-}
+WASI_HTTP_FLOOR=${WASI_HTTP_FLOOR:-}
 SECS=${SECS:-5}
-CASES=${CASES:-hello nolimits reuse dispatch wasmtime axum}
+CASES=${CASES:-hello nolimits reuse floor dispatch wasmtime axum}
 command -v perf >/dev/null || { echo "per-request: perf is missing (apt-get install linux-perf)" >&2; exit 1; }
 BENCH_NAME=per-request
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -66,11 +70,14 @@ start_wasmtime() {
   echo "http://127.0.0.1:$port"
 }
 
-start_axum() {
-  "$AXUM_HELLO" 127.0.0.1:0 > "$WORK/axum.out" 2>&1 &
+# start_plain NAME BINARY ARGS… → the URL a server that prints `listening
+# on URL` (axum_hello, wasi_http_floor) listens on
+start_plain() {
+  local name=$1; shift
+  "$@" > "$WORK/$name.out" 2>&1 &
   echo $! > "$WORK/pid"; echo $! >> "$WORK/pids"
-  for _ in $(seq 1 200); do grep -q 'listening on' "$WORK/axum.out" 2>/dev/null && break; sleep 0.05; done
-  sed -n 's/^listening on //p' "$WORK/axum.out"
+  for _ in $(seq 1 200); do grep -q 'listening on' "$WORK/$name.out" 2>/dev/null && break; sleep 0.05; done
+  sed -n 's/^listening on //p' "$WORK/$name.out"
 }
 
 # cpu_ticks PID → utime stime (clock ticks) of the whole process
@@ -90,7 +97,10 @@ for case in $CASES; do
       url=$(start_wasmtime) ;;
     axum)
       [ -n "$AXUM_HELLO" ] || { echo "per-request: AXUM_HELLO not set, skipping the axum case" >&2; continue; }
-      url=$(start_axum) ;;
+      url=$(start_plain axum "$AXUM_HELLO" 127.0.0.1:0) ;;
+    floor)
+      [ -n "$WASI_HTTP_FLOOR" ] || { echo "per-request: WASI_HTTP_FLOOR not set, skipping the floor case" >&2; continue; }
+      url=$(start_plain floor "$WASI_HTTP_FLOOR" "$WASM_DIR/hello.wasm" 127.0.0.1:0) ;;
     dispatch) url=$(start_berth dispatch); host=user.platform.localhost ;;
     *) url=$(start_berth "$case") ;;
   esac

@@ -22,7 +22,10 @@
 #   5  cold start: upload → first response; first request after a restart
 #   6  SCRIPTS (10,000) scripts in one namespace, requests spread at random:
 #      req/s and resident memory
-#   4  berth with warm reuse (isolation = "reuse") vs a raw axum hello server
+#   4  berth with warm reuse (isolation = "reuse") vs a raw axum hello server,
+#      and the floor under it: the same hello in a warm instance behind axum
+#      with Wasmtime's wasi-http and nothing of Berth's (WASI_HTTP_FLOOR,
+#      host/examples/wasi_http_floor.rs)
 #   2  dispatch worker → user worker: berth's [[dispatch]] with
 #      examples/dispatcher in front of hello vs workerd's dispatcher →
 #      service binding → user worker (bench/workerd/)
@@ -34,12 +37,14 @@
 #      (cache), then plain-JS upload → first response for 5 different
 #      scripts, with the build's phases
 # Peers are optional: a case or peer whose binary or component is missing is
-# skipped with a message (WASMTIME, AXUM_HELLO, WORKERD empty = skipped).
+# skipped with a message (WASMTIME, AXUM_HELLO, WASI_HTTP_FLOOR, WORKERD
+# empty = skipped).
 set -euo pipefail
 
 BERTH=${BERTH:?path to the release berth binary}
 WASMTIME=${WASMTIME:-}
 AXUM_HELLO=${AXUM_HELLO:-}
+WASI_HTTP_FLOOR=${WASI_HTTP_FLOOR:-}   # host/examples/wasi_http_floor (release)
 WORKERD=${WORKERD:-}        # native workerd binary (bench/install-workerd.sh prints it)
 SCRIPTS=${SCRIPTS:-10000}
 WASM_DIR=${WASM_DIR:?directory with hello.wasm}
@@ -155,16 +160,22 @@ if [ -n "$WASMTIME" ]; then
 fi
 
 # Case 4: warm reuse vs the raw axum ceiling.
-run_axum() {
-  "$AXUM_HELLO" 127.0.0.1:0 > "$WORK/axum.out" 2>&1 &
+# run_plain NAME BINARY ARGS… → "req_per_sec p50 p99" of a server that
+# prints `listening on URL` (axum_hello, wasi_http_floor).
+run_plain() {
+  local name=$1; shift
+  "$@" > "$WORK/$name.out" 2>&1 &
   local pid=$!
-  for _ in $(seq 1 200); do grep -q 'listening on' "$WORK/axum.out" 2>/dev/null && break; sleep 0.05; done
-  local url; url=$(sed -n 's/^listening on //p' "$WORK/axum.out")
-  wrk -t1 -c16 -d2s "$url/" > /dev/null
-  local result; result=$(wrk -t1 -c16 -d"$DURATION" --latency "$url/")
+  echo "$pid" >> "$WORK/pids"
+  for _ in $(seq 1 200); do grep -q 'listening on' "$WORK/$name.out" 2>/dev/null && break; sleep 0.05; done
+  local url; url=$(sed -n 's/^listening on //p' "$WORK/$name.out")
+  if [ -z "$url" ]; then echo "bench: $name did not start:" >&2; cat "$WORK/$name.out" >&2; exit 1; fi
+  local result; result=$(measure "$name" "$url") || exit 1
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
-  echo "$(awk '/^Requests\/sec:/ {print $2}' <<<"$result") $(awk '$1 == "50%" {print $2}' <<<"$result") $(awk '$1 == "99%" {print $2}' <<<"$result")"
+  echo "$result"
 }
+run_axum() { run_plain raw-axum "$AXUM_HELLO" 127.0.0.1:0; }
+run_floor() { run_plain wasi-http-floor "$WASI_HTTP_FLOOR" "$WASM_DIR/hello.wasm" 127.0.0.1:0; }
 for round in $(seq 1 "$ROUNDS"); do
   read -r rps p50 p99 < <(run_case reuse "" reuse)
   echo "round $round  berth-reuse  ${rps} req/s  p50 ${p50}  p99 ${p99}" >&2
@@ -173,6 +184,11 @@ for round in $(seq 1 "$ROUNDS"); do
     read -r rps p50 p99 < <(run_axum)
     echo "round $round  raw-axum  ${rps} req/s  p50 ${p50}  p99 ${p99}" >&2
     RPS[axum]+="$rps "; P50[axum]+="$p50 "; P99[axum]+="$p99 "
+  fi
+  if [ -n "$WASI_HTTP_FLOOR" ]; then
+    read -r rps p50 p99 < <(run_floor)
+    echo "round $round  wasi-http-floor  ${rps} req/s  p50 ${p50}  p99 ${p99}" >&2
+    RPS[floor]+="$rps "; P50[floor]+="$p50 "; P99[floor]+="$p99 "
   fi
 done
 
@@ -441,6 +457,13 @@ if [ -n "$AXUM_HELLO" ]; then
   table="$table
 | raw axum hello, no wasm (case 4 ceiling) | $axum_rps | $(pick lat "${P50[axum]}") | $(pick lat "${P99[axum]}") | warm reuse ÷ axum: **$(awk -v a="$reuse_rps" -v b="$axum_rps" 'BEGIN {printf "%.2f", a/b}')** (target ≥ 0.6) |"
 fi
+if [ -n "$WASI_HTTP_FLOOR" ]; then
+  floor_rps=$(pick rps "${RPS[floor]}")
+  floor_vs_axum=
+  [ -n "$AXUM_HELLO" ] && floor_vs_axum="; floor ÷ axum: **$(awk -v a="$floor_rps" -v b="$axum_rps" 'BEGIN {printf "%.2f", a/b}')**"
+  table="$table
+| hello in a warm instance, Wasmtime's wasi-http behind axum, nothing of Berth's (case 4 floor) | $floor_rps | $(pick lat "${P50[floor]}") | $(pick lat "${P99[floor]}") | warm reuse ÷ floor: **$(awk -v a="$reuse_rps" -v b="$floor_rps" 'BEGIN {printf "%.2f", a/b}')**$floor_vs_axum |"
+fi
 many_ratio=$(awk -v a="$MANY_RPS" -v b="$on_rps" 'BEGIN {printf "%.2f", a/b}')
 echo "$table"
 echo "limits cost: ${cost}% of throughput (target: at most 5%)"
@@ -537,7 +560,7 @@ fi
 # counts, so they hold on any machine (bench/per-request.sh; needs perf).
 PER_REQUEST=""
 if command -v perf > /dev/null; then
-  PER_REQUEST=$(BERTH="$BERTH" WASM_DIR="$WASM_DIR" WASMTIME="$WASMTIME" AXUM_HELLO="$AXUM_HELLO" SECS=5 "$BENCH_DIR/per-request.sh" 2>&1) \
+  PER_REQUEST=$(BERTH="$BERTH" WASM_DIR="$WASM_DIR" WASMTIME="$WASMTIME" AXUM_HELLO="$AXUM_HELLO" WASI_HTTP_FLOOR="$WASI_HTTP_FLOOR" SECS=5 "$BENCH_DIR/per-request.sh" 2>&1) \
     || { SKIPPED+=("Per-request counts: bench/per-request.sh failed: ${PER_REQUEST##*$'\n'}"); PER_REQUEST=""; }
   echo "$PER_REQUEST" >&2
 else
