@@ -144,9 +144,12 @@ impl Ops {
         });
     }
 
-    /// Applies other hosts' changes to a shared store for as long as the
-    /// runtime lives. A lagging receiver (a burst of changes) evicts
-    /// everything rather than serve a stale version.
+    /// Applies changes to a shared store (other hosts', and the echo of
+    /// this host's own) for as long as the runtime lives. A notice can
+    /// arrive after a request already loaded the new record, so it evicts
+    /// only workers not built from the records the store holds now. A
+    /// lagging receiver (a burst of changes) evicts everything rather than
+    /// serve a stale version.
     pub async fn follow_changes(
         runtime: std::sync::Weak<Runtime>,
         default_namespace: Name,
@@ -160,7 +163,28 @@ impl Ops {
             };
             let ops = Ops::new(runtime, default_namespace.clone());
             match change {
-                Ok(change) => ops.changed(change),
+                Ok(change) => {
+                    // Late by nature: a request may have loaded the new
+                    // record already, so only stale workers go (reading the
+                    // store, hence off the async threads).
+                    let runtime = ops.runtime.clone();
+                    let followed = crate::store::blocking(move || {
+                        match change {
+                            StoreChange::Script { namespace, name } => {
+                                runtime.evict_stale(&namespace, &name)
+                            }
+                            StoreChange::Namespace(namespace) => {
+                                runtime.evict_namespace_stale(&namespace)
+                            }
+                        }
+                        Ok::<_, StoreError>(())
+                    })
+                    .await;
+                    if let Err(error) = followed {
+                        tracing::warn!(%error, "applying a store change failed; dropping every cached worker");
+                        ops.runtime.evict_all();
+                    }
+                }
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(
                         missed,

@@ -29,6 +29,7 @@ use super::host_modules::HostModules;
 use super::reuse;
 use super::state::{self, WorkerState};
 use super::stats::Counters;
+use super::worker::BuiltFrom;
 use super::worker::Worker;
 use crate::base::Role;
 use crate::base::error::WorkerError;
@@ -272,6 +273,10 @@ impl Loader {
         .map_err(|e| WorkerError::Internal(format!("stored egress rules: {e}")))?;
         let pre = self.prepared(&record, role)?;
         let (isolation, reuse_refused) = self.isolation_of(&record);
+        let built_from = Arc::new(BuiltFrom {
+            script: record.clone(),
+            namespace: namespace_record,
+        });
         Ok(Arc::new(Worker {
             spec: WorkerSpec {
                 namespace: namespace.clone(),
@@ -294,6 +299,7 @@ impl Loader {
             admission: gates.gate(namespace, name, role, &record.limits),
             reuse_refused,
             series: Default::default(),
+            built_from: Some(built_from),
         }))
     }
 
@@ -463,6 +469,7 @@ impl Loader {
             admission: Arc::new(gates.for_limits(&ScriptLimits::default())),
             reuse_refused,
             series: Default::default(),
+            built_from: None,
         });
         lock(&self.files).push(Arc::downgrade(&worker));
         Ok(worker)
@@ -481,6 +488,39 @@ impl Loader {
     /// Forgets a script's loaded worker (redeploy, delete, settings).
     pub fn evict(&self, namespace: &Name, script: &Name) {
         self.cache.evict(namespace, script);
+    }
+
+    /// Forgets a script's workers unless they are built from the records
+    /// the store holds now (a store that cannot say: forgets them).
+    /// Whether a loaded worker was kept.
+    pub fn evict_stale(&self, namespace: &Name, script: &Name) -> bool {
+        let current = self
+            .store
+            .get_script(namespace, script)
+            .and_then(|script| Ok(script.zip(self.store.get_namespace(namespace)?)));
+        match current {
+            Ok(Some((script_record, namespace_record))) => {
+                self.cache.evict_unless(namespace, script, |worker| {
+                    worker.built_from_current(Some(&script_record), &namespace_record)
+                })
+            }
+            Ok(None) | Err(_) => {
+                self.cache.evict(namespace, script);
+                false
+            }
+        }
+    }
+
+    /// Forgets a namespace's cached mode, and its workers unless they are
+    /// built from the namespace record the store holds now.
+    pub fn evict_namespace_stale(&self, namespace: &Name) {
+        lock(&self.trusted).remove(namespace);
+        match self.store.get_namespace(namespace) {
+            Ok(Some(record)) => self.cache.evict_namespace_unless(namespace, |worker| {
+                worker.built_from_current(None, &record)
+            }),
+            Ok(None) | Err(_) => self.cache.evict_namespace(namespace),
+        }
     }
 
     /// Forgets every loaded worker of a namespace and its cached mode.

@@ -290,6 +290,30 @@ impl Runtime {
         self.gates.prune(|ns, _| ns == namespace);
     }
 
+    /// After a change notice from a shared store (which may arrive after a
+    /// request already loaded the new record): forgets the script's
+    /// workers unless they are built from the records the store holds now
+    /// (blocking: reads the store).
+    pub fn evict_stale(&self, namespace: &Name, script: &Name) {
+        if !self.loader.evict_stale(namespace, script) {
+            self.gates
+                .prune(|ns, name| ns == namespace && name == script);
+        }
+    }
+
+    /// [`Runtime::evict_stale`] for a namespace's notice: keeps the workers
+    /// built from the namespace record the store holds now (blocking).
+    pub fn evict_namespace_stale(&self, namespace: &Name) {
+        self.loader.evict_namespace_stale(namespace);
+        let loaded = self.loader.loaded_workers();
+        self.gates.prune(|ns, name| {
+            ns == namespace
+                && !loaded
+                    .iter()
+                    .any(|w| w.namespace() == namespace && w.name() == name)
+        });
+    }
+
     /// Forgets every loaded worker and cached namespace mode (the store
     /// changed in ways this host could not follow one by one).
     pub fn evict_all(&self) {

@@ -14,7 +14,7 @@ use crate::base::names::Name;
 use crate::capabilities::{WorkerRef, WorkerSpec};
 use crate::limits::{Admission, ScriptLimits};
 use crate::observe::metrics::{Metrics, ScriptSeries};
-use crate::store::{AssetConfig, AssetEntry};
+use crate::store::{AssetConfig, AssetEntry, NamespaceRecord, ScriptRecord};
 
 /// A script ready to serve.
 pub struct Worker {
@@ -43,6 +43,20 @@ pub struct Worker {
     /// Its metric series and history entry, looked up on its first
     /// invocation (see [`Worker::series`]).
     pub series: OnceLock<ScriptSeries>,
+    /// The records a stored script was built from (`None`: a platform
+    /// component from a file), so a late change notice can tell whether
+    /// this worker is already current ([`Worker::built_from_current`]).
+    pub built_from: Option<Arc<BuiltFrom>>,
+}
+
+/// The store records a worker derives everything from.
+#[derive(Debug)]
+pub struct BuiltFrom {
+    /// The script's record (component hash, vars, secrets, limits,
+    /// egress, assets, isolation; a script created again has a new one).
+    pub script: ScriptRecord,
+    /// Its namespace's record (egress rules, mode).
+    pub namespace: NamespaceRecord,
 }
 
 impl Worker {
@@ -61,6 +75,20 @@ impl Worker {
     pub fn series(&self, metrics: &Metrics) -> &ScriptSeries {
         self.series
             .get_or_init(|| metrics.series(self.spec.namespace.as_str(), self.spec.name.as_str()))
+    }
+
+    /// Whether this worker was built from exactly these records; with no
+    /// script record, from this namespace record (after a change to the
+    /// namespace alone). A file's component never was: it is not in the
+    /// store.
+    pub fn built_from_current(
+        &self,
+        script: Option<&ScriptRecord>,
+        namespace: &NamespaceRecord,
+    ) -> bool {
+        self.built_from.as_ref().is_some_and(|built| {
+            built.namespace == *namespace && script.is_none_or(|s| built.script == *s)
+        })
     }
 
     /// This worker as capabilities see it.
