@@ -124,7 +124,10 @@ impl Catalog for SledStore {
             .keys()
             .collect::<Result<_, _>>()?;
         for key in keys {
-            self.hostnames.remove(key)?;
+            self.hostnames.remove(&key)?;
+            if let Some((_, hostname)) = String::from_utf8_lossy(&key).split_once('/') {
+                self.hostname_table.remove(name.as_str(), hostname);
+            }
         }
         // And its asset ownership: a namespace re-created under the same
         // name cannot name the old one's content without uploading it.

@@ -46,6 +46,8 @@ pub struct SledStore {
     blob_refs: sled::Tree,
     artifacts: sled::Tree,
     hostnames: sled::Tree,
+    /// `hostnames` in memory: what the router reads per request.
+    hostname_table: hostnames::HostnameTable,
     kv: sled::Tree,
     kv_usage: sled::Tree,
     asset_owners: sled::Tree,
@@ -172,13 +174,15 @@ impl SledStore {
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", dir.display())))?;
+        let hostnames = db.open_tree("hostnames")?;
         let store = Self {
             namespaces: db.open_tree("namespaces")?,
             scripts: db.open_tree("scripts")?,
             blobs: db.open_tree("blobs")?,
             blob_refs: db.open_tree("blob_refs")?,
             artifacts: db.open_tree("artifacts")?,
-            hostnames: db.open_tree("hostnames")?,
+            hostname_table: hostnames::HostnameTable::load(&hostnames)?,
+            hostnames,
             kv: db.open_tree("kv_buckets")?,
             kv_usage: db.open_tree("kv_bucket_usage")?,
             asset_owners: db.open_tree("asset_owners")?,

@@ -321,3 +321,61 @@ fn orphan_artifacts_are_swept_and_not_resurrected() {
     s.sweep_orphan_artifacts().unwrap();
     assert!(s.artifacts.is_empty());
 }
+
+#[test]
+fn the_hostname_table_in_memory_follows_every_write_and_survives_reopen() {
+    use crate::store::Hostnames;
+    let dir = tempfile::tempdir().unwrap();
+    let (ns, app, other) = (name("ns"), name("app"), name("other"));
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        store.create_namespace(&ns).unwrap();
+        store.put_hostname(&ns, "shop.example.com", &app).unwrap();
+        store.put_hostname(&ns, "*.example.com", &other).unwrap();
+        assert_eq!(
+            store.lookup(&ns, "Shop.Example.com:8080").unwrap(),
+            Some(app.clone())
+        );
+        assert_eq!(
+            store.lookup(&ns, "a.b.example.com").unwrap(),
+            Some(other.clone())
+        );
+        store.put_hostname(&ns, "shop.example.com", &other).unwrap();
+        assert_eq!(
+            store.lookup(&ns, "shop.example.com").unwrap(),
+            Some(other.clone())
+        );
+        assert!(store.delete_hostname(&ns, "*.example.com").unwrap());
+        assert_eq!(store.lookup(&ns, "a.example.com").unwrap(), None);
+    }
+    // Reopened: read back from disk, and a corrupt entry is reported, not
+    // skipped or served.
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.lookup(&ns, "shop.example.com").unwrap(),
+            Some(other.clone())
+        );
+        assert_eq!(store.lookup(&ns, "a.example.com").unwrap(), None);
+        store
+            .hostnames
+            .insert(b"ns/bad.example.com", b"Not A Name")
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    assert!(matches!(
+        store.get_hostname(&ns, "bad.example.com"),
+        Err(StoreError::Corrupt { .. })
+    ));
+    // Deleting the namespace takes its table along: re-created, it is empty.
+    store.delete_namespace(&ns, true).unwrap();
+    store.create_namespace(&ns).unwrap();
+    assert_eq!(store.lookup(&ns, "shop.example.com").unwrap(), None);
+    assert!(
+        store
+            .get_hostname(&ns, "bad.example.com")
+            .unwrap()
+            .is_none()
+    );
+}
