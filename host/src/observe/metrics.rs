@@ -134,6 +134,10 @@ pub struct Metrics {
     instantiation: Histogram,
     compile: Histogram,
     cache: Family<ResultLabels, Counter>,
+    /// `cache{result="hit"}` and `{result="miss"}`, looked up once: every
+    /// request counts one of them.
+    cache_hit: Counter,
+    cache_miss: Counter,
     pool: Family<SlotLabels, Gauge>,
     queue_depth: Gauge,
     series: Mutex<HashSet<(String, String)>>,
@@ -145,6 +149,15 @@ impl Metrics {
     /// A registry with every metric, itemising at most `max_series`
     /// namespace/script pairs.
     pub fn new(max_series: usize) -> Self {
+        let cache = Family::<ResultLabels, Counter>::default();
+        let result = |result: &str| {
+            cache
+                .get_or_create(&ResultLabels {
+                    result: result.into(),
+                })
+                .clone()
+        };
+        let (cache_hit, cache_miss) = (result("hit"), result("miss"));
         let mut metrics = Self {
             registry: Registry::with_prefix("berth"),
             requests: Family::default(),
@@ -156,7 +169,9 @@ impl Metrics {
             subrequests: Family::default(),
             instantiation: latency_histogram(),
             compile: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
-            cache: Family::default(),
+            cache,
+            cache_hit,
+            cache_miss,
             pool: Family::default(),
             queue_depth: Gauge::default(),
             series: Mutex::new(HashSet::new()),
@@ -404,11 +419,10 @@ impl Metrics {
 
     /// Records a worker cache lookup.
     pub fn cache_lookup(&self, hit: bool) {
-        self.cache
-            .get_or_create(&ResultLabels {
-                result: if hit { "hit" } else { "miss" }.into(),
-            })
-            .inc();
+        match hit {
+            true => self.cache_hit.inc(),
+            false => self.cache_miss.inc(),
+        };
     }
 
     /// Updates the pool and queue gauges (at scrape time).

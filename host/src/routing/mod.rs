@@ -59,10 +59,12 @@ pub struct DataPlane {
 
 /// The data-plane router: every path and method goes to [`handle`].
 pub fn router(state: DataPlane) -> Router {
-    Router::new().fallback(handle).with_state(state)
+    // Behind one `Arc`: axum clones the state for every request, and a
+    // plain clone copied the namespace's name and bumped three counters.
+    Router::new().fallback(handle).with_state(Arc::new(state))
 }
 
-async fn handle(State(plane): State<DataPlane>, request: Request) -> Response {
+async fn handle(State(plane): State<Arc<DataPlane>>, request: Request) -> Response {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()

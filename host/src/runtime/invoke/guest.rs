@@ -240,8 +240,8 @@ fn publish(
         namespace: worker.spec.namespace.to_string(),
         script: worker.spec.name.to_string(),
         request_id: call.request_id.clone(),
-        method: call.method.clone(),
-        path: call.path.clone(),
+        method: call.method.to_string(),
+        path: call.uri.path().to_owned(),
         status: None,
         outcome: match result {
             Ok(()) => "ok".into(),

@@ -56,9 +56,10 @@ pub(super) struct GuestCall {
     pub outparam: Option<Resource<HostResponseOutparam>>,
     /// Raised when the request body went over its cap.
     pub request_tripped: Arc<AtomicBool>,
-    /// For the tail event.
-    pub method: String,
-    pub path: String,
+    /// For the tail event (cheap clones: made into text only when the
+    /// script is tailed).
+    pub method: http::Method,
+    pub uri: http::Uri,
     pub request_id: Option<String>,
     pub dispatched: Option<Arc<Mutex<Vec<String>>>>,
 }
@@ -263,8 +264,8 @@ impl Instance {
         request: WorkerRequest,
         request_tripped: Arc<AtomicBool>,
     ) -> Result<Started, WorkerError> {
-        let method = request.method().to_string();
-        let path = request.uri().path().to_owned();
+        let method = request.method().clone();
+        let uri = request.uri().clone();
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let mut http = self.store.data_mut().http();
         let incoming = http.new_incoming_request(Scheme::Http, request);
@@ -286,7 +287,7 @@ impl Instance {
                 outparam: Some(outparam),
                 request_tripped,
                 method,
-                path,
+                uri,
                 request_id: self.request_id,
                 dispatched: self.dispatched,
             },
