@@ -273,10 +273,10 @@ impl Loader {
         .map_err(|e| WorkerError::Internal(format!("stored egress rules: {e}")))?;
         let pre = self.prepared(&record, role)?;
         let (isolation, reuse_refused) = self.isolation_of(&record);
-        let built_from = Arc::new(BuiltFrom {
+        let built_from = BuiltFrom {
             script: record.clone(),
             namespace: namespace_record,
-        });
+        };
         Ok(Arc::new(Worker {
             spec: WorkerSpec {
                 namespace: namespace.clone(),
@@ -494,10 +494,14 @@ impl Loader {
     /// the store holds now (a store that cannot say: forgets them).
     /// Whether a loaded worker was kept.
     pub fn evict_stale(&self, namespace: &Name, script: &Name) -> bool {
-        let current = self
-            .store
-            .get_script(namespace, script)
-            .and_then(|script| Ok(script.zip(self.store.get_namespace(namespace)?)));
+        // The namespace is read only for a script that still exists.
+        let current = match self.store.get_script(namespace, script) {
+            Ok(Some(record)) => self
+                .store
+                .get_namespace(namespace)
+                .map(|ns| ns.map(|ns| (record, ns))),
+            other => other.map(|_| None),
+        };
         match current {
             Ok(Some((script_record, namespace_record))) => {
                 self.cache.evict_unless(namespace, script, |worker| {

@@ -46,7 +46,7 @@ pub struct Worker {
     /// The records a stored script was built from (`None`: a platform
     /// component from a file), so a late change notice can tell whether
     /// this worker is already current ([`Worker::built_from_current`]).
-    pub built_from: Option<Arc<BuiltFrom>>,
+    pub built_from: Option<BuiltFrom>,
 }
 
 /// The store records a worker derives everything from.
