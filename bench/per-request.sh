@@ -18,7 +18,10 @@
 # pooling-allocator -S cli` on the same hello.wasm), axum (the raw axum
 # hello of case 4, no wasm: what serving HTTP alone costs), floor (the
 # same hello.wasm in a warm instance behind axum with Wasmtime's wasi-http
-# and nothing of Berth's: what warm reuse cannot go below). Needs `perf` with
+# and nothing of Berth's: what warm reuse cannot go below), floor-fresh
+# (the same server, a fresh instance per request on Berth's pool settings:
+# under hello), floor-chain (two fresh instances per request: under
+# dispatch). Needs `perf` with
 # tracepoints (root, or perf_event_paranoid ≤ -1) and wrk. Prints Markdown.
 set -euo pipefail
 
@@ -28,7 +31,7 @@ WASMTIME=${WASMTIME:-}
 AXUM_HELLO=${AXUM_HELLO:-}
 WASI_HTTP_FLOOR=${WASI_HTTP_FLOOR:-}
 SECS=${SECS:-5}
-CASES=${CASES:-hello nolimits reuse floor dispatch wasmtime axum}
+CASES=${CASES:-hello floor-fresh nolimits reuse floor dispatch floor-chain wasmtime axum}
 command -v perf >/dev/null || { echo "per-request: perf is missing (apt-get install linux-perf)" >&2; exit 1; }
 BENCH_NAME=per-request
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -101,6 +104,9 @@ for case in $CASES; do
     floor)
       [ -n "$WASI_HTTP_FLOOR" ] || { echo "per-request: WASI_HTTP_FLOOR not set, skipping the floor case" >&2; continue; }
       url=$(start_plain floor "$WASI_HTTP_FLOOR" "$WASM_DIR/hello.wasm" 127.0.0.1:0) ;;
+    floor-fresh|floor-chain)
+      [ -n "$WASI_HTTP_FLOOR" ] || { echo "per-request: WASI_HTTP_FLOOR not set, skipping the $case case" >&2; continue; }
+      url=$(start_plain "$case" "$WASI_HTTP_FLOOR" "$WASM_DIR/hello.wasm" 127.0.0.1:0 "${case#floor-}") ;;
     dispatch) url=$(start_berth dispatch); host=user.platform.localhost ;;
     *) url=$(start_berth "$case") ;;
   esac

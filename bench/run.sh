@@ -25,10 +25,13 @@
 #   4  berth with warm reuse (isolation = "reuse") vs a raw axum hello server,
 #      and the floor under it: the same hello in a warm instance behind axum
 #      with Wasmtime's wasi-http and nothing of Berth's (WASI_HTTP_FLOOR,
-#      host/examples/wasi_http_floor.rs)
+#      host/examples/wasi_http_floor.rs); and the floor under case 1: a
+#      fresh instance per request, same server, Berth's pool settings
 #   2  dispatch worker → user worker: berth's [[dispatch]] with
 #      examples/dispatcher in front of hello vs workerd's dispatcher →
-#      service binding → user worker (bench/workerd/)
+#      service binding → user worker (bench/workerd/); and the floor under
+#      it: two fresh hello instances per request, one after the other
+#      (wasi_http_floor's chain mode)
 #   JS hello: the componentize-js hello (js_hello.wasm) in berth vs
 #      `wasmtime serve` on the same component vs workerd running a JS hello,
 #      and the same hello uploaded as plain JavaScript (bench/js/hello.js),
@@ -175,7 +178,8 @@ run_plain() {
   echo "$result"
 }
 run_axum() { run_plain raw-axum "$AXUM_HELLO" 127.0.0.1:0; }
-run_floor() { run_plain wasi-http-floor "$WASI_HTTP_FLOOR" "$WASM_DIR/hello.wasm" 127.0.0.1:0; }
+# run_floor [warm|fresh|chain]: wasi_http_floor's modes (see its doc).
+run_floor() { run_plain "wasi-http-floor-${1:-warm}" "$WASI_HTTP_FLOOR" "$WASM_DIR/hello.wasm" 127.0.0.1:0 "${1:-warm}"; }
 for round in $(seq 1 "$ROUNDS"); do
   read -r rps p50 p99 < <(run_case reuse "" reuse)
   echo "round $round  berth-reuse  ${rps} req/s  p50 ${p50}  p99 ${p99}" >&2
@@ -189,6 +193,9 @@ for round in $(seq 1 "$ROUNDS"); do
     read -r rps p50 p99 < <(run_floor)
     echo "round $round  wasi-http-floor  ${rps} req/s  p50 ${p50}  p99 ${p99}" >&2
     RPS[floor]+="$rps "; P50[floor]+="$p50 "; P99[floor]+="$p99 "
+    read -r rps p50 p99 < <(run_floor fresh)
+    echo "round $round  wasi-http-floor-fresh  ${rps} req/s  p50 ${p50}  p99 ${p99}" >&2
+    RPS[floor-fresh]+="$rps "; P50[floor-fresh]+="$p50 "; P99[floor-fresh]+="$p99 "
   fi
 done
 
@@ -289,6 +296,7 @@ if [ -n "$CASE2" ]; then
     record dispatch "$(run_berth_dispatch)" berth-dispatch
     record dispatch-reuse "$(run_berth_dispatch reuse)" berth-dispatch-reuse
     if [ -n "$WORKERD" ]; then record workerd-dispatch "$(run_workerd dispatch)" workerd-dispatch; fi
+    if [ -n "$WASI_HTTP_FLOOR" ]; then record floor-chain "$(run_floor chain)" wasi-http-floor-chain; fi
   done
 fi
 
@@ -463,6 +471,9 @@ if [ -n "$WASI_HTTP_FLOOR" ]; then
   [ -n "$AXUM_HELLO" ] && floor_vs_axum="; floor ÷ axum: **$(awk -v a="$floor_rps" -v b="$axum_rps" 'BEGIN {printf "%.2f", a/b}')**"
   table="$table
 | hello in a warm instance, Wasmtime's wasi-http behind axum, nothing of Berth's (case 4 floor) | $floor_rps | $(pick lat "${P50[floor]}") | $(pick lat "${P99[floor]}") | warm reuse ÷ floor: **$(awk -v a="$reuse_rps" -v b="$floor_rps" 'BEGIN {printf "%.2f", a/b}')**$floor_vs_axum |"
+  fresh_floor_rps=$(pick rps "${RPS[floor-fresh]}")
+  table="$table
+| hello in a fresh instance per request, the same floor server on Berth's pool settings (case 1 floor) | $fresh_floor_rps | $(pick lat "${P50[floor-fresh]}") | $(pick lat "${P99[floor-fresh]}") | hello fresh (limits on) ÷ floor: **$(awk -v a="$on_rps" -v b="$fresh_floor_rps" 'BEGIN {printf "%.2f", a/b}')** |"
 fi
 many_ratio=$(awk -v a="$MANY_RPS" -v b="$on_rps" 'BEGIN {printf "%.2f", a/b}')
 echo "$table"
@@ -490,6 +501,11 @@ $(row dispatch-reuse "berth: the same, dispatch worker with warm reuse (\`[[disp
 $(row workerd-dispatch "workerd $WORKERD_VERSION: dispatcher.js → env.USER.fetch() → hello.js" "berth (both fresh) ÷ workerd: **$(div "$dispatch_rps" "$(pick rps "${RPS[workerd-dispatch]}")")** (target ≥ 2.0, issue 29)")"
   else
     SKIPPED+=("Case 2's workerd peer: WORKERD was not set (bench/install-workerd.sh).")
+  fi
+  if [ -n "$WASI_HTTP_FLOOR" ]; then
+    chain_rps=$(pick rps "${RPS[floor-chain]}")
+    dispatch_table="$dispatch_table
+$(row floor-chain "floor: two fresh hello instances per request through Wasmtime's wasi-http, nothing of Berth's (wasi_http_floor chain)" "berth (both fresh) ÷ floor: **$(div "$dispatch_rps" "$chain_rps")**${WORKERD:+; floor ÷ workerd: **$(div "$chain_rps" "$(pick rps "${RPS[workerd-dispatch]}")")**}")"
   fi
   echo "$dispatch_table"
 else
@@ -647,7 +663,10 @@ echo "$MACHINE_FACTS" >&2
     echo "two fresh instances. workerd: the dispatcher in bench/workerd/ hands the request to a"
     echo "user worker through a service binding (\`env.USER.fetch(request)\`), both JS, in one"
     echo "workerd process with its isolates kept warm between requests. workerd serves a"
-    echo "process's requests on one thread; Berth's tokio runtime uses every core."
+    echo "process's requests on one thread; Berth's tokio runtime uses every core. The floor:"
+    echo "host/examples/wasi_http_floor.rs in chain mode, two fresh instances of hello per"
+    echo "request through Wasmtime's own wasi-http on Berth's pool settings, no dispatcher host"
+    echo "call, no limits: what any dispatched request on Wasmtime 48 costs at least."
     echo
     echo "$dispatch_table"
     echo
