@@ -121,6 +121,24 @@ run_case() {
 }
 
 
+# run_plain NAME BINARY ARGS… → "req_per_sec p50 p99" of a server that
+# prints `listening on URL` (axum_hello, wasi_http_floor).
+run_plain() {
+  local name=$1; shift
+  "$@" > "$WORK/$name.out" 2>&1 &
+  local pid=$!
+  echo "$pid" >> "$WORK/pids"
+  for _ in $(seq 1 200); do grep -q 'listening on' "$WORK/$name.out" 2>/dev/null && break; sleep 0.05; done
+  local url; url=$(sed -n 's/^listening on //p' "$WORK/$name.out")
+  if [ -z "$url" ]; then echo "bench: $name did not start:" >&2; cat "$WORK/$name.out" >&2; exit 1; fi
+  local result; result=$(measure "$name" "$url") || exit 1
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  echo "$result"
+}
+run_axum() { run_plain raw-axum "$AXUM_HELLO" 127.0.0.1:0; }
+# run_floor [warm|fresh|chain]: wasi_http_floor's modes (see its doc).
+run_floor() { run_plain "wasi-http-floor-${1:-warm}" "$WASI_HTTP_FLOOR" "$WASM_DIR/hello.wasm" 127.0.0.1:0 "${1:-warm}"; }
+
 declare -A RPS P50 P99
 for round in $(seq 1 "$ROUNDS"); do
   for case in limits-on limits-off fuel-on noisy noisy-host; do
@@ -135,6 +153,12 @@ $extra" $mode)
     echo "round $round  $case  ${rps} req/s  p50 ${p50}  p99 ${p99}" >&2
     RPS[$case]+="$rps "; P50[$case]+="$p50 "; P99[$case]+="$p99 "
   done
+  # Case 1's floor, in the same rounds as hello.
+  if [ -n "$WASI_HTTP_FLOOR" ]; then
+    read -r rps p50 p99 < <(run_floor fresh)
+    echo "round $round  wasi-http-floor-fresh  ${rps} req/s  p50 ${p50}  p99 ${p99}" >&2
+    RPS[floor-fresh]+="$rps "; P50[floor-fresh]+="$p50 "; P99[floor-fresh]+="$p99 "
+  fi
 done
 
 # wasmtime serve on the same component, same wrk settings.
@@ -163,23 +187,6 @@ if [ -n "$WASMTIME" ]; then
 fi
 
 # Case 4: warm reuse vs the raw axum ceiling.
-# run_plain NAME BINARY ARGS… → "req_per_sec p50 p99" of a server that
-# prints `listening on URL` (axum_hello, wasi_http_floor).
-run_plain() {
-  local name=$1; shift
-  "$@" > "$WORK/$name.out" 2>&1 &
-  local pid=$!
-  echo "$pid" >> "$WORK/pids"
-  for _ in $(seq 1 200); do grep -q 'listening on' "$WORK/$name.out" 2>/dev/null && break; sleep 0.05; done
-  local url; url=$(sed -n 's/^listening on //p' "$WORK/$name.out")
-  if [ -z "$url" ]; then echo "bench: $name did not start:" >&2; cat "$WORK/$name.out" >&2; exit 1; fi
-  local result; result=$(measure "$name" "$url") || exit 1
-  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
-  echo "$result"
-}
-run_axum() { run_plain raw-axum "$AXUM_HELLO" 127.0.0.1:0; }
-# run_floor [warm|fresh|chain]: wasi_http_floor's modes (see its doc).
-run_floor() { run_plain "wasi-http-floor-${1:-warm}" "$WASI_HTTP_FLOOR" "$WASM_DIR/hello.wasm" 127.0.0.1:0 "${1:-warm}"; }
 for round in $(seq 1 "$ROUNDS"); do
   read -r rps p50 p99 < <(run_case reuse "" reuse)
   echo "round $round  berth-reuse  ${rps} req/s  p50 ${p50}  p99 ${p99}" >&2
@@ -193,9 +200,6 @@ for round in $(seq 1 "$ROUNDS"); do
     read -r rps p50 p99 < <(run_floor)
     echo "round $round  wasi-http-floor  ${rps} req/s  p50 ${p50}  p99 ${p99}" >&2
     RPS[floor]+="$rps "; P50[floor]+="$p50 "; P99[floor]+="$p99 "
-    read -r rps p50 p99 < <(run_floor fresh)
-    echo "round $round  wasi-http-floor-fresh  ${rps} req/s  p50 ${p50}  p99 ${p99}" >&2
-    RPS[floor-fresh]+="$rps "; P50[floor-fresh]+="$p50 "; P99[floor-fresh]+="$p99 "
   fi
 done
 
