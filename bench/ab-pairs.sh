@@ -18,6 +18,11 @@
 # same binary on both sides they A/B two configurations, e.g. the cost of
 # limits: BASE=$B HEAD=$B HEAD_TOML=$'[limits]\nenforce = false' CASES=hello.
 #
+# BASE_DISPATCHER / HEAD_DISPATCHER name the dispatch worker each side runs
+# in the dispatch case (a file in WASM_DIR; default dispatcher.wasm), e.g.
+# the example dispatcher built against berth:platform@0.1.0 (copying) and
+# 0.3.0 (the pass-through) on the same binary.
+#
 # Cases as in bench/ab.sh: hello (built-in router, limits on), dispatch
 # (dispatch worker → user worker), reuse (hello with warm reuse), js (JS
 # hello, fresh instance). wrk -t1 -c16 for each run.
@@ -32,7 +37,12 @@ CASES=${CASES:-dispatch hello reuse js}
 # start BIN SIDE CASE → prints the data-plane address
 start() {
   local bin=$1 config=
-  [ "$3" = dispatch ] && config=$(dispatch_toml)
+  if [ "$3" = dispatch ]; then
+    case $2 in
+      base) config=$(dispatch_toml "" "${BASE_DISPATCHER:-dispatcher.wasm}") ;;
+      head) config=$(dispatch_toml "" "${HEAD_DISPATCHER:-dispatcher.wasm}") ;;
+    esac
+  fi
   case $2 in
     base) config+=$'\n'"${BASE_TOML:-}" ;;
     head) config+=$'\n'"${HEAD_TOML:-}" ;;

@@ -173,6 +173,65 @@ async fn request_bodies_stream_through_the_dispatcher() {
     assert_eq!(echo["authority"], "t.platform.test");
 }
 
+/// The pass-through of `berth:platform@0.3.0` (the example dispatcher is
+/// built against it): every value of a repeated request header reaches the
+/// user worker, and a user worker's body that fails midway (cut off at its
+/// response cap) fails the client's body: it never ends cleanly, as if
+/// complete.
+#[tokio::test]
+async fn the_passthrough_keeps_repeated_headers_and_never_completes_a_failed_body() {
+    let berth = start();
+    let reply = berth
+        .upload_with_metadata(
+            "customers",
+            "capped",
+            wasm("tenant"),
+            json!({ "limits": { "max_response_body_mb": 1 } }),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    let request = berth
+        .data_request(Method::POST, "capped.platform.test", "/echo?twice")
+        .header("x-multi", "first")
+        .header("x-multi", "second")
+        .body("seven b");
+    let echo = berth.send(request).await;
+    assert_eq!(echo.status, 200, "{}", echo.text());
+    let echo = echo.json();
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["query"], "twice");
+    assert_eq!(echo["body_bytes"], 7);
+    let multi: Vec<&str> = echo["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h[0] == "x-multi")
+        .map(|h| h[1].as_str().unwrap())
+        .collect();
+    assert_eq!(multi, ["first", "second"], "{echo}");
+
+    let mut response = berth
+        .data_request(Method::GET, "capped.platform.test", "/big?mb=3")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let mut received = 0usize;
+    let outcome = loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => received += chunk.len(),
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    assert!(
+        outcome.is_err(),
+        "the body ended cleanly after {received} bytes"
+    );
+    assert!(received <= 1024 * 1024, "received {received} bytes");
+}
+
 #[tokio::test]
 async fn ten_mib_stream_through_the_dispatcher_without_buffering() {
     let berth = start();
@@ -392,11 +451,17 @@ fn the_wit_parses_and_the_examples_target_its_worlds() {
     let (ok, text) = run(&["component", "wit", wit]);
     assert!(ok, "{text}");
     assert!(text.contains("package berth:platform@0.1.0"), "{text}");
-    for (component, world) in [
-        ("dispatcher", "dispatch-worker"),
-        ("probe", "dispatch-worker"),
-        ("hello", "user-worker"),
-        ("tenant", "user-worker"),
+    let v3 = format!("{wit}/v0.3");
+    let (ok, text) = run(&["component", "wit", &v3]);
+    assert!(ok, "{text}");
+    assert!(text.contains("package berth:platform@0.3.0"), "{text}");
+    // The example dispatcher builds against 0.3.0 (the SDK's `platform-0-3`
+    // feature), the probe against 0.1.0 (the SDK's default).
+    for (component, world, wit) in [
+        ("dispatcher", "dispatch-worker", v3.as_str()),
+        ("probe", "dispatch-worker", wit),
+        ("hello", "user-worker", wit),
+        ("tenant", "user-worker", wit),
     ] {
         let path = wasm_path(component);
         let (ok, text) = run(&[

@@ -2,7 +2,7 @@
 //!
 //! Only the `dispatch-client` world (the `dispatcher` import alone) is
 //! generated here, once per package version the host links (`v0_1`,
-//! `v0_2`); `wasi:*` types map to the bindings of wasmtime-wasi and
+//! `v0_2`, `v0_3`); `wasi:*` types map to the bindings of wasmtime-wasi and
 //! wasmtime-wasi-http, so an `outgoing-request` made through `wasi:http` is
 //! the very resource `worker.fetch` receives.
 
@@ -39,6 +39,12 @@ pub mod v0_1 {
 /// `berth:platform@0.2.0` (`wit/v0.2/`): 0.1.0 plus `fuel-limit-exceeded`.
 pub mod v0_2 {
     dispatch_client!("../wit/v0.2");
+}
+
+/// `berth:platform@0.3.0` (`wit/v0.3/`): 0.2.0 plus the pass-through
+/// (`worker.forward-incoming`, `send-response`).
+pub mod v0_3 {
+    dispatch_client!("../wit/v0.3");
 }
 
 use crate::base::error::WorkerError;
@@ -88,13 +94,16 @@ dispatch_error_from!(
     v0_2::berth::platform::dispatcher::DispatchError,
     v0_2::berth::platform::dispatcher::DispatchError::FuelLimitExceeded
 );
+dispatch_error_from!(
+    v0_3::berth::platform::dispatcher::DispatchError,
+    v0_3::berth::platform::dispatcher::DispatchError::FuelLimitExceeded
+);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::base::error::tests::every_variant;
     use v0_1::berth::platform::dispatcher::DispatchError;
-    use v0_2::berth::platform::dispatcher::DispatchError as DispatchError2;
 
     /// The WIT variant of every failure names the same failure as its
     /// `x-berth-error` code (the WIT spells limits `…-limit-exceeded` and
@@ -127,31 +136,44 @@ mod tests {
         }
     }
 
-    /// 0.2.0 names every failure 0.1.0 does, and fuel as itself.
-    #[test]
-    fn v0_2_variants_follow_the_error_codes() {
-        for error in every_variant() {
-            let code = error.code().as_str();
-            let variant = match DispatchError2::from(error.clone()) {
-                DispatchError2::WorkerNotFound => "worker-not-found",
-                DispatchError2::Exception(_) => "exception",
-                DispatchError2::NoResponse => "no-response",
-                DispatchError2::Overloaded => "overloaded",
-                DispatchError2::WallLimitExceeded => "wall-limit",
-                DispatchError2::MemoryLimitExceeded => "memory-limit",
-                DispatchError2::CpuLimitExceeded => "cpu-limit",
-                DispatchError2::FuelLimitExceeded => "fuel-limit",
-                DispatchError2::SubrequestLimitExceeded => "subrequest-limit",
-                DispatchError2::RequestBodyTooLarge(_) => "request-too-large",
-                DispatchError2::Internal(_) => "internal",
-            };
-            let expected = match error {
-                WorkerError::BadDispatchRequest(_)
-                | WorkerError::BadRequest(_)
-                | WorkerError::LoopDetected(_) => "internal",
-                _ => code,
-            };
-            assert_eq!(variant, expected, "{error:?}");
-        }
+    /// 0.2.0 and later name every failure 0.1.0 does, and fuel as itself.
+    macro_rules! variants_follow_the_error_codes {
+        ($test:ident, $E:ty) => {
+            #[test]
+            fn $test() {
+                type E = $E;
+                for error in every_variant() {
+                    let code = error.code().as_str();
+                    let variant = match E::from(error.clone()) {
+                        E::WorkerNotFound => "worker-not-found",
+                        E::Exception(_) => "exception",
+                        E::NoResponse => "no-response",
+                        E::Overloaded => "overloaded",
+                        E::WallLimitExceeded => "wall-limit",
+                        E::MemoryLimitExceeded => "memory-limit",
+                        E::CpuLimitExceeded => "cpu-limit",
+                        E::FuelLimitExceeded => "fuel-limit",
+                        E::SubrequestLimitExceeded => "subrequest-limit",
+                        E::RequestBodyTooLarge(_) => "request-too-large",
+                        E::Internal(_) => "internal",
+                    };
+                    let expected = match error {
+                        WorkerError::BadDispatchRequest(_)
+                        | WorkerError::BadRequest(_)
+                        | WorkerError::LoopDetected(_) => "internal",
+                        _ => code,
+                    };
+                    assert_eq!(variant, expected, "{error:?}");
+                }
+            }
+        };
     }
+    variants_follow_the_error_codes!(
+        v0_2_variants_follow_the_error_codes,
+        v0_2::berth::platform::dispatcher::DispatchError
+    );
+    variants_follow_the_error_codes!(
+        v0_3_variants_follow_the_error_codes,
+        v0_3::berth::platform::dispatcher::DispatchError
+    );
 }

@@ -22,13 +22,15 @@ use tokio::time::Instant;
 use wasmtime::component::Resource;
 use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::runtime::{poll_noop, spawn};
-use wasmtime_wasi_http::FieldMap;
 use wasmtime_wasi_http::p2::bindings::http::types::{Method, Scheme};
 use wasmtime_wasi_http::p2::body::HostIncomingBody;
-use wasmtime_wasi_http::p2::types::{HostIncomingResponse, HostOutgoingRequest};
+use wasmtime_wasi_http::p2::types::{
+    HostIncomingRequest, HostIncomingResponse, HostOutgoingRequest, HostResponseOutparam,
+};
+use wasmtime_wasi_http::{FieldMap, WasiBody};
 
 use super::DispatcherView;
-use super::bindings::{v0_1, v0_2};
+use super::bindings::{v0_1, v0_2, v0_3};
 use super::resources::{FutureResponse, WorkerHandle};
 use crate::base::error::WorkerError;
 use crate::base::limits::CallLimits;
@@ -155,12 +157,39 @@ impl DispatchBinding {
     }
 }
 
+/// The head of a request for a user worker, however the dispatch worker
+/// gave it (an `outgoing-request` to copy, or its own `incoming-request`).
+pub(super) struct Head {
+    pub(super) method: Method,
+    pub(super) scheme: Option<Scheme>,
+    pub(super) authority: Option<String>,
+    pub(super) path_with_query: Option<String>,
+    pub(super) headers: http::HeaderMap,
+}
+
 /// Builds the request the user worker receives from a guest's
 /// `outgoing-request`.
 fn user_request(request: HostOutgoingRequest, script: &Name) -> Result<WorkerRequest, String> {
+    let head = Head {
+        method: request.method,
+        scheme: request.scheme,
+        authority: request.authority,
+        path_with_query: request.path_with_query,
+        headers: request.headers.into(),
+    };
+    build_request(head, request.body, script)
+}
+
+/// The request a user worker receives: its authority (the script's name
+/// if there is none) becomes the `host` header; scheme defaults to `http`.
+pub(super) fn build_request(
+    head: Head,
+    body: Option<WasiBody>,
+    script: &Name,
+) -> Result<WorkerRequest, String> {
     use http_body_util::{BodyExt, Empty};
 
-    let method = match request.method {
+    let method = match head.method {
         Method::Get => http::Method::GET,
         Method::Head => http::Method::HEAD,
         Method::Post => http::Method::POST,
@@ -173,31 +202,32 @@ fn user_request(request: HostOutgoingRequest, script: &Name) -> Result<WorkerReq
         Method::Other(m) => http::Method::from_bytes(m.as_bytes())
             .map_err(|_| format!("invalid request method {m:?}"))?,
     };
-    let scheme = match &request.scheme {
+    let scheme = match &head.scheme {
         Some(Scheme::Https) => "https",
         Some(Scheme::Other(s)) => s.as_str(),
         _ => "http",
     };
-    let authority = request
+    let authority = head
         .authority
         .filter(|a| !a.is_empty())
         .unwrap_or_else(|| script.to_string());
-    let path = request.path_with_query.unwrap_or_else(|| "/".into());
+    let path = head.path_with_query.as_deref().unwrap_or("/");
     let uri = format!("{scheme}://{authority}{path}");
-    let mut builder = http::Request::builder().method(method).uri(&uri);
-    let headers: http::HeaderMap = request.headers.into();
-    for (name, value) in &headers {
-        if name != http::header::HOST {
-            builder = builder.header(name, value);
-        }
-    }
-    builder = builder.header(http::header::HOST, authority.as_str());
-    let body = request
-        .body
-        .unwrap_or_else(|| Empty::new().map_err(|never| match never {}).boxed_unsync());
-    builder
-        .body(body)
-        .map_err(|e| format!("invalid request {uri:?}: {e}"))
+    let uri: http::Uri = uri
+        .parse()
+        .map_err(|e| format!("invalid request {uri:?}: {e}"))?;
+    let host = http::HeaderValue::from_str(&authority)
+        .map_err(|_| format!("invalid request authority {authority:?}"))?;
+    // The headers move over as they are, every value of every name; only
+    // `host` follows the authority.
+    let mut headers = head.headers;
+    headers.insert(http::header::HOST, host);
+    let body = body.unwrap_or_else(|| Empty::new().map_err(|never| match never {}).boxed_unsync());
+    let mut request = http::Request::new(body);
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    Ok(request)
 }
 
 impl DispatcherView<'_> {
@@ -256,19 +286,32 @@ impl DispatcherView<'_> {
         this: Resource<WorkerHandle>,
         request: Resource<HostOutgoingRequest>,
     ) -> wasmtime::Result<Resource<FutureResponse>> {
+        let request = self.http.table.delete(request)?;
+        let script = self.http.table.get(&this)?.worker.name().clone();
+        let request = user_request(request, &script);
+        self.call(this, request)
+    }
+
+    /// Starts the user worker of `this` on `request` (on its own task, so
+    /// several calls can be in flight); a request that could not be built
+    /// fails as `internal` through the `future-response`.
+    pub(super) fn call(
+        &mut self,
+        this: Resource<WorkerHandle>,
+        request: Result<WorkerRequest, String>,
+    ) -> wasmtime::Result<Resource<FutureResponse>> {
         let binding = self
             .state
             .binding
             .clone()
             .ok_or_else(|| wasmtime::Error::msg("fetch outside a dispatch worker"))?;
-        let request = self.http.table.delete(request)?;
         let handle = self.http.table.get(&this)?;
         let (worker, limits, outbound) = (
             handle.worker.clone(),
             handle.limits,
             handle.outbound.clone(),
         );
-        let future = match user_request(request, worker.name()) {
+        let future = match request {
             Err(message) => FutureResponse::Ready(Err(WorkerError::Internal(message))),
             Ok(mut request) => {
                 binding.apply_platform_headers(request.headers_mut());
@@ -341,8 +384,10 @@ impl DispatcherView<'_> {
 /// The `dispatcher` traits of one package version, over the functions
 /// above: only the records and the error type differ between versions.
 macro_rules! dispatcher_version {
-    ($v:ident) => {
+    ($v:ident $(, host: { $($host:item)* }, worker: { $($worker:item)* })?) => {
         impl $v::berth::platform::dispatcher::Host for DispatcherView<'_> {
+            $($($host)*)?
+
             async fn lookup_hostname(
                 &mut self,
                 hostname: String,
@@ -372,6 +417,8 @@ macro_rules! dispatcher_version {
         }
 
         impl $v::berth::platform::dispatcher::HostWorker for DispatcherView<'_> {
+            $($($worker)*)?
+
             fn name(&mut self, this: Resource<WorkerHandle>) -> wasmtime::Result<String> {
                 self.worker_name(this)
             }
@@ -422,3 +469,81 @@ macro_rules! dispatcher_version {
 
 dispatcher_version!(v0_1);
 dispatcher_version!(v0_2);
+// 0.3.0 adds the pass-through (`passthrough`).
+dispatcher_version!(v0_3,
+    host: {
+        fn send_response(
+            &mut self,
+            out: Resource<HostResponseOutparam>,
+            response: Resource<HostIncomingResponse>,
+            drop_headers: Vec<String>,
+        ) -> wasmtime::Result<()> {
+            self.respond_with(out, response, drop_headers)
+        }
+    },
+    worker: {
+        fn forward_incoming(
+            &mut self,
+            this: Resource<WorkerHandle>,
+            request: Resource<HostIncomingRequest>,
+        ) -> wasmtime::Result<Resource<FutureResponse>> {
+            self.forward(this, request)
+        }
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(authority: Option<&str>, headers: &[(&str, &str)]) -> Head {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        Head {
+            method: Method::Post,
+            scheme: None,
+            authority: authority.map(str::to_owned),
+            path_with_query: Some("/a?b=c".into()),
+            headers: map,
+        }
+    }
+
+    #[test]
+    fn the_user_worker_request_keeps_every_header_and_follows_the_authority() {
+        let script = Name::new("shop").unwrap();
+        let request = build_request(
+            head(
+                Some("shop.example.com"),
+                &[("x-multi", "1"), ("x-multi", "2"), ("host", "forged.test")],
+            ),
+            None,
+            &script,
+        )
+        .unwrap();
+        assert_eq!(request.method(), http::Method::POST);
+        assert_eq!(request.uri(), "http://shop.example.com/a?b=c");
+        let multi: Vec<_> = request.headers().get_all("x-multi").iter().collect();
+        assert_eq!(multi, ["1", "2"]);
+        let hosts: Vec<_> = request.headers().get_all("host").iter().collect();
+        assert_eq!(hosts, ["shop.example.com"], "host follows the authority");
+    }
+
+    #[test]
+    fn no_authority_means_the_script_and_a_bad_one_is_named() {
+        let script = Name::new("shop").unwrap();
+        let request = build_request(head(None, &[]), None, &script).unwrap();
+        assert_eq!(request.uri(), "http://shop/a?b=c");
+        assert_eq!(request.headers()["host"], "shop");
+        let error = build_request(head(Some("bad host"), &[]), None, &script).unwrap_err();
+        assert!(error.contains("bad host"), "{error}");
+        let mut other = head(None, &[]);
+        other.method = Method::Other("BAD METHOD".into());
+        let error = build_request(other, None, &script).unwrap_err();
+        assert!(error.contains("invalid request method"), "{error}");
+    }
+}

@@ -7,7 +7,9 @@
 //! namespace only, `worker.fetch` runs it through the [`Invoker`] seam under
 //! its own limits and hands the (streaming) response back as a
 //! `wasi:http/types.incoming-response`, and every failure of the user
-//! worker becomes a typed `dispatch-error`. Guests that cannot pass
+//! worker becomes a typed `dispatch-error`; 0.3.0's pass-through
+//! ([`passthrough`]) forwards the dispatch worker's own request and answers
+//! with a user worker's response without the guest copying either. Guests that cannot pass
 //! `wasi:http` resources to that import (JavaScript) reach the same
 //! machinery with `fetch("http://<script>.dispatch.internal/…")`
 //! ([`fetch`]), which the HTTP capability routes here through its
@@ -21,6 +23,7 @@
 mod bindings;
 pub mod fetch;
 mod host;
+mod passthrough;
 mod resources;
 
 use wasmtime::component::{HasData, Linker};
@@ -65,9 +68,9 @@ impl Capability for DispatcherState {
         }
     }
 
-    /// `berth:platform/dispatcher`, both package versions (a dispatch
+    /// `berth:platform/dispatcher`, every package version (a dispatch
     /// worker built against 0.1.0 keeps working next to ones built against
-    /// 0.2.0); user workers get neither.
+    /// 0.2.0 and 0.3.0); user workers get none.
     fn add_to_linker<T: CapabilityHost>(linker: &mut Linker<T>, role: Role) -> anyhow::Result<()> {
         if role != Role::Dispatch {
             return Ok(());
@@ -76,7 +79,9 @@ impl Capability for DispatcherState {
         bindings::v0_1::berth::platform::dispatcher::add_to_linker::<T, Dispatcher>(linker, view)
             .map_err(|e| anyhow::anyhow!("linking berth:platform/dispatcher@0.1.0: {e:#}"))?;
         bindings::v0_2::berth::platform::dispatcher::add_to_linker::<T, Dispatcher>(linker, view)
-            .map_err(|e| anyhow::anyhow!("linking berth:platform/dispatcher@0.2.0: {e:#}"))
+            .map_err(|e| anyhow::anyhow!("linking berth:platform/dispatcher@0.2.0: {e:#}"))?;
+        bindings::v0_3::berth::platform::dispatcher::add_to_linker::<T, Dispatcher>(linker, view)
+            .map_err(|e| anyhow::anyhow!("linking berth:platform/dispatcher@0.3.0: {e:#}"))
     }
 }
 
