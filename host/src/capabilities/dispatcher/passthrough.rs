@@ -17,9 +17,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http_body::Frame;
 use http_body_util::{BodyExt, Empty, StreamBody};
-use wasmtime::component::Resource;
+use wasmtime::component::{Resource, ResourceTableError};
 use wasmtime_wasi::p2::{InputStream, Pollable, StreamError};
-use wasmtime_wasi_http::p2::bindings::http::types::HostIncomingRequest as IncomingRequestHost;
+use wasmtime_wasi_http::p2::bindings::http::types::{
+    ErrorCode, HostIncomingRequest as IncomingRequestHost,
+};
 use wasmtime_wasi_http::p2::body::{HostFutureTrailers, HostIncomingBody, HostIncomingBodyStream};
 use wasmtime_wasi_http::p2::types::{
     HostIncomingRequest, HostIncomingResponse, HostResponseOutparam,
@@ -42,14 +44,22 @@ impl DispatcherView<'_> {
         request: Resource<HostIncomingRequest>,
     ) -> wasmtime::Result<Resource<FutureResponse>> {
         let head = self.incoming_head(&request)?;
-        let mut incoming = self.http.table.delete(request)?;
         let script = self.http.table.get(&this)?.worker.name().clone();
-        let request = match incoming.body.take() {
-            Some(body) => build_request(head, Some(body_of(body)), &script),
-            None => Err(
-                "forward-incoming: the request's body was already consumed; use worker.fetch"
+        let request = match self.http.table.delete(request) {
+            Ok(mut incoming) => match incoming.body.take() {
+                Some(body) => build_request(head, Some(body_of(body)), &script),
+                None => Err(
+                    "forward-incoming: the request's body was already consumed; use worker.fetch"
+                        .to_owned(),
+                ),
+            },
+            // The guest still holds the request's `headers` (or another
+            // child): the request cannot move while they refer to it.
+            Err(ResourceTableError::HasChildren) => Err(
+                "forward-incoming: drop the request's headers (and anything else taken from it) first"
                     .to_owned(),
             ),
+            Err(error) => return Err(error.into()),
         };
         self.call(this, request)
     }
@@ -82,8 +92,20 @@ impl DispatcherView<'_> {
         response: Resource<HostIncomingResponse>,
         drop_headers: Vec<String>,
     ) -> wasmtime::Result<()> {
-        let response = self.http.table.delete(response)?;
         let out = self.http.table.delete(out)?;
+        let response = match self.http.table.delete(response) {
+            Ok(response) => response,
+            // The guest still holds the response's `headers` (or another
+            // child): the client gets the guest's error, named.
+            Err(ResourceTableError::HasChildren) => {
+                (out.send)(Err(ErrorCode::InternalError(Some(
+                    "send-response: drop the response's headers (and anything else taken from it) first"
+                        .to_owned(),
+                ))));
+                return Ok(());
+            }
+            Err(error) => return Err(error.into()),
+        };
         let mut headers: http::HeaderMap = response.headers.into();
         for name in &drop_headers {
             // A name that is not a valid header name names no header.
@@ -173,6 +195,116 @@ mod tests {
     fn frames(frames: Vec<Result<Frame<Bytes>, HttpError>>) -> HostIncomingBody {
         let stream = futures::stream::iter(frames);
         HostIncomingBody::new(StreamBody::new(stream).boxed_unsync())
+    }
+
+    /// A dispatch worker's view over fresh parts, with an outparam whose
+    /// answer arrives on the receiver.
+    struct Parts {
+        state: super::super::DispatcherState,
+        ctx: wasmtime_wasi_http::WasiHttpCtx,
+        table: wasmtime::component::ResourceTable,
+    }
+
+    impl Parts {
+        fn new() -> Self {
+            Self {
+                state: Default::default(),
+                ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
+                table: wasmtime::component::ResourceTable::new(),
+            }
+        }
+
+        fn view(&mut self) -> DispatcherView<'_> {
+            DispatcherView {
+                state: &mut self.state,
+                http: wasmtime_wasi_http::WasiHttpCtxView {
+                    ctx: &mut self.ctx,
+                    table: &mut self.table,
+                    hooks: wasmtime_wasi_http::default_hooks(),
+                },
+            }
+        }
+    }
+
+    type Answer =
+        Result<http::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>, ErrorCode>;
+
+    fn response(
+        view: &mut DispatcherView<'_>,
+    ) -> (
+        Resource<HostResponseOutparam>,
+        Resource<HostIncomingResponse>,
+        tokio::sync::oneshot::Receiver<Answer>,
+    ) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let out = view.http.new_response_outparam(tx).unwrap();
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in [
+            ("content-type", "text/plain"),
+            ("x-internal-trace", "a"),
+            ("x-internal-trace", "b"),
+            ("x-kept", "yes"),
+        ] {
+            headers.append(name, http::HeaderValue::from_static(value));
+        }
+        let incoming = HostIncomingResponse {
+            status: 201,
+            headers: wasmtime_wasi_http::FieldMap::new_immutable(
+                wasmtime_wasi_http::default_hooks(),
+                headers,
+            ),
+            body: Some(frames(vec![Ok(Frame::data(Bytes::from_static(
+                b"created",
+            )))])),
+        };
+        let response = view.http.table.push(incoming).unwrap();
+        (out, response, rx)
+    }
+
+    #[tokio::test]
+    async fn send_response_drops_the_named_headers_whatever_their_case() {
+        let mut parts = Parts::new();
+        let mut view = parts.view();
+        let (out, response, rx) = response(&mut view);
+        let drop = vec![
+            "X-Internal-Trace".to_owned(),
+            "not a header name".to_owned(),
+        ];
+        view.respond_with(out, response, drop).unwrap();
+        let reply = rx.await.unwrap().expect("a response");
+        assert_eq!(reply.status(), 201);
+        assert!(!reply.headers().contains_key("x-internal-trace"));
+        assert_eq!(reply.headers()["x-kept"], "yes");
+        assert_eq!(reply.headers()["content-type"], "text/plain");
+        let body = reply.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "created");
+        assert_eq!(
+            view.http.table.iter_mut().count(),
+            0,
+            "both handles are gone"
+        );
+    }
+
+    #[tokio::test]
+    async fn send_response_while_its_headers_are_held_answers_a_named_error() {
+        let mut parts = Parts::new();
+        let mut view = parts.view();
+        let (out, response, rx) = response(&mut view);
+        let held = wasmtime_wasi_http::FieldMap::new_immutable(
+            wasmtime_wasi_http::default_hooks(),
+            http::HeaderMap::new(),
+        );
+        view.http.table.push_child(held, &response).unwrap();
+        view.respond_with(out, response, Vec::new()).unwrap();
+        match rx.await.unwrap() {
+            Err(ErrorCode::InternalError(Some(message))) => {
+                assert!(message.contains("drop the response's headers"), "{message}")
+            }
+            other => panic!(
+                "expected the named error, got {:?}",
+                other.map(|r| r.status())
+            ),
+        }
     }
 
     #[tokio::test]
