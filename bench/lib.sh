@@ -36,7 +36,10 @@ berth_serve() {
     --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 > "$dir/out" 2> "$dir/log" &
   BERTH_PID=$!
   echo "$BERTH_PID" >> "$WORK/pids"
-  for _ in $(seq 1 200); do grep -q 'admin API listening' "$dir/out" 2>/dev/null && break; sleep 0.05; done
+  # Up to 60 s: a [[dispatch]] worker is compiled before the listeners
+  # open, and a componentize-js one (js_dispatcher.wasm, ~10 MB) took more
+  # than the 10 s this used to allow on a busy spell (2026-12-03).
+  for _ in $(seq 1 1200); do grep -q 'admin API listening' "$dir/out" 2>/dev/null && break; sleep 0.05; done
   BERTH_DATA=$(sed -n 's/^berth: data plane listening on //p' "$dir/out")
   BERTH_ADMIN=$(sed -n 's/^berth: admin API listening on //p' "$dir/out")
   if [ -z "$BERTH_ADMIN" ] || [ -z "$BERTH_DATA" ]; then
