@@ -603,11 +603,21 @@ impl Catalog for NatsStore {
             return Ok(record);
         }
         match self.create_namespace(name) {
+            // Another host created it first (hosts of a new cluster start
+            // together). Its record goes into this host's mirror now, not
+            // when the watch brings it: the caller serves the namespace
+            // next (a deploy through this host right after it started was
+            // refused with namespace-not-found, `make bench-cluster`
+            // 2026-12-03).
             Err(StoreError::NamespaceExists(_)) => {
                 let key = keys::namespace(name);
-                match self.authoritative(&key)?.0 {
-                    Some(bytes) => decode(&key, &bytes),
-                    None => Err(StoreError::NamespaceNotFound(name.clone())),
+                match self.authoritative(&key)? {
+                    (Some(bytes), Some(revision)) => {
+                        let record = decode(&key, &bytes)?;
+                        self.inner.applied(&key, revision, Some(bytes));
+                        Ok(record)
+                    }
+                    _ => Err(StoreError::NamespaceNotFound(name.clone())),
                 }
             }
             other => other,

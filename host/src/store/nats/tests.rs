@@ -391,3 +391,25 @@ fn a_namespace_deletion_cut_short_is_finished_before_the_name_is_used_again() {
     // Not even the same generation would find its old values.
     assert_eq!(other.kv_list(&bucket, None, 10).unwrap(), (vec![], false));
 }
+
+/// Hosts of a new cluster start together and each ensures the default
+/// namespace: the one that loses the race to create it must serve it at
+/// once (its mirror holds the winner's record when `ensure_namespace`
+/// returns), not only once its watch brings the winner's write — a deploy
+/// through it right after its start was refused with namespace-not-found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_that_loses_the_race_to_create_a_namespace_serves_it_at_once() {
+    let server = Server::start();
+    let (first_cache, second_cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (first, second) = (server.open(&first_cache), server.open(&second_cache));
+    for round in 0..20 {
+        let ns = name(&format!("ns{round}"));
+        let created = first.ensure_namespace(&ns).unwrap();
+        let ensured = second.ensure_namespace(&ns).unwrap();
+        assert_eq!(ensured.created_ms, created.created_ms, "one record");
+        assert!(
+            second.get_namespace(&ns).unwrap().is_some(),
+            "round {round}: ensured but not served"
+        );
+    }
+}
