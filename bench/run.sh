@@ -663,8 +663,9 @@ echo "$MACHINE_FACTS" >&2
     echo
     echo "Berth: a \`[[dispatch]]\` entry for \`*.platform.localhost\` with the example dispatch"
     echo "worker (examples/dispatcher, per-call limits CPU_MS=50 WALL_MS=5000 MEMORY_MB=64, as"
-    echo "\`make run\` sets them) and hello deployed as \`user\` in its namespace: each request runs"
-    echo "two fresh instances. workerd: the dispatcher in bench/workerd/ hands the request to a"
+    echo "\`make run\` sets them; built against berth:platform@0.3.0, so it forwards the request"
+    echo "and answers with the user worker's response through the host-side pass-through) and"
+    echo "hello deployed as \`user\` in its namespace: each request runs two fresh instances. workerd: the dispatcher in bench/workerd/ hands the request to a"
     echo "user worker through a service binding (\`env.USER.fetch(request)\`), both JS, in one"
     echo "workerd process with its isolates kept warm between requests. workerd serves a"
     echo "process's requests on one thread; Berth's tokio runtime uses every core. The floor:"
