@@ -24,37 +24,35 @@ use wasip2::http::types::{
 use wasip2::io::poll::{Pollable, poll};
 use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 
+/// The `dispatch-client` bindings of the WIT folder `$path`, over the
+/// `wasip2` crate's `wasi:*` types.
+macro_rules! dispatch_client {
+    ($path:literal) => {
+        wit_bindgen::generate!({
+            path: $path,
+            world: "berth:platform/dispatch-client",
+            with: {
+                "wasi:http/types@0.2.12": wasip2::http::types,
+                "wasi:io/poll@0.2.12": wasip2::io::poll,
+                "wasi:io/streams@0.2.12": wasip2::io::streams,
+                "wasi:io/error@0.2.12": wasip2::io::error,
+                "wasi:clocks/monotonic-clock@0.2.12": wasip2::clocks::monotonic_clock,
+            },
+        });
+    };
+}
+
 /// `berth:platform@0.1.0` (`wit/`), unless the `platform-0-3` feature asks
 /// for 0.3.0 (`wit/v0.3/`): the same API, with `fuel-limit-exceeded` told
 /// apart and the request and response moved on the host side.
 #[cfg(not(feature = "platform-0-3"))]
 mod bindings {
-    wit_bindgen::generate!({
-        path: "../wit",
-        world: "berth:platform/dispatch-client",
-        with: {
-            "wasi:http/types@0.2.12": wasip2::http::types,
-            "wasi:io/poll@0.2.12": wasip2::io::poll,
-            "wasi:io/streams@0.2.12": wasip2::io::streams,
-            "wasi:io/error@0.2.12": wasip2::io::error,
-            "wasi:clocks/monotonic-clock@0.2.12": wasip2::clocks::monotonic_clock,
-        },
-    });
+    dispatch_client!("../wit");
 }
 
 #[cfg(feature = "platform-0-3")]
 mod bindings {
-    wit_bindgen::generate!({
-        path: "../wit/v0.3",
-        world: "berth:platform/dispatch-client",
-        with: {
-            "wasi:http/types@0.2.12": wasip2::http::types,
-            "wasi:io/poll@0.2.12": wasip2::io::poll,
-            "wasi:io/streams@0.2.12": wasip2::io::streams,
-            "wasi:io/error@0.2.12": wasip2::io::error,
-            "wasi:clocks/monotonic-clock@0.2.12": wasip2::clocks::monotonic_clock,
-        },
-    });
+    dispatch_client!("../wit/v0.3");
 }
 
 pub use crate::routing::{bearer_token, constant_time_eq, first_label, strip_port, subdomain};

@@ -8,7 +8,7 @@ use std::process::Command;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::harness::{Berth, start_with_config, wasm, wasm_path};
+use crate::harness::{Berth, drain, start_with_config, wasm, wasm_path};
 
 const ADMIN_TOKEN: &str = "platform-secret";
 
@@ -211,20 +211,13 @@ async fn the_passthrough_keeps_repeated_headers_and_never_completes_a_failed_bod
         .collect();
     assert_eq!(multi, ["first", "second"], "{echo}");
 
-    let mut response = berth
+    let response = berth
         .data_request(Method::GET, "capped.platform.test", "/big?mb=3")
         .send()
         .await
         .expect("request");
     assert_eq!(response.status(), 200);
-    let mut received = 0usize;
-    let outcome = loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => received += chunk.len(),
-            Ok(None) => break Ok(()),
-            Err(e) => break Err(e),
-        }
-    };
+    let (received, outcome) = drain(response).await;
     assert!(
         outcome.is_err(),
         "the body ended cleanly after {received} bytes"

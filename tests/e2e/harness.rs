@@ -70,6 +70,19 @@ pub fn ok(output: std::process::Output) -> String {
 pub const TOKEN: &str = "e2e-test-token";
 
 /// The bytes of a prebuilt guest component, e.g. `wasm("hello")`.
+/// Reads a streamed response body to its end: the bytes received, and
+/// whether it ended cleanly (`Ok`) or failed (an abort, a reset).
+pub async fn drain(mut response: reqwest::Response) -> (usize, Result<(), reqwest::Error>) {
+    let mut received = 0usize;
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => received += chunk.len(),
+            Ok(None) => return (received, Ok(())),
+            Err(e) => return (received, Err(e)),
+        }
+    }
+}
+
 pub fn wasm(name: &str) -> Vec<u8> {
     let path = wasm_path(name);
     std::fs::read(&path).unwrap_or_else(|e| {

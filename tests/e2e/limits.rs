@@ -11,7 +11,8 @@ use futures::StreamExt;
 
 use crate::containment::queue_depth;
 use crate::harness::{
-    Berth, eventually, gated_upstream, raw_head, start_with_config, upstream, wasm, wasm_path,
+    Berth, drain, eventually, gated_upstream, raw_head, start_with_config, upstream, wasm,
+    wasm_path,
 };
 
 /// Guests in these tests call upstreams on loopback.
@@ -196,15 +197,7 @@ async fn oversized_bodies_are_refused_or_cut() {
         None,
         "streamed: only an abort can tell the client the body is incomplete"
     );
-    let mut received = 0usize;
-    let mut stream = response;
-    let outcome = loop {
-        match stream.chunk().await {
-            Ok(Some(chunk)) => received += chunk.len(),
-            Ok(None) => break Ok(()),
-            Err(e) => break Err(e),
-        }
-    };
+    let (received, outcome) = drain(response).await;
     assert!(
         outcome.is_err(),
         "the body ended cleanly after {received} bytes"
