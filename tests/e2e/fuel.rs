@@ -4,7 +4,8 @@
 //! `/metrics` — the same figure for the same work, whatever the machine or
 //! its load. Dispatch workers built against `berth:platform@0.1.0` keep
 //! working on a host that meters fuel and see running out of fuel as
-//! `cpu-limit-exceeded`, the closest 0.1.0 variant.
+//! `cpu-limit-exceeded`, the closest 0.1.0 variant; those built against
+//! 0.2.0 or 0.3.0 see `fuel-limit-exceeded`.
 
 use serde_json::json;
 
@@ -99,6 +100,31 @@ async fn a_0_1_dispatch_worker_works_on_a_fuel_metered_host() {
     assert_eq!(spin.status, 200, "{}", spin.text());
     assert!(
         spin.text().starts_with("err cpu-limit-exceeded"),
+        "{}",
+        spin.text()
+    );
+    let stats = berth.runtime_stats().await;
+    assert_eq!(stats["fuel_limit_hits"], 1, "it was fuel: {stats}");
+}
+
+/// The example dispatcher is built against `berth:platform@0.3.0` (the
+/// SDK's `platform-0-3` feature): it tells running out of fuel apart from
+/// running out of CPU time, and answers it as the limit it is (429 with
+/// its JSON error naming it).
+#[tokio::test]
+async fn a_0_3_dispatch_worker_sees_fuel_as_itself() {
+    let berth = start_with_config(&format!(
+        "[limits]\ncpu_ms = 30000\nwall_ms = 60000\nfuel = 2_000_000_000\n\n\
+         [[dispatch]]\nhostnames = [\"*.platform.test\"]\nworker = \"{}\"\nnamespace = \"customers\"\n\
+         vars = {{ PLATFORM_DOMAIN = \"platform.test\" }}\n",
+        wasm_path("dispatcher").display()
+    ));
+    deploy_fueled(&berth, "customers", "t").await;
+    let spin = berth.get("t.platform.test", "/spin").await;
+    assert_eq!(spin.status, 429, "{}", spin.text());
+    assert_eq!(
+        spin.json()["error"],
+        "fuel-limit-exceeded",
         "{}",
         spin.text()
     );
