@@ -4,8 +4,9 @@
 //! owners) is served from here, so serving needs no round trip to NATS and
 //! keeps working while NATS is unreachable. A watch (see `watch.rs`) feeds
 //! it every revision of the bucket in order; writes made by this host are
-//! applied as soon as JetStream acknowledges them (read-your-writes), and
-//! the watch's copy of the same revision is then a no-op. Each key keeps
+//! applied as soon as JetStream acknowledges them (read-your-writes), as
+//! are revisions it reads from NATS directly, and the watch's copy of the
+//! same revision is then a no-op. Each key keeps
 //! the revision it was last set to, deletions included, so an older
 //! revision arriving late can never resurrect or roll back a key.
 //!

@@ -162,21 +162,32 @@ impl NatsStore {
 
     /// Reads `key` from NATS itself (not the mirror): its value if present
     /// and the revision to compare-and-set against (also for a deletion).
+    /// What it read goes into the mirror too, as this host's own writes do:
+    /// a revision another host wrote, seen here before the watch brings it,
+    /// is served from then on (the mirror ignores it if it already holds
+    /// that revision or a later one). Without that, the host that lost the
+    /// race to create the default namespace, at a cluster's first start,
+    /// refused a deploy through it with namespace-not-found until its watch
+    /// caught up (`make bench-cluster`, 2026-12-03).
     fn authoritative(&self, key: &str) -> StoreResult<(Option<Bytes>, Option<u64>)> {
         let inner = self.inner.clone();
-        let key = key.to_owned();
-        self.run(async move {
+        let k = key.to_owned();
+        let (value, revision) = self.run(async move {
             let entry = inner
                 .records
-                .entry(key.clone())
+                .entry(k.clone())
                 .await
-                .map_err(|e| inner.failure(&format!("reading {key}"), e))?;
+                .map_err(|e| inner.failure(&format!("reading {k}"), e))?;
             Ok(match entry {
                 None => (None, None),
                 Some(e) if e.operation == jkv::Operation::Put => (Some(e.value), Some(e.revision)),
                 Some(e) => (None, Some(e.revision)),
             })
-        })
+        })?;
+        if let Some(revision) = revision {
+            self.inner.applied(key, revision, value.clone());
+        }
+        Ok((value, revision))
     }
 
     /// Writes `value` to `key` if its revision is still `revision` (`None`:
@@ -604,20 +615,12 @@ impl Catalog for NatsStore {
         }
         match self.create_namespace(name) {
             // Another host created it first (hosts of a new cluster start
-            // together). Its record goes into this host's mirror now, not
-            // when the watch brings it: the caller serves the namespace
-            // next (a deploy through this host right after it started was
-            // refused with namespace-not-found, `make bench-cluster`
-            // 2026-12-03).
+            // together); reading it from NATS puts it in this host's mirror.
             Err(StoreError::NamespaceExists(_)) => {
                 let key = keys::namespace(name);
-                match self.authoritative(&key)? {
-                    (Some(bytes), Some(revision)) => {
-                        let record = decode(&key, &bytes)?;
-                        self.inner.applied(&key, revision, Some(bytes));
-                        Ok(record)
-                    }
-                    _ => Err(StoreError::NamespaceNotFound(name.clone())),
+                match self.authoritative(&key)?.0 {
+                    Some(bytes) => decode(&key, &bytes),
+                    None => Err(StoreError::NamespaceNotFound(name.clone())),
                 }
             }
             other => other,
