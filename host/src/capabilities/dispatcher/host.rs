@@ -180,6 +180,12 @@ fn user_request(request: HostOutgoingRequest, script: &Name) -> Result<WorkerReq
     build_request(head, request.body, script)
 }
 
+/// A body with nothing in it, for a request or response that has none.
+pub(super) fn empty_body() -> WasiBody {
+    use http_body_util::{BodyExt, Empty};
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
 /// The request a user worker receives: its authority (the script's name
 /// if there is none) becomes the `host` header; scheme defaults to `http`.
 pub(super) fn build_request(
@@ -187,8 +193,6 @@ pub(super) fn build_request(
     body: Option<WasiBody>,
     script: &Name,
 ) -> Result<WorkerRequest, String> {
-    use http_body_util::{BodyExt, Empty};
-
     let method = match head.method {
         Method::Get => http::Method::GET,
         Method::Head => http::Method::HEAD,
@@ -222,7 +226,7 @@ pub(super) fn build_request(
     // `host` follows the authority.
     let mut headers = head.headers;
     headers.insert(http::header::HOST, host);
-    let body = body.unwrap_or_else(|| Empty::new().map_err(|never| match never {}).boxed_unsync());
+    let body = body.unwrap_or_else(empty_body);
     let mut request = http::Request::new(body);
     *request.method_mut() = method;
     *request.uri_mut() = uri;

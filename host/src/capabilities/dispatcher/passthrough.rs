@@ -16,7 +16,7 @@
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body::Frame;
-use http_body_util::{BodyExt, Empty, StreamBody};
+use http_body_util::{BodyExt, StreamBody};
 use wasmtime::component::{Resource, ResourceTableError};
 use wasmtime_wasi::p2::{InputStream, Pollable, StreamError};
 use wasmtime_wasi_http::p2::bindings::http::types::{
@@ -29,7 +29,7 @@ use wasmtime_wasi_http::p2::types::{
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 use super::DispatcherView;
-use super::host::{Head, build_request};
+use super::host::{Head, build_request, empty_body};
 use super::resources::{FutureResponse, WorkerHandle};
 
 /// The most one body frame carries (what the SDK's pump moved per splice).
@@ -115,7 +115,7 @@ impl DispatcherView<'_> {
         }
         let body = match response.body {
             Some(body) => body_of(body),
-            None => empty(),
+            None => empty_body(),
         };
         let mut reply = http::Response::new(body);
         // An `incoming-response` carries a status the host validated.
@@ -125,10 +125,6 @@ impl DispatcherView<'_> {
         (out.send)(Ok(reply));
         Ok(())
     }
-}
-
-fn empty() -> WasiBody {
-    Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
 /// Where a body read from a `wasi:http` body resource stands.
@@ -143,7 +139,7 @@ enum Feed {
 /// as they arrive, then the trailers; an error ends it with that error.
 pub(super) fn body_of(mut body: HostIncomingBody) -> WasiBody {
     let Some(stream) = body.take_stream() else {
-        return empty();
+        return empty_body();
     };
     let frames = futures::stream::unfold(Feed::Data(stream, body), next_frame);
     StreamBody::new(frames.boxed()).boxed_unsync()
