@@ -169,7 +169,10 @@ pub(super) struct Head {
 
 /// Builds the request the user worker receives from a guest's
 /// `outgoing-request`.
-fn user_request(request: HostOutgoingRequest, script: &Name) -> Result<WorkerRequest, String> {
+fn user_request(
+    request: HostOutgoingRequest,
+    script: &Name,
+) -> Result<WorkerRequest, RequestError> {
     let head = Head {
         method: request.method,
         scheme: request.scheme,
@@ -186,13 +189,33 @@ pub(super) fn empty_body() -> WasiBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
+/// Why a dispatch worker's request could not be handed to a user worker.
+/// It reaches the dispatch worker as `internal` through the
+/// `future-response` (see [`DispatcherView::call`]), this text its message.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RequestError {
+    #[error("invalid request method {0:?}")]
+    Method(String),
+    #[error("invalid request {uri:?}: {source}")]
+    Uri {
+        uri: String,
+        source: http::uri::InvalidUri,
+    },
+    #[error("invalid request authority {0:?}")]
+    Authority(String),
+    #[error("forward-incoming: the request's body was already consumed; use worker.fetch")]
+    BodyConsumed,
+    #[error("forward-incoming: drop the request's headers (and anything else taken from it) first")]
+    ChildrenHeld,
+}
+
 /// The request a user worker receives: its authority (the script's name
 /// if there is none) becomes the `host` header; scheme defaults to `http`.
 pub(super) fn build_request(
     head: Head,
     body: Option<WasiBody>,
     script: &Name,
-) -> Result<WorkerRequest, String> {
+) -> Result<WorkerRequest, RequestError> {
     let method = match head.method {
         Method::Get => http::Method::GET,
         Method::Head => http::Method::HEAD,
@@ -203,8 +226,9 @@ pub(super) fn build_request(
         Method::Options => http::Method::OPTIONS,
         Method::Trace => http::Method::TRACE,
         Method::Patch => http::Method::PATCH,
-        Method::Other(m) => http::Method::from_bytes(m.as_bytes())
-            .map_err(|_| format!("invalid request method {m:?}"))?,
+        Method::Other(m) => {
+            http::Method::from_bytes(m.as_bytes()).map_err(|_| RequestError::Method(m.clone()))?
+        }
     };
     let scheme = match &head.scheme {
         Some(Scheme::Https) => "https",
@@ -219,9 +243,9 @@ pub(super) fn build_request(
     let uri = format!("{scheme}://{authority}{path}");
     let uri: http::Uri = uri
         .parse()
-        .map_err(|e| format!("invalid request {uri:?}: {e}"))?;
+        .map_err(|source| RequestError::Uri { uri, source })?;
     let host = http::HeaderValue::from_str(&authority)
-        .map_err(|_| format!("invalid request authority {authority:?}"))?;
+        .map_err(|_| RequestError::Authority(authority.clone()))?;
     // The headers move over as they are, every value of every name; only
     // `host` follows the authority.
     let mut headers = head.headers;
@@ -302,7 +326,7 @@ impl DispatcherView<'_> {
     pub(super) fn call(
         &mut self,
         this: Resource<WorkerHandle>,
-        request: Result<WorkerRequest, String>,
+        request: Result<WorkerRequest, RequestError>,
     ) -> wasmtime::Result<Resource<FutureResponse>> {
         let binding = self
             .state
@@ -316,7 +340,7 @@ impl DispatcherView<'_> {
             handle.outbound.clone(),
         );
         let future = match request {
-            Err(message) => FutureResponse::Ready(Err(WorkerError::Internal(message))),
+            Err(error) => FutureResponse::Ready(Err(WorkerError::Internal(error.to_string()))),
             Ok(mut request) => {
                 binding.apply_platform_headers(request.headers_mut());
                 let invoker = binding.invoker.clone();
@@ -544,10 +568,16 @@ mod tests {
         assert_eq!(request.uri(), "http://shop/a?b=c");
         assert_eq!(request.headers()["host"], "shop");
         let error = build_request(head(Some("bad host"), &[]), None, &script).unwrap_err();
-        assert!(error.contains("bad host"), "{error}");
+        assert!(
+            matches!(&error, RequestError::Uri { uri, .. } if uri.contains("bad host")),
+            "{error:?}"
+        );
         let mut other = head(None, &[]);
         other.method = Method::Other("BAD METHOD".into());
         let error = build_request(other, None, &script).unwrap_err();
-        assert!(error.contains("invalid request method"), "{error}");
+        assert!(
+            matches!(&error, RequestError::Method(m) if m == "BAD METHOD"),
+            "{error:?}"
+        );
     }
 }

@@ -29,8 +29,10 @@ use wasmtime_wasi_http::p2::types::{
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 use super::DispatcherView;
-use super::host::{Head, build_request, empty_body};
+use super::host::{Head, RequestError, build_request, empty_body};
 use super::resources::{FutureResponse, WorkerHandle};
+use crate::base::names::Name;
+use crate::capabilities::WorkerRequest;
 
 /// The most one body frame carries (what the SDK's pump moved per splice).
 const CHUNK: usize = 64 * 1024;
@@ -43,25 +45,30 @@ impl DispatcherView<'_> {
         this: Resource<WorkerHandle>,
         request: Resource<HostIncomingRequest>,
     ) -> wasmtime::Result<Resource<FutureResponse>> {
-        let head = self.incoming_head(&request)?;
         let script = self.http.table.get(&this)?.worker.name().clone();
-        let request = match self.http.table.delete(request) {
-            Ok(mut incoming) => match incoming.body.take() {
-                Some(body) => build_request(head, Some(body_of(body)), &script),
-                None => Err(
-                    "forward-incoming: the request's body was already consumed; use worker.fetch"
-                        .to_owned(),
-                ),
-            },
-            // The guest still holds the request's `headers` (or another
-            // child): the request cannot move while they refer to it.
-            Err(ResourceTableError::HasChildren) => Err(
-                "forward-incoming: drop the request's headers (and anything else taken from it) first"
-                    .to_owned(),
-            ),
-            Err(error) => return Err(error.into()),
-        };
+        let request = self.take_incoming(request, &script)?;
         self.call(this, request)
+    }
+
+    /// Takes one of this instance's `incoming-request`s out of its table
+    /// and makes the user worker's request from it. A request whose body
+    /// the guest already consumed, or whose `headers` (or any other child)
+    /// it still holds, cannot move: that is a [`RequestError`], and the
+    /// request stays where it was.
+    fn take_incoming(
+        &mut self,
+        request: Resource<HostIncomingRequest>,
+        script: &Name,
+    ) -> wasmtime::Result<Result<WorkerRequest, RequestError>> {
+        let head = self.incoming_head(&request)?;
+        Ok(match self.http.table.delete(request) {
+            Ok(mut incoming) => match incoming.body.take() {
+                Some(body) => build_request(head, Some(body_of(body)), script),
+                None => Err(RequestError::BodyConsumed),
+            },
+            Err(ResourceTableError::HasChildren) => Err(RequestError::ChildrenHeld),
+            Err(error) => return Err(error.into()),
+        })
     }
 
     /// The head of one of this instance's `incoming-request`s, read through
@@ -255,6 +262,66 @@ mod tests {
         };
         let response = view.http.table.push(incoming).unwrap();
         (out, response, rx)
+    }
+
+    /// An `incoming-request` for `POST http://shop.example/a` with a body,
+    /// in the view's table, as the dispatch worker receives one.
+    fn incoming(view: &mut DispatcherView<'_>) -> Resource<HostIncomingRequest> {
+        let request = http::Request::builder()
+            .method("POST")
+            .uri("http://shop.example/a?b=c")
+            .header("x-multi", "1")
+            .header("x-multi", "2")
+            .body(http_body_util::Full::new(Bytes::from_static(b"payload")))
+            .unwrap();
+        view.http
+            .new_incoming_request(
+                wasmtime_wasi_http::p2::bindings::http::types::Scheme::Http,
+                request,
+            )
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn forward_takes_the_request_with_its_head_and_body() {
+        let mut parts = Parts::new();
+        let mut view = parts.view();
+        let request = incoming(&mut view);
+        let script = Name::new("shop").unwrap();
+        let request = view.take_incoming(request, &script).unwrap().unwrap();
+        assert_eq!(request.method(), http::Method::POST);
+        assert_eq!(request.uri(), "http://shop.example/a?b=c");
+        let multi: Vec<_> = request.headers().get_all("x-multi").iter().collect();
+        assert_eq!(multi, ["1", "2"]);
+        let body = request.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "payload");
+        assert_eq!(view.http.table.iter_mut().count(), 0, "the request moved");
+    }
+
+    #[tokio::test]
+    async fn forward_of_a_consumed_body_is_a_named_error() {
+        let mut parts = Parts::new();
+        let mut view = parts.view();
+        let request = incoming(&mut view);
+        view.http.table.get_mut(&request).unwrap().body.take();
+        let script = Name::new("shop").unwrap();
+        let error = view.take_incoming(request, &script).unwrap().unwrap_err();
+        assert!(matches!(error, RequestError::BodyConsumed), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn forward_while_its_headers_are_held_is_a_named_error() {
+        let mut parts = Parts::new();
+        let mut view = parts.view();
+        let request = incoming(&mut view);
+        let held = wasmtime_wasi_http::FieldMap::new_immutable(
+            wasmtime_wasi_http::default_hooks(),
+            http::HeaderMap::new(),
+        );
+        view.http.table.push_child(held, &request).unwrap();
+        let script = Name::new("shop").unwrap();
+        let error = view.take_incoming(request, &script).unwrap().unwrap_err();
+        assert!(matches!(error, RequestError::ChildrenHeld), "{error:?}");
     }
 
     #[tokio::test]
