@@ -69,7 +69,6 @@ pub fn ok(output: std::process::Output) -> String {
 /// The admin token every test server runs with.
 pub const TOKEN: &str = "e2e-test-token";
 
-/// The bytes of a prebuilt guest component, e.g. `wasm("hello")`.
 /// Reads a streamed response body to its end: the bytes received, and
 /// whether it ended cleanly (`Ok`) or failed (an abort, a reset).
 pub async fn drain(mut response: reqwest::Response) -> (usize, Result<(), reqwest::Error>) {
@@ -83,6 +82,7 @@ pub async fn drain(mut response: reqwest::Response) -> (usize, Result<(), reqwes
     }
 }
 
+/// The bytes of a prebuilt guest component, e.g. `wasm("hello")`.
 pub fn wasm(name: &str) -> Vec<u8> {
     let path = wasm_path(name);
     std::fs::read(&path).unwrap_or_else(|e| {

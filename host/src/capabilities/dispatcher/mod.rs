@@ -9,9 +9,9 @@
 //! `wasi:http/types.incoming-response`, and every failure of the user
 //! worker becomes a typed `dispatch-error`; 0.3.0's pass-through
 //! ([`passthrough`]) forwards the dispatch worker's own request and answers
-//! with a user worker's response without the guest copying either. Guests that cannot pass
-//! `wasi:http` resources to that import (JavaScript) reach the same
-//! machinery with `fetch("http://<script>.dispatch.internal/…")`
+//! with a user worker's response without the guest copying either. Guests
+//! that cannot pass `wasi:http` resources to that import (JavaScript) reach
+//! the same machinery with `fetch("http://<script>.dispatch.internal/…")`
 //! ([`fetch`]), which the HTTP capability routes here through its
 //! [`InternalRoute`] hook.
 //!
