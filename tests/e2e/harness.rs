@@ -518,6 +518,20 @@ impl Berth {
         reply.json()["result"].clone()
     }
 
+    /// Waits until no guest runs any more: every live instance is an idle
+    /// warm one. A reused instance goes back to its pool just after its
+    /// guest returns, which may be after the client has the whole response;
+    /// sequential requests that count instances or reuse wait for this
+    /// instead of racing it.
+    pub async fn settle(&self) {
+        eventually("the last guest to finish", || async {
+            let stats = self.runtime_stats().await;
+            let live = stats["pool"]["component_instances"].as_u64();
+            (live == stats["warm_idle_instances"].as_u64()).then_some(())
+        })
+        .await
+    }
+
     /// Runs the `berth` CLI as a client of this server.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_berth"))

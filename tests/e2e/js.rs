@@ -234,22 +234,12 @@ async fn js_fetch_and_warm_reuse_of_an_exported_handler() {
         berth.deploy("default", name, wasm("js_tenant_reuse")).await;
     }
     let berth = &berth;
-    // A reused instance goes back to its pool once its guest has finished,
-    // which can be a moment after the client has the whole response. These
-    // requests are sequential, not a race: after each, wait until no guest
-    // runs any more (every live instance is an idle warm one).
-    let settle = || async move {
-        eventually("the last guest to finish", || async {
-            let stats = berth.runtime_stats().await;
-            let live = stats["pool"]["component_instances"].as_u64();
-            (live == stats["warm_idle_instances"].as_u64()).then_some(())
-        })
-        .await
-    };
+    // These requests are sequential, not a race: after each, wait until
+    // the guest has finished and its instance is back (`settle`).
     let count = |script: &'static str| async move {
         let reply = berth.get(&format!("{script}.localhost"), "/count").await;
         assert_eq!(reply.status, 200, "{}", reply.text());
-        settle().await;
+        berth.settle().await;
         reply.text()
     };
     // Not opted in: a fresh instance per request, like every script.
@@ -289,10 +279,10 @@ async fn js_fetch_and_warm_reuse_of_an_exported_handler() {
     assert_eq!(patch.status, 200, "{}", patch.text());
     let kept = berth.get("warm.localhost", "/remember?v=warm-secret").await;
     assert_eq!(kept.text(), "remembered warm-secret\n");
-    settle().await;
+    berth.settle().await;
     let recall = berth.get("other.localhost", "/recall").await;
     assert_eq!(recall.text(), "recalled (nothing) 0\n");
-    settle().await;
+    berth.settle().await;
     let recall = berth.get("warm.localhost", "/recall").await;
     assert_eq!(recall.text(), "recalled warm-secret 65536\n");
 
@@ -302,7 +292,7 @@ async fn js_fetch_and_warm_reuse_of_an_exported_handler() {
             .get("warm.localhost", &format!("/fetch?url={url}"))
             .await;
         assert_eq!(reply.text(), "fetched 200: upstream ok", "round {round}");
-        settle().await;
+        berth.settle().await;
         let body = "x".repeat(100_000 + round);
         let echo = berth
             .send(
@@ -314,7 +304,7 @@ async fn js_fetch_and_warm_reuse_of_an_exported_handler() {
         assert_eq!(echo.status, 200);
         assert_eq!(echo.header("x-method").as_deref(), Some("POST"));
         assert_eq!(echo.text(), body, "round {round}");
-        settle().await;
+        berth.settle().await;
     }
     assert_eq!(hits.load(Ordering::SeqCst), 4);
 
@@ -343,7 +333,7 @@ async fn js_fetch_and_warm_reuse_of_an_exported_handler() {
         .send(berth.admin_request(Method::DELETE, "/v1/namespaces/default/scripts/other"))
         .await;
     assert_eq!(deleted.status, 200, "{}", deleted.text());
-    settle().await;
+    berth.settle().await;
     assert_eq!(berth.runtime_stats().await["warm_idle_instances"], 1);
     let (gated, gate) = gated_upstream().await;
     let burst: Vec<_> = (0..12)
@@ -374,7 +364,7 @@ async fn js_fetch_and_warm_reuse_of_an_exported_handler() {
         let reply = request.await.unwrap().unwrap();
         assert_eq!(reply.text().await.unwrap(), "fetched 200: upstream ok");
     }
-    settle().await;
+    berth.settle().await;
     // Back in the pool: at most `reuse_max_idle` (default 4) stay.
     let stats = berth.runtime_stats().await;
     assert_eq!(stats["warm_idle_instances"], 4, "{stats}");

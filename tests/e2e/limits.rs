@@ -592,7 +592,13 @@ async fn warm_reuse_keeps_globals_per_script_and_discards_failed_instances() {
     deploy_limited(&berth, "warm", json!({})).await;
     deploy_limited(&berth, "other", json!({})).await;
     let berth = &berth;
-    let count = |host: &'static str| async move { berth.get(host, "/count").await.text() };
+    // Each count waits until the guest has finished: a reused instance
+    // goes back to its pool just after the client has the response.
+    let count = |host: &'static str| async move {
+        let text = berth.get(host, "/count").await.text();
+        berth.settle().await;
+        text
+    };
     // Default: a fresh instance per request.
     for _ in 0..3 {
         assert_eq!(count("warm.localhost").await, "1");
