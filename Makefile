@@ -248,9 +248,12 @@ soak: build ## 100 tenants, well-behaved and hostile, for SOAK_SECONDS (default 
 	BERTH=$(BERTH) WASM_DIR=$(WASM_DIR) SOAK_SECONDS=$(SOAK_SECONDS) $(HOST_TARGET_DIR)/release/examples/soak
 
 .PHONY: lint
-lint: ## rustfmt check and clippy with warnings denied
+lint: ## rustfmt check, clippy and rustdoc (public and private items) with warnings denied
 	cargo fmt --all --check
 	CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" CARGO_TARGET_DIR=$(HOST_TARGET_DIR) cargo doc --workspace --no-deps
+	RUSTDOCFLAGS="-D warnings -A rustdoc::private_intra_doc_links" CARGO_TARGET_DIR=$(HOST_TARGET_DIR) \
+	  cargo doc --workspace --no-deps --document-private-items
 
 CARGO_FUZZ_VER   := 0.13.2
 FUZZ_SECONDS     ?= 60

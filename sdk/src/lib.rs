@@ -33,7 +33,7 @@
 //! Build for `wasm32-wasip2`; the result targets the
 //! `berth:platform/dispatch-worker` world.
 //!
-//! User workers can also use [`kv`] (wasm32 only): the script's own
+//! User workers can also use the `kv` module (wasm32 only): the script's own
 //! key-value bucket.
 //!
 //! On every target the crate also carries the host's error contract:

@@ -23,7 +23,7 @@ pub const MAX_VARS_BYTES: usize = 64 << 10;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptMetadata {
-    /// Labels for the script (at most [`MAX_TAGS`]; no `,` or `&`).
+    /// Labels for the script (at most `MAX_TAGS`; no `,` or `&`).
     /// Each field left out keeps the value of the previous version.
     #[serde(default)]
     pub tags: Option<Vec<String>>,

@@ -29,7 +29,7 @@ pub enum NameError {
     /// The string is empty.
     #[error("name must not be empty")]
     Empty,
-    /// The string is longer than [`MAX_NAME_LEN`].
+    /// The string is longer than `MAX_NAME_LEN` (63).
     #[error("name {0:?} is longer than {MAX_NAME_LEN} characters")]
     TooLong(String),
     /// The string contains a character outside `a-z0-9-`.

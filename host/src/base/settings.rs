@@ -23,7 +23,7 @@ use super::records::{AssetConfig, NamespaceRecord, ScriptRecord};
 
 /// A script's settings as the API shows and patches them. On the wire the
 /// isolation settings are flat (`"isolation": "reuse"` beside
-/// `"reuse_max_requests"`, …; see [`ScriptSettingsWire`]).
+/// `"reuse_max_requests"`, …; see `ScriptSettingsWire`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "ScriptSettingsWire", into = "ScriptSettingsWire")]
 pub struct ScriptSettings {

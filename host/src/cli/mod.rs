@@ -88,7 +88,7 @@ pub struct ClientArgs {
         global = true
     )]
     pub admin_url: String,
-    /// Admin token (default: BERTH_ADMIN_TOKEN, else <data-dir>/admin-token).
+    /// Admin token (default: BERTH_ADMIN_TOKEN, else DATA_DIR/admin-token).
     #[arg(long, global = true, hide_env_values = true)]
     pub token: Option<String>,
     /// The server's data dir: where `serve` keeps its data (overrides

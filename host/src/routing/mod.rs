@@ -5,7 +5,7 @@
 //! `[[dispatch]]` entry ([`table`]) goes to that entry's dispatch worker
 //! (which calls user workers itself); any other host goes to the default
 //! namespace's hostname table, then the built-in subdomain router
-//! ([`builtin`]: first label → script), or gets 404 when it is disabled.
+//! ([`builtin`](mod@builtin): first label → script), or gets 404 when it is disabled.
 //! Failures become `x-berth-error` responses through the one error map
 //! ([`WorkerError::to_http`]). No admin route exists here.
 //!

@@ -4,9 +4,9 @@
 //! The seam is four small traits by area — [`Catalog`] (namespaces and
 //! scripts), [`Blobs`] (content-addressed bytes and artifacts),
 //! [`Hostnames`] and [`KvStore`] — and [`NamespaceStore`], any type that
-//! has all four. Two backends: [`SledStore`](sled_store::SledStore), one
+//! has all four. Two backends: [`SledStore`], one
 //! machine's embedded database (the default), and
-//! [`NatsStore`](nats::NatsStore), many hosts over one NATS JetStream
+//! [`NatsStore`], many hosts over one NATS JetStream
 //! (`[store] backend = "nats"`, see docs/scale-out.md). A shared backend
 //! reports writes made by other hosts through [`Catalog::changes`] so the
 //! runtime can drop what it cached. This module depends on the
@@ -349,7 +349,7 @@ pub trait KvStore: Send + Sync + 'static {
     fn kv_get(&self, bucket: &KvBucket, key: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Sets a value (durable when this returns). Refused with
     /// [`StoreError::KvQuota`] when the bucket would hold more than `quota`
-    /// (keys, or bytes of keys and values; see [`kv_usage`]), and with
+    /// (keys, or bytes of keys and values; see the `kv_usage` module), and with
     /// [`StoreError::BucketGone`] when the bucket's generation is not the
     /// script's current one.
     fn kv_set(&self, bucket: &KvBucket, key: &str, value: &[u8], quota: KvQuota)

@@ -2,7 +2,7 @@
 //! `WasiHttpHooks` for one invocation — who is calling, which rules apply,
 //! the subrequest count, the hop count, the dispatch worker's outbound
 //! parameters and outbound worker — built for each call from its
-//! [`CallContext`](crate::capabilities::CallContext).
+//! [`CallContext`].
 
 use std::sync::Arc;
 

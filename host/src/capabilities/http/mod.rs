@@ -2,7 +2,7 @@
 //!
 //! Every `wasi:http/outgoing-handler.handle` call of every guest — user
 //! workers, dispatch workers, outbound workers — reaches
-//! [`EgressHooks::send_request`]; guests get no sockets, so there is no
+//! [`EgressHooks`]'s `send_request`; guests get no sockets, so there is no
 //! other way out. In order, a request is:
 //!
 //! 1. counted against the invocation's `subrequests` limit;

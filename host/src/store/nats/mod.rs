@@ -23,7 +23,7 @@
 //!   the dashboard's cluster view (see `presence.rs`).
 //!
 //! The client runs on a small runtime of its own; the store's methods are
-//! blocking like every [`NamespaceStore`]'s and wait for it.
+//! blocking like every [`NamespaceStore`](crate::store::NamespaceStore)'s and wait for it.
 //! This module never touches the runtime, routing or the API.
 
 mod blobs;

@@ -1,7 +1,7 @@
-//! [`NamespaceStore`] on an embedded sled database.
+//! [`NamespaceStore`](crate::store::NamespaceStore) on an embedded sled database.
 //!
 //! Layout (one sled tree each):
-//! - `namespaces`: `<ns>` → JSON [`NamespaceRecord`]
+//! - `namespaces`: `<ns>` → JSON [`NamespaceRecord`](crate::store::NamespaceRecord)
 //! - `scripts`: `<ns>/<script>` → JSON [`ScriptRecord`] (names cannot contain `/`)
 //! - `blobs`: `<sha256>` → component bytes, shared by every script with that content
 //! - `blob_refs`: `<sha256>` → big-endian u64 count of scripts using the blob
@@ -9,7 +9,7 @@
 //! - `hostnames`: `<ns>/<hostname>` → script name
 //! - `asset_owners`: `<ns>\0<sha256>` → empty: the namespace uploaded it
 //! - `kv_buckets`: `<ns>/<script>\0<generation, 8 bytes BE><key>` → value
-//! - `kv_bucket_usage`: `<ns>/<script>\0<generation>` → [`KvUsage`]
+//! - `kv_bucket_usage`: `<ns>/<script>\0<generation>` → [`KvUsage`](crate::store::kv_usage::KvUsage)
 //!
 //! One file per area trait: [`catalog`], [`blobs`], [`hostnames`], [`kv`].
 //!
@@ -159,7 +159,7 @@ fn release_blob(blobs: &TransactionalTree, refs: &TransactionalTree, sha: &str) 
 
 impl SledStore {
     /// Opens (creating if needed) the store under `dir`, with script
-    /// secrets sealed by `sealer` (see [`super::seal`]).
+    /// secrets sealed by `sealer` (see the store's `seal` module).
     pub fn open_sealed(dir: &Path, sealer: Sealer) -> StoreResult<Self> {
         let mut store = Self::open(dir)?;
         store.sealer = Some(sealer);
