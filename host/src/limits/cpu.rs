@@ -24,7 +24,7 @@ pub fn now() -> Instant {
 }
 
 /// CPU time after which a running guest yields to the scheduler at every
-/// epoch tick (see [`CpuMeter::should_yield`]).
+/// epoch tick (see [`CpuMeter::tick`]).
 pub const YIELD_AFTER: Duration = Duration::from_millis(10);
 
 /// The shorter slice of a tenant that recently ran a request past
@@ -213,6 +213,35 @@ impl Clock {
             Some(Stamp::Cpu(since)) => thread_cpu_now().saturating_sub(since),
         };
     }
+
+    /// Charges the open segment up to `now` and opens the next one there
+    /// (an epoch tick inside a poll). On the thread's own clock that is
+    /// one clock read, not one to close and another to open.
+    fn roll(&mut self, now: Instant) {
+        match self.since {
+            None => {}
+            Some(Stamp::Cpu(since)) => {
+                let at = thread_cpu_now();
+                self.used += at.saturating_sub(since);
+                self.since = Some(Stamp::Cpu(at));
+            }
+            Some(Stamp::Wall(_)) => {
+                self.close(now);
+                self.open(now);
+            }
+        }
+    }
+}
+
+/// What the guest does after an epoch tick ([`CpuMeter::tick`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tick {
+    /// Budget left and still inside its slice: keep running.
+    Continue,
+    /// Budget left but past its slice: yield ([`CpuMeter::yield_now`]).
+    Yield,
+    /// The budget ran out: trap with the CPU limit.
+    Exceeded,
 }
 
 impl Shared {
@@ -256,30 +285,31 @@ impl CpuMeter {
     }
 
     /// At an epoch tick: charges the running segment up to `now` (the next
-    /// one starts there) and says whether budget remains. `false` sets
-    /// [`CpuMeter::limit_hit`].
-    pub fn tick(&mut self, now: Instant) -> bool {
+    /// one starts there) and says what the guest does next, from one look
+    /// at the clock. [`Tick::Exceeded`] sets [`CpuMeter::limit_hit`], and
+    /// every later tick says so too.
+    ///
+    /// A guest yields only once it has run longer than its slice in this
+    /// request. Short requests never yield: a yield parks the task behind
+    /// every other runnable one, which showed up as a ~30 ms p99 at a 2 ms
+    /// median; a guest that keeps computing yields at every tick once past
+    /// its slice, so it cannot starve others.
+    pub fn tick(&mut self, now: Instant) -> Tick {
         let used = {
             let mut clock = self.shared.clock();
-            if clock.since.is_some() {
-                clock.close(now);
-                clock.open(now);
-            }
+            clock.roll(now);
             clock.used
         };
         if used > self.budget {
             self.limit_hit = true;
         }
-        !self.limit_hit
-    }
-
-    /// Whether the guest has run long enough in this request that it should
-    /// yield at ticks. Short requests never yield: a yield parks the task
-    /// behind every other runnable one, which showed up as a ~30 ms p99 at
-    /// a 2 ms median; a guest that keeps computing yields at every tick
-    /// once past its slice, so it cannot starve others.
-    pub fn should_yield(&self) -> bool {
-        self.used() >= self.yield_after
+        if self.limit_hit {
+            Tick::Exceeded
+        } else if used >= self.yield_after {
+            Tick::Yield
+        } else {
+            Tick::Continue
+        }
     }
 
     /// A future to yield with at a tick: it gives the scheduler a turn.
@@ -397,15 +427,19 @@ mod tests {
         // that waited ~1 s for I/O: the future was pending meanwhile.
         poll_span(&meter, t0, t0 + ms(2));
         meter.shared.clock().open(t0 + ms(1000));
-        assert!(meter.tick(t0 + ms(1002)), "4 ms of 4.5");
+        assert_eq!(meter.tick(t0 + ms(1002)), Tick::Continue, "4 ms of 4.5");
         assert_eq!(meter.used(), ms(4));
         // The tick started the next segment where it charged the last.
-        assert!(!meter.tick(t0 + us(1_002_800)), "4.8 ms > 4.5 ms");
+        assert_eq!(
+            meter.tick(t0 + us(1_002_800)),
+            Tick::Exceeded,
+            "4.8 ms > 4.5 ms"
+        );
         assert!(meter.limit_hit);
         assert_eq!(meter.used(), us(4800));
         meter.shared.clock().close(t0 + us(1_002_900));
         assert_eq!(meter.used(), us(4900), "the poll's end charges the rest");
-        assert!(!meter.tick(t0 + ms(2000)), "still over");
+        assert_eq!(meter.tick(t0 + ms(2000)), Tick::Exceeded, "still over");
         assert_eq!(meter.used(), us(4900), "no poll running, nothing charged");
     }
 
@@ -449,11 +483,9 @@ mod tests {
         let ms = Duration::from_millis;
         let mut meter = CpuMeter::new(ms(1000), None).with_yield_after(ms(3));
         meter.shared.clock().open(t0);
-        assert!(meter.tick(t0 + ms(2)));
-        assert!(!meter.should_yield(), "2 ms of CPU: keep going");
-        assert!(meter.tick(t0 + ms(4)));
+        assert_eq!(meter.tick(t0 + ms(2)), Tick::Continue, "2 ms of CPU");
+        assert_eq!(meter.tick(t0 + ms(4)), Tick::Yield, "past its 3 ms slice");
         assert_eq!(meter.used(), ms(4), "the segment after a tick is counted");
-        assert!(meter.should_yield(), "past its 3 ms slice");
         assert_eq!(meter.yields(), 0, "yields are counted when handed out");
     }
 
@@ -482,6 +514,41 @@ mod tests {
             "the computing part is charged: {charged:?}"
         );
         assert!(charged < ms(150), "the 200 ms off-CPU are not: {charged:?}");
+    }
+
+    /// On the thread's own clock a tick charges the segment so far and the
+    /// next segment starts at the same reading: consecutive ticks charge
+    /// every bit of CPU between them, none twice.
+    #[test]
+    fn ticks_on_the_thread_clock_charge_each_stretch_once() {
+        let ms = Duration::from_millis;
+        let mut meter = CpuMeter::new(Duration::from_secs(10), None)
+            .with_yield_after(Duration::from_secs(10));
+        let t0 = Instant::now();
+        poll_span(&meter, t0, t0 + PRECISE_AFTER);
+        let opened = meter.used();
+        let start = thread_cpu_now();
+        meter.shared.clock().open(Instant::now());
+        let mut x = 0u64;
+        for _ in 0..3 {
+            let burn = thread_cpu_now();
+            while thread_cpu_now() - burn < ms(2) {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+            assert_eq!(meter.tick(Instant::now()), Tick::Continue);
+            assert!(
+                matches!(meter.shared.clock().since, Some(Stamp::Cpu(_))),
+                "a tick leaves a segment open on the thread clock"
+            );
+        }
+        meter.shared.clock().close(Instant::now());
+        let charged = meter.used() - opened;
+        let spent = thread_cpu_now() - start;
+        assert!(charged >= ms(6), "three 2 ms stretches: {charged:?}");
+        assert!(
+            charged <= spent,
+            "never more than the thread computed ({spent:?}): {charged:?}"
+        );
     }
 
     /// A stand-in for an invocation: counts its polls and is pending until

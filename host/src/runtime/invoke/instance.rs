@@ -20,6 +20,7 @@ use super::InvokeOptions;
 use super::plan::Plan;
 use crate::base::error::{WorkerError, one_line};
 use crate::capabilities::{CallContext, Capabilities, WorkerRequest, WorkerResponse};
+use crate::limits::cpu::Tick;
 use crate::limits::host_memory::HostBudget;
 use crate::limits::{CpuMeter, HostMemory};
 use crate::runtime::reuse::Idle;
@@ -230,18 +231,16 @@ fn fill_fuel(store: &mut Store<WorkerState>, fuel: Option<u64>) {
 fn meter_cpu(store: &mut Store<WorkerState>) {
     store.epoch_deadline_callback(|mut ctx| {
         let cpu = &mut ctx.data_mut().cpu;
-        if !cpu.tick(crate::limits::cpu::now()) {
-            Err(wasmtime::Error::msg("cpu time limit exceeded"))
-        } else if cpu.should_yield() {
-            Ok(UpdateDeadline::YieldCustom(1, cpu.yield_now()))
-        } else {
-            Ok(UpdateDeadline::Continue(1))
+        match cpu.tick(crate::limits::cpu::now()) {
+            Tick::Continue => Ok(UpdateDeadline::Continue(1)),
+            Tick::Yield => Ok(UpdateDeadline::YieldCustom(1, cpu.yield_now())),
+            Tick::Exceeded => Err(wasmtime::Error::msg("cpu time limit exceeded")),
         }
     });
 }
 
 /// Without CPU accounting: the same yielding policy, by tick count (see
-/// `CpuMeter::should_yield`).
+/// `CpuMeter::tick`).
 fn yield_by_ticks(store: &mut Store<WorkerState>) {
     let mut ticks = 0u32;
     store.epoch_deadline_callback(move |_| {
