@@ -501,12 +501,7 @@ mod tests {
         let before = meter.used();
         meter.shared.clock().open(Instant::now());
         std::thread::sleep(ms(200)); // off-CPU: not the guest's time
-        // 15 ms of this thread's own CPU, however long that takes.
-        let burn = thread_cpu_now();
-        let mut x = 0u64;
-        while thread_cpu_now() - burn < ms(15) {
-            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-        }
+        burn(ms(15));
         meter.shared.clock().close(Instant::now());
         let charged = meter.used() - before;
         assert!(
@@ -516,25 +511,30 @@ mod tests {
         assert!(charged < ms(150), "the 200 ms off-CPU are not: {charged:?}");
     }
 
+    /// Computes for `cpu` of this thread's own CPU, however long that takes.
+    fn burn(cpu: Duration) {
+        let from = thread_cpu_now();
+        let mut x = 0u64;
+        while thread_cpu_now() - from < cpu {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+    }
+
     /// On the thread's own clock a tick charges the segment so far and the
     /// next segment starts at the same reading: consecutive ticks charge
     /// every bit of CPU between them, none twice.
     #[test]
     fn ticks_on_the_thread_clock_charge_each_stretch_once() {
         let ms = Duration::from_millis;
-        let mut meter = CpuMeter::new(Duration::from_secs(10), None)
-            .with_yield_after(Duration::from_secs(10));
+        let mut meter =
+            CpuMeter::new(Duration::from_secs(10), None).with_yield_after(Duration::from_secs(10));
         let t0 = Instant::now();
         poll_span(&meter, t0, t0 + PRECISE_AFTER);
         let opened = meter.used();
         let start = thread_cpu_now();
         meter.shared.clock().open(Instant::now());
-        let mut x = 0u64;
         for _ in 0..3 {
-            let burn = thread_cpu_now();
-            while thread_cpu_now() - burn < ms(2) {
-                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-            }
+            burn(ms(2));
             assert_eq!(meter.tick(Instant::now()), Tick::Continue);
             assert!(
                 matches!(meter.shared.clock().since, Some(Stamp::Cpu(_))),
